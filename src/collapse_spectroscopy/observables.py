@@ -1,0 +1,200 @@
+"""Per-latent observables and truncated distortions of a trained VAE (SPEC §3, §4).
+
+All quantities are averages over the *whole* evaluation split, computed from the
+posterior parameters ``mu(x) = A x + a`` and ``logs2(x) = B x + b`` and accumulated in
+float64 over chunks (so memory stays bounded on 150k+ samples).
+
+Per latent ``j``:
+
+- ``m_j = mean mu_j^2``               posterior mean square (raw, not centred)
+- ``v_j = mean exp(logs2_j)``         mean posterior variance
+- ``l_j = mean logs2_j``              mean posterior log-variance
+- ``R_j = 1/2 (m_j + v_j - 1 - l_j)``  KL rate, nats
+- ``rho_j = m_j / (m_j + v_j)``       signal fraction (order parameter)
+- ``q_j = m_j + v_j``                 latent scale
+- ``J_j = log v_j - l_j >= 0``        Jensen gap
+
+Latents are ranked by ``rho`` descending (rank 1 = most active). The truncated
+distortion ``Dn_k`` keeps the ``k`` highest-ranked latents at their posterior means and
+prunes the rest to 0 (the prior mean), or, in the variant, to their training-split mean
+of ``mu``; it is normalized by ``E_eval ||x - xbar_train||^2`` so that ``Dn_0 = 1`` when the
+decoder bias is the training mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+CHUNK = 65536
+
+
+@dataclass
+class Moments:
+    """First and second moments of the posterior means over a split (float64)."""
+
+    n: int
+    mean_mu: np.ndarray       # (K,)   E mu
+    mean_mu2: np.ndarray      # (K,)   E mu^2
+    mean_s2: np.ndarray       # (K,)   E exp(logs2)
+    mean_logs2: np.ndarray    # (K,)   E logs2
+    mu_mu: np.ndarray         # (K, K) E mu mu^T
+    r_mu: np.ndarray          # (d, K) E (x - c) mu^T
+    mean_r: np.ndarray        # (d,)   E (x - c)
+    r2: float                 # E ||x - c||^2
+    x_ref2: float             # E ||x - xbar_ref||^2 (the normalizer)
+
+
+def _check(params: dict, x: np.ndarray, name: str = "evaluation split") -> None:
+    d = params["W"].shape[0]
+    if x.ndim != 2 or x.shape[1] != d:
+        raise InputError(f"{name}: expected an array of shape (n, {d}), got {x.shape}")
+    if x.shape[0] == 0:
+        raise InputError(f"{name}: is empty (0 samples)")
+
+
+def posterior_moments(params: dict, x: np.ndarray, x_ref_mean: np.ndarray,
+                      chunk: int = CHUNK) -> Moments:
+    """Accumulate the moments of the posterior over ``x`` in float64, chunk by chunk."""
+    _check(params, x)
+    A, a, B, b, W, c = (params[k] for k in ("A", "a", "B", "b", "W", "c"))
+    K, d = A.shape
+    acc = {k: 0.0 for k in ("mu", "mu2", "s2", "ls2", "mumu", "rmu", "r", "r2", "ref2")}
+    x_ref_mean = np.asarray(x_ref_mean, dtype=np.float64)
+    for start in range(0, x.shape[0], chunk):
+        xc = np.asarray(x[start:start + chunk], dtype=np.float64)
+        mu = xc @ A.T + a
+        ls2 = xc @ B.T + b
+        r = xc - c
+        acc["mu"] = acc["mu"] + mu.sum(0)
+        acc["mu2"] = acc["mu2"] + np.einsum("nk,nk->k", mu, mu)
+        acc["s2"] = acc["s2"] + np.exp(ls2).sum(0)
+        acc["ls2"] = acc["ls2"] + ls2.sum(0)
+        acc["mumu"] = acc["mumu"] + mu.T @ mu
+        acc["rmu"] = acc["rmu"] + r.T @ mu
+        acc["r"] = acc["r"] + r.sum(0)
+        acc["r2"] = acc["r2"] + np.einsum("nd,nd->", r, r)
+        xr = xc - x_ref_mean
+        acc["ref2"] = acc["ref2"] + np.einsum("nd,nd->", xr, xr)
+    n = x.shape[0]
+    return Moments(n=n, mean_mu=acc["mu"] / n, mean_mu2=acc["mu2"] / n, mean_s2=acc["s2"] / n,
+                   mean_logs2=acc["ls2"] / n, mu_mu=acc["mumu"] / n, r_mu=acc["rmu"] / n,
+                   mean_r=acc["r"] / n, r2=float(acc["r2"] / n), x_ref2=float(acc["ref2"] / n))
+
+
+def per_latent(mom: Moments) -> dict[str, np.ndarray]:
+    """The per-latent observables ``m, v, l, R, rho, q, J`` (raw latent order)."""
+    m, v, l = mom.mean_mu2, mom.mean_s2, mom.mean_logs2
+    q = m + v
+    return {
+        "posterior_mean_square": m,
+        "posterior_variance": v,
+        "posterior_log_variance": l,
+        "kl_rate": 0.5 * (m + v - 1.0 - l),
+        "signal_fraction": m / q,
+        "latent_scale": q,
+        "jensen_gap": np.log(v) - l,
+    }
+
+
+def rank_by_signal_fraction(rho: np.ndarray) -> np.ndarray:
+    """Latent indices ordered by ``rho`` descending (stable, so ties keep index order)."""
+    return np.argsort(-np.asarray(rho), kind="stable")
+
+
+def truncated_distortions(mom: Moments, W: np.ndarray, order: np.ndarray,
+                          offset: np.ndarray | None = None) -> np.ndarray:
+    """``Dn_k``, ``k = 0..K``: keep latents ``order[:k]`` at their posterior means.
+
+    Pruned latents are set to ``offset`` (default 0, the prior mean; the variant passes the
+    training-split mean of ``mu``). Computed exactly from the moments: with
+    ``u = mu - offset`` and ``r0 = x - c - W offset``, the residual of keeping set ``S`` is
+    ``r0 - W_S u_S`` and its mean square expands into ``E||r0||^2 - 2 sum_S W_i.E[r0 u_i] +
+    sum_{S x S} (W_i.W_j) E[u_i u_j]``, accumulated over the ranked order in float64.
+    """
+    K = W.shape[1]
+    o = np.zeros(K) if offset is None else np.asarray(offset, dtype=np.float64)
+    Wo = W @ o
+    uu = mom.mu_mu - np.outer(mom.mean_mu, o) - np.outer(o, mom.mean_mu) + np.outer(o, o)
+    r_u = mom.r_mu - np.outer(mom.mean_r, o) - np.outer(Wo, mom.mean_mu) + np.outer(Wo, o)
+    r0_2 = mom.r2 - 2.0 * Wo @ mom.mean_r + Wo @ Wo
+    W_o, uu_o, ru_o = W[:, order], uu[np.ix_(order, order)], r_u[:, order]
+    g = np.einsum("dk,dk->k", W_o, ru_o)                 # W_i . E[r0 u_i]
+    H = (W_o.T @ W_o) * uu_o                             # (W_i.W_j) E[u_i u_j]
+    # sum over the leading k x k block of H: add row k's lower triangle twice, diagonal once
+    lower = np.tril(H, -1).sum(axis=1)
+    quad = np.cumsum(2.0 * lower + np.diag(H))
+    sq = np.concatenate([[r0_2], r0_2 - 2.0 * np.cumsum(g) + quad])
+    return sq / mom.x_ref2
+
+
+def sampled_distortion(params: dict, x: np.ndarray, x_ref_mean: np.ndarray, seed: int,
+                       chunk: int = CHUNK) -> float:
+    """Normalized distortion of a *sampled* reconstruction, one noise draw per sample.
+
+    The noise comes from ``numpy.random.default_rng(seed)``, so it is reproducible.
+    """
+    _check(params, x)
+    A, a, B, b, W, c = (params[k] for k in ("A", "a", "B", "b", "W", "c"))
+    rng = np.random.default_rng(seed)
+    num = ref = 0.0
+    for start in range(0, x.shape[0], chunk):
+        xc = np.asarray(x[start:start + chunk], dtype=np.float64)
+        mu, ls2 = xc @ A.T + a, xc @ B.T + b
+        z = mu + np.exp(0.5 * ls2) * rng.standard_normal(mu.shape)
+        num += np.square(xc - z @ W.T - c).sum()
+        ref += np.square(xc - x_ref_mean).sum()
+    return float(num / ref)
+
+
+@dataclass
+class Observables:
+    """Everything measured at one scan point, latents in ranked order (rank 1 first)."""
+
+    per_latent: dict[str, np.ndarray]       # each (K,), ranked
+    latent_index: np.ndarray                # (K,) raw index of the latent at each rank
+    train_mean_mu: np.ndarray               # (K,) ranked: training-split mean of mu
+    truncated_distortion: np.ndarray        # (K+1,) pruned to 0
+    truncated_distortion_train_mean: np.ndarray  # (K+1,) pruned to the training mean of mu
+    distortion_posterior_mean: float        # Dn with every latent at its mean
+    distortion_sampled: float               # Dn of a sampled reconstruction
+    rate: float                             # sum_j R_j, nats
+    n_eval: int
+
+
+def measure(params: dict, x_eval: np.ndarray, x_train: np.ndarray, seed: int = 0,
+            chunk: int = CHUNK) -> Observables:
+    """All observables of SPEC §3-4 for a trained model on an evaluation split.
+
+    ``x_train`` supplies ``xbar_train`` (the normalizer's reference) and the training mean
+    of ``mu`` (the pruning variant). ``seed`` fixes the noise of the sampled distortion.
+    """
+    _check(params, x_train, "training split")
+    x_train_mean = np.zeros(params["W"].shape[0])
+    for start in range(0, x_train.shape[0], chunk):
+        x_train_mean += np.asarray(x_train[start:start + chunk], dtype=np.float64).sum(0)
+    x_train_mean /= x_train.shape[0]
+    train_mu = x_train_mean @ params["A"].T + params["a"]  # mu is affine: mean of mu = mu(mean)
+    mom = posterior_moments(params, x_eval, x_train_mean, chunk)
+    obs = per_latent(mom)
+    if not all(np.all(np.isfinite(v)) for v in obs.values()):
+        raise InputError("observables are not finite: the model's posterior overflowed "
+                         "(check the training log for divergence)")
+    order = rank_by_signal_fraction(obs["signal_fraction"])
+    W = params["W"]
+    dn = truncated_distortions(mom, W, order)
+    dn_mean = truncated_distortions(mom, W, order, offset=train_mu)
+    return Observables(
+        per_latent={k: v[order] for k, v in obs.items()},
+        latent_index=order,
+        train_mean_mu=train_mu[order],
+        truncated_distortion=dn,
+        truncated_distortion_train_mean=dn_mean,
+        distortion_posterior_mean=float(dn[-1]),
+        distortion_sampled=sampled_distortion(params, x_eval, x_train_mean, seed, chunk),
+        rate=float(obs["kl_rate"].sum()),
+        n_eval=int(x_eval.shape[0]),
+    )

@@ -1,0 +1,72 @@
+"""One scan-point job: load the prepared dataset, train at (T, seed), measure, write.
+
+This is what ``collapse-spectroscopy train`` (and so each Snakemake scan job) runs. The
+weights and the training log are written first and the scan-point NetCDF file last, each
+atomically: the ``.nc`` file exists only when the whole job succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import observables, scanfile, spectra
+from .errors import InputError
+from .io import atomic_path
+from .prepared import load_prepared
+from .training import TrainConfig, train_scan_point
+
+
+def set_threads(threads: int) -> None:
+    """Pin torch and the BLAS pools to ``threads`` so parallel jobs do not oversubscribe."""
+    if int(threads) != threads or threads < 1:
+        raise InputError(f"threads = {threads!r}: expected an integer >= 1")
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(int(threads))
+    threadpool_limits(int(threads))
+
+
+def default_paths(out: Path, weights: Path | None, log: Path | None) -> tuple[Path, Path]:
+    out = Path(out)
+    return (Path(weights) if weights else out.with_suffix(".pt"),
+            Path(log) if log else out.with_suffix(".log.csv"))
+
+
+def train_point(*, data, temperature: float, seed: int, out, weights=None, log=None,
+                latents: int = 32, sigma2: float = 1.0, training: dict | None = None,
+                eval_split: str = "test", threads: int = 1) -> Path:
+    """Train and measure one scan point; return the path of the scan-point file."""
+    import torch
+
+    set_threads(threads)
+    out = Path(out)
+    if out.suffix != ".nc":
+        raise InputError(f"--out {str(out)!r}: expected a .nc file name")
+    weights, log = default_paths(out, weights, log)
+    try:
+        config = TrainConfig(**(training or {}))
+    except TypeError as exc:
+        raise InputError(f"unknown training option: {exc}") from exc
+    ds = load_prepared(data)
+    result = train_scan_point(ds.x_train, ds.x_val, temperature, seed, latents=latents,
+                              sigma2=sigma2, config=config)
+    params = result.model.numpy_params()
+    x_eval = ds.split(eval_split)
+    obs = observables.measure(params, x_eval, ds.x_train, seed=seed)
+    point = scanfile.scan_point_dataset(
+        temperature=temperature, seed=seed, obs=obs, train=result,
+        pca_ratio=spectra.pca_spectrum(ds.x_train),
+        pca_eval_distortion=spectra.pca_eval_distortion(ds.x_train, x_eval),
+        true_spectrum=ds.true_spectrum,
+        attrs={"sigma2": sigma2, "eval_split": eval_split, "dataset": os.fspath(data),
+               "features": ",".join(ds.feature_names), "training": vars(config)})
+    with atomic_path(weights) as tmp:
+        torch.save({"state_dict": result.model.state_dict(), "d": result.model.d,
+                    "latents": result.model.latents, "temperature": temperature,
+                    "seed": seed, "beta": result.beta}, tmp)
+    with atomic_path(log) as tmp:
+        result.log.to_csv(tmp, index=False)
+    scanfile.write(point, out)
+    return out

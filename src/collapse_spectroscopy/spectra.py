@@ -1,0 +1,233 @@
+"""The collapse, utility and PCA spectra of a temperature scan (SPEC §4).
+
+Pure functions on arrays; :func:`spectra_table` assembles the table the workflow writes
+as ``spectra.csv`` (one row per ranked mode; the column names are a contract).
+
+- **Collapse spectrum**: for ranked mode ``k`` the fixed-exponent law
+  ``rho_k(T) = 1 - T/T_k`` fitted by least squares on the points with ``rho_k > rho_min``
+  (seeds pooled): ``1/T_k = sum T_i (1 - rho_i) / sum T_i^2``. A free-exponent fit
+  ``rho = 1 - (T/T_k)^gamma`` is a diagnostic.
+- **Utility spectrum**: ``Dn*_k`` is the best (lowest) truncated distortion over the scan,
+  ``u_k = Dn*_{k-1} - Dn*_k`` with ``Dn*_0 = 1``, in float64.
+- **PCA spectrum**: eigenvalues of the training covariance, ``lambda_k / V``, and the PCA
+  truncation distortion ``1 - sum_{i<=k} lambda_i / V``; also the split-matched PCA
+  utility on the evaluation split (train principal components applied to it).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import OptimizeWarning, curve_fit
+
+RHO_MIN = 0.05
+MIN_FIT_POINTS = 2      # the fixed-exponent fit has one parameter: two points make it a fit
+MIN_FREE_FIT_POINTS = 3  # the free-exponent fit has two
+
+SPECTRA_COLUMNS = ["rank", "collapse_threshold", "fit_points", "free_exponent", "utility",
+                   "best_distortion", "pca_ratio", "pca_distortion"]
+
+
+@dataclass
+class ThresholdFit:
+    """A collapse-threshold fit of one ranked mode."""
+
+    threshold: float        # T_k (NaN when the fit could not be made)
+    points: int             # scan points with rho > rho_min
+    note: str = ""          # why the threshold is NaN, empty when it is not
+
+
+def fixed_exponent_threshold(temperature, rho, rho_min: float = RHO_MIN,
+                             min_points: int = MIN_FIT_POINTS) -> ThresholdFit:
+    """Least-squares ``T_k`` of ``rho = 1 - T/T_k`` over the points with ``rho > rho_min``.
+
+    Minimizing ``sum (1 - rho_i - T_i / T_k)^2`` over ``1/T_k`` gives the closed form
+    ``1/T_k = sum T_i (1 - rho_i) / sum T_i^2``.
+    """
+    t, r = _fit_points(temperature, rho, rho_min)
+    if t.size < min_points:
+        return ThresholdFit(np.nan, int(t.size),
+                            f"{t.size} point(s) with rho > {rho_min:g}, need {min_points}")
+    inv = np.sum(t * (1.0 - r)) / np.sum(t * t)
+    if not inv > 0:
+        return ThresholdFit(np.nan, int(t.size), "rho does not fall with T (1/T_k <= 0)")
+    return ThresholdFit(float(1.0 / inv), int(t.size))
+
+
+def free_exponent_fit(temperature, rho, rho_min: float = RHO_MIN,
+                      min_points: int = MIN_FREE_FIT_POINTS) -> tuple[float, float, str]:
+    """Diagnostic fit of ``rho = 1 - (T/T_k)^gamma``: returns ``(T_k, gamma, note)``.
+
+    Least squares in ``rho`` over the points with ``rho > rho_min``, parameterized by
+    ``log T_k`` and ``gamma``, started from the fixed-exponent fit with ``gamma = 1``.
+    """
+    t, r = _fit_points(temperature, rho, rho_min)
+    if t.size < min_points:
+        return np.nan, np.nan, f"{t.size} point(s) with rho > {rho_min:g}, need {min_points}"
+    start = fixed_exponent_threshold(t, r, rho_min=-np.inf, min_points=1).threshold
+    if not np.isfinite(start):
+        start = float(np.max(t))
+
+    def model(logt, log_tk, gamma):
+        return 1.0 - np.exp(gamma * (logt - log_tk))
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)
+            (log_tk, gamma), _ = curve_fit(model, np.log(t), r, p0=(np.log(start), 1.0),
+                                           maxfev=5000)
+    except (RuntimeError, ValueError) as exc:
+        return np.nan, np.nan, f"free-exponent fit failed: {exc}"
+    return float(np.exp(log_tk)), float(gamma), ""
+
+
+def _fit_points(temperature, rho, rho_min):
+    t = np.asarray(temperature, dtype=np.float64).ravel()
+    r = np.asarray(rho, dtype=np.float64).ravel()
+    keep = np.isfinite(t) & np.isfinite(r) & (r > rho_min)
+    return t[keep], r[keep]
+
+
+def best_distortions(truncated) -> np.ndarray:
+    """``Dn*_k``: the lowest ``Dn_k`` over all scan points (any leading dims), ``k = 0..K``.
+
+    ``Dn*_0`` is 1 by definition (SPEC §4), whatever the split's own ``Dn_0``.
+    """
+    dn = np.asarray(truncated, dtype=np.float64)
+    best = np.nanmin(dn.reshape(-1, dn.shape[-1]), axis=0)
+    best[0] = 1.0
+    return best
+
+
+def utilities(best) -> np.ndarray:
+    """``u_k = Dn*_{k-1} - Dn*_k``, ``k = 1..K`` (float64)."""
+    return -np.diff(np.asarray(best, dtype=np.float64))
+
+
+def pca_spectrum(x_train) -> np.ndarray:
+    """Normalized eigenvalues ``lambda_k / V`` of the training covariance, descending.
+
+    float64 throughout (an exactly dependent feature has eigenvalue ~1e-16, SPEC §7b);
+    population covariance, the convention of ``V`` in :func:`.training.total_variance`.
+    """
+    lam, _ = _pca(x_train)
+    return lam / lam.sum()
+
+
+def _pca(x_train):
+    x = np.asarray(x_train, dtype=np.float64)
+    cov = np.cov(x, rowvar=False, bias=True)
+    lam, vecs = np.linalg.eigh(np.atleast_2d(cov))
+    order = np.argsort(lam)[::-1]
+    return np.clip(lam[order], 0.0, None), vecs[:, order]
+
+
+def pca_truncation_distortion(ratio) -> np.ndarray:
+    """``1 - sum_{i<=k} lambda_i / V`` for ``k = 0..d`` (length d + 1)."""
+    r = np.asarray(ratio, dtype=np.float64)
+    return 1.0 - np.concatenate([[0.0], np.cumsum(r)])
+
+
+def pca_eval_distortion(x_train, x_eval) -> np.ndarray:
+    """Split-matched PCA reference: ``Dn_k`` on ``x_eval`` of the train-PCA truncation.
+
+    Train principal components (and train mean) applied to the evaluation split,
+    normalized by ``E_eval ||x - xbar_train||^2`` as the VAE's truncated distortions are.
+    Returns ``k = 0..d``.
+    """
+    _, vecs = _pca(x_train)
+    mean = np.asarray(x_train, dtype=np.float64).mean(axis=0)
+    xe = np.asarray(x_eval, dtype=np.float64) - mean
+    proj2 = np.square(xe @ vecs).mean(axis=0)       # variance along each train PC
+    total = np.square(xe).sum(axis=1).mean()
+    return 1.0 - np.concatenate([[0.0], np.cumsum(proj2)]) / total
+
+
+def spectra_table(temperature, rho, truncated, pca_ratio=None, pca_eval=None,
+                  rho_min: float = RHO_MIN) -> pd.DataFrame:
+    """The spectra table: one row per ranked mode ``k = 1..K``.
+
+    Parameters
+    ----------
+    temperature : (P,) temperature of each scan point (seeds flattened into P).
+    rho : (P, K) ranked signal fractions at each scan point.
+    truncated : (P, K+1) truncated distortions ``Dn_k``.
+    pca_ratio : (d,) training ``lambda_k / V`` (rows beyond d get NaN).
+    pca_eval : (d+1,) split-matched PCA truncation distortion on the evaluation split.
+    """
+    t = np.asarray(temperature, dtype=np.float64)
+    rho = np.asarray(rho, dtype=np.float64)
+    K = rho.shape[1]
+    best = best_distortions(truncated)
+    rows = []
+    for k in range(K):
+        fit = fixed_exponent_threshold(t, rho[:, k], rho_min)
+        free_tk, gamma, free_note = free_exponent_fit(t, rho[:, k], rho_min)
+        rows.append({"rank": k + 1, "collapse_threshold": fit.threshold,
+                     "fit_points": fit.points, "free_exponent": gamma,
+                     "free_threshold": free_tk, "utility": best[k] - best[k + 1],
+                     "best_distortion": best[k + 1], "fit_note": fit.note or free_note})
+    df = pd.DataFrame(rows)
+    df["pca_ratio"] = _pad(pca_ratio, K)
+    df["pca_distortion"] = _pad(None if pca_ratio is None
+                                else pca_truncation_distortion(pca_ratio)[1:], K)
+    df["pca_eval_utility"] = _pad(None if pca_eval is None else -np.diff(pca_eval), K)
+    extra = [c for c in df.columns if c not in SPECTRA_COLUMNS]
+    return df[SPECTRA_COLUMNS + extra]
+
+
+def _pad(values, n):
+    out = np.full(n, np.nan)
+    if values is not None:
+        v = np.asarray(values, dtype=np.float64)[:n]
+        out[: v.size] = v
+    return out
+
+
+def scan_arrays(scan):
+    """Flatten a gathered scan's (T, seed) points into ``(T, rho, Dn)`` arrays.
+
+    Points that were not run (NaN rho) are dropped. Returns ``T`` (P,), ``rho`` (P, K),
+    ``Dn`` (P, K+1).
+    """
+    rho = scan["signal_fraction"].transpose("T", "seed", "latent").values
+    dn = scan["truncated_distortion"].transpose("T", "seed", "k").values
+    t = np.broadcast_to(scan["T"].values[:, None], rho.shape[:2])
+    P = rho.shape[0] * rho.shape[1]
+    rho, dn, t = rho.reshape(P, -1), dn.reshape(P, -1), t.reshape(P)
+    ran = np.all(np.isfinite(rho), axis=1)
+    return t[ran], rho[ran], dn[ran]
+
+
+def summarize(scan, rho_min: float = RHO_MIN):
+    """The spectra table of a gathered scan, and a JSON-ready summary of the run."""
+    t, rho, dn = scan_arrays(scan)
+    pca_ratio = scan["pca_ratio"].values
+    pca_eval = scan["pca_eval_distortion"].values if "pca_eval_distortion" in scan else None
+    table = spectra_table(t, rho, dn, pca_ratio, pca_eval, rho_min=rho_min)
+    fitted = table.dropna(subset=["collapse_threshold"])
+    fitted = fitted[fitted["pca_ratio"] > 0]
+    ratio = fitted["collapse_threshold"] / fitted["pca_ratio"]
+    util = table[(table["pca_ratio"] > 0) & (table["utility"] > 0)]
+    stop = scan["stop_reason"].values.ravel() if "stop_reason" in scan else []
+    summary = {
+        "scan_points": int(t.size),
+        "temperatures": int(np.unique(t).size),
+        "T_range": [float(t.min()), float(t.max())],
+        "seeds": [int(s) for s in scan["seed"].values],
+        "latents": int(scan.sizes["latent"]),
+        "features": int(scan.sizes["mode"]),
+        "rho_min": rho_min,
+        "modes_with_threshold": int(table["collapse_threshold"].notna().sum()),
+        "max_active_latents": int((rho > rho_min).sum(axis=1).max()),
+        "threshold_over_pca": {int(r): float(v) for r, v in zip(fitted["rank"], ratio, strict=True)},
+        "utility_over_pca": {int(r): float(u / p) for r, u, p in
+                             zip(util["rank"], util["utility"], util["pca_ratio"], strict=True)},
+        "stop_reasons": {str(k): int(v) for k, v in
+                         zip(*np.unique([s for s in stop if isinstance(s, str)],
+                                        return_counts=True), strict=True)},
+    }
+    return table, summary

@@ -1,0 +1,238 @@
+"""Equilibrium training of one scan point (SPEC §5).
+
+Minibatch Adam on ``L = D + beta R`` with ``beta = T V / sigma2``; the whole validation split
+is evaluated every ``eval_every`` updates, training stops after ``patience`` updates
+without improvement (or at ``max_updates``), and the best-validation weights are kept.
+
+Choices the paper leaves open, made here and written down:
+
+- **Batches**: an epoch is a seeded random permutation of the training split cut into
+  consecutive batches; the last batch of an epoch may be short (499,599 samples at batch
+  256 make the paper's 1952 batches).
+- **Validation loss**: the beta-VAE loss averaged *exactly* over the reparameterization
+  noise (:func:`collapse_spectroscopy.model.expected_loss`), so early stopping is not
+  driven by Monte-Carlo noise of the validation pass.
+- **Seeds**: one integer seeds three independent streams (initialization, batch order,
+  reparameterization noise) through :class:`numpy.random.SeedSequence`; on CPU the same
+  seed gives bit-identical weights.
+- **Engine**: ``fast`` (hand-written gradients, :mod:`.engines`) by default; ``autograd``
+  is the reference implementation with the same batches, noise and Adam formula.
+- **Patience**: an int >= 1 is a count of updates; a float in (0, 1) a fraction of
+  ``max_updates`` (the paper: 0.1 of 500,000 = 50,000).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .engines import ENGINES
+from .errors import InputError, TrainingError
+from .model import LinearVAE, expected_loss
+from .units import temperature_to_beta
+
+LOG_COLUMNS = ["update", "train_loss", "val_loss", "val_distortion", "val_rate", "elapsed_s"]
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of equilibrium training (defaults: the paper's protocol, SPEC §5)."""
+
+    learning_rate: float = 1e-3
+    batch_size: int = 256
+    max_updates: int = 500_000
+    patience: float = 0.1
+    eval_every: int = 1000
+    device: str = "auto"
+    dtype: str = "float32"
+    engine: str = "fast"
+    progress: bool | None = None  # None: a progress bar only on a terminal
+
+    def validate(self) -> None:
+        def bad(key, expected):
+            raise InputError(f"training.{key} = {getattr(self, key)!r}: expected {expected}")
+
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            bad("learning_rate", "a finite number > 0")
+        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
+            bad("batch_size", "an integer >= 1")
+        if int(self.max_updates) != self.max_updates or self.max_updates < 1:
+            bad("max_updates", "an integer >= 1")
+        if int(self.eval_every) != self.eval_every or self.eval_every < 1:
+            bad("eval_every", "an integer >= 1")
+        if not (self.patience > 0):
+            bad("patience", "an update count >= 1 or a fraction of max_updates in (0, 1)")
+        if self.patience >= 1 and int(self.patience) != self.patience:
+            bad("patience", "an integer count when >= 1")
+        if self.engine not in ENGINES:
+            bad("engine", f"one of {', '.join(ENGINES)}")
+        if self.dtype not in ("float32", "float64"):
+            bad("dtype", "'float32' or 'float64'")
+
+    @property
+    def patience_updates(self) -> int:
+        """Patience as a number of updates."""
+        if self.patience < 1:
+            return max(1, int(round(self.patience * self.max_updates)))
+        return int(self.patience)
+
+
+@dataclass
+class TrainResult:
+    """The outcome of training one scan point."""
+
+    model: LinearVAE          # best-validation weights, on the CPU
+    log: pd.DataFrame         # one row per validation pass (LOG_COLUMNS)
+    updates_run: int
+    best_update: int
+    best_val_loss: float
+    stop_reason: str          # "early_stopping" or "max_updates"
+    beta: float
+    total_variance: float
+    elapsed_s: float
+    device: str
+    engine: str
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"device {device!r} is not a torch device: {exc}") from exc
+
+
+def total_variance(x: np.ndarray) -> float:
+    """``V = trace Cov(x)`` of the training split (population convention, float64)."""
+    return float(np.asarray(x, dtype=np.float64).var(axis=0).sum())
+
+
+def seed_streams(seed: int) -> tuple[int, int, int]:
+    """Independent integer seeds for initialization, batch order and noise."""
+    s = np.random.SeedSequence(int(seed)).generate_state(3, dtype=np.uint32)
+    return int(s[0]), int(s[1]), int(s[2])
+
+
+def check_inputs(x_train, x_val, temperature, sigma2, latents) -> None:
+    """Reject bad shapes, empty splits, non-finite data and non-positive T with a clear error."""
+    for name, x in (("training split", x_train), ("validation split", x_val)):
+        if x.ndim != 2:
+            raise InputError(f"{name}: expected a 2-D array (samples x features), got {x.shape}")
+        if x.shape[0] == 0:
+            raise InputError(f"{name}: is empty (0 samples)")
+        if not np.all(np.isfinite(x)):
+            raise InputError(f"{name}: holds {int(np.count_nonzero(~np.isfinite(x)))} "
+                             "non-finite values (NaN/inf)")
+    if x_val.shape[1] != x_train.shape[1]:
+        raise InputError(f"validation split has {x_val.shape[1]} features, "
+                         f"training split {x_train.shape[1]}")
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise InputError(f"temperature T = {temperature!r}: expected a finite number > 0")
+    if not (np.isfinite(sigma2) and sigma2 > 0):
+        raise InputError(f"model.sigma2 = {sigma2!r}: expected a finite number > 0")
+    if int(latents) != latents or latents < 1:
+        raise InputError(f"model.latents = {latents!r}: expected an integer >= 1")
+
+
+def train_scan_point(x_train: np.ndarray, x_val: np.ndarray, temperature: float, seed: int = 0,
+                     latents: int = 32, sigma2: float = 1.0,
+                     config: TrainConfig | None = None) -> TrainResult:
+    """Train the linear VAE at temperature ``T`` to equilibrium (SPEC §5).
+
+    Parameters
+    ----------
+    x_train, x_val : (n, d) arrays, standardized with the training statistics.
+    temperature : the normalized temperature ``T`` (SPEC §2); ``beta = T V / sigma2``.
+    seed : fixes initialization, batch order and noise.
+    latents : ``K``.
+    sigma2 : decoder variance of the Gaussian likelihood.
+    """
+    config = config or TrainConfig()
+    config.validate()
+    check_inputs(x_train, x_val, temperature, sigma2, latents)
+    device = resolve_device(config.device)
+    dtype = getattr(torch, config.dtype)
+    V = total_variance(x_train)
+    beta = temperature_to_beta(temperature, V, sigma2)
+    s_init, s_shuffle, s_noise = seed_streams(seed)
+
+    model = LinearVAE(x_train.shape[1], latents, generator=torch.Generator().manual_seed(s_init),
+                      dtype=dtype).to(device)
+    xt = torch.as_tensor(np.asarray(x_train), dtype=dtype, device=device)
+    xv = torch.as_tensor(np.asarray(x_val), dtype=dtype, device=device)
+    g_shuffle = torch.Generator().manual_seed(s_shuffle)  # CPU: same batches on any device
+    g_noise = torch.Generator(device=device).manual_seed(s_noise)
+    engine = ENGINES[config.engine](model, beta, sigma2, config.learning_rate)
+
+    n, bs, K = xt.shape[0], int(config.batch_size), int(latents)
+    patience, every = config.patience_updates, int(config.eval_every)
+    # per-update batch losses of the current validation window, kept on the device so the
+    # hot loop never waits for a device-to-host copy; checked at each validation pass
+    losses = torch.empty(every, dtype=dtype, device=device)
+    best_loss, best_update, best_state = math.inf, 0, None
+    rows, update, window = [], 0, 0
+    stop_reason = "max_updates"
+    t0 = time.perf_counter()
+    bar = tqdm(total=config.max_updates, disable=_bar_disabled(config.progress),
+               desc=f"T={temperature:.4g} seed={seed}", unit="upd", smoothing=0.1)
+    try:
+        while stop_reason == "max_updates" and update < config.max_updates:
+            perm = torch.randperm(n, generator=g_shuffle).to(device)
+            for start in range(0, n, bs):
+                xb = xt[perm[start:start + bs]]
+                eps = torch.randn(xb.shape[0], K, generator=g_noise, device=device, dtype=dtype)
+                losses[window] = engine.step(xb, eps)
+                update += 1
+                window += 1
+                if window < every and update < config.max_updates:
+                    continue
+                window_losses = losses[:window].cpu().numpy()
+                bad = np.flatnonzero(~np.isfinite(window_losses))
+                if bad.size:
+                    raise TrainingError(
+                        f"non-finite training loss ({window_losses[bad[0]]}) at "
+                        f"T={temperature:g} (beta={beta:g}), seed={seed}, "
+                        f"update {update - window + int(bad[0]) + 1}")
+                val, dist, rate = expected_loss(engine.sync_model(), xv, beta, sigma2)
+                if not math.isfinite(val):
+                    raise TrainingError(f"non-finite validation loss at T={temperature:g}, "
+                                        f"seed={seed}, update {update}")
+                rows.append((update, float(window_losses.mean()), val, dist, rate,
+                             time.perf_counter() - t0))
+                window = 0
+                if val < best_loss:
+                    best_loss, best_update = val, update
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                bar.update(update - bar.n)
+                bar.set_postfix(best_val=f"{best_loss:.5g}", refresh=False)
+                if update >= config.max_updates:
+                    break
+                if update - best_update >= patience:
+                    stop_reason = "early_stopping"
+                    break
+    finally:
+        bar.close()
+    model.load_state_dict(best_state)
+    return TrainResult(
+        model=model.cpu(), log=pd.DataFrame(rows, columns=LOG_COLUMNS), updates_run=update,
+        best_update=best_update, best_val_loss=best_loss, stop_reason=stop_reason, beta=beta,
+        total_variance=V, elapsed_s=time.perf_counter() - t0, device=str(device),
+        engine=engine.name,
+    )
+
+
+def _bar_disabled(progress: bool | None):
+    # tqdm's disable=None means "off when not a terminal": quiet in logs, shown on a tty.
+    return None if progress is None else not progress
+
+
+def config_dict(config: TrainConfig) -> dict:
+    return asdict(config)
