@@ -98,10 +98,10 @@ class FastEngine:
         # short), then reused in place.
         if self._buffers_for != nb:
             p = self.p
-            self.h = p.new_empty(nb, 2 * self.K)          # [mu, logs2]
-            self.dh = p.new_empty(nb, 2 * self.K)         # [dmu, dlogs2]
+            self.h = p.new_empty(nb, 2 * self.K)  # [mu, logs2]
+            self.dh = p.new_empty(nb, 2 * self.K)  # [dmu, dlogs2]
             self.s = p.new_empty(nb, self.K)
-            self.z1 = p.new_ones(nb, self.K + 1)          # [z, 1]
+            self.z1 = p.new_ones(nb, self.K + 1)  # [z, 1]
             self.r = p.new_empty(nb, self.d)
             self._buffers_for = nb
 
@@ -117,23 +117,23 @@ class FastEngine:
         z = z1[:, :K]
         beta, inv_n = self.beta, 1.0 / nb
 
-        torch.addmm(E[:, d], xb, E[:, :d].T, out=h)                 # h = x E^T + e
-        torch.mul(ls, 0.5, out=s).exp_()                            # s = exp(logs2/2)
-        torch.addcmul(mu, s, eps, out=z)                            # z = mu + s eps
-        torch.addmm(Wc[:, K], z, W.T, out=r).sub_(xb)               # r = xhat - x
+        torch.addmm(E[:, d], xb, E[:, :d].T, out=h)  # h = x E^T + e
+        torch.mul(ls, 0.5, out=s).exp_()  # s = exp(logs2/2)
+        torch.addcmul(mu, s, eps, out=z)  # z = mu + s eps
+        torch.addmm(Wc[:, K], z, W.T, out=r).sub_(xb)  # r = xhat - x
         # loss (for the log and the finiteness check): D + beta R, batch mean
         s2 = s.square()
         kl = (mu.square() + s2 - ls).sum() - nb * K
         loss = (r.square().sum() / (2.0 * self.sigma2) + 0.5 * beta * kl) * inv_n
         # backward
-        r.mul_(inv_n / self.sigma2)                                 # G
-        torch.mm(r.T, z1, out=self.gWc)                             # [dW, dc]
-        torch.mm(r, W, out=dmu)                                     # dz
-        dls.copy_(dmu).mul_(eps).mul_(s).mul_(0.5)                  # dz eps s / 2
-        dls.add_(s2.sub_(1.0), alpha=0.5 * beta * inv_n)            # + beta (s2-1) / (2n)
-        dmu.add_(mu, alpha=beta * inv_n)                            # + beta mu / n
-        torch.mm(dh.T, xb, out=self.gE[:, :d])                      # d[A;B]
-        torch.sum(dh, dim=0, out=self.gE[:, d])                     # d[a;b]
+        r.mul_(inv_n / self.sigma2)  # G
+        torch.mm(r.T, z1, out=self.gWc)  # [dW, dc]
+        torch.mm(r, W, out=dmu)  # dz
+        dls.copy_(dmu).mul_(eps).mul_(s).mul_(0.5)  # dz eps s / 2
+        dls.add_(s2.sub_(1.0), alpha=0.5 * beta * inv_n)  # + beta (s2-1) / (2n)
+        dmu.add_(mu, alpha=beta * inv_n)  # + beta mu / n
+        torch.mm(dh.T, xb, out=self.gE[:, :d])  # d[A;B]
+        torch.sum(dh, dim=0, out=self.gE[:, d])  # d[a;b]
         self._adam()
         return loss
 
@@ -142,8 +142,8 @@ class FastEngine:
         # The formula of torch.optim.Adam (amsgrad off, no weight decay), fused.
         b1, b2 = ADAM_BETAS
         self.t += 1
-        bc1 = 1.0 - b1 ** self.t
-        bc2_sqrt = (1.0 - b2 ** self.t) ** 0.5
+        bc1 = 1.0 - b1**self.t
+        bc2_sqrt = (1.0 - b2**self.t) ** 0.5
         self.m.lerp_(self.g, 1.0 - b1)
         self.v.mul_(b2).addcmul_(self.g, self.g, value=1.0 - b2)
         denom = self.v.sqrt().div_(bc2_sqrt).add_(ADAM_EPS)

@@ -63,13 +63,17 @@ class LinearVAE(nn.Module):
 
     def numpy_params(self) -> dict[str, np.ndarray]:
         """The affine maps as float64 arrays ``A, a, B, b, W, c`` (for the observables)."""
+
         def f(t):
             return t.detach().cpu().to(torch.float64).numpy().copy()
 
         return {
-            "A": f(self.enc_mean.weight), "a": f(self.enc_mean.bias),
-            "B": f(self.enc_logvar.weight), "b": f(self.enc_logvar.bias),
-            "W": f(self.dec.weight), "c": f(self.dec.bias),
+            "A": f(self.enc_mean.weight),
+            "a": f(self.enc_mean.bias),
+            "B": f(self.enc_logvar.weight),
+            "b": f(self.enc_logvar.bias),
+            "W": f(self.dec.weight),
+            "c": f(self.dec.bias),
         }
 
 
@@ -78,8 +82,9 @@ def kl_per_latent(mu: torch.Tensor, logs2: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.square() + logs2.exp() - 1.0 - logs2)
 
 
-def sampled_loss(model: LinearVAE, x: torch.Tensor, eps: torch.Tensor, beta: float,
-                 sigma2: float = 1.0):
+def sampled_loss(
+    model: LinearVAE, x: torch.Tensor, eps: torch.Tensor, beta: float, sigma2: float = 1.0
+):
     """Minibatch beta-VAE loss with reparameterization noise ``eps`` (SPEC §1).
 
     Returns ``(L, D, R)``, each the mean over the batch.

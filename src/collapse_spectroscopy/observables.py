@@ -37,15 +37,15 @@ class Moments:
     """First and second moments of the posterior means over a split (float64)."""
 
     n: int
-    mean_mu: np.ndarray       # (K,)   E mu
-    mean_mu2: np.ndarray      # (K,)   E mu^2
-    mean_s2: np.ndarray       # (K,)   E exp(logs2)
-    mean_logs2: np.ndarray    # (K,)   E logs2
-    mu_mu: np.ndarray         # (K, K) E mu mu^T
-    r_mu: np.ndarray          # (d, K) E (x - c) mu^T
-    mean_r: np.ndarray        # (d,)   E (x - c)
-    r2: float                 # E ||x - c||^2
-    x_ref2: float             # E ||x - xbar_ref||^2 (the normalizer)
+    mean_mu: np.ndarray  # (K,)   E mu
+    mean_mu2: np.ndarray  # (K,)   E mu^2
+    mean_s2: np.ndarray  # (K,)   E exp(logs2)
+    mean_logs2: np.ndarray  # (K,)   E logs2
+    mu_mu: np.ndarray  # (K, K) E mu mu^T
+    r_mu: np.ndarray  # (d, K) E (x - c) mu^T
+    mean_r: np.ndarray  # (d,)   E (x - c)
+    r2: float  # E ||x - c||^2
+    x_ref2: float  # E ||x - xbar_ref||^2 (the normalizer)
 
 
 def _check(params: dict, x: np.ndarray, name: str = "evaluation split") -> None:
@@ -56,8 +56,9 @@ def _check(params: dict, x: np.ndarray, name: str = "evaluation split") -> None:
         raise InputError(f"{name}: is empty (0 samples)")
 
 
-def posterior_moments(params: dict, x: np.ndarray, x_ref_mean: np.ndarray,
-                      chunk: int = CHUNK) -> Moments:
+def posterior_moments(
+    params: dict, x: np.ndarray, x_ref_mean: np.ndarray, chunk: int = CHUNK
+) -> Moments:
     """Accumulate the moments of the posterior over ``x`` in float64, chunk by chunk."""
     _check(params, x)
     A, a, B, b, W, c = (params[k] for k in ("A", "a", "B", "b", "W", "c"))
@@ -65,7 +66,7 @@ def posterior_moments(params: dict, x: np.ndarray, x_ref_mean: np.ndarray,
     acc = {k: 0.0 for k in ("mu", "mu2", "s2", "ls2", "mumu", "rmu", "r", "r2", "ref2")}
     x_ref_mean = np.asarray(x_ref_mean, dtype=np.float64)
     for start in range(0, x.shape[0], chunk):
-        xc = np.asarray(x[start:start + chunk], dtype=np.float64)
+        xc = np.asarray(x[start : start + chunk], dtype=np.float64)
         mu = xc @ A.T + a
         ls2 = xc @ B.T + b
         r = xc - c
@@ -80,9 +81,18 @@ def posterior_moments(params: dict, x: np.ndarray, x_ref_mean: np.ndarray,
         xr = xc - x_ref_mean
         acc["ref2"] = acc["ref2"] + np.einsum("nd,nd->", xr, xr)
     n = x.shape[0]
-    return Moments(n=n, mean_mu=acc["mu"] / n, mean_mu2=acc["mu2"] / n, mean_s2=acc["s2"] / n,
-                   mean_logs2=acc["ls2"] / n, mu_mu=acc["mumu"] / n, r_mu=acc["rmu"] / n,
-                   mean_r=acc["r"] / n, r2=float(acc["r2"] / n), x_ref2=float(acc["ref2"] / n))
+    return Moments(
+        n=n,
+        mean_mu=acc["mu"] / n,
+        mean_mu2=acc["mu2"] / n,
+        mean_s2=acc["s2"] / n,
+        mean_logs2=acc["ls2"] / n,
+        mu_mu=acc["mumu"] / n,
+        r_mu=acc["rmu"] / n,
+        mean_r=acc["r"] / n,
+        r2=float(acc["r2"] / n),
+        x_ref2=float(acc["ref2"] / n),
+    )
 
 
 def per_latent(mom: Moments) -> dict[str, np.ndarray]:
@@ -105,8 +115,9 @@ def rank_by_signal_fraction(rho: np.ndarray) -> np.ndarray:
     return np.argsort(-np.asarray(rho), kind="stable")
 
 
-def truncated_distortions(mom: Moments, W: np.ndarray, order: np.ndarray,
-                          offset: np.ndarray | None = None) -> np.ndarray:
+def truncated_distortions(
+    mom: Moments, W: np.ndarray, order: np.ndarray, offset: np.ndarray | None = None
+) -> np.ndarray:
     """``Dn_k``, ``k = 0..K``: keep latents ``order[:k]`` at their posterior means.
 
     Pruned latents are set to ``offset`` (default 0, the prior mean; the variant passes the
@@ -122,8 +133,8 @@ def truncated_distortions(mom: Moments, W: np.ndarray, order: np.ndarray,
     r_u = mom.r_mu - np.outer(mom.mean_r, o) - np.outer(Wo, mom.mean_mu) + np.outer(Wo, o)
     r0_2 = mom.r2 - 2.0 * Wo @ mom.mean_r + Wo @ Wo
     W_o, uu_o, ru_o = W[:, order], uu[np.ix_(order, order)], r_u[:, order]
-    g = np.einsum("dk,dk->k", W_o, ru_o)                 # W_i . E[r0 u_i]
-    H = (W_o.T @ W_o) * uu_o                             # (W_i.W_j) E[u_i u_j]
+    g = np.einsum("dk,dk->k", W_o, ru_o)  # W_i . E[r0 u_i]
+    H = (W_o.T @ W_o) * uu_o  # (W_i.W_j) E[u_i u_j]
     # sum over the leading k x k block of H: add row k's lower triangle twice, diagonal once
     lower = np.tril(H, -1).sum(axis=1)
     quad = np.cumsum(2.0 * lower + np.diag(H))
@@ -131,8 +142,9 @@ def truncated_distortions(mom: Moments, W: np.ndarray, order: np.ndarray,
     return sq / mom.x_ref2
 
 
-def sampled_distortion(params: dict, x: np.ndarray, x_ref_mean: np.ndarray, seed: int,
-                       chunk: int = CHUNK) -> float:
+def sampled_distortion(
+    params: dict, x: np.ndarray, x_ref_mean: np.ndarray, seed: int, chunk: int = CHUNK
+) -> float:
     """Normalized distortion of a *sampled* reconstruction, one noise draw per sample.
 
     The noise comes from ``numpy.random.default_rng(seed)``, so it is reproducible.
@@ -142,7 +154,7 @@ def sampled_distortion(params: dict, x: np.ndarray, x_ref_mean: np.ndarray, seed
     rng = np.random.default_rng(seed)
     num = ref = 0.0
     for start in range(0, x.shape[0], chunk):
-        xc = np.asarray(x[start:start + chunk], dtype=np.float64)
+        xc = np.asarray(x[start : start + chunk], dtype=np.float64)
         mu, ls2 = xc @ A.T + a, xc @ B.T + b
         z = mu + np.exp(0.5 * ls2) * rng.standard_normal(mu.shape)
         num += np.square(xc - z @ W.T - c).sum()
@@ -154,19 +166,20 @@ def sampled_distortion(params: dict, x: np.ndarray, x_ref_mean: np.ndarray, seed
 class Observables:
     """Everything measured at one scan point, latents in ranked order (rank 1 first)."""
 
-    per_latent: dict[str, np.ndarray]       # each (K,), ranked
-    latent_index: np.ndarray                # (K,) raw index of the latent at each rank
-    train_mean_mu: np.ndarray               # (K,) ranked: training-split mean of mu
-    truncated_distortion: np.ndarray        # (K+1,) pruned to 0
+    per_latent: dict[str, np.ndarray]  # each (K,), ranked
+    latent_index: np.ndarray  # (K,) raw index of the latent at each rank
+    train_mean_mu: np.ndarray  # (K,) ranked: training-split mean of mu
+    truncated_distortion: np.ndarray  # (K+1,) pruned to 0
     truncated_distortion_train_mean: np.ndarray  # (K+1,) pruned to the training mean of mu
-    distortion_posterior_mean: float        # Dn with every latent at its mean
-    distortion_sampled: float               # Dn of a sampled reconstruction
-    rate: float                             # sum_j R_j, nats
+    distortion_posterior_mean: float  # Dn with every latent at its mean
+    distortion_sampled: float  # Dn of a sampled reconstruction
+    rate: float  # sum_j R_j, nats
     n_eval: int
 
 
-def measure(params: dict, x_eval: np.ndarray, x_train: np.ndarray, seed: int = 0,
-            chunk: int = CHUNK) -> Observables:
+def measure(
+    params: dict, x_eval: np.ndarray, x_train: np.ndarray, seed: int = 0, chunk: int = CHUNK
+) -> Observables:
     """All observables of SPEC §3-4 for a trained model on an evaluation split.
 
     ``x_train`` supplies ``xbar_train`` (the normalizer's reference) and the training mean
@@ -175,14 +188,16 @@ def measure(params: dict, x_eval: np.ndarray, x_train: np.ndarray, seed: int = 0
     _check(params, x_train, "training split")
     x_train_mean = np.zeros(params["W"].shape[0])
     for start in range(0, x_train.shape[0], chunk):
-        x_train_mean += np.asarray(x_train[start:start + chunk], dtype=np.float64).sum(0)
+        x_train_mean += np.asarray(x_train[start : start + chunk], dtype=np.float64).sum(0)
     x_train_mean /= x_train.shape[0]
     train_mu = x_train_mean @ params["A"].T + params["a"]  # mu is affine: mean of mu = mu(mean)
     mom = posterior_moments(params, x_eval, x_train_mean, chunk)
     obs = per_latent(mom)
     if not all(np.all(np.isfinite(v)) for v in obs.values()):
-        raise InputError("observables are not finite: the model's posterior overflowed "
-                         "(check the training log for divergence)")
+        raise InputError(
+            "observables are not finite: the model's posterior overflowed "
+            "(check the training log for divergence)"
+        )
     order = rank_by_signal_fraction(obs["signal_fraction"])
     W = params["W"]
     dn = truncated_distortions(mom, W, order)

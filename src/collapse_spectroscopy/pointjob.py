@@ -30,13 +30,26 @@ def set_threads(threads: int) -> None:
 
 def default_paths(out: Path, weights: Path | None, log: Path | None) -> tuple[Path, Path]:
     out = Path(out)
-    return (Path(weights) if weights else out.with_suffix(".pt"),
-            Path(log) if log else out.with_suffix(".log.csv"))
+    return (
+        Path(weights) if weights else out.with_suffix(".pt"),
+        Path(log) if log else out.with_suffix(".log.csv"),
+    )
 
 
-def train_point(*, data, temperature: float, seed: int, out, weights=None, log=None,
-                latents: int = 32, sigma2: float = 1.0, training: dict | None = None,
-                eval_split: str = "test", threads: int = 1) -> Path:
+def train_point(
+    *,
+    data,
+    temperature: float,
+    seed: int,
+    out,
+    weights=None,
+    log=None,
+    latents: int = 32,
+    sigma2: float = 1.0,
+    training: dict | None = None,
+    eval_split: str = "test",
+    threads: int = 1,
+) -> Path:
     """Train and measure one scan point; return the path of the scan-point file."""
     import torch
 
@@ -50,22 +63,40 @@ def train_point(*, data, temperature: float, seed: int, out, weights=None, log=N
     except TypeError as exc:
         raise InputError(f"unknown training option: {exc}") from exc
     ds = load_prepared(data)
-    result = train_scan_point(ds.x_train, ds.x_val, temperature, seed, latents=latents,
-                              sigma2=sigma2, config=config)
+    result = train_scan_point(
+        ds.x_train, ds.x_val, temperature, seed, latents=latents, sigma2=sigma2, config=config
+    )
     params = result.model.numpy_params()
     x_eval = ds.split(eval_split)
     obs = observables.measure(params, x_eval, ds.x_train, seed=seed)
     point = scanfile.scan_point_dataset(
-        temperature=temperature, seed=seed, obs=obs, train=result,
+        temperature=temperature,
+        seed=seed,
+        obs=obs,
+        train=result,
         pca_ratio=spectra.pca_spectrum(ds.x_train),
         pca_eval_distortion=spectra.pca_eval_distortion(ds.x_train, x_eval),
         true_spectrum=ds.true_spectrum,
-        attrs={"sigma2": sigma2, "eval_split": eval_split, "dataset": os.fspath(data),
-               "features": ",".join(ds.feature_names), "training": vars(config)})
+        attrs={
+            "sigma2": sigma2,
+            "eval_split": eval_split,
+            "dataset": os.fspath(data),
+            "features": ",".join(ds.feature_names),
+            "training": vars(config),
+        },
+    )
     with atomic_path(weights) as tmp:
-        torch.save({"state_dict": result.model.state_dict(), "d": result.model.d,
-                    "latents": result.model.latents, "temperature": temperature,
-                    "seed": seed, "beta": result.beta}, tmp)
+        torch.save(
+            {
+                "state_dict": result.model.state_dict(),
+                "d": result.model.d,
+                "latents": result.model.latents,
+                "temperature": temperature,
+                "seed": seed,
+                "beta": result.beta,
+            },
+            tmp,
+        )
     with atomic_path(log) as tmp:
         result.log.to_csv(tmp, index=False)
     scanfile.write(point, out)

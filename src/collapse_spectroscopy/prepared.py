@@ -64,15 +64,15 @@ class PreparedDataset:
         for name in SPLITS:
             x = self.split(name)
             if x.ndim != 2:
-                raise InputError(f"{source}: x_{name} must be 2-D (samples x features), "
-                                 f"got shape {x.shape}")
+                raise InputError(
+                    f"{source}: x_{name} must be 2-D (samples x features), got shape {x.shape}"
+                )
             if x.shape[0] == 0:
                 raise InputError(f"{source}: split {name!r} is empty (0 samples)")
             if d is None:
                 d = x.shape[1]
             elif x.shape[1] != d:
-                raise InputError(f"{source}: x_{name} has {x.shape[1]} features, "
-                                 f"x_train has {d}")
+                raise InputError(f"{source}: x_{name} has {x.shape[1]} features, x_train has {d}")
             if not np.all(np.isfinite(x)):
                 bad = int(np.count_nonzero(~np.isfinite(x)))
                 raise InputError(f"{source}: x_{name} holds {bad} non-finite values (NaN/inf)")
@@ -105,18 +105,27 @@ def load_prepared(path: str | os.PathLike) -> PreparedDataset:
     """Load a prepared dataset written by :meth:`PreparedDataset.save`, and validate it."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"prepared dataset {str(path)!r} does not exist "
-                         "(expected the .npz written by `collapse-spectroscopy prepare`)")
+        raise InputError(
+            f"prepared dataset {str(path)!r} does not exist "
+            "(expected the .npz written by `collapse-spectroscopy prepare`)"
+        )
     try:
         with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in ("x_train", "x_val", "x_test", "mean", "std",
-                                   "feature_names", "metadata") if k not in z.files]
+            missing = [
+                k
+                for k in ("x_train", "x_val", "x_test", "mean", "std", "feature_names", "metadata")
+                if k not in z.files
+            ]
             if missing:
-                raise InputError(f"prepared dataset {str(path)!r} lacks key(s) "
-                                 f"{', '.join(missing)}")
+                raise InputError(
+                    f"prepared dataset {str(path)!r} lacks key(s) {', '.join(missing)}"
+                )
             ds = PreparedDataset(
-                x_train=z["x_train"], x_val=z["x_val"], x_test=z["x_test"],
-                mean=z["mean"], std=z["std"],
+                x_train=z["x_train"],
+                x_val=z["x_val"],
+                x_test=z["x_test"],
+                mean=z["mean"],
+                std=z["std"],
                 feature_names=[str(s) for s in z["feature_names"]],
                 metadata=json.loads(str(z["metadata"])),
                 true_spectrum=z["true_spectrum"] if "true_spectrum" in z.files else None,
@@ -127,4 +136,3 @@ def load_prepared(path: str | os.PathLike) -> PreparedDataset:
         raise InputError(f"prepared dataset {str(path)!r} cannot be read as .npz: {exc}") from exc
     ds.validate(source=f"prepared dataset {str(path)!r}")
     return ds
-

@@ -25,44 +25,81 @@ def _patience(text: str) -> float:
 
 def register_train(sub) -> None:
     p = sub.add_parser(
-        "train", help="train one scan point (T, seed) and measure its observables",
+        "train",
+        help="train one scan point (T, seed) and measure its observables",
         description="Train the linear beta-VAE at one normalized temperature T "
         "(beta = T V / sigma2, SPEC §2) to equilibrium (Adam, early stopping on the "
         "validation split, best weights kept; SPEC §5), then measure the per-latent "
         "observables m, v, l, R, rho, q, J and the truncated distortions Dn_k on the "
         "evaluation split (SPEC §3-4). Writes the scan-point NetCDF file OUT, the "
         "best weights beside it (OUT with suffix .pt) and the training log (OUT with "
-        "suffix .log.csv: update, train loss, validation loss, distortion, rate).")
-    p.add_argument("--data", required=True, type=Path,
-                   help="prepared dataset (.npz from `collapse-spectroscopy prepare`)")
-    p.add_argument("--temperature", "-T", required=True, type=_positive_float,
-                   help="normalized temperature T > 0")
+        "suffix .log.csv: update, train loss, validation loss, distortion, rate).",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="prepared dataset (.npz from `collapse-spectroscopy prepare`)",
+    )
+    p.add_argument(
+        "--temperature",
+        "-T",
+        required=True,
+        type=_positive_float,
+        help="normalized temperature T > 0",
+    )
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--out", required=True, type=Path, help="scan-point file to write (.nc)")
-    p.add_argument("--weights", type=Path, help="where to save the best weights "
-                   "(default: OUT with suffix .pt)")
+    p.add_argument(
+        "--weights", type=Path, help="where to save the best weights (default: OUT with suffix .pt)"
+    )
     p.add_argument("--log", type=Path, help="training log CSV (default: OUT.log.csv)")
     p.add_argument("--latents", type=int, default=32, help="K, number of latents (default 32)")
-    p.add_argument("--sigma2", type=_positive_float, default=1.0,
-                   help="decoder variance sigma2 (default 1)")
+    p.add_argument(
+        "--sigma2", type=_positive_float, default=1.0, help="decoder variance sigma2 (default 1)"
+    )
     p.add_argument("--max-updates", type=int, default=500_000)
-    p.add_argument("--patience", type=_patience, default=0.1,
-                   help="updates without validation improvement before stopping: a count "
-                   ">= 1, or a fraction of --max-updates (default 0.1)")
+    p.add_argument(
+        "--patience",
+        type=_patience,
+        default=0.1,
+        help="updates without validation improvement before stopping: a count "
+        ">= 1, or a fraction of --max-updates (default 0.1)",
+    )
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--learning-rate", type=_positive_float, default=1e-3)
-    p.add_argument("--eval-every", type=int, default=1000,
-                   help="validate on the whole validation split every N updates")
-    p.add_argument("--eval-split", choices=("test", "val", "train"), default="test",
-                   help="split the observables are measured on (paper: test)")
-    p.add_argument("--engine", choices=("fast", "autograd"), default="fast",
-                   help="training engine: hand-written gradients (fast) or the autograd "
-                   "reference; same batches, noise and Adam")
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=1000,
+        help="validate on the whole validation split every N updates",
+    )
+    p.add_argument(
+        "--eval-split",
+        choices=("test", "val", "train"),
+        default="test",
+        help="split the observables are measured on (paper: test)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("fast", "autograd"),
+        default="fast",
+        help="training engine: hand-written gradients (fast) or the autograd "
+        "reference; same batches, noise and Adam",
+    )
     p.add_argument("--device", default="auto", help="torch device; auto = CUDA if present")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch/BLAS threads (the workflow passes the rule's threads)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: only on a terminal)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch/BLAS threads (the workflow passes the rule's threads)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: only on a terminal)",
+    )
     p.set_defaults(func=run_train)
 
 
@@ -70,22 +107,38 @@ def run_train(args) -> int:
     from .pointjob import train_point
 
     train_point(
-        data=args.data, temperature=args.temperature, seed=args.seed, out=args.out,
-        weights=args.weights, log=args.log, latents=args.latents, sigma2=args.sigma2,
-        training=dict(max_updates=args.max_updates, patience=args.patience,
-                      batch_size=args.batch_size, learning_rate=args.learning_rate,
-                      eval_every=args.eval_every, engine=args.engine, device=args.device,
-                      progress=args.progress),
-        eval_split=args.eval_split, threads=args.threads)
+        data=args.data,
+        temperature=args.temperature,
+        seed=args.seed,
+        out=args.out,
+        weights=args.weights,
+        log=args.log,
+        latents=args.latents,
+        sigma2=args.sigma2,
+        training=dict(
+            max_updates=args.max_updates,
+            patience=args.patience,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            eval_every=args.eval_every,
+            engine=args.engine,
+            device=args.device,
+            progress=args.progress,
+        ),
+        eval_split=args.eval_split,
+        threads=args.threads,
+    )
     return 0
 
 
 def register_gather(sub) -> None:
     p = sub.add_parser(
-        "gather", help="combine scan-point files into one scan.nc",
+        "gather",
+        help="combine scan-point files into one scan.nc",
         description="Concatenate scan-point files (one per T and seed) into one NetCDF "
         "file with dims T, seed, latent (rank by rho) and k (latents kept). Scan points "
-        "that were not run are NaN.")
+        "that were not run are NaN.",
+    )
     p.add_argument("points", nargs="+", type=Path, help="scan-point .nc files")
     p.add_argument("--out", required=True, type=Path, help="scan file to write (scan.nc)")
     p.set_defaults(func=run_gather)
@@ -96,24 +149,32 @@ def run_gather(args) -> int:
 
     scan = scanfile.gather(args.points)
     scanfile.write(scan, args.out)
-    print(f"gathered {scan.attrs['scan_points']} scan points "
-          f"({scan.sizes['T']} temperatures x {scan.sizes['seed']} seeds) into {args.out}")
+    print(
+        f"gathered {scan.attrs['scan_points']} scan points "
+        f"({scan.sizes['T']} temperatures x {scan.sizes['seed']} seeds) into {args.out}"
+    )
     return 0
 
 
 def register_beta(sub) -> None:
     p = sub.add_parser(
-        "beta", help="convert between the temperature T and beta (SPEC §2, §8)",
+        "beta",
+        help="convert between the temperature T and beta (SPEC §2, §8)",
         description="T = beta sigma2 / V, beta = T V / sigma2, with V the total variance "
         "of the (standardized) training data and sigma2 the decoder variance of a "
         "Gaussian likelihood. For a plain sum-of-squares reconstruction loss use "
-        "sigma2 = 0.5. Give --temperature to get beta, or --beta to get T.")
+        "sigma2 = 0.5. Give --temperature to get beta, or --beta to get T.",
+    )
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--temperature", "-T", type=_positive_float, nargs="+")
     what.add_argument("--beta", type=_positive_float, nargs="+")
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--total-variance", "-V", type=_positive_float,
-                       help="V, e.g. the number of features for standardized data")
+    where.add_argument(
+        "--total-variance",
+        "-V",
+        type=_positive_float,
+        help="V, e.g. the number of features for standardized data",
+    )
     where.add_argument("--data", type=Path, help="take V from a prepared dataset")
     p.add_argument("--sigma2", type=_positive_float, default=1.0)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -131,8 +192,7 @@ def run_beta(args) -> int:
     else:
         V = args.total_variance
     if args.temperature is not None:
-        rows = [{"T": t, "beta": temperature_to_beta(t, V, args.sigma2)}
-                for t in args.temperature]
+        rows = [{"T": t, "beta": temperature_to_beta(t, V, args.sigma2)} for t in args.temperature]
     else:
         rows = [{"T": beta_to_temperature(b, V, args.sigma2), "beta": b} for b in args.beta]
     if args.json:

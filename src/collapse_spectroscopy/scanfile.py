@@ -53,9 +53,17 @@ SCALARS = {
 }
 
 
-def scan_point_dataset(*, temperature: float, seed: int, obs, train, pca_ratio,
-                       pca_eval_distortion=None, true_spectrum=None,
-                       attrs: dict | None = None) -> xr.Dataset:
+def scan_point_dataset(
+    *,
+    temperature: float,
+    seed: int,
+    obs,
+    train,
+    pca_ratio,
+    pca_eval_distortion=None,
+    true_spectrum=None,
+    attrs: dict | None = None,
+) -> xr.Dataset:
     """Build the dataset of one scan point.
 
     ``obs`` is an :class:`~collapse_spectroscopy.observables.Observables`, ``train`` a
@@ -65,57 +73,102 @@ def scan_point_dataset(*, temperature: float, seed: int, obs, train, pca_ratio,
     latent = np.arange(1, K + 1)
     data = {}
     for name, (symbol, units, meaning) in PER_LATENT.items():
-        data[name] = xr.Variable("latent", obs.per_latent[name],
-                                 {"symbol": symbol, "units": units, "long_name": meaning})
-    data["latent_index"] = xr.Variable("latent", obs.latent_index.astype(np.int32),
-                                       {"long_name": "raw latent unit at this rank"})
+        data[name] = xr.Variable(
+            "latent", obs.per_latent[name], {"symbol": symbol, "units": units, "long_name": meaning}
+        )
+    data["latent_index"] = xr.Variable(
+        "latent", obs.latent_index.astype(np.int32), {"long_name": "raw latent unit at this rank"}
+    )
     data["train_mean_posterior_mean"] = xr.Variable(
-        "latent", obs.train_mean_mu, {"long_name": "training-split mean of mu_j"})
+        "latent", obs.train_mean_mu, {"long_name": "training-split mean of mu_j"}
+    )
     data["truncated_distortion"] = xr.Variable(
-        "k", obs.truncated_distortion,
-        {"symbol": "Dn_k", "units": "1", "long_name": "normalized distortion keeping the k "
-         "highest-rho latents at their posterior means, the others at 0"})
+        "k",
+        obs.truncated_distortion,
+        {
+            "symbol": "Dn_k",
+            "units": "1",
+            "long_name": "normalized distortion keeping the k "
+            "highest-rho latents at their posterior means, the others at 0",
+        },
+    )
     data["truncated_distortion_train_mean"] = xr.Variable(
-        "k", obs.truncated_distortion_train_mean,
-        {"units": "1", "long_name": "as truncated_distortion, pruned latents at their "
-         "training-split mean of mu"})
-    data["pca_ratio"] = xr.Variable("mode", np.asarray(pca_ratio, dtype=np.float64),
-                                    {"symbol": "lambda_k/V", "units": "1",
-                                     "long_name": "normalized eigenvalues of the training "
-                                     "covariance, descending"})
+        "k",
+        obs.truncated_distortion_train_mean,
+        {
+            "units": "1",
+            "long_name": "as truncated_distortion, pruned latents at their "
+            "training-split mean of mu",
+        },
+    )
+    data["pca_ratio"] = xr.Variable(
+        "mode",
+        np.asarray(pca_ratio, dtype=np.float64),
+        {
+            "symbol": "lambda_k/V",
+            "units": "1",
+            "long_name": "normalized eigenvalues of the training covariance, descending",
+        },
+    )
     if pca_eval_distortion is not None:
         data["pca_eval_distortion"] = xr.Variable(
-            "mode_k", np.asarray(pca_eval_distortion, dtype=np.float64),
-            {"units": "1", "long_name": "train-PCA truncation distortion on the evaluation "
-             "split, k = 0..d"})
+            "mode_k",
+            np.asarray(pca_eval_distortion, dtype=np.float64),
+            {
+                "units": "1",
+                "long_name": "train-PCA truncation distortion on the evaluation split, k = 0..d",
+            },
+        )
     if true_spectrum is not None:
-        data["true_spectrum"] = xr.Variable("mode", np.asarray(true_spectrum, np.float64),
-                                            {"units": "1", "long_name": "declared spectrum "
-                                             "lambda_k/V of a synthetic source"})
+        data["true_spectrum"] = xr.Variable(
+            "mode",
+            np.asarray(true_spectrum, np.float64),
+            {"units": "1", "long_name": "declared spectrum lambda_k/V of a synthetic source"},
+        )
     values = {
-        "beta": train.beta, "sigma2": attrs.get("sigma2", 1.0) if attrs else 1.0,
-        "total_variance": train.total_variance, "updates_run": train.updates_run,
-        "best_update": train.best_update, "best_validation_loss": train.best_val_loss,
+        "beta": train.beta,
+        "sigma2": attrs.get("sigma2", 1.0) if attrs else 1.0,
+        "total_variance": train.total_variance,
+        "updates_run": train.updates_run,
+        "best_update": train.best_update,
+        "best_validation_loss": train.best_val_loss,
         "distortion_sampled": obs.distortion_sampled,
-        "distortion_posterior_mean": obs.distortion_posterior_mean, "rate": obs.rate,
-        "n_eval": obs.n_eval, "elapsed_s": train.elapsed_s,
+        "distortion_posterior_mean": obs.distortion_posterior_mean,
+        "rate": obs.rate,
+        "n_eval": obs.n_eval,
+        "elapsed_s": train.elapsed_s,
     }
     for name, (units, meaning) in SCALARS.items():
         data[name] = xr.Variable((), values[name], {"units": units, "long_name": meaning})
-    data["stop_reason"] = xr.Variable((), train.stop_reason,
-                                      {"long_name": "why training stopped"})
-    ds = xr.Dataset(data, coords={
-        "latent": ("latent", latent, {"long_name": "rank by signal fraction (1 = most active)"}),
-        "k": ("k", np.arange(K + 1), {"long_name": "latents kept"}),
-        "mode": ("mode", np.arange(1, len(pca_ratio) + 1), {"long_name": "PCA mode"}),
-        "T": ((), float(temperature), {"long_name": "normalized temperature beta sigma2 / V",
-                                       "units": "1"}),
-        "seed": ((), int(seed), {"long_name": "training seed"}),
-    })
-    ds.attrs.update({"title": "collapse-spectroscopy scan point",
-                     "engine": train.engine, "device": train.device})
-    ds.attrs.update({k: (json.dumps(v) if isinstance(v, dict | list) else v)
-                     for k, v in (attrs or {}).items()})
+    data["stop_reason"] = xr.Variable((), train.stop_reason, {"long_name": "why training stopped"})
+    ds = xr.Dataset(
+        data,
+        coords={
+            "latent": (
+                "latent",
+                latent,
+                {"long_name": "rank by signal fraction (1 = most active)"},
+            ),
+            "k": ("k", np.arange(K + 1), {"long_name": "latents kept"}),
+            "mode": ("mode", np.arange(1, len(pca_ratio) + 1), {"long_name": "PCA mode"}),
+            "T": (
+                (),
+                float(temperature),
+                {"long_name": "normalized temperature beta sigma2 / V", "units": "1"},
+            ),
+            "seed": ((), int(seed), {"long_name": "training seed"}),
+        },
+    )
+    ds.attrs.update(
+        {
+            "title": "collapse-spectroscopy scan point",
+            "engine": train.engine,
+            "device": train.device,
+        }
+    )
+    ds.attrs.update(
+        {k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in (attrs or {}).items()}
+    )
     return ds
 
 
@@ -157,13 +210,17 @@ def gather(paths: Iterable[str | os.PathLike]) -> xr.Dataset:
             shared, first_k = ds[run_vars], ds.sizes["latent"]
         else:
             if ds.sizes["latent"] != first_k:
-                raise InputError(f"{p!r} has {ds.sizes['latent']} latents, "
-                                 f"{paths[0]!r} has {first_k}")
+                raise InputError(
+                    f"{p!r} has {ds.sizes['latent']} latents, {paths[0]!r} has {first_k}"
+                )
             for v in run_vars:
-                if v not in shared or not np.array_equal(ds[v].values, shared[v].values,
-                                                         equal_nan=True):
-                    raise InputError(f"{p!r}: {v} differs from {paths[0]!r}: the files come "
-                                     "from different datasets")
+                if v not in shared or not np.array_equal(
+                    ds[v].values, shared[v].values, equal_nan=True
+                ):
+                    raise InputError(
+                        f"{p!r}: {v} differs from {paths[0]!r}: the files come "
+                        "from different datasets"
+                    )
         points.append(ds.drop_vars(run_vars).expand_dims(["T", "seed"]))
     keys = [(float(p["T"].values[0]), int(p["seed"].values[0])) for p in points]
     dupes = {k for k in keys if keys.count(k) > 1}

@@ -24,24 +24,33 @@ import pandas as pd
 from scipy.optimize import OptimizeWarning, curve_fit
 
 RHO_MIN = 0.05
-MIN_FIT_POINTS = 2      # the fixed-exponent fit has one parameter: two points make it a fit
+MIN_FIT_POINTS = 2  # the fixed-exponent fit has one parameter: two points make it a fit
 MIN_FREE_FIT_POINTS = 3  # the free-exponent fit has two
 
-SPECTRA_COLUMNS = ["rank", "collapse_threshold", "fit_points", "free_exponent", "utility",
-                   "best_distortion", "pca_ratio", "pca_distortion"]
+SPECTRA_COLUMNS = [
+    "rank",
+    "collapse_threshold",
+    "fit_points",
+    "free_exponent",
+    "utility",
+    "best_distortion",
+    "pca_ratio",
+    "pca_distortion",
+]
 
 
 @dataclass
 class ThresholdFit:
     """A collapse-threshold fit of one ranked mode."""
 
-    threshold: float        # T_k (NaN when the fit could not be made)
-    points: int             # scan points with rho > rho_min
-    note: str = ""          # why the threshold is NaN, empty when it is not
+    threshold: float  # T_k (NaN when the fit could not be made)
+    points: int  # scan points with rho > rho_min
+    note: str = ""  # why the threshold is NaN, empty when it is not
 
 
-def fixed_exponent_threshold(temperature, rho, rho_min: float = RHO_MIN,
-                             min_points: int = MIN_FIT_POINTS) -> ThresholdFit:
+def fixed_exponent_threshold(
+    temperature, rho, rho_min: float = RHO_MIN, min_points: int = MIN_FIT_POINTS
+) -> ThresholdFit:
     """Least-squares ``T_k`` of ``rho = 1 - T/T_k`` over the points with ``rho > rho_min``.
 
     Minimizing ``sum (1 - rho_i - T_i / T_k)^2`` over ``1/T_k`` gives the closed form
@@ -49,16 +58,18 @@ def fixed_exponent_threshold(temperature, rho, rho_min: float = RHO_MIN,
     """
     t, r = _fit_points(temperature, rho, rho_min)
     if t.size < min_points:
-        return ThresholdFit(np.nan, int(t.size),
-                            f"{t.size} point(s) with rho > {rho_min:g}, need {min_points}")
+        return ThresholdFit(
+            np.nan, int(t.size), f"{t.size} point(s) with rho > {rho_min:g}, need {min_points}"
+        )
     inv = np.sum(t * (1.0 - r)) / np.sum(t * t)
     if not inv > 0:
         return ThresholdFit(np.nan, int(t.size), "rho does not fall with T (1/T_k <= 0)")
     return ThresholdFit(float(1.0 / inv), int(t.size))
 
 
-def free_exponent_fit(temperature, rho, rho_min: float = RHO_MIN,
-                      min_points: int = MIN_FREE_FIT_POINTS) -> tuple[float, float, str]:
+def free_exponent_fit(
+    temperature, rho, rho_min: float = RHO_MIN, min_points: int = MIN_FREE_FIT_POINTS
+) -> tuple[float, float, str]:
     """Diagnostic fit of ``rho = 1 - (T/T_k)^gamma``: returns ``(T_k, gamma, note)``.
 
     Least squares in ``rho`` over the points with ``rho > rho_min``, parameterized by
@@ -77,8 +88,9 @@ def free_exponent_fit(temperature, rho, rho_min: float = RHO_MIN,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)
-            (log_tk, gamma), _ = curve_fit(model, np.log(t), r, p0=(np.log(start), 1.0),
-                                           maxfev=5000)
+            (log_tk, gamma), _ = curve_fit(
+                model, np.log(t), r, p0=(np.log(start), 1.0), maxfev=5000
+            )
     except (RuntimeError, ValueError) as exc:
         return np.nan, np.nan, f"free-exponent fit failed: {exc}"
     return float(np.exp(log_tk)), float(gamma), ""
@@ -141,13 +153,14 @@ def pca_eval_distortion(x_train, x_eval) -> np.ndarray:
     _, vecs = _pca(x_train)
     mean = np.asarray(x_train, dtype=np.float64).mean(axis=0)
     xe = np.asarray(x_eval, dtype=np.float64) - mean
-    proj2 = np.square(xe @ vecs).mean(axis=0)       # variance along each train PC
+    proj2 = np.square(xe @ vecs).mean(axis=0)  # variance along each train PC
     total = np.square(xe).sum(axis=1).mean()
     return 1.0 - np.concatenate([[0.0], np.cumsum(proj2)]) / total
 
 
-def spectra_table(temperature, rho, truncated, pca_ratio=None, pca_eval=None,
-                  rho_min: float = RHO_MIN) -> pd.DataFrame:
+def spectra_table(
+    temperature, rho, truncated, pca_ratio=None, pca_eval=None, rho_min: float = RHO_MIN
+) -> pd.DataFrame:
     """The spectra table: one row per ranked mode ``k = 1..K``.
 
     Parameters
@@ -166,14 +179,23 @@ def spectra_table(temperature, rho, truncated, pca_ratio=None, pca_eval=None,
     for k in range(K):
         fit = fixed_exponent_threshold(t, rho[:, k], rho_min)
         free_tk, gamma, free_note = free_exponent_fit(t, rho[:, k], rho_min)
-        rows.append({"rank": k + 1, "collapse_threshold": fit.threshold,
-                     "fit_points": fit.points, "free_exponent": gamma,
-                     "free_threshold": free_tk, "utility": best[k] - best[k + 1],
-                     "best_distortion": best[k + 1], "fit_note": fit.note or free_note})
+        rows.append(
+            {
+                "rank": k + 1,
+                "collapse_threshold": fit.threshold,
+                "fit_points": fit.points,
+                "free_exponent": gamma,
+                "free_threshold": free_tk,
+                "utility": best[k] - best[k + 1],
+                "best_distortion": best[k + 1],
+                "fit_note": fit.note or free_note,
+            }
+        )
     df = pd.DataFrame(rows)
     df["pca_ratio"] = _pad(pca_ratio, K)
-    df["pca_distortion"] = _pad(None if pca_ratio is None
-                                else pca_truncation_distortion(pca_ratio)[1:], K)
+    df["pca_distortion"] = _pad(
+        None if pca_ratio is None else pca_truncation_distortion(pca_ratio)[1:], K
+    )
     df["pca_eval_utility"] = _pad(None if pca_eval is None else -np.diff(pca_eval), K)
     extra = [c for c in df.columns if c not in SPECTRA_COLUMNS]
     return df[SPECTRA_COLUMNS + extra]
@@ -223,11 +245,18 @@ def summarize(scan, rho_min: float = RHO_MIN):
         "rho_min": rho_min,
         "modes_with_threshold": int(table["collapse_threshold"].notna().sum()),
         "max_active_latents": int((rho > rho_min).sum(axis=1).max()),
-        "threshold_over_pca": {int(r): float(v) for r, v in zip(fitted["rank"], ratio, strict=True)},
-        "utility_over_pca": {int(r): float(u / p) for r, u, p in
-                             zip(util["rank"], util["utility"], util["pca_ratio"], strict=True)},
-        "stop_reasons": {str(k): int(v) for k, v in
-                         zip(*np.unique([s for s in stop if isinstance(s, str)],
-                                        return_counts=True), strict=True)},
+        "threshold_over_pca": {
+            int(r): float(v) for r, v in zip(fitted["rank"], ratio, strict=True)
+        },
+        "utility_over_pca": {
+            int(r): float(u / p)
+            for r, u, p in zip(util["rank"], util["utility"], util["pca_ratio"], strict=True)
+        },
+        "stop_reasons": {
+            str(k): int(v)
+            for k, v in zip(
+                *np.unique([s for s in stop if isinstance(s, str)], return_counts=True), strict=True
+            )
+        },
     }
     return table, summary

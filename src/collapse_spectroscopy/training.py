@@ -87,12 +87,12 @@ class TrainConfig:
 class TrainResult:
     """The outcome of training one scan point."""
 
-    model: LinearVAE          # best-validation weights, on the CPU
-    log: pd.DataFrame         # one row per validation pass (LOG_COLUMNS)
+    model: LinearVAE  # best-validation weights, on the CPU
+    log: pd.DataFrame  # one row per validation pass (LOG_COLUMNS)
     updates_run: int
     best_update: int
     best_val_loss: float
-    stop_reason: str          # "early_stopping" or "max_updates"
+    stop_reason: str  # "early_stopping" or "max_updates"
     beta: float
     total_variance: float
     elapsed_s: float
@@ -129,11 +129,14 @@ def check_inputs(x_train, x_val, temperature, sigma2, latents) -> None:
         if x.shape[0] == 0:
             raise InputError(f"{name}: is empty (0 samples)")
         if not np.all(np.isfinite(x)):
-            raise InputError(f"{name}: holds {int(np.count_nonzero(~np.isfinite(x)))} "
-                             "non-finite values (NaN/inf)")
+            raise InputError(
+                f"{name}: holds {int(np.count_nonzero(~np.isfinite(x)))} "
+                "non-finite values (NaN/inf)"
+            )
     if x_val.shape[1] != x_train.shape[1]:
-        raise InputError(f"validation split has {x_val.shape[1]} features, "
-                         f"training split {x_train.shape[1]}")
+        raise InputError(
+            f"validation split has {x_val.shape[1]} features, training split {x_train.shape[1]}"
+        )
     if not (np.isfinite(temperature) and temperature > 0):
         raise InputError(f"temperature T = {temperature!r}: expected a finite number > 0")
     if not (np.isfinite(sigma2) and sigma2 > 0):
@@ -142,9 +145,15 @@ def check_inputs(x_train, x_val, temperature, sigma2, latents) -> None:
         raise InputError(f"model.latents = {latents!r}: expected an integer >= 1")
 
 
-def train_scan_point(x_train: np.ndarray, x_val: np.ndarray, temperature: float, seed: int = 0,
-                     latents: int = 32, sigma2: float = 1.0,
-                     config: TrainConfig | None = None) -> TrainResult:
+def train_scan_point(
+    x_train: np.ndarray,
+    x_val: np.ndarray,
+    temperature: float,
+    seed: int = 0,
+    latents: int = 32,
+    sigma2: float = 1.0,
+    config: TrainConfig | None = None,
+) -> TrainResult:
     """Train the linear VAE at temperature ``T`` to equilibrium (SPEC §5).
 
     Parameters
@@ -164,8 +173,9 @@ def train_scan_point(x_train: np.ndarray, x_val: np.ndarray, temperature: float,
     beta = temperature_to_beta(temperature, V, sigma2)
     s_init, s_shuffle, s_noise = seed_streams(seed)
 
-    model = LinearVAE(x_train.shape[1], latents, generator=torch.Generator().manual_seed(s_init),
-                      dtype=dtype).to(device)
+    model = LinearVAE(
+        x_train.shape[1], latents, generator=torch.Generator().manual_seed(s_init), dtype=dtype
+    ).to(device)
     xt = torch.as_tensor(np.asarray(x_train), dtype=dtype, device=device)
     xv = torch.as_tensor(np.asarray(x_val), dtype=dtype, device=device)
     g_shuffle = torch.Generator().manual_seed(s_shuffle)  # CPU: same batches on any device
@@ -181,13 +191,18 @@ def train_scan_point(x_train: np.ndarray, x_val: np.ndarray, temperature: float,
     rows, update, window = [], 0, 0
     stop_reason = "max_updates"
     t0 = time.perf_counter()
-    bar = tqdm(total=config.max_updates, disable=_bar_disabled(config.progress),
-               desc=f"T={temperature:.4g} seed={seed}", unit="upd", smoothing=0.1)
+    bar = tqdm(
+        total=config.max_updates,
+        disable=_bar_disabled(config.progress),
+        desc=f"T={temperature:.4g} seed={seed}",
+        unit="upd",
+        smoothing=0.1,
+    )
     try:
         while stop_reason == "max_updates" and update < config.max_updates:
             perm = torch.randperm(n, generator=g_shuffle).to(device)
             for start in range(0, n, bs):
-                xb = xt[perm[start:start + bs]]
+                xb = xt[perm[start : start + bs]]
                 eps = torch.randn(xb.shape[0], K, generator=g_noise, device=device, dtype=dtype)
                 losses[window] = engine.step(xb, eps)
                 update += 1
@@ -200,13 +215,17 @@ def train_scan_point(x_train: np.ndarray, x_val: np.ndarray, temperature: float,
                     raise TrainingError(
                         f"non-finite training loss ({window_losses[bad[0]]}) at "
                         f"T={temperature:g} (beta={beta:g}), seed={seed}, "
-                        f"update {update - window + int(bad[0]) + 1}")
+                        f"update {update - window + int(bad[0]) + 1}"
+                    )
                 val, dist, rate = expected_loss(engine.sync_model(), xv, beta, sigma2)
                 if not math.isfinite(val):
-                    raise TrainingError(f"non-finite validation loss at T={temperature:g}, "
-                                        f"seed={seed}, update {update}")
-                rows.append((update, float(window_losses.mean()), val, dist, rate,
-                             time.perf_counter() - t0))
+                    raise TrainingError(
+                        f"non-finite validation loss at T={temperature:g}, "
+                        f"seed={seed}, update {update}"
+                    )
+                rows.append(
+                    (update, float(window_losses.mean()), val, dist, rate, time.perf_counter() - t0)
+                )
                 window = 0
                 if val < best_loss:
                     best_loss, best_update = val, update
@@ -222,9 +241,16 @@ def train_scan_point(x_train: np.ndarray, x_val: np.ndarray, temperature: float,
         bar.close()
     model.load_state_dict(best_state)
     return TrainResult(
-        model=model.cpu(), log=pd.DataFrame(rows, columns=LOG_COLUMNS), updates_run=update,
-        best_update=best_update, best_val_loss=best_loss, stop_reason=stop_reason, beta=beta,
-        total_variance=V, elapsed_s=time.perf_counter() - t0, device=str(device),
+        model=model.cpu(),
+        log=pd.DataFrame(rows, columns=LOG_COLUMNS),
+        updates_run=update,
+        best_update=best_update,
+        best_val_loss=best_loss,
+        stop_reason=stop_reason,
+        beta=beta,
+        total_variance=V,
+        elapsed_s=time.perf_counter() - t0,
+        device=str(device),
         engine=engine.name,
     )
 

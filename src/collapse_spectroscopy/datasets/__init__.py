@@ -1,1 +1,20 @@
-"""Dataset sources, stacking, the spatial-block split and the prepared dataset (SPEC §5)."""
+"""Dataset sources, stacking, the spatial-block split and the prepared dataset (SPEC §5).
+
+Modules, in the order data flows through them:
+
+``worldclim``  WorldClim 2.1 archive: download (pooch, resumable), SHA-256 checks, 19 layers
+``rasters``    any stack of single-band GeoTIFFs (folder, zip, list) on one grid
+``synthetic``  the embedded offline default with a declared spectrum
+``table``      CSV / Parquet / NetCDF samples x features
+``sources``    ``dataset.source`` -> samples
+``stack``      valid cells -> samples (x, lon, lat, cell area on the ellipsoid)
+``split``      equal-area spatial blocks (or random / given split for tables)
+``splitmap``   the split map (geopandas + matplotlib)
+``prepare``    the ``prepare`` step: split, standardize, write the run's files
+``cli``        the ``prepare`` and ``fetch`` subcommands
+"""
+
+from .prepare import OUTPUTS, SplitOptions, prepare
+from .sources import SOURCES, SourceOptions
+
+__all__ = ["OUTPUTS", "SOURCES", "SourceOptions", "SplitOptions", "prepare"]

@@ -1,6 +1,246 @@
-"""`collapse-spectroscopy prepare` (being built: issue 3)."""
+"""``collapse-spectroscopy prepare`` and ``collapse-spectroscopy fetch``.
+
+Each option names the config key the workflow passes to it (``dataset.source`` ->
+``--source``, ``split.block_km`` -> ``--block-km``, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .prepare import OUTPUTS, SYNTHETIC_DIR, SplitOptions, prepare
+from .sources import DEFAULT_CACHE_DIR, DEFAULT_SOURCE, SOURCES, SourceOptions
+from .split import DEFAULT_BLOCK_KM, DEFAULT_FRACTIONS, check_fractions
+from .worldclim import RESOLUTIONS, archive_name, archive_url, fetch_archive, unpack_archive
+
+PREPARE_DESCRIPTION = f"""\
+Build the prepared dataset of one run from a source: keep the grid cells valid in every
+layer (or the complete rows of a table), split them into train/validation/test, standardize
+every split with the training mean and std, and write the files each training job loads.
+
+inputs (--source, config dataset.source):
+  worldclim  WorldClim 2.1 bioclim: --path is {archive_name()} (or a folder of its 19
+             GeoTIFFs, or a folder holding the zip); without --path the archive is
+             downloaded into --cache-dir from --url, by default
+             {archive_url()}
+             Features BIO1..BIO19.
+  rasters    single-band GeoTIFFs on one grid: --path is a folder or a .zip (layers in
+             natural sort order: bio_10 after bio_9) or a list of .tif files (kept in
+             the given order). Features are named after the files.
+  synthetic  the embedded offline default: a generated 2-degree global stack of 8 layers
+             with a known spectrum (0.45, 0.25, 0.15, 0.08, 0.045, 0.02, 0.005, 0),
+             written as GeoTIFFs into OUT/{SYNTHETIC_DIR}/ and read back like real data.
+  table      one CSV, Parquet or NetCDF file of samples x numeric features; split at
+             random (--fractions, --split-seed) or by --split-column (train/val/test).
+
+outputs (in OUT):
+  {OUTPUTS["prepared"]:<22s} standardized float32 splits + mean/std + metadata (training input)
+  {OUTPUTS["split_summary"]:<22s} split rule, parameters, samples/area/blocks per split
+  {OUTPUTS["standardization"]:<22s} per-feature training mean and std (source units)
+  {OUTPUTS["split_map_png"]:<22s} blocks coloured by split (also {OUTPUTS["split_map_pdf"]})
+  {OUTPUTS["split_blocks"]:<22s} one row per spatial block (raster sources only)
+  {SYNTHETIC_DIR + "/":<22s} the generated GeoTIFFs and truth.json (synthetic only)
+
+Files are written atomically; on any error none of these outputs remain and the exit
+status is 2 with a message naming the file, key or value at fault.
+"""
+
+FETCH_DESCRIPTION = f"""\
+Download the WorldClim 2.1 bioclim archive into --dest, by default from
+{archive_url()}
+with retries, resume of a partial download (<file>.part) and a progress bar on a terminal, and
+verify it: against --sha256 if given, and (at 10m) each of its 19 GeoTIFFs against the
+SHA-256 of the official files. Output: DEST/wc2.1_<resolution>_bio.zip (its path is printed)
+and, with --unpack, the folder DEST/wc2.1_<resolution>_bio/ of its 19 GeoTIFFs.
+An archive already in DEST is verified and kept. Offline, the error says which file to
+download from where and where to put it; a file that fails verification is removed.
+"""
 
 
-def register(sub):
-    p = sub.add_parser("prepare", help="prepare a run's dataset (not yet implemented)")
-    p.set_defaults(func=lambda args: 1)
+def _paths(values) -> list[str]:
+    """``--path a b`` or ``--path a,b`` -> ["a", "b"]."""
+    out: list[str] = []
+    for v in values or []:
+        out.extend(p for p in str(v).split(",") if p)
+    return out
+
+
+def _fractions(values) -> list[float]:
+    raw: list[str] = []
+    for v in values:
+        raw.extend(s for s in str(v).replace(",", " ").split() if s)
+    return check_fractions(raw).tolist()
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    source = SourceOptions(
+        source=args.source,
+        path=_paths(args.path),
+        resolution=args.resolution,
+        url=args.url,
+        sha256=args.sha256,
+        cache_dir=args.cache_dir,
+        retries=args.retries,
+        verify=not args.no_verify,
+        split_column=args.split_column,
+        drop_columns=list(args.drop_columns or []),
+        synthetic_seed=args.synthetic_seed,
+    )
+    split = SplitOptions(
+        block_km=args.block_km, fractions=tuple(_fractions(args.fractions)), seed=args.split_seed
+    )
+    summary = prepare(args.out, source, split)
+    counts = ", ".join(f"{k} {v['samples']:,}" for k, v in summary["splits"].items())
+    timings = ", ".join(f"{k} {v:.2f} s" for k, v in summary["timings_s"].items())
+    print(
+        f"prepared {summary['source']}: {summary['n_samples']:,} samples x "
+        f"{len(summary['feature_names'])} features; {counts}"
+    )
+    print(f"timings: {timings}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _run_fetch(args: argparse.Namespace) -> int:
+    path = fetch_archive(
+        args.dest, args.resolution, url=args.url, sha256=args.sha256, retries=args.retries
+    )
+    print(path)
+    if args.unpack:
+        print(unpack_archive(path, args.resolution))
+    return 0
+
+
+def _add_worldclim_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--resolution",
+        default="10m",
+        help=f"WorldClim resolution, one of {', '.join(RESOLUTIONS)} "
+        "(dataset.resolution; default: %(default)s)",
+    )
+    p.add_argument(
+        "--url",
+        default=None,
+        help="archive URL (dataset.url; default: the official WorldClim server)",
+    )
+    p.add_argument(
+        "--sha256",
+        default=None,
+        metavar="HEX",
+        help="known SHA-256 of the archive (dataset.sha256); at 10m the 19 "
+        "GeoTIFFs are always checked against the official hashes",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="extra download attempts (dataset.retries; default: %(default)s)",
+    )
+
+
+def register(sub) -> None:
+    """Add the ``prepare`` and ``fetch`` subcommands to the CLI."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser(
+        "prepare",
+        help="build a run's prepared dataset (split + standardization) from a source",
+        description=PREPARE_DESCRIPTION,
+        formatter_class=fmt,
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="OUT",
+        help="output folder of the run, e.g. results/demo/data",
+    )
+    p.add_argument(
+        "--source",
+        default=DEFAULT_SOURCE,
+        metavar="SOURCE",
+        help=f"dataset.source: one of {', '.join(SOURCES)} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--path",
+        nargs="*",
+        default=[],
+        metavar="PATH",
+        help="dataset.path: folder, zip, GeoTIFF file(s) or table file "
+        "(comma-separated or several arguments)",
+    )
+    _add_worldclim_options(p)
+    p.add_argument(
+        "--cache-dir",
+        default=str(DEFAULT_CACHE_DIR),
+        help="dataset.cache_dir: where the worldclim source downloads the archive "
+        "when no --path is given (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="dataset.verify = false: skip the SHA-256 check of the WorldClim GeoTIFFs",
+    )
+    p.add_argument(
+        "--block-km",
+        type=float,
+        default=DEFAULT_BLOCK_KM,
+        help="split.block_km: side of the square equal-area blocks in km (default: %(default)g)",
+    )
+    p.add_argument(
+        "--fractions",
+        nargs="+",
+        default=[str(f) for f in DEFAULT_FRACTIONS],
+        metavar="F",
+        help="split.fractions: train val test, summing to 1 (area targets for "
+        "spatial splits, counts for random table splits; default: 0.6 0.2 0.2)",
+    )
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=0,
+        help="split.seed: seed of the block (or random) assignment (default: 0)",
+    )
+    p.add_argument(
+        "--split-column",
+        default=None,
+        metavar="COLUMN",
+        help="split.column: table column holding train/val/test per row "
+        "(table source only; default: random split)",
+    )
+    p.add_argument(
+        "--drop-columns",
+        nargs="*",
+        default=[],
+        metavar="COLUMN",
+        help="dataset.drop_columns: table columns that are not features (ids)",
+    )
+    p.add_argument(
+        "--synthetic-seed",
+        type=int,
+        default=0,
+        help="dataset.synthetic_seed: seed of the synthetic generator (default: 0)",
+    )
+    p.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    p.set_defaults(func=_run_prepare)
+
+    f = sub.add_parser(
+        "fetch",
+        help="download and verify the WorldClim 2.1 bioclim archive",
+        description=FETCH_DESCRIPTION,
+        formatter_class=fmt,
+    )
+    f.add_argument(
+        "--dest",
+        default=str(DEFAULT_CACHE_DIR),
+        help="folder for the archive (default: %(default)s)",
+    )
+    _add_worldclim_options(f)
+    f.add_argument(
+        "--unpack",
+        action="store_true",
+        help="also extract the 19 GeoTIFFs into DEST/wc2.1_<resolution>_bio/ (prepare reads "
+        "the zip directly, so this is optional)",
+    )
+    f.set_defaults(func=_run_fetch)

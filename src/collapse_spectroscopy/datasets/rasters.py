@@ -1,0 +1,274 @@
+"""Reading a stack of single-band GeoTIFFs that share one grid.
+
+A *layer* is one single-band raster; its feature name is the file's stem (``bio_10.tif`` is
+feature ``bio_10``). Layers come from a folder, an explicit list of files, or a zip archive
+of GeoTIFFs. A folder or a zip is ordered by natural sort (``bio_10`` after ``bio_9``); an
+explicit list keeps the order it was given in, since whoever wrote it chose that order.
+
+Every layer must have exactly one band and the same shape, CRS and affine transform as the
+first layer; anything else raises :class:`~collapse_spectroscopy.errors.InputError` naming
+both files and the differing values. A cell is *valid* in a layer when it is finite, not
+equal to the layer's nodata value, and not masked by an internal GDAL mask band. A layer
+without a single valid cell is an error (it would empty the whole stack).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from natsort import natsorted
+from rasterio.enums import MaskFlags
+from rasterio.errors import RasterioIOError
+
+from ..errors import InputError
+
+RASTER_SUFFIXES = (".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class LayerSource:
+    """Where one layer's bytes come from.
+
+    ``label`` names it in messages (a path, or ``archive.zip!member.tif``); ``open`` returns
+    a context manager yielding an open rasterio dataset.
+    """
+
+    name: str
+    label: str
+    open: Callable[[], contextlib.AbstractContextManager]
+
+
+@dataclass
+class RasterStack:
+    """Layers read onto one grid.
+
+    Attributes
+    ----------
+    layers : list of ndarray
+        One (height, width) array per layer, in the layer's own dtype.
+    valid : ndarray of bool, (height, width)
+        Cells valid in every layer.
+    names : list of str
+        Feature names, in layer order.
+    labels : list of str
+        Where each layer came from (for messages and metadata).
+    transform : affine.Affine
+        Pixel-to-CRS transform of the shared grid.
+    crs : rasterio.crs.CRS
+        The shared CRS.
+    """
+
+    layers: list[np.ndarray]
+    valid: np.ndarray
+    names: list[str]
+    labels: list[str]
+    transform: Affine
+    crs: object
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.valid.shape
+
+
+def _file_layer(path: Path) -> LayerSource:
+    def opener(p=path):
+        return rasterio.open(p)
+
+    return LayerSource(name=path.stem, label=str(path), open=opener)
+
+
+def _is_raster_name(name: str) -> bool:
+    return name.lower().endswith(RASTER_SUFFIXES) and not Path(name).name.startswith(".")
+
+
+def folder_layers(folder: Path) -> list[LayerSource]:
+    """The GeoTIFFs directly inside ``folder``, in natural sort order."""
+    files = natsorted(
+        (p for p in folder.iterdir() if p.is_file() and _is_raster_name(p.name)),
+        key=lambda p: p.name,
+    )
+    if not files:
+        raise InputError(f"raster folder {str(folder)!r} holds no GeoTIFF (*.tif, *.tiff) files")
+    return [_file_layer(p) for p in files]
+
+
+def open_zip(path: Path) -> zipfile.ZipFile:
+    """Open ``path`` as a zip archive, turning a corrupt or truncated file into InputError."""
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise InputError(
+            f"zip archive {str(path)!r} cannot be opened ({exc}): expected a complete zip "
+            "of GeoTIFFs; the file is truncated or corrupt -- delete it and download it again"
+        ) from exc
+
+
+def zip_members(path: Path) -> list[str]:
+    """The GeoTIFF members of a zip archive, in natural sort order of their file names."""
+    with open_zip(path) as zf:
+        names = [n for n in zf.namelist() if not n.endswith("/") and _is_raster_name(n)]
+    if not names:
+        raise InputError(f"zip archive {str(path)!r} holds no GeoTIFF (*.tif, *.tiff) members")
+    return natsorted(names, key=lambda n: Path(n).name)
+
+
+def zip_layer(path: Path, member: str, name: str | None = None) -> LayerSource:
+    """A layer read from ``member`` of zip archive ``path`` (CRC-checked, into memory)."""
+    label = f"{path}!{member}"
+
+    @contextlib.contextmanager
+    def opener() -> Iterator:
+        with open_zip(path) as zf:
+            try:
+                data = zf.read(member)
+            except KeyError as exc:
+                raise InputError(f"zip archive {str(path)!r} has no member {member!r}") from exc
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                raise InputError(
+                    f"zip archive {str(path)!r}: member {member!r} is corrupt ({exc}); "
+                    "expected a complete archive -- delete it and download it again"
+                ) from exc
+        with rasterio.MemoryFile(data) as mem, mem.open() as ds:
+            yield ds
+
+    return LayerSource(name=name or Path(member).stem, label=label, open=opener)
+
+
+def zip_layers(path: Path) -> list[LayerSource]:
+    """Every GeoTIFF member of a zip archive, in natural sort order."""
+    return [zip_layer(path, m) for m in zip_members(path)]
+
+
+def layers_from_paths(
+    paths: Sequence[str | os.PathLike], key: str = "dataset.path"
+) -> list[LayerSource]:
+    """Resolve ``dataset.path`` to layers: one folder, one zip, or a list of GeoTIFF files."""
+    if not paths:
+        raise InputError(f"{key}: no path given; expected a folder, a zip, or GeoTIFF files")
+    paths = [Path(p) for p in paths]
+    if len(paths) == 1:
+        p = paths[0]
+        if p.is_dir():
+            return folder_layers(p)
+        if p.is_file() and p.suffix.lower() == ".zip":
+            return zip_layers(p)
+    layers = []
+    for p in paths:
+        if not p.exists():
+            raise InputError(f"{key}: layer file {str(p)!r} does not exist")
+        if p.is_dir() or not _is_raster_name(p.name):
+            raise InputError(
+                f"{key}: {str(p)!r} is not a GeoTIFF file; expected one folder, one .zip, or a "
+                "list of .tif/.tiff files"
+            )
+        layers.append(_file_layer(p))
+    return layers
+
+
+def _valid_mask(ds, band: np.ndarray) -> np.ndarray:
+    valid = np.ones(band.shape, dtype=bool)
+    if np.issubdtype(band.dtype, np.floating):
+        valid &= np.isfinite(band)
+    nodata = ds.nodata
+    if nodata is not None and not np.isnan(nodata):
+        try:
+            nd = np.array(nodata).astype(band.dtype)
+        except (OverflowError, ValueError):
+            nd = None
+        if nd is not None and float(nd) == float(nodata):
+            valid &= band != nd
+    flags = ds.mask_flag_enums[0]
+    if MaskFlags.per_dataset in flags and MaskFlags.nodata not in flags:
+        valid &= ds.read_masks(1) > 0
+    return valid
+
+
+def read_stack(layers: Sequence[LayerSource]) -> RasterStack:
+    """Read ``layers`` onto one grid and find the cells valid in all of them.
+
+    Raises
+    ------
+    InputError
+        A layer that cannot be read, has more than one band, has no CRS, differs from the
+        first layer in shape, CRS or transform, or has no valid cell.
+    """
+    if not layers:
+        raise InputError("no raster layers to read")
+    names = [lay.name for lay in layers]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(
+            f"layer names must be unique (they name the features), got duplicates {dupes} "
+            f"from {[lay.label for lay in layers if lay.name in dupes]}"
+        )
+    arrays: list[np.ndarray] = []
+    valid = None
+    ref = None  # (label, shape, crs, transform)
+    for lay in layers:
+        try:
+            with lay.open() as ds:
+                if ds.count != 1:
+                    raise InputError(
+                        f"layer {lay.label!r} has {ds.count} bands: expected a single-band raster"
+                    )
+                if ds.crs is None:
+                    raise InputError(
+                        f"layer {lay.label!r} has no CRS: expected a georeferenced GeoTIFF "
+                        "(e.g. EPSG:4326)"
+                    )
+                shape = (ds.height, ds.width)
+                if ref is None:
+                    ref = (lay.label, shape, ds.crs, ds.transform)
+                else:
+                    r_label, r_shape, r_crs, r_transform = ref
+                    if shape != r_shape:
+                        raise InputError(
+                            f"layer {lay.label!r} has shape {shape} (rows, cols) but layer "
+                            f"{r_label!r} has {r_shape}: all layers must share one grid"
+                        )
+                    if ds.crs != r_crs:
+                        raise InputError(
+                            f"layer {lay.label!r} has CRS {ds.crs.to_string()!r} but layer "
+                            f"{r_label!r} has {r_crs.to_string()!r}: all layers must share "
+                            "one CRS"
+                        )
+                    if not ds.transform.almost_equals(r_transform, precision=1e-9):
+                        raise InputError(
+                            f"layer {lay.label!r} has transform {tuple(ds.transform)[:6]} but "
+                            f"layer {r_label!r} has {tuple(r_transform)[:6]}: all layers must "
+                            "share one grid (same origin and cell size)"
+                        )
+                band = ds.read(1)
+                ok = _valid_mask(ds, band)
+        except InputError:
+            raise
+        except (RasterioIOError, OSError) as exc:
+            raise InputError(
+                f"layer {lay.label!r} cannot be read as a GeoTIFF ({exc}): expected a readable "
+                "single-band raster"
+            ) from exc
+        if not ok.any():
+            raise InputError(
+                f"layer {lay.label!r} is entirely nodata/non-finite: expected at least one "
+                "valid cell"
+            )
+        valid = ok if valid is None else (valid & ok)
+        arrays.append(band)
+    assert ref is not None and valid is not None
+    return RasterStack(
+        layers=arrays,
+        valid=valid,
+        names=[lay.name for lay in layers],
+        labels=[lay.label for lay in layers],
+        transform=ref[3],
+        crs=ref[2],
+    )

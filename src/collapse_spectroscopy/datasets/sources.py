@@ -1,0 +1,147 @@
+"""Dataset sources, chosen by ``dataset.source``: worldclim, rasters, synthetic, table.
+
+Each source turns its inputs into :class:`~.stack.Samples`. The three raster sources
+share one path (:func:`.rasters.read_stack` then :func:`.stack.stack_samples`); the
+synthetic source first writes its GeoTIFFs, then reads them back like real data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from . import synthetic, worldclim
+from .rasters import layers_from_paths, read_stack
+from .stack import Samples, stack_samples
+from .table import read_table
+
+SOURCES = ("worldclim", "rasters", "synthetic", "table")
+DEFAULT_SOURCE = "synthetic"
+DEFAULT_CACHE_DIR = Path("resources") / "worldclim"
+
+
+@dataclass
+class SourceOptions:
+    """What ``dataset.*`` in a run's config says about the source.
+
+    Attributes
+    ----------
+    source : str
+        One of :data:`SOURCES` (``dataset.source``).
+    path : list of str
+        ``dataset.path``: worldclim -- the archive, a folder of its 19 GeoTIFFs or a folder
+        holding the archive (empty: download into ``cache_dir``); rasters -- one folder, one
+        zip, or GeoTIFF files; table -- one CSV/Parquet/NetCDF file; synthetic -- unused.
+    resolution, url, sha256, cache_dir, retries, verify
+        WorldClim options (``dataset.resolution`` etc.).
+    split_column, drop_columns
+        Table options (``split.column``, ``dataset.drop_columns``).
+    synthetic_seed : int
+        Seed of the synthetic generator (``dataset.synthetic_seed``).
+    """
+
+    source: str = DEFAULT_SOURCE
+    path: list[str] = field(default_factory=list)
+    resolution: str = "10m"
+    url: str | None = None
+    sha256: str | None = None
+    cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR
+    retries: int = 3
+    verify: bool = True
+    split_column: str | None = None
+    drop_columns: list[str] = field(default_factory=list)
+    synthetic_seed: int = 0
+
+
+def check_source(source: str) -> str:
+    if source not in SOURCES:
+        raise InputError(
+            f"dataset.source = {source!r} is unknown: expected one of {', '.join(SOURCES)}"
+        )
+    return source
+
+
+def _single_path(opts: SourceOptions) -> Path:
+    if len(opts.path) != 1:
+        raise InputError(
+            f"dataset.path = {opts.path!r}: source {opts.source!r} expects exactly one path"
+        )
+    return Path(opts.path[0])
+
+
+def load_samples(opts: SourceOptions, synthetic_dir: Path | None = None) -> tuple[Samples, dict]:
+    """Load the samples of a source.
+
+    Parameters
+    ----------
+    opts : SourceOptions
+    synthetic_dir : Path
+        Where the synthetic source writes its GeoTIFFs (required for that source).
+
+    Returns
+    -------
+    samples : Samples
+    extra : dict
+        ``true_spectrum`` (synthetic only) and source metadata.
+    """
+    check_source(opts.source)
+    extra: dict = {}
+    if opts.source == "table":
+        if opts.path and len(opts.path) == 1:
+            samples = read_table(opts.path[0], opts.split_column, opts.drop_columns)
+        else:
+            raise InputError(
+                f"dataset.path = {opts.path!r}: source 'table' expects exactly "
+                "one CSV, Parquet or NetCDF file"
+            )
+        return samples, extra
+    if opts.split_column:
+        raise InputError(
+            f"split.column = {opts.split_column!r} applies to source 'table' "
+            f"only; source {opts.source!r} uses the spatial-block split"
+        )
+    if opts.source == "worldclim":
+        if opts.path:
+            layers = worldclim.worldclim_layers(
+                _single_path(opts), opts.resolution, sha256=opts.sha256, verify=opts.verify
+            )
+        else:
+            archive = worldclim.fetch_archive(
+                opts.cache_dir,
+                opts.resolution,
+                url=opts.url,
+                sha256=opts.sha256,
+                retries=opts.retries,
+            )
+            layers = worldclim.worldclim_layers(archive, opts.resolution, verify=False)
+        extra["source_info"] = {
+            "resolution": opts.resolution,
+            "url": opts.url or worldclim.archive_url(opts.resolution),
+        }
+    elif opts.source == "rasters":
+        layers = layers_from_paths(opts.path)
+    else:  # synthetic
+        if opts.path:
+            raise InputError(
+                f"dataset.path = {opts.path!r} is not used by source "
+                "'synthetic' (its layers are generated): leave it empty"
+            )
+        if synthetic_dir is None:
+            raise ValueError("synthetic_dir is required for the synthetic source")
+        paths, truth = synthetic.write_layers(synthetic_dir, seed=int(opts.synthetic_seed))
+        layers = layers_from_paths(paths)
+        extra["true_spectrum"] = np.asarray(truth["spectrum"], dtype=np.float64)
+        extra["source_info"] = {
+            "synthetic_dir": str(synthetic_dir),
+            "truth_file": str(Path(synthetic_dir) / synthetic.TRUTH_FILE),
+            "spectrum": truth["spectrum"],
+            "dependence": truth["dependence"],
+            "seed": truth["seed"],
+            "resolution_deg": truth["resolution_deg"],
+        }
+    samples = stack_samples(read_stack(layers))
+    return samples, extra

@@ -1,0 +1,150 @@
+"""The ``table`` source: samples x features from CSV, Parquet or NetCDF, without geography.
+
+* CSV (``.csv``, also compressed ``.csv.gz`` etc.) and Parquet (``.parquet``, ``.pq``):
+  one row per sample, one column per feature.
+* NetCDF (``.nc``, ``.nc4``, ``.netcdf``, ``.cdf``): either data variables that share one
+  dimension (each variable a feature), or a single two-dimensional variable
+  (samples x features; feature names from the second dimension's coordinate if any).
+
+Every column except the split column (``split.column``) and the dropped columns
+(``dataset.drop_columns``) is a feature and must be numeric; any other column is an
+error naming it (drop it explicitly if it is an identifier). Rows with a missing or
+non-finite value in any feature are dropped, and their number is recorded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from .stack import Samples
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+
+
+def _read_netcdf(path: Path) -> pd.DataFrame:
+    import xarray as xr
+
+    with xr.open_dataset(path) as ds:
+        ds = ds.load()
+    variables = list(ds.data_vars)
+    if not variables:
+        raise InputError(f"table {str(path)!r} has no data variables: expected features")
+    if len(variables) == 1 and ds[variables[0]].ndim == 2:
+        da = ds[variables[0]]
+        sample_dim, feature_dim = da.dims
+        names = (
+            [str(v) for v in da[feature_dim].values]
+            if feature_dim in da.coords
+            else [f"{variables[0]}_{i}" for i in range(da.sizes[feature_dim])]
+        )
+        if not np.issubdtype(da.dtype, np.number) or np.issubdtype(da.dtype, np.bool_):
+            raise InputError(
+                f"table {str(path)!r}: variable {variables[0]!r} has dtype "
+                f"{da.dtype}: expected numeric values"
+            )
+        return pd.DataFrame(da.values, columns=names)
+    dims = {ds[v].dims for v in variables}
+    if len(dims) != 1 or len(next(iter(dims))) != 1:
+        raise InputError(
+            f"table {str(path)!r}: data variables have dimensions "
+            f"{sorted(str(d) for d in dims)}: expected variables sharing one sample "
+            "dimension, or a single (sample, feature) variable"
+        )
+    return pd.DataFrame({v: ds[v].values for v in variables})
+
+
+def read_frame(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV, Parquet or NetCDF table into a DataFrame (InputError on failure)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"dataset.path: table {str(path)!r} does not exist")
+    name = path.name.lower()
+    try:
+        if name.endswith(CSV_SUFFIXES):
+            return pd.read_csv(path)
+        if name.endswith(PARQUET_SUFFIXES):
+            return pd.read_parquet(path)
+        if name.endswith(NETCDF_SUFFIXES):
+            return _read_netcdf(path)
+    except InputError:
+        raise
+    except Exception as exc:  # pandas/pyarrow/xarray raise many types for a bad file
+        raise InputError(
+            f"table {str(path)!r} cannot be read ({type(exc).__name__}: {exc}): "
+            "expected a readable CSV, Parquet or NetCDF file"
+        ) from exc
+    raise InputError(
+        f"dataset.path: table {str(path)!r} has an unknown format: expected one of "
+        f"{', '.join(CSV_SUFFIXES[:1] + PARQUET_SUFFIXES + NETCDF_SUFFIXES)}"
+    )
+
+
+def read_table(
+    path: str | os.PathLike, split_column: str | None = None, drop_columns=()
+) -> Samples:
+    """Samples of a table: numeric features as float32, plus the split column if given.
+
+    Raises
+    ------
+    InputError
+        Unreadable file, unknown format, a missing split/drop column, non-numeric feature
+        columns (named), or no complete row.
+    """
+    path = Path(path)
+    df = read_frame(path)
+    columns = [str(c) for c in df.columns]
+    df.columns = columns
+    drop = list(drop_columns or ())
+    missing = [c for c in drop + ([split_column] if split_column else []) if c not in columns]
+    if missing:
+        raise InputError(
+            f"table {str(path)!r} has no column(s) {missing} "
+            f"(split.column / dataset.drop_columns); columns are {columns}"
+        )
+    split = None
+    if split_column:
+        split = df[split_column].to_numpy()
+    features = [c for c in columns if c != split_column and c not in drop]
+    if not features:
+        raise InputError(
+            f"table {str(path)!r} has no feature columns left: expected at least "
+            "one numeric column besides the split column and dropped columns"
+        )
+    bad = [
+        c
+        for c in features
+        if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])
+    ]
+    if bad:
+        kinds = ", ".join(f"{c!r} ({df[c].dtype})" for c in bad)
+        raise InputError(
+            f"table {str(path)!r} has non-numeric column(s) {kinds}: expected numeric "
+            "features only; name the split column with split.column / --split-column and "
+            "drop identifiers with dataset.drop_columns / --drop-columns"
+        )
+    x = df[features].to_numpy(dtype=np.float64)
+    complete = np.all(np.isfinite(x), axis=1)
+    if not complete.any():
+        raise InputError(
+            f"table {str(path)!r}: no row has finite values in all features {features}"
+        )
+    info = {
+        "table": str(path),
+        "n_rows": int(len(df)),
+        "n_rows_dropped_nonfinite": int((~complete).sum()),
+        "split_column": split_column,
+        "dropped_columns": drop,
+    }
+    return Samples(
+        x=x[complete].astype(np.float32),
+        feature_names=features,
+        split=None if split is None else split[complete],
+        info=info,
+    )

@@ -1,0 +1,151 @@
+"""Observables: identities of SPEC §3 and a naive loop-based reference computation."""
+
+import numpy as np
+import pytest
+
+from collapse_spectroscopy import observables as ob
+from collapse_spectroscopy.errors import InputError
+
+
+def random_params(d=5, K=7, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "A": rng.normal(size=(K, d)),
+        "a": rng.normal(size=K) * 0.3,
+        "B": rng.normal(size=(K, d)) * 0.2,
+        "b": rng.normal(size=K),
+        "W": rng.normal(size=(d, K)),
+        "c": rng.normal(size=d) * 0.1,
+    }
+
+
+def data(n=3000, d=5, seed=1, shift=0.0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) + shift).astype(np.float32)
+
+
+def naive(params, x, x_train):
+    """One sample and one latent at a time, as the definitions read (float64)."""
+    A, a, B, b, W, c = (params[k] for k in "AaBbWc")
+    K = A.shape[0]
+    xs = x.astype(np.float64)
+    xbar = x_train.astype(np.float64).mean(axis=0)
+    m, v, l = np.zeros(K), np.zeros(K), np.zeros(K)
+    mus = []
+    for xi in xs:
+        mu = A @ xi + a
+        ls = B @ xi + b
+        mus.append(mu)
+        for j in range(K):
+            m[j] += mu[j] ** 2
+            v[j] += np.exp(ls[j])
+            l[j] += ls[j]
+    n = len(xs)
+    m, v, l = m / n, v / n, l / n
+    rho = m / (m + v)
+    order = sorted(range(K), key=lambda j: -rho[j])
+    train_mu = np.mean([A @ xi + a for xi in x_train.astype(np.float64)], axis=0)
+    norm = np.mean([np.sum((xi - xbar) ** 2) for xi in xs])
+
+    def dn(offset):
+        out = []
+        for k in range(K + 1):
+            total = 0.0
+            for xi, mu in zip(xs, mus, strict=True):
+                z = offset.copy()
+                for j in order[:k]:
+                    z[j] = mu[j]
+                total += np.sum((xi - W @ z - c) ** 2)
+            out.append(total / n / norm)
+        return np.array(out)
+
+    return {
+        "m": m,
+        "v": v,
+        "l": l,
+        "rho": rho,
+        "order": np.array(order),
+        "dn": dn(np.zeros(K)),
+        "dn_mean": dn(train_mu),
+    }
+
+
+def test_vectorized_matches_naive():
+    params = random_params()
+    x, x_train = data(400), data(300, seed=2, shift=0.2)
+    ref = naive(params, x, x_train)
+    obs = ob.measure(params, x, x_train, chunk=128)  # several chunks
+    order = ref["order"]
+    np.testing.assert_array_equal(obs.latent_index, order)
+    np.testing.assert_allclose(obs.per_latent["posterior_mean_square"], ref["m"][order], rtol=1e-12)
+    np.testing.assert_allclose(obs.per_latent["posterior_variance"], ref["v"][order], rtol=1e-12)
+    np.testing.assert_allclose(
+        obs.per_latent["posterior_log_variance"], ref["l"][order], rtol=1e-12, atol=1e-14
+    )
+    np.testing.assert_allclose(obs.per_latent["signal_fraction"], ref["rho"][order], rtol=1e-12)
+    # moment expansion vs explicit residuals: same float64 sums in a different order
+    np.testing.assert_allclose(obs.truncated_distortion, ref["dn"], rtol=1e-10)
+    np.testing.assert_allclose(obs.truncated_distortion_train_mean, ref["dn_mean"], rtol=1e-10)
+    assert obs.distortion_posterior_mean == pytest.approx(ref["dn"][-1], rel=1e-10)
+
+
+def test_identities():
+    params = random_params()
+    obs = ob.measure(params, data(), data(seed=3))
+    p = obs.per_latent
+    np.testing.assert_allclose(
+        p["kl_rate"],
+        0.5
+        * (p["posterior_mean_square"] + p["posterior_variance"] - 1 - p["posterior_log_variance"]),
+        atol=1e-6,
+    )
+    assert np.all(p["jensen_gap"] >= 0)  # Jensen: log E s2 >= E log s2
+    assert np.all(np.diff(p["signal_fraction"]) <= 0)  # ranked, descending
+    np.testing.assert_allclose(
+        p["latent_scale"], p["posterior_mean_square"] + p["posterior_variance"]
+    )
+    assert obs.rate == pytest.approx(p["kl_rate"].sum())
+
+
+def test_rho_invariant_under_latent_rescaling():
+    """mu -> s mu, std -> s std (decoder compensates): rho and Dn_k unchanged, m and v not."""
+    params = random_params()
+    x, x_train = data(), data(seed=3)
+    scale = np.linspace(0.3, 3.0, params["A"].shape[0])
+    scaled = dict(params)
+    scaled["A"] = params["A"] * scale[:, None]
+    scaled["a"] = params["a"] * scale
+    scaled["b"] = params["b"] + 2 * np.log(scale)
+    scaled["W"] = params["W"] / scale
+    o1, o2 = ob.measure(params, x, x_train), ob.measure(scaled, x, x_train)
+    np.testing.assert_allclose(
+        o1.per_latent["signal_fraction"], o2.per_latent["signal_fraction"], rtol=1e-10
+    )
+    np.testing.assert_allclose(o1.truncated_distortion, o2.truncated_distortion, rtol=1e-10)
+    assert not np.allclose(
+        o1.per_latent["posterior_mean_square"], o2.per_latent["posterior_mean_square"]
+    )
+
+
+def test_dn0_is_one_for_a_decoder_bias_at_the_training_mean():
+    params = random_params()
+    x_train = data(seed=3, shift=0.5)
+    params["c"] = x_train.astype(np.float64).mean(axis=0)
+    obs = ob.measure(params, data(shift=1.0), x_train)  # test mean differs: still 1
+    assert obs.truncated_distortion[0] == pytest.approx(1.0, rel=1e-12)
+
+
+def test_sampled_distortion_is_reproducible_and_above_the_mean_reconstruction():
+    params = random_params()
+    x, x_train = data(20000), data(seed=3)
+    a = ob.measure(params, x, x_train, seed=5)
+    b = ob.measure(params, x, x_train, seed=5)
+    assert a.distortion_sampled == b.distortion_sampled
+    # noise adds sum_j s2_j ||W_j||^2 on average: the sampled distortion is larger
+    assert a.distortion_sampled > a.distortion_posterior_mean
+
+
+@pytest.mark.parametrize("bad", [np.zeros((0, 5)), np.zeros((10, 4)), np.zeros(5)])
+def test_bad_shapes(bad):
+    with pytest.raises(InputError, match="shape|empty"):
+        ob.measure(random_params(), bad.astype(np.float32), data())

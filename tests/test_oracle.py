@@ -1,0 +1,112 @@
+"""The oracle test: a real temperature scan on data with a known spectrum (issue 2, SPEC §7).
+
+Synthetic Gaussian data, 8 features, normalized spectrum 0.5 ... 0.003 (over two
+decades) plus an exactly dependent feature (eigenvalue 0). Twelve temperatures from
+0.0015 to 0.7, trained with the real training loop and measured on the test split.
+The reference is the analytic equilibrium of the *training* PCA spectrum.
+
+Tolerances, argued:
+
+- Sampling: observables are measured on 40k test samples while the reference spectrum is
+  the training one; the variance along a principal direction differs between two
+  independent samples by ~ sqrt(2/n) = 0.7 % (1 sigma), so ~2 % at 3 sigma.
+- rho within 0.03 away from the critical region (the issue's bound): the finite-batch Adam
+  noise at lr 1e-3 moves rho by ~0.005 (measured spread), near a threshold critical
+  slowing down makes any budget too short, hence the excluded band 0.8-1.2 T_k.
+- Fitted T_k within 5 % and best-over-scan utilities within 3 % (the issue's bounds):
+  the 2 % sampling term plus ~1 % of residual non-equilibrium.
+- Single-T utility within 0.05 T_k of T_k - T^2/T_k: the 2 % sampling term plus the slow
+  rotation between neighbouring modes at low T (restoring force
+  beta (lambda_i - lambda_j)^2 / (lambda_i lambda_j), SPEC §7b), which splits utility
+  between two ranks (their sum is unaffected) and which this budget leaves at up to ~3 %
+  of T_k at the lowest temperatures (measured while writing the test).
+"""
+
+import numpy as np
+import pytest
+
+from collapse_spectroscopy import equilibrium, observables, spectra
+from collapse_spectroscopy.training import TrainConfig, train_scan_point
+from synthetic_gaussian import gaussian_splits
+
+SPECTRUM = [0.5, 0.25, 0.13, 0.07, 0.035, 0.012, 0.003, 0.0]
+TEMPERATURES = np.geomspace(0.0015, 0.7, 12)
+
+
+@pytest.fixture(scope="module")
+def scan():
+    xtr, xva, xte, _, _ = gaussian_splits(SPECTRUM, seed=0)
+    tk = spectra.pca_spectrum(xtr)
+    config = TrainConfig(
+        max_updates=30_000, patience=0.2, eval_every=1000, batch_size=256, learning_rate=1e-3
+    )
+    points = []
+    for T in TEMPERATURES:
+        result = train_scan_point(xtr, xva, T, seed=0, latents=len(SPECTRUM), config=config)
+        points.append(observables.measure(result.model.numpy_params(), xte, xtr, seed=0))
+    rho = np.array([p.per_latent["signal_fraction"] for p in points])
+    dn = np.array([p.truncated_distortion for p in points])
+    table = spectra.spectra_table(TEMPERATURES, rho, dn, tk)
+    return {"tk": tk, "rho": rho, "dn": dn, "table": table}
+
+
+def test_training_spectrum_is_the_declared_one(scan):
+    # the oracle compares with the training PCA; check it is the spectrum we built
+    # (sampling error of eigenvalues ~ sqrt(2/n) lambda = 0.7 % at n = 40k, so 3 %)
+    np.testing.assert_allclose(scan["tk"][:-1], SPECTRUM[:-1], rtol=0.03)
+    assert scan["tk"][-1] < 1e-12  # the dependent feature
+
+
+def test_fitted_thresholds_match_pca(scan):
+    table, tk = scan["table"], scan["tk"]
+    checked = 0
+    for k in range(len(SPECTRUM)):
+        inside = TEMPERATURES.min() < tk[k] < TEMPERATURES.max()
+        row = table.iloc[k]
+        if inside and row.fit_points >= 3:
+            assert row.collapse_threshold == pytest.approx(tk[k], rel=0.05), f"rank {k + 1}"
+            checked += 1
+    assert checked >= 5  # 0.5 ... 0.035 at least, or the test proves nothing
+
+
+def test_best_utilities_match_pca(scan):
+    table, tk = scan["table"], scan["tk"]
+    checked = 0
+    for k in range(len(SPECTRUM)):
+        if tk[k] >= 10 * TEMPERATURES.min():
+            assert table.utility.iloc[k] == pytest.approx(tk[k], rel=0.03), f"rank {k + 1}"
+            checked += 1
+    assert checked >= 5
+
+
+def test_rho_and_single_t_utility_follow_the_equilibrium(scan):
+    tk, rho, dn = scan["tk"], scan["rho"], scan["dn"]
+    d = len(SPECTRUM)
+    u = -np.diff(dn, axis=1)[:, :d]
+    for i, T in enumerate(TEMPERATURES):
+        far = (T <= 0.8 * tk) | (T >= 1.2 * tk)
+        rho_eq = equilibrium.signal_fraction(tk, T)
+        u_eq = equilibrium.utility(tk, T)
+        np.testing.assert_array_less(
+            np.abs(rho[i, :d] - rho_eq)[far], 0.03, err_msg=f"rho at T={T:.4g}"
+        )
+        np.testing.assert_array_less(
+            np.abs(u[i] - u_eq)[far], 0.05 * tk[far] + 1e-9, err_msg=f"utility at T={T:.4g}"
+        )
+    # spare latents beyond d carry nothing
+    assert np.all(rho[:, d:] < 0.03)
+
+
+def test_report_errors(scan, capsys):
+    # the closing note quotes these numbers (pytest -s shows them)
+    table, tk = scan["table"], scan["tk"]
+    with capsys.disabled():
+        print("\nrank  lambda/V    T_k  err%   u_k  err%  fit_points")
+        for k in range(len(SPECTRUM)):
+            r = table.iloc[k]
+            e1 = 100 * (r.collapse_threshold / tk[k] - 1) if tk[k] > 0 else np.nan
+            e2 = 100 * (r.utility / tk[k] - 1) if tk[k] > 0 else np.nan
+            print(
+                f"{k + 1:4d} {tk[k]:9.3g} {r.collapse_threshold:9.4g} {e1:6.2f} "
+                f"{r.utility:9.4g} {e2:6.2f} {r.fit_points:4d}"
+            )
