@@ -1,0 +1,46 @@
+# Data: acquire the source and build the prepared dataset of a run (SPEC §5).
+
+
+rule fetch_worldclim:
+    output:
+        "resources/worldclim/wc2.1_{resolution}_bio.zip",
+    log:
+        "resources/worldclim/fetch_{resolution}.log",
+    conda:
+        "../../envs/collapse-spectroscopy.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=120,
+    shell:
+        "collapse-spectroscopy fetch --dest resources/worldclim "
+        "--resolution {wildcards.resolution} > {log} 2>&1"
+
+
+rule prepare:
+    input:
+        archive=worldclim_archive,
+    output:
+        prepared="results/{run}/data/prepared.npz",
+        summary="results/{run}/data/split_summary.json",
+        standardization="results/{run}/data/standardization.json",
+        split_map=report(
+            "results/{run}/data/split_map.png",
+            caption="../report/split_map.rst",
+            category="{run}",
+            subcategory="Data",
+        ),
+        split_map_pdf="results/{run}/data/split_map.pdf",
+    log:
+        "results/{run}/logs/prepare.log",
+    conda:
+        "../../envs/collapse-spectroscopy.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        args=dataset_args,
+    shell:
+        "collapse-spectroscopy prepare {params.args} --out results/{wildcards.run}/data "
+        "> {log} 2>&1"

@@ -1,0 +1,38 @@
+# The paper's Figs 1-4 (SPEC §6), and the split map beside them.
+
+
+rule figures:
+    input:
+        scan="results/{run}/scan.nc",
+        table="results/{run}/spectra.csv",
+    output:
+        **{
+            f"{name}_{ext}": figure_output(name, ext)
+            for name in FIGURES
+            for ext in ("png", "pdf")
+        },
+    log:
+        "results/{run}/logs/figures.log",
+    conda:
+        "../../envs/collapse-spectroscopy.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "MPLBACKEND=Agg collapse-spectroscopy figures {input.scan} {input.table} "
+        "--out-dir results/{wildcards.run}/figures > {log} 2>&1"
+
+
+rule split_map_figure:
+    input:
+        "results/{run}/data/split_map.png",
+    output:
+        "results/{run}/figures/split_map.png",
+    log:
+        "results/{run}/logs/split_map_figure.log",
+    conda:
+        "../../envs/collapse-spectroscopy.yaml"
+    threads: 1
+    shell:
+        "cp {input} {output} 2> {log}"

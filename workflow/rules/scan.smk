@@ -1,0 +1,27 @@
+# The scan: one training job per (run, T, seed) (SPEC §5). Each job trains the linear
+# beta-VAE at temperature T to equilibrium and measures its observables on the test split.
+
+
+rule train_point:
+    input:
+        "results/{run}/data/prepared.npz",
+    output:
+        point="results/{run}/scan/T={T}/seed={seed}.nc",
+        weights="results/{run}/scan/T={T}/seed={seed}.pt",
+        log_csv="results/{run}/scan/T={T}/seed={seed}.log.csv",
+    log:
+        "results/{run}/logs/train/T={T}_seed={seed}.log",
+    conda:
+        "../../envs/collapse-spectroscopy.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=train_runtime_min,
+        gpu=lambda wc: int(run_config(wc.run)["training"]["gpu"]),
+    params:
+        args=training_args,
+    shell:
+        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads} "
+        "collapse-spectroscopy train --data {input} -T {wildcards.T} --seed {wildcards.seed} "
+        "--out {output.point} --weights {output.weights} --log {output.log_csv} "
+        "--threads {threads} {params.args} > {log} 2>&1"

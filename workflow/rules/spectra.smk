@@ -1,0 +1,44 @@
+# Gather the scan into one file, then the collapse, utility and PCA spectra (SPEC §4).
+
+
+rule gather:
+    input:
+        lambda wc: scan_points(wc.run),
+    output:
+        "results/{run}/scan.nc",
+    log:
+        "results/{run}/logs/gather.log",
+    conda:
+        "../../envs/collapse-spectroscopy.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "collapse-spectroscopy gather {input} --out {output} > {log} 2>&1"
+
+
+rule spectra:
+    input:
+        "results/{run}/scan.nc",
+    output:
+        table=report(
+            "results/{run}/spectra.csv",
+            caption="../report/spectra.rst",
+            category="{run}",
+            subcategory="Spectra",
+        ),
+        summary="results/{run}/summary.json",
+    log:
+        "results/{run}/logs/spectra.log",
+    conda:
+        "../../envs/collapse-spectroscopy.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        rho_min=lambda wc: run_config(wc.run)["spectra"]["rho_min"],
+    shell:
+        "collapse-spectroscopy spectra {input} --out {output.table} "
+        "--summary {output.summary} --rho-min {params.rho_min} > {log} 2>&1"
