@@ -269,7 +269,7 @@ def test_synthetic_outputs_and_standardization(demo):
     np.testing.assert_allclose(ds.std, 1.0, atol=0.05)
     counts = {k: v["samples"] for k, v in summary["splits"].items()}
     assert ds.metadata["split"]["splits"]["train"]["samples"] == counts["train"]
-    assert sum(counts.values()) == 6231 == ds.metadata["source_info"]["n_valid_cells"]
+    assert sum(counts.values()) == 24913 == ds.metadata["source_info"]["n_valid_cells"]
     assert [ds.x_train.shape[0], ds.x_val.shape[0], ds.x_test.shape[0]] == [
         counts["train"],
         counts["val"],
@@ -324,7 +324,7 @@ def test_synthetic_is_deterministic(tmp_path):
     c, _ = synthetic.generate(seed=1)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
-    assert ta["n_cells"] == 6231
+    assert ta["n_cells"] == 24913
 
 
 # --------------------------------------------------------------------------- tables

@@ -65,9 +65,8 @@ from .plotstyle import (
     panel_label,
     style,
 )
-from .spectra import RHO_MIN
+from .spectra import PCA_FLOOR, RHO_MIN
 
-PCA_FLOOR = 1e-12  # lambda_k/V at or below this is rounding (a dependent feature), not a mode
 T_LABEL = r"normalized temperature $T = \beta\sigma^2/V$"
 FIGURE_NAMES = (
     "fig1_collapse_scan",
@@ -551,7 +550,15 @@ def save_figure(fig: Figure, outdir: str | os.PathLike, stem: str) -> list[Path]
         for fmt, metadata in (("png", {"Software": None}), ("pdf", {"CreationDate": None})):
             path = Path(outdir) / f"{stem}.{fmt}"
             with atomic_path(path) as tmp:
-                fig.savefig(tmp, format=fmt, dpi=DPI, metadata=metadata)
+                # tight bounding box: no axis label is ever clipped at the column width
+                fig.savefig(
+                    tmp,
+                    format=fmt,
+                    dpi=DPI,
+                    metadata=metadata,
+                    bbox_inches="tight",
+                    pad_inches=0.02,
+                )
             paths.append(path)
     return paths
 

@@ -226,6 +226,11 @@ def gather(paths: Iterable[str | os.PathLike]) -> xr.Dataset:
     dupes = {k for k in keys if keys.count(k) > 1}
     if dupes:
         raise InputError(f"gather: duplicate scan points (T, seed) {sorted(dupes)}")
+    for point in points:
+        # forget the on-disk encoding of the first file (a fixed string length, say), which
+        # would otherwise truncate longer values of other files on writing
+        for var in point.variables.values():
+            var.encoding = {}
     scan = xr.combine_by_coords(points, combine_attrs="drop_conflicts", join="outer")
     scan = scan.sortby("T").sortby("seed")
     scan = xr.merge([scan, shared], combine_attrs="drop_conflicts")

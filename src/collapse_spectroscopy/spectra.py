@@ -27,6 +27,10 @@ RHO_MIN = 0.05
 MIN_FIT_POINTS = 2  # the fixed-exponent fit has one parameter: two points make it a fit
 MIN_FREE_FIT_POINTS = 3  # the free-exponent fit has two
 
+# A PCA ratio below this is float rounding of an exactly dependent feature (SPEC §7b), not
+# a mode: summaries leave it out instead of dividing by it.
+PCA_FLOOR = 1e-12
+
 SPECTRA_COLUMNS = [
     "rank",
     "collapse_threshold",
@@ -231,9 +235,9 @@ def summarize(scan, rho_min: float = RHO_MIN):
     pca_eval = scan["pca_eval_distortion"].values if "pca_eval_distortion" in scan else None
     table = spectra_table(t, rho, dn, pca_ratio, pca_eval, rho_min=rho_min)
     fitted = table.dropna(subset=["collapse_threshold"])
-    fitted = fitted[fitted["pca_ratio"] > 0]
+    fitted = fitted[fitted["pca_ratio"] > PCA_FLOOR]
     ratio = fitted["collapse_threshold"] / fitted["pca_ratio"]
-    util = table[(table["pca_ratio"] > 0) & (table["utility"] > 0)]
+    util = table[(table["pca_ratio"] > PCA_FLOOR) & (table["utility"] > 0)]
     stop = scan["stop_reason"].values.ravel() if "stop_reason" in scan else []
     summary = {
         "scan_points": int(t.size),

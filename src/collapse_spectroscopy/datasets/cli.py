@@ -29,7 +29,7 @@ inputs (--source, config dataset.source):
   rasters    single-band GeoTIFFs on one grid: --path is a folder or a .zip (layers in
              natural sort order: bio_10 after bio_9) or a list of .tif files (kept in
              the given order). Features are named after the files.
-  synthetic  the embedded offline default: a generated 2-degree global stack of 8 layers
+  synthetic  the embedded offline default: a generated 1-degree global stack of 8 layers
              with a known spectrum (0.45, 0.25, 0.15, 0.08, 0.045, 0.02, 0.005, 0),
              written as GeoTIFFs into OUT/{SYNTHETIC_DIR}/ and read back like real data.
   table      one CSV, Parquet or NetCDF file of samples x numeric features; split at

@@ -3,10 +3,10 @@
 It is the offline default that powers the workflow's ``demo`` run, so it is small and
 generated deterministically from a seed (``numpy.random.default_rng``):
 
-* **Grid.** A global 2° lon/lat grid (180 x 90 cells, EPSG:4326). A land-like mask keeps
+* **Grid.** A global 1° lon/lat grid (360 x 180 cells, EPSG:4326). A land-like mask keeps
   the cells where a smooth random field on the sphere (24 plane waves in 3-D with
   wavenumbers 2..8, amplitude 1/wavenumber) exceeds the level that leaves 30 % of the
-  area as "land", plus an ice cap south of 66°S like Antarctica: 6,231 cells at seed 0
+  area as "land", plus an ice cap south of 66°S like Antarctica: 24,913 cells at seed 0
   (the rest is nodata, ``-3.4e38`` as in WorldClim).
 * **Features.** ``d = 8`` layers ``synth_1`` .. ``synth_8``. In every land cell,
   independently, the layers are Gaussian with unit variance and correlation matrix ``C``
@@ -48,7 +48,7 @@ from ..io import json_default
 SPECTRUM = (0.45, 0.25, 0.15, 0.08, 0.045, 0.02, 0.005, 0.0)
 #: Layers (1-based) of the exact dependence synth_DEP = synth_A - synth_B.
 DEPENDENCE = (7, 5, 6)
-RESOLUTION_DEG = 2.0
+RESOLUTION_DEG = 1.0
 LAND_FRACTION = 0.30
 ICE_CAP_LAT = -66.0
 NODATA = float(np.float32(-3.4e38))
