@@ -41,6 +41,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def remove_stale_temporaries(path: str | os.PathLike) -> None:
+    """Delete temporary files :func:`atomic_path` left beside ``path`` when a job was killed.
+
+    A SIGKILL (or a node lost) gives no chance to clean up; the rerun of the same job
+    removes its own leftovers before writing again.
+    """
+    path = Path(path)
+    if path.parent.is_dir():
+        for stale in path.parent.glob(f".tmp-{path.stem}-*{path.suffix}"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:

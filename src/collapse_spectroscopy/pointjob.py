@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import observables, scanfile, spectra
 from .errors import InputError
-from .io import atomic_path
+from .io import atomic_path, remove_stale_temporaries
 from .prepared import load_prepared
 from .training import TrainConfig, train_scan_point
 
@@ -49,8 +49,8 @@ def train_point(
     training: dict | None = None,
     eval_split: str = "test",
     threads: int = 1,
-) -> Path:
-    """Train and measure one scan point; return the path of the scan-point file."""
+):
+    """Train and measure one scan point, write its files; return the training result."""
     import torch
 
     set_threads(threads)
@@ -58,6 +58,8 @@ def train_point(
     if out.suffix != ".nc":
         raise InputError(f"--out {str(out)!r}: expected a .nc file name")
     weights, log = default_paths(out, weights, log)
+    for path in (out, weights, log):
+        remove_stale_temporaries(path)
     try:
         config = TrainConfig(**(training or {}))
     except TypeError as exc:
@@ -100,4 +102,4 @@ def train_point(
     with atomic_path(log) as tmp:
         result.log.to_csv(tmp, index=False)
     scanfile.write(point, out)
-    return out
+    return result

@@ -106,7 +106,7 @@ def register_train(sub) -> None:
 def run_train(args) -> int:
     from .pointjob import train_point
 
-    train_point(
+    result = train_point(
         data=args.data,
         temperature=args.temperature,
         seed=args.seed,
@@ -128,6 +128,7 @@ def run_train(args) -> int:
         eval_split=args.eval_split,
         threads=args.threads,
     )
+    print(result.summary_line())
     return 0
 
 

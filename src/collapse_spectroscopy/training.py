@@ -99,6 +99,16 @@ class TrainResult:
     device: str
     engine: str
 
+    def summary_line(self) -> str:
+        """One line for a job's log: what was run and how it ended."""
+        rate = self.updates_run / self.elapsed_s if self.elapsed_s > 0 else float("nan")
+        return (
+            f"trained {self.updates_run} updates ({self.stop_reason}) in "
+            f"{self.elapsed_s:.1f} s, {rate:.0f} updates/s on {self.device} "
+            f"[{self.engine}]; best validation loss {self.best_val_loss:.6g} "
+            f"at update {self.best_update}; beta = {self.beta:.6g}"
+        )
+
 
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else the CPU."""

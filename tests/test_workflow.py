@@ -1,0 +1,212 @@
+"""The real Snakemake workflow, end to end (issue 4): runs, not dry runs.
+
+Each test runs the project's Snakefile in a temporary working directory that holds its
+own ``config/config.yaml`` (a tiny synthetic run), so the repository is never written to.
+"""
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from collapse_spectroscopy import scanfile
+from collapse_spectroscopy.prepared import load_prepared
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def tiny_config(temperatures, max_updates=600, **training):
+    return {
+        "default_runs": ["tiny"],
+        "runs": {
+            "tiny": {
+                "dataset": {"source": "synthetic"},
+                "model": {"latents": 6},
+                "training": {
+                    "max_updates": max_updates,
+                    "eval_every": 100,
+                    "patience": 0.5,
+                    **training,
+                },
+                "scan": {"temperatures": temperatures, "seeds": [0]},
+            }
+        },
+    }
+
+
+def workdir(tmp_path, config):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path
+
+
+def snakemake(wd, *args, check=True, **kwargs):
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "2", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.mark.slow
+def test_end_to_end_outputs_agree(tmp_path):
+    temperatures = [0.01, 0.05, 0.12, 0.3]
+    wd = workdir(tmp_path, tiny_config(temperatures))
+    snakemake(wd)
+    res = wd / "results" / "tiny"
+
+    # the spectra table's PCA column is the PCA of the training split, recomputed here
+    ds = load_prepared(res / "data" / "prepared.npz")
+    x = ds.x_train.astype(np.float64)
+    sv = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)
+    ratio = sv**2 / np.sum(sv**2)
+    table = pd.read_csv(res / "spectra.csv")
+    assert list(table.columns[:8]) == [
+        "rank",
+        "collapse_threshold",
+        "fit_points",
+        "free_exponent",
+        "utility",
+        "best_distortion",
+        "pca_ratio",
+        "pca_distortion",
+    ]
+    n = min(len(table), ratio.size)  # K = 6 latents < d = 8 features: 6 rows
+    np.testing.assert_allclose(table["pca_ratio"][:n], ratio[:n], atol=1e-12)
+
+    # split counts are the prepared dataset's
+    split = json.loads((res / "data" / "split_summary.json").read_text())
+    assert split["splits"]["train"]["samples"] == ds.x_train.shape[0]
+    assert split["splits"]["test"]["samples"] == ds.x_test.shape[0]
+
+    # one scan point per temperature, T in the file name round-trips exactly
+    scan = scanfile.read(res / "scan.nc")
+    assert sorted(scan["T"].values.tolist()) == temperatures
+    for t in temperatures:
+        point = scanfile.read(res / "scan" / f"T={t!r}" / "seed=0.nc")
+        assert float(point["T"]) == t
+        assert (res / "logs" / "train" / f"T={t!r}_seed=0.log").is_file()
+
+    # utilities are differences of the best truncated distortions of the gathered scan
+    dn = scan["truncated_distortion"].values.reshape(-1, scan.sizes["k"])
+    best = np.nanmin(dn, axis=0)
+    best[0] = 1.0
+    np.testing.assert_allclose(table["utility"], -np.diff(best), rtol=1e-9)
+
+    for name in (
+        "fig1_collapse_scan",
+        "fig2_truncated_distortion",
+        "fig3_duality",
+        "fig4_latent_scale",
+        "split_map",
+    ):
+        png = mpimg.imread(res / "figures" / f"{name}.png")
+        assert png.ndim == 3 and min(png.shape[:2]) > 300
+        assert png[..., :3].std() > 0.05  # not a blank canvas
+    for name in ("fig1_collapse_scan", "fig3_duality"):
+        assert (res / "figures" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
+
+    # nothing left to do on a rerun
+    again = snakemake(wd, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def incomplete_outputs(wd):
+    """Outputs Snakemake has marked incomplete (jobs started but not recorded as done).
+
+    Snakemake keeps one marker per output under ``.snakemake/incomplete``, named by the
+    URL-safe base64 of the output's path (long names split into ``@``-prefixed parts).
+    """
+    root = wd / ".snakemake" / "incomplete"
+    out = set()
+    for marker in root.rglob("*"):
+        if marker.is_file():
+            parts = marker.relative_to(root).parts
+            name = "".join(p.lstrip("@") for p in parts)
+            try:
+                out.add(Path(base64.urlsafe_b64decode(name).decode()))
+            except ValueError:
+                continue  # not a marker (e.g. a migration flag)
+    return out
+
+
+@pytest.mark.slow
+def test_kill_and_rerun_keeps_finished_points(tmp_path):
+    temperatures = [0.01, 0.02, 0.04, 0.08, 0.16, 0.3]
+    wd = workdir(tmp_path, tiny_config(temperatures, max_updates=4000, patience=10**6))
+    scan_dir = wd / "results" / "tiny" / "scan"
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "2"]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+
+    def finished():
+        """Scan points written *and* recorded by Snakemake as done (no incomplete marker).
+
+        A job whose file appeared just before a kill, but whose end Snakemake had not yet
+        recorded, is still marked incomplete and is rightly redone by the rerun.
+        """
+        pending = incomplete_outputs(wd)
+        return [p for p in scan_dir.glob("*/seed=*.nc") if p.relative_to(wd) not in pending]
+
+    try:
+        deadline = time.time() + 300
+        while not finished():
+            assert proc.poll() is None, "the workflow ended before it could be killed"
+            assert time.time() < deadline, "no scan point finished in 5 minutes"
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole workflow, jobs included
+        proc.wait()
+    written = list(scan_dir.glob("*/seed=*.nc"))
+    assert len(written) < len(temperatures), "killed too late: nothing left to resume"
+    for p in written:  # every file that exists is complete (atomic writes)
+        assert scanfile.read(p).sizes["latent"] == 6
+    done = {p: p.stat().st_mtime_ns for p in finished()}
+    assert done
+
+    snakemake(wd, "--unlock")
+    snakemake(wd)
+    assert len(list(scan_dir.glob("*/seed=*.nc"))) == len(temperatures)
+    assert not list(scan_dir.glob("*/.tmp-*")), "a rerun job left a killed job's temp file"
+    for p, mtime in done.items():
+        assert p.stat().st_mtime_ns == mtime, f"{p} was redone"
+    assert (wd / "results" / "tiny" / "figures" / "fig3_duality.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "patch, key",
+    [
+        ({"runs": {"tiny": {"bogus": 1}}}, "runs.tiny"),
+        (
+            {"runs": {"tiny": {"scan": {"temperatures": [0.1, -0.2]}}}},
+            "runs.tiny.scan.temperatures[1]",
+        ),
+        ({"runs": {"tiny": {"scan": {"seeds": []}}}}, "runs.tiny.scan.seeds"),
+        ({"default_runs": ["nope"]}, "default_runs"),
+    ],
+)
+def test_bad_config_names_the_key_before_any_job(tmp_path, patch, key):
+    config = tiny_config([0.1])
+
+    def merge(a, b):
+        for k, v in b.items():
+            a[k] = merge(a.get(k, {}), v) if isinstance(v, dict) else v
+        return a
+
+    wd = workdir(tmp_path, merge(config, patch))
+    proc = snakemake(wd, check=False)
+    assert proc.returncode != 0
+    assert f"config key {key}" in proc.stderr
+    assert not (wd / "results").exists()
