@@ -117,6 +117,13 @@ def test_end_to_end_outputs_agree(tmp_path):
     for name in ("fig1_collapse_scan", "fig3_duality"):
         assert (res / "figures" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
 
+    # the HTML report carries every figure's caption
+    snakemake(wd, "--report", str(wd / "report.html"))
+    html = (wd / "report.html").read_text()
+    for caption in ("collapse scan", "truncated distortion", "utility-threshold duality",
+                    "latent-scale diagnostics", "Spatial-block split"):
+        assert caption in html, caption
+
     # nothing left to do on a rerun
     again = snakemake(wd, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
