@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +40,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from ..errors import InputError
-from ..io import json_default
+from ..io import atomic_directory, json_default
 
 #: Declared normalized spectrum lambda_k / V of the synthetic layers (descending, sums to 1).
 SPECTRUM = (0.45, 0.25, 0.15, 0.08, 0.045, 0.02, 0.005, 0.0)
@@ -208,19 +206,11 @@ def write_layers(
         "compress": "deflate",
         "transform": from_origin(-180.0, 90.0, resolution_deg, resolution_deg),
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the layers are ordinary outputs
+    with atomic_directory(folder) as tmp:
         paths = []
         for name, band in zip(layer_names(d), layers, strict=True):
             with rasterio.open(tmp / f"{name}.tif", "w", **profile) as ds:
                 ds.write(band, 1)
             paths.append(folder / f"{name}.tif")
         (tmp / TRUTH_FILE).write_text(json.dumps(truth, indent=2, default=json_default) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return paths, truth

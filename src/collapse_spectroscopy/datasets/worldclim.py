@@ -19,12 +19,12 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 
 from ..errors import InputError
+from ..io import atomic_directory
 from .rasters import LayerSource, _file_layer, open_zip, zip_layer
 
 log = logging.getLogger(__name__)
@@ -260,25 +260,16 @@ def unpack_archive(archive: str | os.PathLike, resolution: str = "10m") -> Path:
     archive = Path(archive)
     folder = archive.parent / archive_name(resolution).removesuffix(".zip")
     layers = worldclim_layers(archive, resolution, verify=False)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=archive.parent))
-    try:
-        tmp.chmod(0o755)
-        with open_zip(archive) as zf:
-            for lay, name in zip(layers, layer_names(resolution), strict=True):
-                member = lay.label.split("!", 1)[1]
-                try:
-                    (tmp / name).write_bytes(zf.read(member))
-                except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-                    raise InputError(
-                        f"zip archive {str(archive)!r}: member {member!r} is corrupt ({exc}); "
-                        "expected a complete archive -- delete it and download it again"
-                    ) from exc
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_directory(folder) as tmp, open_zip(archive) as zf:
+        for lay, name in zip(layers, layer_names(resolution), strict=True):
+            member = lay.label.split("!", 1)[1]
+            try:
+                (tmp / name).write_bytes(zf.read(member))
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                raise InputError(
+                    f"zip archive {str(archive)!r}: member {member!r} is corrupt ({exc}); "
+                    "expected a complete archive -- delete it and download it again"
+                ) from exc
     return folder
 
 
