@@ -1,0 +1,120 @@
+"""Spectra: threshold fits on noisy synthetic rho curves, utilities, PCA (SPEC §4)."""
+
+import numpy as np
+import pytest
+
+from collapse_spectroscopy import equilibrium, spectra
+
+TK = np.array([0.4, 0.2, 0.08, 0.03, 0.01])
+
+
+def noisy_scan(noise=0.01, seeds=3, seed=0):
+    rng = np.random.default_rng(seed)
+    T = np.repeat(np.geomspace(0.003, 0.8, 20), seeds)
+    rho = equilibrium.signal_fraction(TK, T)
+    rho = np.clip(rho + noise * rng.standard_normal(rho.shape), 0.0, 1.0)
+    return T, rho
+
+
+def test_fixed_exponent_fit_recovers_noisy_thresholds():
+    T, rho = noisy_scan()
+    for k, tk in enumerate(TK):
+        fit = spectra.fixed_exponent_threshold(T, rho[:, k])
+        # noise 0.01 on rho over >= 9 points (3 seeds): the least-squares slope 1/T_k is
+        # known to ~0.01 / sqrt(sum (T/T_k)^2) ~ 0.5 %; points just above rho_min near
+        # the threshold add a bias of the clipped noise, so 3 % is a safe, failing bound
+        assert fit.threshold == pytest.approx(tk, rel=0.03), k
+        assert fit.points >= 3 and fit.note == ""
+
+
+def test_free_exponent_fit_recovers_exponent_one():
+    T, rho = noisy_scan(noise=0.005)
+    for k, tk in enumerate(TK[:4]):
+        t_free, gamma, note = spectra.free_exponent_fit(T, rho[:, k])
+        assert note == ""
+        assert gamma == pytest.approx(1.0, abs=0.1), k
+        assert t_free == pytest.approx(tk, rel=0.05), k
+
+
+def test_free_exponent_fit_recovers_another_exponent():
+    T = np.geomspace(0.01, 0.3, 15)
+    rho = 1 - (T / 0.25) ** 0.6
+    t_free, gamma, _ = spectra.free_exponent_fit(T, rho)
+    assert gamma == pytest.approx(0.6, rel=1e-4)
+    assert t_free == pytest.approx(0.25, rel=1e-4)
+
+
+def test_exact_law_is_fitted_exactly():
+    T = np.geomspace(0.001, 0.5, 12)
+    rho = equilibrium.signal_fraction(TK, T)
+    for k, tk in enumerate(TK):
+        assert spectra.fixed_exponent_threshold(T, rho[:, k]).threshold == pytest.approx(
+            tk, rel=1e-12
+        )
+
+
+@pytest.mark.parametrize("rho", [[0.0, 0.0, 0.0], [0.5, 0.01, 0.0], [np.nan, 0.02, 0.0]])
+def test_too_few_points_give_nan_with_a_reason(rho):
+    fit = spectra.fixed_exponent_threshold([0.01, 0.1, 1.0], rho)
+    assert np.isnan(fit.threshold)
+    assert "need 2" in fit.note
+    t_free, gamma, note = spectra.free_exponent_fit([0.01, 0.1, 1.0], rho)
+    assert np.isnan(t_free) and np.isnan(gamma) and "need 3" in note
+
+
+def test_spectra_table_records_why_a_fit_is_missing():
+    T = np.array([0.01, 0.1, 0.5])
+    rho = np.array([[0.9, 0.01], [0.7, 0.0], [0.2, 0.0]])
+    dn = np.array([[1.0, 0.2, 0.19], [1.0, 0.3, 0.3], [1.0, 0.8, 0.8]])
+    table = spectra.spectra_table(T, rho, dn, pca_ratio=[0.7, 0.3])
+    assert np.isnan(table.collapse_threshold[1]) and "need 2" in table.fit_note[1]
+    assert np.isfinite(table.collapse_threshold[0])
+
+
+def test_utilities_from_best_truncated_distortions():
+    # two scan points; the best level of each k may come from different points
+    dn = np.array([[0.97, 0.5, 0.30, 0.30], [1.02, 0.6, 0.25, 0.2]])
+    best = spectra.best_distortions(dn)
+    np.testing.assert_array_equal(best, [1.0, 0.5, 0.25, 0.2])  # Dn*_0 = 1 by definition
+    np.testing.assert_allclose(spectra.utilities(best), [0.5, 0.25, 0.05])
+
+
+def test_small_utilities_survive_in_float64():
+    # a utility of 1e-7 under distortions of ~0.5 needs float64 differences
+    dn = np.array([[1.0, 0.5, 0.5 - 1e-7]])
+    assert spectra.utilities(spectra.best_distortions(dn))[1] == pytest.approx(1e-7, rel=1e-6)
+
+
+def test_pca_spectrum_against_a_naive_power_iteration():
+    rng = np.random.default_rng(0)
+    x = (
+        rng.standard_normal((5000, 4))
+        @ np.diag([3.0, 2.0, 1.0, 0.5])
+        @ np.linalg.qr(rng.standard_normal((4, 4)))[0]
+    )
+    ratio = spectra.pca_spectrum(x)
+    # independent computation: repeated power iteration with deflation on the covariance
+    c = np.cov(x, rowvar=False, bias=True)
+    lams = []
+    for _ in range(4):
+        v = np.ones(4)
+        for _ in range(2000):
+            v = c @ v
+            v /= np.linalg.norm(v)
+        lam = v @ c @ v
+        lams.append(lam)
+        c = c - lam * np.outer(v, v)
+    np.testing.assert_allclose(
+        ratio, np.array(lams) / np.trace(np.cov(x, rowvar=False, bias=True)), rtol=1e-8
+    )
+    assert spectra.pca_truncation_distortion(ratio)[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_split_matched_pca_on_the_training_split_is_the_pca_truncation():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3000, 5)) * [2.0, 1.5, 1.0, 0.5, 0.1]
+    np.testing.assert_allclose(
+        spectra.pca_eval_distortion(x, x),
+        spectra.pca_truncation_distortion(spectra.pca_spectrum(x)),
+        atol=1e-12,
+    )
