@@ -120,8 +120,13 @@ def test_end_to_end_outputs_agree(tmp_path):
     # the HTML report carries every figure's caption
     snakemake(wd, "--report", str(wd / "report.html"))
     html = (wd / "report.html").read_text()
-    for caption in ("collapse scan", "truncated distortion", "utility-threshold duality",
-                    "latent-scale diagnostics", "Spatial-block split"):
+    for caption in (
+        "collapse scan",
+        "truncated distortion",
+        "utility-threshold duality",
+        "latent-scale diagnostics",
+        "Spatial-block split",
+    ):
         assert caption in html, caption
 
     # nothing left to do on a rerun

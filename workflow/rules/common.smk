@@ -128,11 +128,15 @@ def training_args(wildcards):
     )
 
 
-def train_runtime_min(wildcards):
-    """Minutes a scan job may need: the update budget at a conservative 500 updates/s."""
-    return 10 + math.ceil(
-        run_config(wildcards.run)["training"]["max_updates"] / 500 / 60
-    )
+def train_runtime_min(wildcards, attempt):
+    """Minutes a scan job may need: the update budget at a conservative 500 updates/s.
+
+    The fast CPU engine runs ~1000+ updates/s on one thread. A job that hit its time limit
+    is resubmitted (restart-times) and resumes from its checkpoint: each attempt gets a
+    longer limit, so a slow node cannot make it fail the same way every time.
+    """
+    budget = run_config(wildcards.run)["training"]["max_updates"]
+    return (10 + math.ceil(budget / 500 / 60)) * attempt
 
 
 wildcard_constraints:

@@ -24,6 +24,11 @@ rule figures:
         "--out-dir results/{wildcards.run}/figures > {log} 2>&1"
 
 
+# a copy: never worth a cluster job
+localrules:
+    split_map_figure,
+
+
 rule split_map_figure:
     input:
         "results/{run}/data/split_map.png",

@@ -1,5 +1,7 @@
 # The scan: one training job per (run, T, seed) (SPEC §5). Each job trains the linear
 # beta-VAE at temperature T to equilibrium and measures its observables on the test split.
+# The trainer is exec'd, so a signal from SLURM (time limit, preemption) reaches it and not
+# only the shell around it.
 
 
 rule train_point:
@@ -22,6 +24,6 @@ rule train_point:
         args=training_args,
     shell:
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads} "
-        "collapse-spectroscopy train --data {input} -T {wildcards.T} --seed {wildcards.seed} "
+        "exec collapse-spectroscopy train --data {input} -T {wildcards.T} --seed {wildcards.seed} "
         "--out {output.point} --weights {output.weights} --log {output.log_csv} "
         "--threads {threads} {params.args} > {log} 2>&1"
