@@ -1,7 +1,8 @@
 """Training engines: one minibatch Adam update of the linear beta-VAE (SPEC §1, §5).
 
-Two engines with the same semantics, driven by the same loop in :mod:`.training` (same
-batches, same reparameterization noise, same Adam formula):
+Three engines with the same semantics, driven by the same loop in :mod:`.training` (same
+batches, same reparameterization noise distribution, same Adam formula; the two torch
+engines also draw the very same noise):
 
 ``autograd``
     the reference: :func:`collapse_spectroscopy.model.sampled_loss`, ``loss.backward()``
@@ -10,6 +11,9 @@ batches, same reparameterization noise, same Adam formula):
 ``fast``
     hand-written gradients of the same loss and a fused Adam on one flat parameter
     buffer, with preallocated temporaries and no autograd. Device-agnostic torch code.
+``numba``
+    the same gradients and Adam, jitted, a whole validation window of updates per call,
+    on one CPU core (:mod:`.engine_numba`); it draws its own noise (same distribution).
 
 The gradients of ``L = mean_b [ ||x - xhat||^2 / (2 sigma2) + beta sum_j KL_j ]`` with
 ``h = [mu, logs2] = x [A; B]^T + [a; b]``, ``s = exp(logs2 / 2)``, ``z = mu + s eps``,
@@ -172,4 +176,12 @@ class FastEngine:
         self.t = int(state["t"])
 
 
-ENGINES = {"fast": FastEngine, "autograd": AutogradEngine}
+def numba_engine(model: LinearVAE, beta: float, sigma2: float, lr: float):
+    """The ``numba`` engine (:mod:`.engine_numba`), imported on first use, so that runs
+    with the torch engines neither import numba nor need it."""
+    from .engine_numba import NumbaEngine
+
+    return NumbaEngine(model, beta, sigma2, lr)
+
+
+ENGINES = {"fast": FastEngine, "autograd": AutogradEngine, "numba": numba_engine}

@@ -82,10 +82,12 @@ def register_train(sub) -> None:
     )
     p.add_argument(
         "--engine",
-        choices=("fast", "autograd"),
-        default="fast",
-        help="training engine: hand-written gradients (fast) or the autograd "
-        "reference; same batches, noise and Adam",
+        choices=("auto", "fast", "autograd", "numba"),
+        default="auto",
+        help="training engine: auto (numba on a CPU, fast on CUDA), hand-written gradients "
+        "in torch (fast), the autograd "
+        "reference, or jitted on one CPU core (numba); same batches and Adam, the torch "
+        "engines the same noise, numba noise of the same distribution",
     )
     p.add_argument("--device", default="auto", help="torch device; auto = CUDA if present")
     p.add_argument(

@@ -15,8 +15,13 @@ Choices the paper leaves open, made here and written down:
 - **Seeds**: one integer seeds three independent streams (initialization, batch order,
   reparameterization noise) through :class:`numpy.random.SeedSequence`; on CPU the same
   seed gives bit-identical weights.
-- **Engine**: ``fast`` (hand-written gradients, :mod:`.engines`) by default; ``autograd``
+- **Engine**: ``auto`` by default: ``numba`` on a CPU, ``fast`` on CUDA. ``fast``
+  (hand-written gradients in torch, :mod:`.engines`) is device-agnostic; ``autograd``
   is the reference implementation with the same batches, noise and Adam formula.
+  ``numba`` (:mod:`.engine_numba`, CPU) runs a whole validation window per call
+  (``run_window``) on the same batches, with noise of the same distribution drawn from
+  its own generator, seeded by the same noise seed; it computes the same validation loss
+  itself (from the split's second moments, see ``NumbaEngine.expected_loss``).
 - **Patience**: an int >= 1 is a count of updates; a float in (0, 1) a fraction of
   ``max_updates`` (the paper: 0.1 of 500,000 = 50,000).
 """
@@ -51,7 +56,7 @@ class TrainConfig:
     eval_every: int = 1000
     device: str = "auto"
     dtype: str = "float32"
-    engine: str = "fast"
+    engine: str = "auto"
     progress: bool | None = None  # None: a progress bar only on a terminal
 
     def validate(self) -> None:
@@ -70,8 +75,8 @@ class TrainConfig:
             bad("patience", "an update count >= 1 or a fraction of max_updates in (0, 1)")
         if self.patience >= 1 and int(self.patience) != self.patience:
             bad("patience", "an integer count when >= 1")
-        if self.engine not in ENGINES:
-            bad("engine", f"one of {', '.join(ENGINES)}")
+        if self.engine != "auto" and self.engine not in ENGINES:
+            bad("engine", f"'auto' or one of {', '.join(ENGINES)}")
         if self.dtype not in ("float32", "float64"):
             bad("dtype", "'float32' or 'float64'")
 
@@ -108,6 +113,19 @@ class TrainResult:
             f"[{self.engine}]; best validation loss {self.best_val_loss:.6g} "
             f"at update {self.best_update}; beta = {self.beta:.6g}"
         )
+
+
+def resolve_engine(engine: str, device: torch.device) -> str:
+    """``auto``: the jitted ``numba`` engine on a CPU (~7x ``fast`` there, measured by
+    ``benchmarks/bench_engines.py``), the torch ``fast`` engine on CUDA."""
+    if engine == "auto":
+        return "numba" if device.type == "cpu" else "fast"
+    if engine == "numba" and device.type != "cpu":
+        raise InputError(
+            f"training.engine = 'numba' runs on the CPU only, not on {device}: "
+            "use 'fast' (or 'auto') for CUDA"
+        )
+    return engine
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -190,15 +208,25 @@ def train_scan_point(
     xv = torch.as_tensor(np.asarray(x_val), dtype=dtype, device=device)
     g_shuffle = torch.Generator().manual_seed(s_shuffle)  # CPU: same batches on any device
     g_noise = torch.Generator(device=device).manual_seed(s_noise)
-    engine = ENGINES[config.engine](model, beta, sigma2, config.learning_rate)
+    engine = ENGINES[resolve_engine(config.engine, device)](
+        model, beta, sigma2, config.learning_rate
+    )
 
     n, bs, K = xt.shape[0], int(config.batch_size), int(latents)
     patience, every = config.patience_updates, int(config.eval_every)
-    # per-update batch losses of the current validation window, kept on the device so the
-    # hot loop never waits for a device-to-host copy; checked at each validation pass
-    losses = torch.empty(every, dtype=dtype, device=device)
+    batches = _Batches(n, bs, g_shuffle, device)
+    windowed = hasattr(engine, "run_window")
+    if windowed:
+        # a whole validation window of updates per call; same batches, own noise stream
+        engine.seed_noise(s_noise)
+        x_np = np.ascontiguousarray(xt.numpy())
+        val_set = engine.prepare_validation(xv.numpy())
+    else:
+        # per-update batch losses of the current validation window, kept on the device so
+        # the hot loop never waits for a device-to-host copy; checked at each validation
+        losses = torch.empty(every, dtype=dtype, device=device)
     best_loss, best_update, best_state = math.inf, 0, None
-    rows, update, window = [], 0, 0
+    rows, update = [], 0
     stop_reason = "max_updates"
     t0 = time.perf_counter()
     bar = tqdm(
@@ -209,44 +237,47 @@ def train_scan_point(
         smoothing=0.1,
     )
     try:
-        while stop_reason == "max_updates" and update < config.max_updates:
-            perm = torch.randperm(n, generator=g_shuffle).to(device)
-            for start in range(0, n, bs):
-                xb = xt[perm[start : start + bs]]
-                eps = torch.randn(xb.shape[0], K, generator=g_noise, device=device, dtype=dtype)
-                losses[window] = engine.step(xb, eps)
-                update += 1
-                window += 1
-                if window < every and update < config.max_updates:
-                    continue
-                window_losses = losses[:window].cpu().numpy()
-                bad = np.flatnonzero(~np.isfinite(window_losses))
-                if bad.size:
-                    raise TrainingError(
-                        f"non-finite training loss ({window_losses[bad[0]]}) at "
-                        f"T={temperature:g} (beta={beta:g}), seed={seed}, "
-                        f"update {update - window + int(bad[0]) + 1}"
-                    )
-                val, dist, rate = expected_loss(engine.sync_model(), xv, beta, sigma2)
-                if not math.isfinite(val):
-                    raise TrainingError(
-                        f"non-finite validation loss at T={temperature:g}, "
-                        f"seed={seed}, update {update}"
-                    )
-                rows.append(
-                    (update, float(window_losses.mean()), val, dist, rate, time.perf_counter() - t0)
+        while update < config.max_updates:
+            window = min(every, config.max_updates - update)
+            if windowed:  # in calls of <= 4096 updates: the row indices stay small
+                chunks = [min(4096, window - k) for k in range(0, window, 4096)]
+                window_losses = np.concatenate(
+                    [engine.run_window(x_np, *batches.window(k)) for k in chunks]
                 )
-                window = 0
-                if val < best_loss:
-                    best_loss, best_update = val, update
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                bar.update(update - bar.n)
-                bar.set_postfix(best_val=f"{best_loss:.5g}", refresh=False)
-                if update >= config.max_updates:
-                    break
-                if update - best_update >= patience:
-                    stop_reason = "early_stopping"
-                    break
+            else:
+                for i in range(window):
+                    xb = xt[batches.next()]
+                    eps = torch.randn(xb.shape[0], K, generator=g_noise, device=device, dtype=dtype)
+                    losses[i] = engine.step(xb, eps)
+                window_losses = losses[:window].cpu().numpy()
+            update += window
+            bad = np.flatnonzero(~np.isfinite(window_losses))
+            if bad.size:
+                raise TrainingError(
+                    f"non-finite training loss ({window_losses[bad[0]]}) at "
+                    f"T={temperature:g} (beta={beta:g}), seed={seed}, "
+                    f"update {update - window + int(bad[0]) + 1}"
+                )
+            if windowed:  # the same expected loss, jitted (a torch pass costs more than a window)
+                val, dist, rate = engine.expected_loss(val_set)
+                engine.sync_model()
+            else:
+                val, dist, rate = expected_loss(engine.sync_model(), xv, beta, sigma2)
+            if not math.isfinite(val):
+                raise TrainingError(
+                    f"non-finite validation loss at T={temperature:g}, seed={seed}, update {update}"
+                )
+            rows.append(
+                (update, float(window_losses.mean()), val, dist, rate, time.perf_counter() - t0)
+            )
+            if val < best_loss:
+                best_loss, best_update = val, update
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            bar.update(update - bar.n)
+            bar.set_postfix(best_val=f"{best_loss:.5g}", refresh=False)
+            if update < config.max_updates and update - best_update >= patience:
+                stop_reason = "early_stopping"
+                break
     finally:
         bar.close()
     model.load_state_dict(best_state)
@@ -263,6 +294,42 @@ def train_scan_point(
         device=str(device),
         engine=engine.name,
     )
+
+
+class _Batches:
+    """The batches, in order: every epoch is a fresh ``torch.randperm`` (CPU generator,
+    moved to ``device`` once per epoch) cut into consecutive batches of ``bs``, the last
+    one possibly short. :meth:`next` gives one batch's row indices (on the device),
+    :meth:`window` the next ``k`` batches at once (CPU), drawn from the same stream."""
+
+    def __init__(self, n: int, bs: int, g_shuffle: torch.Generator, device):
+        self.n, self.bs, self.g, self.device = n, bs, g_shuffle, device
+        self.pos = n  # the first call draws the first epoch
+
+    def _epoch(self) -> None:
+        self.perm = torch.randperm(self.n, generator=self.g).to(self.device)
+        self.pos = 0
+
+    def next(self) -> torch.Tensor:
+        if self.pos >= self.n:
+            self._epoch()
+        start, self.pos = self.pos, min(self.pos + self.bs, self.n)
+        return self.perm[start : self.pos]
+
+    def window(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row indices of the next ``k`` batches, concatenated, and the batch sizes."""
+        rows, sizes = [], []
+        while k > 0:
+            if self.pos >= self.n:
+                self._epoch()
+            m = min(k, -(-(self.n - self.pos) // self.bs))  # batches left in this epoch
+            end = min(self.pos + m * self.bs, self.n)
+            rows.append(self.perm[self.pos : end].cpu().numpy())
+            full = np.full(m, self.bs, dtype=np.int64)
+            full[-1] = end - self.pos - (m - 1) * self.bs
+            sizes.append(full)
+            self.pos, k = end, k - m
+        return np.concatenate(rows), np.concatenate(sizes)
 
 
 def _bar_disabled(progress: bool | None):
