@@ -5,7 +5,8 @@ without Snakemake. Subcommands are registered by the module that implements them
 (``register(subparsers)``), which keeps this file a table of contents.
 
 Exit status: 0 success; 2 bad input (the message names the file, key or value);
-3 training failed (non-finite loss; the message names T, seed and update).
+3 training failed (non-finite loss; the message names T, seed and update);
+4 interrupted by SIGTERM/SIGUSR1 after writing a checkpoint (rerun to resume).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import sys
 
 from . import __version__
+from .checkpoint import Interrupted
 from .errors import InputError, TrainingError
 
 
@@ -43,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as exc:
         print(f"collapse-spectroscopy {args.command}: training failed: {exc}", file=sys.stderr)
         return 3
+    except Interrupted as exc:
+        print(f"collapse-spectroscopy {args.command}: interrupted: {exc}", file=sys.stderr)
+        return 4
     return int(result or 0)
 
 

@@ -58,7 +58,8 @@ def train_point(
     if out.suffix != ".nc":
         raise InputError(f"--out {str(out)!r}: expected a .nc file name")
     weights, log = default_paths(out, weights, log)
-    for path in (out, weights, log):
+    checkpoint = out.with_suffix(".ckpt")  # not a workflow output: it survives a failed job
+    for path in (out, weights, log, checkpoint):
         remove_stale_temporaries(path)
     try:
         config = TrainConfig(**(training or {}))
@@ -66,7 +67,14 @@ def train_point(
         raise InputError(f"unknown training option: {exc}") from exc
     ds = load_prepared(data)
     result = train_scan_point(
-        ds.x_train, ds.x_val, temperature, seed, latents=latents, sigma2=sigma2, config=config
+        ds.x_train,
+        ds.x_val,
+        temperature,
+        seed,
+        latents=latents,
+        sigma2=sigma2,
+        config=config,
+        checkpoint=checkpoint,
     )
     params = result.model.numpy_params()
     x_eval = ds.split(eval_split)
@@ -102,4 +110,5 @@ def train_point(
     with atomic_path(log) as tmp:
         result.log.to_csv(tmp, index=False)
     scanfile.write(point, out)
+    checkpoint.unlink(missing_ok=True)  # the scan point is done: nothing left to resume
     return result

@@ -89,6 +89,13 @@ def register_train(sub) -> None:
         "reference, or jitted on one CPU core (numba); same batches and Adam, the torch "
         "engines the same noise, numba noise of the same distribution",
     )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=10_000,
+        help="write a resumable checkpoint (OUT with suffix .ckpt) every N updates and on "
+        "SIGTERM/SIGUSR1 (then exit 4); a rerun resumes from it (default 10000)",
+    )
     p.add_argument("--device", default="auto", help="torch device; auto = CUDA if present")
     p.add_argument(
         "--threads",
@@ -124,6 +131,7 @@ def run_train(args) -> int:
             learning_rate=args.learning_rate,
             eval_every=args.eval_every,
             engine=args.engine,
+            checkpoint_every=args.checkpoint_every,
             device=args.device,
             progress=args.progress,
         ),

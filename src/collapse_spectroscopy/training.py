@@ -28,7 +28,9 @@ Choices the paper leaves open, made here and written down:
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 
@@ -37,6 +39,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from . import checkpoint as ckpt
 from .engines import ENGINES
 from .errors import InputError, TrainingError
 from .model import LinearVAE, expected_loss
@@ -57,6 +60,7 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "float32"
     engine: str = "auto"
+    checkpoint_every: int = 10_000  # updates between checkpoints (with a checkpoint path)
     progress: bool | None = None  # None: a progress bar only on a terminal
 
     def validate(self) -> None:
@@ -77,6 +81,8 @@ class TrainConfig:
             bad("patience", "an integer count when >= 1")
         if self.engine != "auto" and self.engine not in ENGINES:
             bad("engine", f"'auto' or one of {', '.join(ENGINES)}")
+        if int(self.checkpoint_every) != self.checkpoint_every or self.checkpoint_every < 1:
+            bad("checkpoint_every", "an integer >= 1 (updates between checkpoints)")
         if self.dtype not in ("float32", "float64"):
             bad("dtype", "'float32' or 'float64'")
 
@@ -103,6 +109,7 @@ class TrainResult:
     elapsed_s: float
     device: str
     engine: str
+    resumed_from: int = 0  # update the run resumed at (0: started afresh)
 
     def summary_line(self) -> str:
         """One line for a job's log: what was run and how it ended."""
@@ -112,6 +119,11 @@ class TrainResult:
             f"{self.elapsed_s:.1f} s, {rate:.0f} updates/s on {self.device} "
             f"[{self.engine}]; best validation loss {self.best_val_loss:.6g} "
             f"at update {self.best_update}; beta = {self.beta:.6g}"
+            + (
+                f"; resumed from a checkpoint at update {self.resumed_from}"
+                if self.resumed_from
+                else ""
+            )
         )
 
 
@@ -181,6 +193,7 @@ def train_scan_point(
     latents: int = 32,
     sigma2: float = 1.0,
     config: TrainConfig | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train the linear VAE at temperature ``T`` to equilibrium (SPEC §5).
 
@@ -191,6 +204,9 @@ def train_scan_point(
     seed : fixes initialization, batch order and noise.
     latents : ``K``.
     sigma2 : decoder variance of the Gaussian likelihood.
+    checkpoint : file to checkpoint to every ``config.checkpoint_every`` updates and on
+        SIGTERM/SIGUSR1 (then :class:`~.checkpoint.Interrupted` is raised); training
+        resumes from it when it exists. Removed by the caller once the outputs are written.
     """
     config = config or TrainConfig()
     config.validate()
@@ -226,8 +242,54 @@ def train_scan_point(
         # the hot loop never waits for a device-to-host copy; checked at each validation
         losses = torch.empty(every, dtype=dtype, device=device)
     best_loss, best_update, best_state = math.inf, 0, None
-    rows, update = [], 0
+    rows, update, elapsed_before = [], 0, 0.0
     stop_reason = "max_updates"
+    identity = {
+        "T": float(temperature),
+        "seed": int(seed),
+        "beta": beta,
+        "latents": K,
+        "sigma2": float(sigma2),
+        "n_train": n,
+        "n_val": int(xv.shape[0]),
+        "d": int(xt.shape[1]),
+        "engine": engine.name,
+        **{
+            k: v
+            for k, v in asdict(config).items()
+            if k not in ("progress", "checkpoint_every", "device")
+        },
+    }
+    resumed = ckpt.load(checkpoint, identity) if checkpoint else None
+    if resumed:
+        model.load_state_dict(resumed["model"])
+        engine.load_state_dict(resumed["engine"])
+        g_shuffle.set_state(resumed["g_shuffle"])
+        g_noise.set_state(resumed["g_noise"].to(g_noise.get_state().device))
+        batches.load_state(resumed["batches"])
+        best_loss, best_update = resumed["best_loss"], resumed["best_update"]
+        best_state, rows = resumed["best_state"], resumed["rows"]
+        update, elapsed_before = resumed["update"], resumed["elapsed_s"]
+
+    def save_checkpoint():
+        ckpt.save(
+            checkpoint,
+            {
+                "identity": identity,
+                "update": update,
+                "model": model.state_dict(),
+                "engine": engine.state_dict(),
+                "g_shuffle": g_shuffle.get_state(),
+                "g_noise": g_noise.get_state().cpu(),
+                "batches": batches.state(),
+                "best_loss": best_loss,
+                "best_update": best_update,
+                "best_state": best_state,
+                "rows": rows,
+                "elapsed_s": elapsed_before + time.perf_counter() - t0,
+            },
+        )
+
     t0 = time.perf_counter()
     bar = tqdm(
         total=config.max_updates,
@@ -235,49 +297,74 @@ def train_scan_point(
         desc=f"T={temperature:.4g} seed={seed}",
         unit="upd",
         smoothing=0.1,
+        initial=update,
     )
+    flag = ckpt.SignalFlag() if checkpoint else contextlib.nullcontext()
     try:
-        while update < config.max_updates:
-            window = min(every, config.max_updates - update)
-            if windowed:  # in calls of <= 4096 updates: the row indices stay small
-                chunks = [min(4096, window - k) for k in range(0, window, 4096)]
-                window_losses = np.concatenate(
-                    [engine.run_window(x_np, *batches.window(k)) for k in chunks]
+        with flag:
+            while update < config.max_updates:
+                window = min(every, config.max_updates - update)
+                if windowed:  # in calls of <= 4096 updates: the row indices stay small
+                    chunks = [min(4096, window - k) for k in range(0, window, 4096)]
+                    window_losses = np.concatenate(
+                        [engine.run_window(x_np, *batches.window(k)) for k in chunks]
+                    )
+                else:
+                    for i in range(window):
+                        xb = xt[batches.next()]
+                        eps = torch.randn(
+                            xb.shape[0], K, generator=g_noise, device=device, dtype=dtype
+                        )
+                        losses[i] = engine.step(xb, eps)
+                    window_losses = losses[:window].cpu().numpy()
+                update += window
+                bad = np.flatnonzero(~np.isfinite(window_losses))
+                if bad.size:
+                    raise TrainingError(
+                        f"non-finite training loss ({window_losses[bad[0]]}) at "
+                        f"T={temperature:g} (beta={beta:g}), seed={seed}, "
+                        f"update {update - window + int(bad[0]) + 1}"
+                    )
+                if (
+                    windowed
+                ):  # the same expected loss, jitted (a torch pass costs more than a window)
+                    val, dist, rate = engine.expected_loss(val_set)
+                    engine.sync_model()
+                else:
+                    val, dist, rate = expected_loss(engine.sync_model(), xv, beta, sigma2)
+                if not math.isfinite(val):
+                    raise TrainingError(
+                        f"non-finite validation loss at T={temperature:g}, seed={seed}, "
+                        f"update {update}"
+                    )
+                rows.append(
+                    (
+                        update,
+                        float(window_losses.mean()),
+                        val,
+                        dist,
+                        rate,
+                        elapsed_before + time.perf_counter() - t0,
+                    )
                 )
-            else:
-                for i in range(window):
-                    xb = xt[batches.next()]
-                    eps = torch.randn(xb.shape[0], K, generator=g_noise, device=device, dtype=dtype)
-                    losses[i] = engine.step(xb, eps)
-                window_losses = losses[:window].cpu().numpy()
-            update += window
-            bad = np.flatnonzero(~np.isfinite(window_losses))
-            if bad.size:
-                raise TrainingError(
-                    f"non-finite training loss ({window_losses[bad[0]]}) at "
-                    f"T={temperature:g} (beta={beta:g}), seed={seed}, "
-                    f"update {update - window + int(bad[0]) + 1}"
+                if val < best_loss:
+                    best_loss, best_update = val, update
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                bar.update(update - bar.n)
+                bar.set_postfix(best_val=f"{best_loss:.5g}", refresh=False)
+                if update < config.max_updates and update - best_update >= patience:
+                    stop_reason = "early_stopping"
+                    break
+                due = (
+                    update // config.checkpoint_every > (update - window) // config.checkpoint_every
                 )
-            if windowed:  # the same expected loss, jitted (a torch pass costs more than a window)
-                val, dist, rate = engine.expected_loss(val_set)
-                engine.sync_model()
-            else:
-                val, dist, rate = expected_loss(engine.sync_model(), xv, beta, sigma2)
-            if not math.isfinite(val):
-                raise TrainingError(
-                    f"non-finite validation loss at T={temperature:g}, seed={seed}, update {update}"
-                )
-            rows.append(
-                (update, float(window_losses.mean()), val, dist, rate, time.perf_counter() - t0)
-            )
-            if val < best_loss:
-                best_loss, best_update = val, update
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            bar.update(update - bar.n)
-            bar.set_postfix(best_val=f"{best_loss:.5g}", refresh=False)
-            if update < config.max_updates and update - best_update >= patience:
-                stop_reason = "early_stopping"
-                break
+                if checkpoint and update < config.max_updates and (due or flag.raised):
+                    save_checkpoint()
+                    if flag.raised:
+                        raise ckpt.Interrupted(
+                            f"{flag.raised} at update {update} (T={temperature:g}, seed={seed}): "
+                            f"checkpoint written to {checkpoint}; rerun the job to resume"
+                        )
     finally:
         bar.close()
     model.load_state_dict(best_state)
@@ -290,9 +377,10 @@ def train_scan_point(
         stop_reason=stop_reason,
         beta=beta,
         total_variance=V,
-        elapsed_s=time.perf_counter() - t0,
+        elapsed_s=elapsed_before + time.perf_counter() - t0,
         device=str(device),
         engine=engine.name,
+        resumed_from=resumed["update"] if resumed else 0,
     )
 
 
@@ -315,6 +403,15 @@ class _Batches:
             self._epoch()
         start, self.pos = self.pos, min(self.pos + self.bs, self.n)
         return self.perm[start : self.pos]
+
+    def state(self) -> dict:
+        """Where the batch stream stands (for a checkpoint): the epoch's order and position."""
+        return {"pos": self.pos, "perm": None if self.pos >= self.n else self.perm.cpu()}
+
+    def load_state(self, state: dict) -> None:
+        self.pos = int(state["pos"])
+        if state["perm"] is not None:
+            self.perm = state["perm"].to(self.device)
 
     def window(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Row indices of the next ``k`` batches, concatenated, and the batch sizes."""

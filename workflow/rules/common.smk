@@ -123,6 +123,7 @@ def training_args(wildcards):
             f"--eval-every {tr['eval_every']}",
             f"--eval-split {tr['eval_split']}",
             f"--engine {tr['engine']}",
+            f"--checkpoint-every {tr['checkpoint_every']}",
             f"--device {'cuda' if tr['gpu'] else 'cpu'}",
         ]
     )
