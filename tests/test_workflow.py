@@ -222,3 +222,15 @@ def test_bad_config_names_the_key_before_any_job(tmp_path, patch, key):
     assert proc.returncode != 0
     assert f"config key {key}" in proc.stderr
     assert not (wd / "results").exists()
+
+
+def test_a_diverging_training_job_fails_cleanly(tmp_path):
+    """A non-finite loss: the rule log names T, seed and update; no scan-point file stays."""
+    wd = workdir(tmp_path, tiny_config([0.1], learning_rate=1e30))  # Adam steps of 1e30
+    proc = snakemake(wd, check=False)
+    assert proc.returncode != 0
+    assert "Error in rule train_point" in proc.stderr
+    assert not list((wd / "results" / "tiny").glob("scan/*/*.nc"))
+    log = (wd / "results" / "tiny" / "logs" / "train" / "T=0.1_seed=0.log").read_text()
+    assert "training failed: non-finite" in log
+    assert "T=0.1" in log and "seed=0" in log and "update" in log
