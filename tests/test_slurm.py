@@ -30,30 +30,15 @@ import pytest
 import yaml
 
 from collapse_spectroscopy import scanfile
+from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
 
-ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "profiles" / "slurm"
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 SLURM_CONF = Path("/etc/slurm/slurm.conf")  # srun in a job step reads only this path
 MARKER = "# Written by collapse-spectroscopy tests/test_slurm.py; removed when it ends."
 PARTITION = "cstest"
 ACCOUNT = "cstest"  # no accounting: any account name is accepted
 TEMPERATURES = [0.01, 0.05, 0.3]
-
-
-def tiny_config():
-    return {
-        "default_runs": ["tiny"],
-        "runs": {
-            "tiny": {
-                "dataset": {"source": "synthetic"},
-                "model": {"latents": 6},
-                "training": {"max_updates": 500, "eval_every": 100, "patience": 0.5},
-                "scan": {"temperatures": TEMPERATURES, "seeds": [0]},
-            }
-        },
-    }
 
 
 def profile():
@@ -87,7 +72,7 @@ def test_profile_settings_are_sane():
 
 def test_profile_dry_run(tmp_path):
     """Every key of the profile is an option Snakemake and the plugin know."""
-    wd = workdir(tmp_path / "wd")
+    wd = workdir(tmp_path / "wd", tiny_config(TEMPERATURES, max_updates=500))
     proc = subprocess.run(
         [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd)]
         + ["--profile", str(PROFILE), "-n"],
@@ -309,12 +294,6 @@ def slurm_cluster(tmp_path_factory):
             SLURM_CONF.unlink()
 
 
-def workdir(path, config=None):
-    (path / "config").mkdir(parents=True)
-    (path / "config" / "config.yaml").write_text(yaml.safe_dump(config or tiny_config()))
-    return path
-
-
 def job_env():
     """The run's environment; sbatch --export=ALL hands it to the jobs (this venv's
     `collapse-spectroscopy` first on PATH)."""
@@ -362,7 +341,7 @@ def interrupt(proc, grace=60):
 
 @pytest.mark.slurm
 def test_workflow_on_a_real_slurm_cluster(slurm_cluster, tmp_path):
-    config = tiny_config()
+    config = tiny_config(TEMPERATURES, max_updates=500)
     env = job_env()
 
     # the reference: the same config run locally, meanwhile (one thread per job, so the

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,38 +16,10 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from collapse_spectroscopy import scanfile
 from collapse_spectroscopy.prepared import load_prepared
-
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def tiny_config(temperatures, max_updates=600, **training):
-    return {
-        "default_runs": ["tiny"],
-        "runs": {
-            "tiny": {
-                "dataset": {"source": "synthetic"},
-                "model": {"latents": 6},
-                "training": {
-                    "max_updates": max_updates,
-                    "eval_every": 100,
-                    "patience": 0.5,
-                    **training,
-                },
-                "scan": {"temperatures": temperatures, "seeds": [0]},
-            }
-        },
-    }
-
-
-def workdir(tmp_path, config):
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    return tmp_path
+from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
 
 
 def snakemake(wd, *args, check=True, **kwargs):
