@@ -109,6 +109,6 @@ def train_point(
         )
     with atomic_path(log) as tmp:
         result.log.to_csv(tmp, index=False)
-    scanfile.write(point, out)
+    scanfile.write(point, out, engine=scanfile.POINT_ENGINE)
     checkpoint.unlink(missing_ok=True)  # the scan point is done: nothing left to resume
     return result
