@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 
 def register_spectra(sub) -> None:
     p = sub.add_parser(
@@ -42,12 +40,11 @@ def run_spectra(args) -> int:
         table.to_csv(tmp, index=False, float_format="%.10g")
     if args.summary:
         write_json(args.summary, summary)
-    with np.printoptions(precision=4):
-        print(
-            table[["rank", "collapse_threshold", "fit_points", "utility", "pca_ratio"]]
-            .head(int(scan.sizes["mode"]) + 1)
-            .to_string(index=False)
-        )
+    print(
+        table[["rank", "collapse_threshold", "fit_points", "utility", "pca_ratio"]]
+        .head(int(scan.sizes["mode"]) + 1)
+        .to_string(index=False)
+    )
     return 0
 
 

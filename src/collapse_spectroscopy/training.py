@@ -432,7 +432,3 @@ class _Batches:
 def _bar_disabled(progress: bool | None):
     # tqdm's disable=None means "off when not a terminal": quiet in logs, shown on a tty.
     return None if progress is None else not progress
-
-
-def config_dict(config: TrainConfig) -> dict:
-    return asdict(config)
