@@ -1,6 +1,9 @@
 """The numba engine: the reference Adam trajectory, determinism, equilibrium, failures."""
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,13 +11,13 @@ import torch
 from numba import njit
 from scipy import stats
 
-from collapse_spectroscopy import observables
+from collapse_spectroscopy import observables, scanfile
 from collapse_spectroscopy.engine_numba import NumbaEngine, draw_normals, vexp, vlog, vsincos
 from collapse_spectroscopy.engines import AutogradEngine
 from collapse_spectroscopy.errors import TrainingError
 from collapse_spectroscopy.model import LinearVAE
 from collapse_spectroscopy.training import TrainConfig, seed_streams, train_scan_point
-from synthetic_gaussian import gaussian_splits
+from synthetic_gaussian import gaussian_prepared, gaussian_splits
 
 SPECTRUM = [0.5, 0.3, 0.15, 0.05]
 
@@ -247,6 +250,36 @@ def test_windows_are_the_per_update_batches(n, bs):
     rows, sizes = zip(*(many.window(k) for k in (1, 7, 1000, 13, 2979)), strict=True)
     assert np.array_equal(np.concatenate(sizes), [len(b) for b in ref])
     assert np.array_equal(np.concatenate(rows), np.concatenate(ref))
+
+
+def test_a_cold_and_a_warm_compile_cache_give_the_same_point(tmp_path):
+    """The first training after an empty numba cache (the engine compiled in the process)
+    and a later one (the compiled code loaded from the cache) give the same scan point, bit
+    for bit (issue 9: they differed by ~1e-8 while the helpers were separate functions).
+    Subprocesses with a private NUMBA_CACHE_DIR: the project's own cache is not touched."""
+    data = tmp_path / "prepared.npz"
+    gaussian_prepared([0.5, 0.3, 0.15, 0.05, 0.0], sizes=(4000, 1000, 1000), seed=4).save(data)
+    env = {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache"),
+        "NUMBA_DEBUG_CACHE": "1",  # prints "[cache] data saved/loaded ..."
+    }
+    logs = {}
+    for run in ("cold", "warm"):
+        cmd = [sys.executable, "-m", "collapse_spectroscopy.cli", "train", "--data", str(data)]
+        cmd += ["-T", "0.05", "--seed", "2", "--latents", "6", "--engine", "numba"]
+        cmd += ["--max-updates", "3000", "--patience", "3000", "--eval-every", "250"]
+        cmd += ["--out", str(tmp_path / run / "p.nc")]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        logs[run] = proc.stdout + proc.stderr
+    assert "[cache] data saved" in logs["cold"] and "[cache] data loaded" not in logs["cold"]
+    assert "[cache] data loaded" in logs["warm"] and "[cache] data saved" not in logs["warm"]
+    cold, warm = (scanfile.read(tmp_path / run / "p.nc") for run in ("cold", "warm"))
+    for name in cold.data_vars:
+        if name != "elapsed_s":  # wall time
+            assert np.array_equal(cold[name].values, warm[name].values), name
+    assert cold.attrs == warm.attrs
 
 
 @pytest.mark.parametrize("dtype, rtol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])

@@ -1,9 +1,13 @@
-"""Resumable training: a job killed with SIGKILL at a random update and rerun gives the
+"""Resumable training: a job killed with SIGKILL between two checkpoints and rerun gives the
 same scan point, bit for bit, as one that was never interrupted; SIGTERM/SIGUSR1 write a
-checkpoint and exit 4 (issue 5)."""
+checkpoint and exit 4 (issue 5).
+
+Every signal is sent at a known update, never after a sleep (a sleep races the job, which
+may finish first): the test-only setting ``checkpoint.PAUSE_ENV`` stops the job at the
+end of the window that reaches ``PAUSE_AT`` and makes it wait there for the signal.
+"""
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -11,9 +15,15 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from collapse_spectroscopy import scanfile
+from collapse_spectroscopy.checkpoint import PAUSE_ENV
 from synthetic_gaussian import gaussian_prepared
+
+EVAL_EVERY, CHECKPOINT_EVERY = 250, 500
+PAUSE_AT = 1250  # between the checkpoints at 1000 and 1500
+MAX_UPDATES = 2000  # leaves 750 updates to run after a resume
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +33,22 @@ def prepared(tmp_path_factory):
     return path
 
 
-def train_cmd(prepared, out, engine):
+@pytest.fixture(scope="module")
+def reference(prepared, tmp_path_factory):
+    """The scan point of an uninterrupted run, per engine (made once)."""
+    done = {}
+
+    def point(engine):
+        if engine not in done:
+            out = tmp_path_factory.mktemp(f"ref-{engine}") / "p.nc"
+            subprocess.run(train_cmd(prepared, out, engine), check=True, capture_output=True)
+            done[engine] = out
+        return done[engine]
+
+    return point
+
+
+def train_cmd(prepared, out, engine, temperature=0.05):
     return [
         sys.executable,
         "-m",
@@ -32,7 +57,7 @@ def train_cmd(prepared, out, engine):
         "--data",
         str(prepared),
         "-T",
-        "0.05",
+        str(temperature),
         "--seed",
         "2",
         "--out",
@@ -40,13 +65,13 @@ def train_cmd(prepared, out, engine):
         "--latents",
         "6",
         "--max-updates",
-        "30000",
+        str(MAX_UPDATES),
         "--patience",
-        "30000",
+        "30000",  # no early stop: every run reaches PAUSE_AT and MAX_UPDATES
         "--eval-every",
-        "250",
+        str(EVAL_EVERY),
         "--checkpoint-every",
-        "500",
+        str(CHECKPOINT_EVERY),
         "--engine",
         engine,
     ]
@@ -60,63 +85,74 @@ def assert_same_point(a, b):
         assert np.array_equal(da[name].values, db[name].values), name
 
 
-def start(cmd):
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start_paused(cmd, out):
+    """Start a training that stops at update PAUSE_AT and waits there; return it once it
+    waits. It cannot finish first: it blocks until a signal comes."""
+    env = {**os.environ, PAUSE_ENV: str(PAUSE_AT)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    marker = out.parent / f"{out.with_suffix('.ckpt').name}.paused"
+    deadline = time.time() + 300  # only a failed start gets here (it ends, or hangs)
+    try:
+        while not marker.exists():
+            assert proc.poll() is None, f"ended before update {PAUSE_AT}: {proc.communicate()}"
+            assert time.time() < deadline, f"no pause at update {PAUSE_AT} in 300 s"
+            time.sleep(0.05)
+    except BaseException:
+        proc.kill()  # never leave a waiting job behind
+        proc.communicate()
+        raise
+    assert marker.read_text() == f"{PAUSE_AT}\n"
+    marker.unlink()
+    return proc
 
 
-def wait_for(path, proc, timeout=120):
-    deadline = time.time() + timeout
-    while not path.exists():
-        assert proc.poll() is None, f"finished before a checkpoint: {proc.communicate()}"
-        assert time.time() < deadline
-        time.sleep(0.02)
+def checkpoint_update(out):
+    return torch.load(out.with_suffix(".ckpt"), weights_only=False)["update"]
 
 
 @pytest.mark.parametrize("engine", ["numba", "fast"])
-def test_sigkill_then_rerun_is_bit_identical(prepared, tmp_path, engine):
-    ref = tmp_path / "ref" / "p.nc"
-    subprocess.run(train_cmd(prepared, ref, engine), check=True, capture_output=True)
-
+def test_sigkill_then_rerun_is_bit_identical(prepared, reference, tmp_path, engine):
     out = tmp_path / "killed" / "p.nc"
-    proc = start(train_cmd(prepared, out, engine))
-    wait_for(out.with_suffix(".ckpt"), proc)
-    time.sleep(random.uniform(0.0, 0.3))  # kill at a random update after a checkpoint
-    proc.send_signal(signal.SIGKILL)
+    proc = start_paused(train_cmd(prepared, out, engine), out)
+    proc.send_signal(signal.SIGKILL)  # at update 1250: 250 updates past the last checkpoint
     proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
     assert not out.exists()
+    assert checkpoint_update(out) == 1000
     rerun = subprocess.run(
         train_cmd(prepared, out, engine), check=True, capture_output=True, text=True
     )
-    assert "resumed from a checkpoint at update" in rerun.stdout
-    assert_same_point(ref, out)
+    assert "resumed from a checkpoint at update 1000" in rerun.stdout
+    assert_same_point(reference(engine), out)
     assert not out.with_suffix(".ckpt").exists()  # done: no checkpoint left behind
     assert not list(out.parent.glob(".tmp-*"))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
-def test_signal_writes_a_checkpoint_and_exits_4(prepared, tmp_path, sig):
-    ref = tmp_path / "ref" / "p.nc"
-    subprocess.run(train_cmd(prepared, ref, "numba"), check=True, capture_output=True)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_signal_writes_a_checkpoint_and_exits_4(prepared, reference, tmp_path, sig):
     out = tmp_path / "sig" / "p.nc"
-    proc = start(train_cmd(prepared, out, "numba"))
-    wait_for(out.with_suffix(".ckpt"), proc)
-    proc.send_signal(sig)
+    proc = start_paused(train_cmd(prepared, out, "numba"), out)
+    proc.send_signal(sig)  # at update 1250, not a checkpoint update: the signal writes one
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 4, err
-    assert "interrupted" in err and "rerun the job to resume" in err
-    assert out.with_suffix(".ckpt").exists() and not out.exists()
-    subprocess.run(train_cmd(prepared, out, "numba"), check=True, capture_output=True)
-    assert_same_point(ref, out)
+    assert f"interrupted: {sig.name} at update {PAUSE_AT}" in err
+    assert "rerun the job to resume" in err
+    assert not out.exists()
+    assert checkpoint_update(out) == PAUSE_AT
+    rerun = subprocess.run(
+        train_cmd(prepared, out, "numba"), check=True, capture_output=True, text=True
+    )
+    assert f"resumed from a checkpoint at update {PAUSE_AT}" in rerun.stdout
+    assert_same_point(reference("numba"), out)
 
 
 def test_a_foreign_checkpoint_is_refused(prepared, tmp_path):
     out = tmp_path / "p.nc"
-    proc = start(train_cmd(prepared, out, "numba"))
-    wait_for(out.with_suffix(".ckpt"), proc)
+    proc = start_paused(train_cmd(prepared, out, "numba"), out)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
-    cmd = train_cmd(prepared, out, "numba")
-    cmd[cmd.index("-T") + 1] = "0.07"  # another temperature, same output name
+    assert checkpoint_update(out) == 1000
+    cmd = train_cmd(prepared, out, "numba", temperature=0.07)  # same output name
     run = subprocess.run(cmd, capture_output=True, text=True)
     assert run.returncode == 2
     assert "belongs to another training" in run.stderr

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from collapse_spectroscopy import scanfile
+from collapse_spectroscopy.checkpoint import PAUSE_ENV
 from collapse_spectroscopy.prepared import load_prepared
 from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
 
@@ -126,46 +127,62 @@ def incomplete_outputs(wd):
 
 @pytest.mark.slow
 def test_kill_and_rerun_keeps_finished_points(tmp_path):
+    """A workflow killed with SIGKILL mid-scan, then rerun: the finished scan points are
+    kept, the killed jobs resume from their checkpoints, nothing half-written is left.
+
+    The kill comes at a known state, not after a timer: two points are first run to the
+    end (a run with those targets); then the whole workflow runs with the test-only pause
+    (``checkpoint.PAUSE_ENV``), so that each training job stops at update 2500, after its
+    checkpoint at 2000, and waits; the workflow is killed once both of its job slots
+    (``--cores 2``) hold a waiting job.
+    """
     temperatures = [0.01, 0.02, 0.04, 0.08, 0.16, 0.3]
-    wd = workdir(tmp_path, tiny_config(temperatures, max_updates=4000, patience=10**6))
-    scan_dir = wd / "results" / "tiny" / "scan"
+    config = tiny_config(temperatures, max_updates=4000, patience=10**6, checkpoint_every=1000)
+    wd = workdir(tmp_path, config)
+    res = wd / "results" / "tiny"
+
+    def point(t):
+        return res / "scan" / f"T={t!r}" / "seed=0.nc"
+
+    snakemake(wd, *(str(point(t).relative_to(wd)) for t in temperatures[:2]))
+    done = {point(t): point(t).stat().st_mtime_ns for t in temperatures[:2]}
+
     cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "2"]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, PAUSE_ENV: "2500"},
     )
-
-    def finished():
-        """Scan points written *and* recorded by Snakemake as done (no incomplete marker).
-
-        A job whose file appeared just before a kill, but whose end Snakemake had not yet
-        recorded, is still marked incomplete and is rightly redone by the rerun.
-        """
-        pending = incomplete_outputs(wd)
-        return [p for p in scan_dir.glob("*/seed=*.nc") if p.relative_to(wd) not in pending]
-
     try:
-        deadline = time.time() + 300
-        while not finished():
-            assert proc.poll() is None, "the workflow ended before it could be killed"
-            assert time.time() < deadline, "no scan point finished in 5 minutes"
+        deadline = time.time() + 300  # only a broken run gets here: the jobs cannot finish
+        while len(paused := sorted(res.glob("scan/*/seed=0.ckpt.paused"))) < 2:
+            assert proc.poll() is None, "the workflow ended before its jobs reached update 2500"
+            assert time.time() < deadline, "no two jobs waiting at update 2500 in 5 minutes"
             time.sleep(0.1)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the whole workflow, jobs included
         proc.wait()
-    written = list(scan_dir.glob("*/seed=*.nc"))
-    assert len(written) < len(temperatures), "killed too late: nothing left to resume"
-    for p in written:  # every file that exists is complete (atomic writes)
-        assert scanfile.read(p).sizes["latent"] == 6
-    done = {p: p.stat().st_mtime_ns for p in finished()}
-    assert done
+    killed = [p.parent / "seed=0.nc" for p in paused]
+    assert sorted(res.glob("scan/*/seed=0.nc")) == sorted(done)  # the killed jobs wrote none
+    pending = incomplete_outputs(wd)
+    assert all(p.relative_to(wd) in pending for p in killed)
+    assert not any(p.relative_to(wd) in pending for p in done)
+    for marker in paused:
+        marker.unlink()
 
     snakemake(wd, "--unlock")
     snakemake(wd)
-    assert len(list(scan_dir.glob("*/seed=*.nc"))) == len(temperatures)
-    assert not list(scan_dir.glob("*/.tmp-*")), "a rerun job left a killed job's temp file"
+    assert all(point(t).is_file() for t in temperatures)
     for p, mtime in done.items():
         assert p.stat().st_mtime_ns == mtime, f"{p} was redone"
-    assert (wd / "results" / "tiny" / "figures" / "fig3_duality.png").is_file()
+    for p in killed:
+        log = res / "logs" / "train" / f"{p.parent.name}_seed=0.log"
+        assert "resumed from a checkpoint at update 2000" in log.read_text(), log
+    assert not list(res.glob("scan/*/.tmp-*")), "a rerun job left a killed job's temp file"
+    assert not list(res.glob("scan/*/*.ckpt")), "a finished job left its checkpoint"
+    assert (res / "figures" / "fig3_duality.png").is_file()
 
 
 @pytest.mark.parametrize(

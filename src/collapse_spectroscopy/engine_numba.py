@@ -1,6 +1,6 @@
 """The ``numba`` training engine: a whole validation window of Adam updates in one call.
 
-Same algorithm as the torch engines of :mod:`.engines` (SPEC §1, §5): minibatch Adam on
+Same algorithm as the torch engines of :mod:`.engines` (docs/science.md §1, §5): minibatch Adam on
 ``L = D + beta R`` with the hand-written gradients given there, on the same batches (the
 training loop hands over the rows of each batch, drawn from the same seeded permutation
 stream). What makes it fast on one CPU core is that the per-update overhead is gone:
@@ -44,7 +44,9 @@ pass over the samples. At WorldClim sizes a torch validation pass costs as much 
 whole window of updates; this one costs a tenth of that.
 
 The engine runs on the CPU only, single-threaded (no BLAS, no numba threading), and
-compiles on first use (cached on disk: ``cache=True``).
+compiles on first use (cached on disk: ``cache=True``). A fresh compile and a cache load
+run the same machine code (the helpers are inlined into the entry points, see ``_INL``),
+so a run's result does not depend on the state of the cache.
 """
 
 from __future__ import annotations
@@ -63,9 +65,21 @@ from .errors import InputError
 from .model import LinearVAE
 
 # No 'nnan'/'ninf' (non-finite losses must survive) and no 'arcp'/'afn' (no approximate
-# division or library functions); 'reassoc' lets the reductions vectorize.
+# division or library functions); 'reassoc' lets the reductions vectorize (without it the
+# engine runs at a third of the speed), at a price: the rounding then depends on the exact
+# machine code, which is why every helper is inlined (below).
 _FM = {"contract", "reassoc", "nsz"}
 _JIT = dict(cache=True, fastmath=_FM, error_model="numpy", boundscheck=False, nogil=True)
+# Helpers of the two compiled entry points (_run_window, _variance_sums) are inlined into
+# them, so that each entry point is one self-contained function and the code that runs is
+# the code that is cached. Called, not inlined, numba links a copy of the callee into the
+# caller as a weak symbol, and which copy runs depends on what the process loaded first:
+# right after a compile, the callee's own library (loaded first); from the on-disk cache,
+# the copy inside the caller. The two copies are optimized separately and, with
+# 'reassoc', round differently: the first training after a cold cache differed from all
+# later ones by ~1e-8 (issue 9; tests/test_engine_numba.py clears a cache to check).
+# Inlined: the same speed, a first compile of ~8 s instead of ~4 s (once per cache).
+_INL = dict(_JIT, inline="always")
 
 LANES = 16  # xoshiro128** streams: two AVX2 registers of uint32
 _U32 = np.uint32
@@ -383,7 +397,7 @@ def _xoshiro_word(a0, a1, a2, a3):
 # float output (a uint32 output may alias the state as far as the compiler knows).
 
 
-@njit(**_JIT)
+@njit(**_INL)
 def _uniforms_f32(state, u, n):
     """``n`` (a multiple of LANES) float32 uniforms in [0, 1), 24 bits each."""
     s0, s1, s2, s3 = state[0], state[1], state[2], state[3]
@@ -398,7 +412,7 @@ def _uniforms_f32(state, u, n):
             u[base + lane] = _F32(np.int32(w >> _U32(8))) * scale
 
 
-@njit(**_JIT)
+@njit(**_INL)
 def _uniforms_f64(state, u, n):
     """``n`` (a multiple of LANES) float64 uniforms in [0, 1), 53 bits (two words) each."""
     s0, s1, s2, s3 = state[0], state[1], state[2], state[3]
@@ -416,7 +430,7 @@ def _uniforms(state, u, n):
     raise NotImplementedError("jitted only")
 
 
-@overload(_uniforms)
+@overload(_uniforms, inline="always")
 def _ol_uniforms(state, u, n):
     # only the dtype's generator is compiled into the caller
     fill = {types.float32: _uniforms_f32, types.float64: _uniforms_f64}.get(u.dtype)
@@ -429,7 +443,7 @@ def _ol_uniforms(state, u, n):
     return impl
 
 
-@njit(**_JIT)
+@njit(**_INL)
 def _normals_from_uniforms(u, out, n):
     """Box-Muller: ``out[k], out[h + k]`` from ``u[k], u[h + k]``, ``h = n / 2``."""
     h = n // 2
@@ -442,7 +456,7 @@ def _normals_from_uniforms(u, out, n):
         out[h + k] = z2
 
 
-@njit(**_JIT)
+@njit(**_INL)
 def _normals(state, u, out, n):
     """Fill ``out[:n']`` with N(0, 1), ``n'`` = ``n`` rounded up to ``2 LANES``, using the
     scratch ``u`` (``n'`` values, the dtype of ``out``)."""
@@ -472,7 +486,7 @@ def draw_normals(seed: int, n: int, dtype=np.float32) -> np.ndarray:
 # products (register-tiled loops over the batch, which is the contiguous axis)
 
 
-@njit(**_JIT)
+@njit(**_INL)
 def _acc_rows(out, a, B, nb):
     """``out[j, :nb] = sum_i a[j, i] B[i, :nb]`` (a: any strides; rows of B, out contiguous)."""
     J, I = a.shape
@@ -509,7 +523,7 @@ def _acc_rows(out, a, B, nb):
                 o[q] += a0 * b0[q]
 
 
-@njit(**_JIT)
+@njit(**_INL)
 def _dots(out, A, B, nb):
     """``out[j, i] = sum_q A[j, q] B[i, q]`` over ``q < nb`` (rows of A, B contiguous)."""
     J, I = out.shape
@@ -556,7 +570,7 @@ def _dots(out, A, B, nb):
 # one update and a window of updates
 
 
-@njit(**_JIT)
+@njit(**_INL)
 def _update(p, g, m, v, t, hyper, d, K, x1T, hT, zT, eT, GT, nb):
     """One Adam update on the batch in ``x1T[:, :nb]`` with noise ``eT[:, :nb]``.
 

@@ -1,4 +1,4 @@
-"""Equilibrium training of one scan point (SPEC §5).
+"""Equilibrium training of one scan point (docs/science.md §5).
 
 Minibatch Adam on ``L = D + beta R`` with ``beta = T V / sigma2``; the whole validation split
 is evaluated every ``eval_every`` updates, training stops after ``patience`` updates
@@ -50,7 +50,10 @@ LOG_COLUMNS = ["update", "train_loss", "val_loss", "val_distortion", "val_rate",
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters of equilibrium training (defaults: the paper's protocol, SPEC §5)."""
+    """Hyperparameters of equilibrium training.
+
+    Defaults: the paper's protocol (docs/science.md §5).
+    """
 
     learning_rate: float = 1e-3
     batch_size: int = 256
@@ -195,12 +198,12 @@ def train_scan_point(
     config: TrainConfig | None = None,
     checkpoint: str | os.PathLike | None = None,
 ) -> TrainResult:
-    """Train the linear VAE at temperature ``T`` to equilibrium (SPEC §5).
+    """Train the linear VAE at temperature ``T`` to equilibrium (docs/science.md §5).
 
     Parameters
     ----------
     x_train, x_val : (n, d) arrays, standardized with the training statistics.
-    temperature : the normalized temperature ``T`` (SPEC §2); ``beta = T V / sigma2``.
+    temperature : the normalized temperature ``T`` (docs/science.md §2); ``beta = T V / sigma2``.
     seed : fixes initialization, batch order and noise.
     latents : ``K``.
     sigma2 : decoder variance of the Gaussian likelihood.
@@ -300,6 +303,7 @@ def train_scan_point(
         initial=update,
     )
     flag = ckpt.SignalFlag() if checkpoint else contextlib.nullcontext()
+    pause_at = ckpt.pause_update() if checkpoint else None  # tests only (ckpt.PAUSE_ENV)
     try:
         with flag:
             while update < config.max_updates:
@@ -358,6 +362,8 @@ def train_scan_point(
                 due = (
                     update // config.checkpoint_every > (update - window) // config.checkpoint_every
                 )
+                if pause_at is not None and update - window < pause_at <= update:
+                    ckpt.pause(checkpoint, update, flag)  # tests only: wait for a signal
                 if checkpoint and update < config.max_updates and (due or flag.raised):
                     save_checkpoint()
                     if flag.raised:
