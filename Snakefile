@@ -1,11 +1,15 @@
 # collapse-spectroscopy: posterior collapse as automatic spectral pruning in beta-VAEs.
 #
-# The paper's protocol as a workflow (../shared/SPEC.md, README):
+# The paper's protocol as a workflow (docs/science.md, README):
 #   dataset -> prepared splits -> one training job per (T, seed) -> gather -> spectra -> Figs 1-4
 # Every rule runs one `collapse-spectroscopy` command; outputs live under results/{run}/.
 
 
+import sys
+
 from snakemake.utils import min_version
+
+from collapse_spectroscopy.io import why_not_writable
 
 min_version("9.0")
 
@@ -18,6 +22,24 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/scan.smk"
 include: "workflow/rules/spectra.smk"
 include: "workflow/rules/figures.smk"
+
+
+# A read-only or unwritable working directory stops the workflow with one line before
+# anything is written, not with Snakemake's traceback from inside a job's preparation
+# (Snakemake prints a sys.exit message as it is, an exception with file and line).
+# .snakemake/ now: Snakemake writes its records there before any `onstart`.
+if workflow.is_main_process and (cause := why_not_writable(".snakemake")):
+    sys.exit(
+        f"collapse-spectroscopy workflow: cannot write '.snakemake' (Snakemake's records): {cause}"
+    )
+
+
+# results/ only when jobs are about to run: a dry run writes nothing there.
+onstart:
+    if cause := why_not_writable("results"):
+        sys.exit(
+            f"collapse-spectroscopy workflow: cannot write 'results' (every run's outputs): {cause}"
+        )
 
 
 rule all:

@@ -16,6 +16,9 @@ training at once: they set a flag; at the end of the current validation window (
 ``eval_every`` updates, well under a second with the default engine) the loop writes a
 checkpoint and raises :class:`Interrupted`, which the CLI turns into exit status 4 so
 that Snakemake's ``restart-times`` or a requeue resumes the job.
+
+For tests only, :data:`PAUSE_ENV` stops a training at a known update and waits there for
+a signal (:func:`pause`), so that kill and interrupt tests never race a timer.
 """
 
 from __future__ import annotations
@@ -23,14 +26,22 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 
 import torch
 
 from .errors import InputError
-from .io import atomic_path
+from .io import atomic_path, save_torch
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+# Test-only (tests/test_resume.py, tests/test_workflow.py): a kill or interrupt test must
+# signal a training at a known update; a sleep before the signal races the training, which
+# may finish first on a fast or idle machine. With this variable set to N, a training with
+# a checkpoint file stops at the end of the validation window that reaches update N, before
+# that window's checkpoint, and waits (see :func:`pause`). Never set in a real run.
+PAUSE_ENV = "COLLAPSE_SPECTROSCOPY_TEST_PAUSE_AT_UPDATE"
 
 
 class Interrupted(RuntimeError):
@@ -38,8 +49,7 @@ class Interrupted(RuntimeError):
 
 
 def save(path: str | os.PathLike, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(path, state)  # a full disk gives one line naming the checkpoint
 
 
 def load(path: str | os.PathLike, identity: dict) -> dict | None:
@@ -61,6 +71,32 @@ def load(path: str | os.PathLike, identity: dict) -> dict | None:
             "afresh"
         )
     return state
+
+
+def pause_update() -> int | None:
+    """The update N of the test-only pause (:data:`PAUSE_ENV`); None when it is unset."""
+    value = os.environ.get(PAUSE_ENV, "")
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(
+            f"{PAUSE_ENV}={value!r}: expected an update number (a test-only setting: unset it)"
+        ) from None
+
+
+def pause(checkpoint: str | os.PathLike, update: int, flag: SignalFlag) -> None:
+    """Test-only: write ``<checkpoint>.paused`` (holding ``update``) and wait for a signal.
+
+    SIGKILL ends the process here, with the checkpoints of earlier updates on disk;
+    SIGTERM/SIGUSR1 set ``flag`` and training goes on as after any such signal: a
+    checkpoint at ``update``, then :class:`Interrupted`.
+    """
+    with atomic_path(f"{os.fspath(checkpoint)}.paused") as tmp:
+        tmp.write_text(f"{update}\n")
+    while not flag.raised:
+        time.sleep(0.01)  # the signal handler sets the flag; sleep returns after it ran
 
 
 class SignalFlag:

@@ -4,19 +4,51 @@ Each Snakemake rule calls exactly one subcommand, so every step can be rerun and
 without Snakemake. Subcommands are registered by the module that implements them
 (``register(subparsers)``), which keeps this file a table of contents.
 
-Exit status: 0 success; 2 bad input (the message names the file, key or value);
-3 training failed (non-finite loss; the message names T, seed and update);
-4 interrupted by SIGTERM/SIGUSR1 after writing a checkpoint (rerun to resume).
+Every failure is one line on stderr, ``collapse-spectroscopy COMMAND: ...``, never a
+traceback, and an exit status that says which kind it was:
+
+0
+    success;
+2
+    bad input: the message names the file, key or value and what was expected (also
+    argparse's status for a bad option);
+3
+    training failed (a non-finite loss): the message names T, seed and update;
+4
+    interrupted by SIGTERM/SIGUSR1 after writing a checkpoint: rerun to resume;
+5
+    a fault of the file system: the message names the path and the cause, e.g.
+    ``cannot write 'results/demo/scan.nc': No space left on device (ENOSPC)`` (also
+    read-only, EROFS; no permission, EACCES; missing, ENOENT). No output is left half
+    written: each is written under a temporary name and renamed into place when complete.
+
+Before a subcommand does any work, the outputs its options name (:data:`OUTPUT_OPTIONS`)
+are checked for writing, so that a read-only or misplaced destination fails in a second,
+not after the work.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
 from .checkpoint import Interrupted
-from .errors import InputError, TrainingError
+from .errors import (
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_IO,
+    EXIT_TRAINING,
+    InputError,
+    TrainingError,
+    describe_os_error,
+)
+from .io import check_writable
+
+# The options by which subcommands name what they write (argparse dest names): every
+# subcommand uses these names for its outputs, and only for outputs.
+OUTPUT_OPTIONS = ("out", "out_dir", "weights", "log", "summary", "dest")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="collapse-spectroscopy",
         description="Posterior collapse as spectral pruning: train a temperature scan of "
         "linear beta-VAEs and measure its collapse, utility and PCA spectra.",
+        epilog="Exit status: 0 success; 2 bad input; 3 training failed; 4 interrupted "
+        "after a checkpoint (rerun to resume); 5 a file-system fault (read-only, disk full, "
+        "no permission, missing file). Each failure is one line naming the file, key or "
+        "value.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -34,20 +70,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def output_paths(args: argparse.Namespace) -> list[str]:
+    """The paths the parsed subcommand will write, from its output options."""
+    return [os.fspath(v) for name in OUTPUT_OPTIONS if (v := getattr(args, name, None))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    outputs = output_paths(args)
     try:
+        for path in outputs:
+            check_writable(path)
         result = args.func(args)
     except InputError as exc:
         print(f"collapse-spectroscopy {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     except TrainingError as exc:
         print(f"collapse-spectroscopy {args.command}: training failed: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_TRAINING
     except Interrupted as exc:
         print(f"collapse-spectroscopy {args.command}: interrupted: {exc}", file=sys.stderr)
-        return 4
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        message = describe_os_error(exc, outputs)
+        print(f"collapse-spectroscopy {args.command}: {message}", file=sys.stderr)
+        return EXIT_IO
     return int(result or 0)
 
 

@@ -1,8 +1,10 @@
 """One scan-point job: load the prepared dataset, train at (T, seed), measure, write.
 
 This is what ``collapse-spectroscopy train`` (and so each Snakemake scan job) runs. The
-weights and the training log are written first and the scan-point NetCDF file last, each
-atomically: the ``.nc`` file exists only when the whole job succeeded.
+output folders are checked for writing before the data is loaded, so a read-only or
+misspelt destination fails at once, not after the training. The weights and the training
+log are written first and the scan-point NetCDF file last, each atomically, and a failed
+write removes what this job wrote before it: the outputs exist together or not at all.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from . import observables, scanfile, spectra
 from .errors import InputError
-from .io import atomic_path, remove_stale_temporaries
+from .io import all_or_none, atomic_path, check_writable, remove_stale_temporaries, save_torch
 from .prepared import load_prepared
 from .training import TrainConfig, train_scan_point
 
@@ -36,6 +38,17 @@ def default_paths(out: Path, weights: Path | None, log: Path | None) -> tuple[Pa
     )
 
 
+def write_outputs(weights: Path, state: dict, log: Path, log_table, out: Path, point) -> None:
+    """Write the weights, the training log and the scan point (last), or none of them."""
+    with all_or_none() as written:
+        save_torch(weights, state)
+        written.append(weights)
+        with atomic_path(log) as tmp:
+            log_table.to_csv(tmp, index=False)
+        written.append(log)
+        scanfile.write(point, out, engine=scanfile.POINT_ENGINE)
+
+
 def train_point(
     *,
     data,
@@ -51,8 +64,6 @@ def train_point(
     threads: int = 1,
 ):
     """Train and measure one scan point, write its files; return the training result."""
-    import torch
-
     set_threads(threads)
     out = Path(out)
     if out.suffix != ".nc":
@@ -60,6 +71,7 @@ def train_point(
     weights, log = default_paths(out, weights, log)
     checkpoint = out.with_suffix(".ckpt")  # not a workflow output: it survives a failed job
     for path in (out, weights, log, checkpoint):
+        check_writable(path)  # before hours of training, not after
         remove_stale_temporaries(path)
     try:
         config = TrainConfig(**(training or {}))
@@ -95,20 +107,20 @@ def train_point(
             "training": vars(config),
         },
     )
-    with atomic_path(weights) as tmp:
-        torch.save(
-            {
-                "state_dict": result.model.state_dict(),
-                "d": result.model.d,
-                "latents": result.model.latents,
-                "temperature": temperature,
-                "seed": seed,
-                "beta": result.beta,
-            },
-            tmp,
-        )
-    with atomic_path(log) as tmp:
-        result.log.to_csv(tmp, index=False)
-    scanfile.write(point, out, engine=scanfile.POINT_ENGINE)
+    write_outputs(
+        weights,
+        {
+            "state_dict": result.model.state_dict(),
+            "d": result.model.d,
+            "latents": result.model.latents,
+            "temperature": temperature,
+            "seed": seed,
+            "beta": result.beta,
+        },
+        log,
+        result.log,
+        out,
+        point,
+    )
     checkpoint.unlink(missing_ok=True)  # the scan point is done: nothing left to resume
     return result

@@ -1,6 +1,6 @@
-"""The prepared dataset: the one file every training job of a run loads (SPEC §5).
+"""The prepared dataset: the one file every training job of a run loads (docs/science.md §5).
 
-It holds the standardized samples of each split (train statistics only, SPEC §1), the
+It holds the standardized samples of each split (train statistics only, docs/science.md §1), the
 statistics themselves, the feature names, and free-form metadata. It is an uncompressed
 ``.npz`` so that loading 808k x 19 float32 samples takes well under a second.
 

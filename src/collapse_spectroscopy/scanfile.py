@@ -1,4 +1,4 @@
-"""One scan point as a NetCDF file, and the gathered ``scan.nc`` (SPEC §3, §4).
+"""One scan point as a NetCDF file, and the gathered ``scan.nc`` (docs/science.md §3, §4).
 
 A scan-point file holds, for one (T, seed):
 
@@ -9,9 +9,9 @@ A scan-point file holds, for one (T, seed):
 - scalars: ``T``, ``beta``, ``seed``, training outcome, global distortions and rate.
 
 :func:`gather` stacks many into one dataset with dims ``T``, ``seed``, ``latent``, ``k``
-(and ``mode``); combinations that were not run are NaN. Files are NetCDF4 through
-written atomically: scan points as NetCDF3 (fast to open by the dozen), ``scan.nc`` as
-NetCDF4 through h5netcdf.
+(and ``mode``); combinations that were not run are NaN. Files are written atomically:
+scan points as NetCDF3 (fast to open by the dozen), ``scan.nc`` as NetCDF4 through
+h5netcdf.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import InputError
-from .io import atomic_path
+from .io import write_bytes
 
 ENGINE = "h5netcdf"  # the gathered scan.nc: NetCDF4
 # A scan-point file is small and a scan gathers dozens of them: NetCDF3 through scipy
@@ -178,9 +178,14 @@ def scan_point_dataset(
 
 
 def write(ds: xr.Dataset, path: str | os.PathLike, engine: str = ENGINE) -> None:
-    """Write a dataset to NetCDF atomically (NetCDF4 by default; ``POINT_ENGINE`` for points)."""
-    with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine=engine)
+    """Write a dataset to NetCDF atomically (NetCDF4 by default; ``POINT_ENGINE`` for points).
+
+    The file is built in memory and its bytes written with plain file I/O: HDF5 writing
+    straight to a full disk crashes the process (a segfault after h5py's error), where
+    plain I/O raises a :class:`~collapse_spectroscopy.errors.WriteError` naming ``path``.
+    A scan file is a few MB, so holding it in memory costs nothing.
+    """
+    write_bytes(path, ds.to_netcdf(engine=engine))
 
 
 def read(path: str | os.PathLike) -> xr.Dataset:

@@ -1,4 +1,4 @@
-# The paper's Figs 1-4 (SPEC §6), and the split map beside them.
+# The paper's Figs 1-4 (docs/science.md §6), and the split map beside them.
 
 
 rule figures:
@@ -19,9 +19,11 @@ rule figures:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        rho_min=lambda wc: run_config(wc.run)["spectra"]["rho_min"],
     shell:
         "MPLBACKEND=Agg collapse-spectroscopy figures {input.scan} {input.table} "
-        "--out-dir results/{wildcards.run}/figures > {log} 2>&1"
+        "--out-dir results/{wildcards.run}/figures --rho-min {params.rho_min} > {log} 2>&1"
 
 
 # a copy: never worth a cluster job
@@ -29,6 +31,9 @@ localrules:
     split_map_figure,
 
 
+# The copy goes to a temporary name and is renamed into place only when complete, so a
+# full disk never leaves a truncated PNG under the output's name; the trap removes the
+# temporary file whatever happens.
 rule split_map_figure:
     input:
         "results/{run}/data/split_map.png",
@@ -40,4 +45,5 @@ rule split_map_figure:
         "../../envs/collapse-spectroscopy.yaml"
     threads: 1
     shell:
-        "cp {input} {output} 2> {log}"
+        "(tmp=$(mktemp {output}.tmp-XXXXXX) && trap 'rm -f $tmp' EXIT && "
+        "cp {input} $tmp && mv $tmp {output}) 2> {log}"

@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, check_writable, write_json
 from ..prepared import PreparedDataset
 from .sources import SourceOptions, check_source, load_samples
 from .split import (
@@ -139,6 +139,7 @@ def prepare(
     source = source or SourceOptions()
     split = split or SplitOptions()
     out_dir = Path(out_dir)
+    check_writable(out_dir)  # a read-only or misplaced folder: say so before any work
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_outputs(out_dir)  # outputs of an earlier run never outlive a failed one
@@ -185,6 +186,8 @@ def prepare(
         summary = split_summary(result, samples.area_km2)
         summary["source"] = source.source
         summary["feature_names"] = samples.feature_names
+        if "dropped_rows" in samples.info:  # tables: rows left out for a missing value
+            summary["dropped_rows"] = samples.info["dropped_rows"]
         std_doc = {
             "feature_names": samples.feature_names,
             "mean": mean,

@@ -209,8 +209,12 @@ def write_layers(
     with atomic_directory(folder) as tmp:
         paths = []
         for name, band in zip(layer_names(d), layers, strict=True):
-            with rasterio.open(tmp / f"{name}.tif", "w", **profile) as ds:
-                ds.write(band, 1)
+            # encoded in memory, written with plain Python I/O: on a full disk libtiff would
+            # print its own lines before our one-line error
+            with rasterio.MemoryFile() as mem:
+                with mem.open(**profile) as ds:
+                    ds.write(band, 1)
+                (tmp / f"{name}.tif").write_bytes(mem.read())
             paths.append(folder / f"{name}.tif")
         (tmp / TRUTH_FILE).write_text(json.dumps(truth, indent=2, default=json_default) + "\n")
     return paths, truth
