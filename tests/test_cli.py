@@ -145,3 +145,43 @@ def test_beta_conversion(capsys, prepared):
     assert json.loads(capsys.readouterr().out)["values"][0]["T"] == pytest.approx(0.005)
     assert main(["beta", "-T", "0.25", "--data", str(prepared), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["values"][0]["beta"] == pytest.approx(1.0)
+
+
+def test_beta_out_of_range_is_one_clear_line(capsys):
+    """T = 1e308 gives beta = inf, which printed as `Infinity`, invalid JSON, with exit 0."""
+    assert main(["beta", "-T", "1e308", "-V", "19", "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and "overflows to inf" in err and "T = 1e+308" in err
+    assert main(["beta", "--beta", "1e-320", "-V", "1e10"]) == 2
+    assert "underflows to 0" in capsys.readouterr().err
+
+
+def test_beta_and_train_reject_a_foreign_data_file(tmp_path, capsys):
+    """A CSV given as --data: one line naming it, not numpy's allow_pickle advice."""
+    csv = tmp_path / "x.csv"
+    csv.write_text("a,b\n1,2\n")
+    assert main(["beta", "-T", "0.1", "--data", str(csv)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'" + str(csv) + "' is not a prepared dataset" in err
+    assert "pickle" not in err
+    assert train(csv, tmp_path / "p.nc", 0.1) == 2
+    err = capsys.readouterr().err
+    assert "is not a prepared dataset" in err and "pickle" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.csv"]
+
+
+def test_train_help_shows_the_real_defaults():
+    from collapse_spectroscopy.cli import build_parser
+
+    parser = build_parser()
+    train_parser = parser._subparsers._group_actions[0].choices["train"]
+    text = " ".join(train_parser.format_help().split())  # undo argparse's line wrapping
+    shown = 0
+    for action in train_parser._actions:
+        if action.default is None or action.dest == "help":
+            continue
+        assert f"default: {action.default})" in text, action.dest
+        shown += 1
+    assert shown == 13
+    assert "(default: 500000)" in text and "(default: 0.001)" in text

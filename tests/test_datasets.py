@@ -12,6 +12,8 @@ import hashlib
 import http.server
 import json
 import os
+import re
+import subprocess
 import threading
 import time
 import zipfile
@@ -22,21 +24,32 @@ import pandas as pd
 import pyproj
 import pytest
 import rasterio
+import yaml
 from rasterio.transform import from_origin
 
 from collapse_spectroscopy import cli
 from collapse_spectroscopy.datasets import synthetic, worldclim
 from collapse_spectroscopy.datasets.prepare import OUTPUTS, SYNTHETIC_DIR, SplitOptions, prepare
-from collapse_spectroscopy.datasets.rasters import folder_layers, layers_from_paths, read_stack
+from collapse_spectroscopy.datasets.rasters import (
+    folder_layers,
+    layers_from_paths,
+    read_stack,
+    value_in_dtype,
+)
 from collapse_spectroscopy.datasets.sources import SourceOptions
 from collapse_spectroscopy.datasets.split import (
     project_equal_area,
     random_split,
     spatial_block_split,
 )
-from collapse_spectroscopy.datasets.stack import row_areas_km2_geographic, stack_samples
+from collapse_spectroscopy.datasets.stack import (
+    row_areas_km2_geographic,
+    stack_samples,
+    undeclared_nodata,
+)
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.prepared import load_prepared
+from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
 
 WORLDCLIM_DIR = Path(
     os.environ.get(
@@ -83,9 +96,16 @@ def write_tif(path, data, *, transform=None, crs="EPSG:4326", nodata=-9999.0):
 
 
 def small_stack(
-    folder, names=("lay_1", "lay_2", "lay_10", "lay_9"), shape=(18, 36), seed=0, transform=None
+    folder,
+    names=("lay_1", "lay_2", "lay_10", "lay_9"),
+    shape=(18, 36),
+    seed=0,
+    transform=None,
+    fill=-9999.0,
+    nodata=-9999.0,
 ):
-    """Correlated layers on a 10° global grid; ~40 % of cells nodata, some NaN in one layer."""
+    """Correlated layers on a 10° global grid; ~40 % of cells ``fill`` (declared as the
+    files' nodata tag ``nodata``, or not at all if None), some NaN in one layer."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -94,10 +114,10 @@ def small_stack(
     paths = []
     for i, name in enumerate(names):
         a = (base + 0.5 * rng.normal(size=shape) + 10 * i).astype(np.float32)
-        a[~land] = -9999.0
+        a[~land] = fill
         if i == 1:
             a[0, :5] = np.nan  # invalid in this layer only
-        paths.append(write_tif(folder / f"{name}.tif", a, transform=transform))
+        paths.append(write_tif(folder / f"{name}.tif", a, transform=transform, nodata=nodata))
     return paths, land
 
 
@@ -376,6 +396,10 @@ def test_table_formats_random_split(tmp_path, fmt, capsys):
     assert ds.feature_names == ["f1", "f2", "f3"]
     assert [len(ds.x_train), len(ds.x_val), len(ds.x_test)] == [250, 125, 124]
     assert ds.metadata["source_info"]["n_rows_dropped_nonfinite"] == 1
+    # the dropped row is said in the log line and in split_summary.json, not only the npz
+    assert "(1 of 500 rows dropped: a missing or non-finite value" in stdout
+    summary = json.loads((tmp_path / "out" / "split_summary.json").read_text())
+    assert summary["dropped_rows"]["count"] == 1 and summary["dropped_rows"]["of"] == 500
     assert (tmp_path / "out" / "split_map.png").is_file()
     assert not (tmp_path / "out" / "split_blocks.csv").exists()
 
@@ -681,6 +705,142 @@ def test_bad_inputs_raise_input_error_directly(tmp_path):
     with pytest.raises(InputError, match="dataset.path"):
         prepare(tmp_path / "o", SourceOptions(source="synthetic", path=["x"]))
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- undeclared nodata
+
+
+def test_undeclared_float32_sentinel_stops_until_declared(tmp_path, capsys):
+    """GeoTIFFs whose -3.4e38 fill has no nodata tag: an error naming layer and value,
+    then, declared with --nodata (dataset.nodata), exactly the run of tagged files."""
+    fill = float(np.float32(-3.4e38))
+    small_stack(tmp_path / "untagged", fill=fill, nodata=None)
+    small_stack(tmp_path / "tagged", fill=fill, nodata=fill)
+    with rasterio.open(tmp_path / "untagged" / "lay_1.tif") as ds:
+        assert ds.nodata is None  # really undeclared in the file
+    out = tmp_path / "o"
+    argv = ["prepare", "--out", out, "--source", "rasters", "--block-km", "2000"]
+    err = _assert_fails(
+        [*argv, "--path", tmp_path / "untagged"],
+        capsys,
+        out,
+        "lay_1.tif",
+        "-3.4e+38",
+        "|x| > 1e+30",
+        "dataset.nodata: -3.4e+38",
+        "--nodata=-3.4e+38",
+    )
+    assert err.count("\n") == 1, err  # one line
+    rc, _, err = run_cli([*argv, "--path", tmp_path / "untagged", "--nodata=-3.4e38"], capsys)
+    assert rc == 0, err
+    declared = load_prepared(out / "prepared.npz")
+    rc, _, err = run_cli([*argv, "--path", tmp_path / "tagged", "--out", tmp_path / "t"], capsys)
+    assert rc == 0, err
+    tagged = load_prepared(tmp_path / "t" / "prepared.npz")
+    np.testing.assert_array_equal(declared.x_train, tagged.x_train)
+    np.testing.assert_array_equal(declared.std, tagged.std)
+    assert np.all(declared.std < 10)  # the layers' own spread (~1.1), not 1.5e38
+
+
+def test_undeclared_shared_fill_value_stops(tmp_path, capsys):
+    """-9999 on 40 % of the cells, no tag: the minimum set apart from the data."""
+    small_stack(tmp_path / "tifs", fill=-9999.0, nodata=None)
+    _assert_fails(
+        ["prepare", "--out", tmp_path / "o", "--source", "rasters", "--path", tmp_path / "tifs"],
+        capsys,
+        tmp_path / "o",
+        "lay_1.tif",
+        "hold -9999.0 (the minimum, set apart",
+        "--nodata=-9999.0",
+    )
+
+
+def test_undeclared_nodata_rule():
+    rng = np.random.default_rng(0)
+    temperature = rng.normal(10, 8, 2000).astype(np.float32)
+    precipitation = rng.uniform(0, 11_000, 2000)
+    for x in (temperature, precipitation):
+        assert undeclared_nodata(x) is None
+        y = x.copy()
+        y[:40] = -9999  # 2 % of the cells
+        value, count, _ = undeclared_nodata(y)
+        assert value == -9999 and count == 40
+        y[:21] = x[:21]  # 19 of 2000 cells: under 1 %, could be a real cluster
+        assert undeclared_nodata(y) is None
+    # float64's fill, uint8's 255 above percentages
+    wide = precipitation.copy()
+    wide[5] = -np.finfo(np.float64).max
+    assert undeclared_nodata(wide)[1] == 1
+    percent = rng.integers(0, 101, 2000).astype(np.uint8)
+    percent[:100] = 255
+    assert undeclared_nodata(percent)[0] == 255
+    # genuine data left alone: zero-inflated amounts, a few categories, a constant
+    zeros = rng.uniform(20, 30, 2000)
+    zeros[:1000] = 0
+    assert undeclared_nodata(zeros) is None
+    assert undeclared_nodata(rng.integers(0, 3, 2000)) is None
+    assert undeclared_nodata(np.full(100, 7.0)) is None
+    # a nodata value in a layer's own type
+    assert value_in_dtype(-3.4e38, np.float32) == np.float32(-3.4e38)
+    assert value_in_dtype(-1e39, np.float32) is None  # would overflow to -inf
+    assert value_in_dtype(-9999, np.uint8) is None and value_in_dtype(0.5, np.int16) is None
+    assert value_in_dtype(-9999, np.int16) == -9999
+
+
+def test_table_undeclared_fill_and_declared_nodata(tmp_path, capsys):
+    df = _table(200)
+    df.loc[:19, "f2"] = -9999.0
+    path = tmp_path / "t.csv"
+    df.to_csv(path, index=False)
+    argv = ["prepare", "--out", tmp_path / "o", "--source", "table", "--path", path]
+    _assert_fails(argv, capsys, tmp_path / "o", "column 'f2'", "-9999.0", "dataset.nodata")
+    rc, stdout, err = run_cli([*argv, "--nodata", "-9999"], capsys)
+    assert rc == 0, err
+    assert "(20 of 200 rows dropped" in stdout and "dataset.nodata = -9999.0" in stdout
+
+
+# --------------------------------------------------------------------------- table advice
+
+
+def test_table_advice_names_real_config_keys(tmp_path, capsys):
+    """The advice for an id column names keys the schema accepts, and following it
+    through the real workflow (a path with a comma, too) drops the column."""
+    df = _table(120)
+    df.insert(0, "site", [f"s{i}" for i in range(120)])
+    df.loc[7, "f3"] = np.nan
+    path = tmp_path / "sites, 2024.csv"  # a comma: one path, not two
+    df.to_csv(path, index=False)
+    err = _assert_fails(
+        ["prepare", "--out", tmp_path / "o", "--source", "table", "--path", path],
+        capsys,
+        tmp_path / "o",
+        "'site'",
+    )
+    keys = set(re.findall(r"dataset\.(\w+)", err))
+    assert keys == {"split_column", "drop_columns"}, err
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert keys <= set(schema["$defs"]["run"]["properties"]["dataset"]["properties"])
+
+    config = tiny_config([0.1])
+    config["runs"]["tiny"]["dataset"] = {
+        "source": "table",
+        "path": str(path),
+        "drop_columns": ["site"],
+    }
+    wd = workdir(tmp_path / "wd", config)
+    target = "results/tiny/data/prepared.npz"
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "1", target],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = wd / "results" / "tiny" / "data"
+    assert load_prepared(data / "prepared.npz").feature_names == ["f1", "f2", "f3"]
+    summary = json.loads((data / "split_summary.json").read_text())
+    assert summary["dropped_rows"]["count"] == 1 and summary["n_samples"] == 119
+    log = (wd / "results" / "tiny" / "logs" / "prepare.log").read_text()
+    assert "(1 of 120 rows dropped" in log
 
 
 # --------------------------------------------------------------------------- download

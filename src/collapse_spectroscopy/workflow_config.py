@@ -1,20 +1,36 @@
-"""Checks of the workflow's configuration that name the offending key (issue 4).
+"""Checks of the workflow's configuration that name the offending key, and the scan grid.
 
 Snakemake's ``validate`` fills in the schema's defaults but reports an error by its
 *schema* path. :func:`check_config` runs first and reports the *config* key instead
 (``runs.demo.scan.temperatures[1]: -0.2 is less than or equal to the minimum of 0``), then
-the checks a schema cannot express: runs named in ``default_runs`` exist, split fractions
-sum to 1, a log-spaced grid has ``min <= max``, non-generated sources name a path.
+the checks a schema cannot express:
+
+* no number is NaN or infinite (YAML's ``.nan`` and ``.inf`` pass every JSON Schema bound);
+* a string where a number belongs that reads as one gets a hint how to write it (YAML 1.1
+  reads ``1e-3`` as a string: a float needs a dot, and a sign in its exponent);
+* an integer key holds an integer, not ``1.0e+5`` (JSON Schema would accept an integral
+  float, which the command line then rejects inside a job);
+* runs named in ``default_runs`` exist; split fractions sum to 1; table-only keys are set
+  only for the table source; non-generated sources name a path;
+* a scan's *expanded* temperature grid has no two points that would write the same
+  scan-point file. :func:`scan_temperatures` and :func:`scan_point_label` are the one
+  place the workflow expands a grid and names its files, so the check sees exactly the
+  jobs the workflow would run.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections import Counter
 
 import jsonschema
+import numpy as np
 import yaml
 
 from .errors import InputError
+
+TABLE_ONLY_KEYS = ("split_column", "drop_columns")
 
 
 def _key(path) -> str:
@@ -24,14 +40,103 @@ def _key(path) -> str:
     return out or "(top level)"
 
 
+def _strict_integer(checker, instance) -> bool:
+    # JSON Schema counts 100000.0 as an integer; the CLI's int() does not
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
+)
+
+
+def scan_temperatures(grid) -> list[float]:
+    """The temperatures T of a scan (``scan.temperatures``), as floats in config order.
+
+    A list is taken as given; ``{min, max, num}`` is ``num`` log-spaced values from ``min``
+    to ``max``, both included (``numpy.geomspace``).
+    """
+    if isinstance(grid, dict):
+        return [float(t) for t in np.geomspace(grid["min"], grid["max"], grid["num"])]
+    return [float(t) for t in grid]
+
+
+def scan_point_label(t) -> str:
+    """T in a scan-point file name: Python's shortest repr, which ``float()`` reads back
+    exactly (two different temperatures never share a label)."""
+    return repr(float(t))
+
+
 def load_schema(path: str | os.PathLike) -> dict:
     with open(path) as fh:
         return yaml.safe_load(fh)
 
 
+def _yaml_spelling(text: str, value: float, integer: bool) -> str | None:
+    """How to write ``value`` (given as ``text``) so that YAML 1.1 reads it as a number."""
+    if not math.isfinite(value):
+        return None
+    if integer:
+        return str(int(value)) if value.is_integer() else None
+    for spelled in (text.strip().lower(), repr(value)):
+        mantissa, e, exponent = spelled.partition("e")
+        if e:  # YAML 1.1 wants a dot in the mantissa and a sign in the exponent
+            mantissa = mantissa if "." in mantissa else mantissa + ".0"
+            exponent = exponent if exponent[:1] in ("+", "-") else "+" + exponent
+            spelled = f"{mantissa}e{exponent}"
+        try:
+            if yaml.safe_load(spelled) == value:
+                return spelled
+        except yaml.YAMLError:
+            continue
+    return None
+
+
+def _number_hint(error) -> str:
+    """A hint for a number YAML read as text (``1e-3``) or an integral float (``1.0e+5``)."""
+    if error.validator != "type":
+        return ""
+    wanted = error.validator_value
+    wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+    integer = "integer" in wanted and "number" not in wanted
+    if not (integer or "number" in wanted):
+        return ""
+    instance = error.instance
+    if isinstance(instance, str):
+        try:
+            value = float(instance)
+        except ValueError:
+            return ""
+        spelled = _yaml_spelling(instance, value, integer)
+        if spelled is None:
+            return ""
+        if spelled == instance.strip():  # a number in quotes
+            return f" (a number in quotes is text: write {spelled} without quotes)"
+        return f" (YAML 1.1 reads {instance} as text, not a number: write {spelled})"
+    if integer and isinstance(instance, float) and instance.is_integer():
+        return f" (expected an integer: write {int(instance)})"
+    return ""
+
+
+def _message(error) -> str:
+    where = list(error.absolute_path)  # from the config's root, also inside oneOf
+    if error.validator == "required":
+        missing = [p for p in error.validator_value if p not in error.instance]
+        out = []
+        for prop in missing:
+            about = error.schema.get("properties", {}).get(prop, {}).get("description")
+            out.append(
+                f"config key {_key([*where, prop])} is required"
+                + (f": {about.strip()}" if about else "")
+            )
+        return "\n  ".join(out)
+    return f"config key {_key(where)}: {error.message}{_number_hint(error)}"
+
+
 def schema_errors(config: dict, schema: dict) -> list[str]:
     """Every schema violation as ``"config key <path>: <what is wrong>"``."""
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _Validator(schema)
     messages = []
     for error in validator.iter_errors(config):
         # for oneOf/anyOf, the deepest sub-error that is not a mere type mismatch says
@@ -39,9 +144,40 @@ def schema_errors(config: dict, schema: dict) -> list[str]:
         best = error
         if error.context:
             best = max(error.context, key=lambda e: (e.validator != "type", len(e.absolute_path)))
-        where = list(best.absolute_path)  # from the config's root, also inside oneOf
-        messages.append(f"config key {_key(where)}: {best.message}")
+        messages.append(_message(best))
     return messages
+
+
+def nonfinite_errors(node, path=()) -> list[str]:
+    """Every NaN or infinite number in the config, by key (no key takes one)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        spelled = ("-" if node < 0 else "") + (".nan" if math.isnan(node) else ".inf")
+        return [
+            f"config key {_key(path)}: {spelled} is not a finite number: expected a finite value"
+        ]
+    if isinstance(node, dict):
+        return [m for k, v in node.items() for m in nonfinite_errors(v, (*path, k))]
+    if isinstance(node, list):
+        return [m for i, v in enumerate(node) for m in nonfinite_errors(v, (*path, i))]
+    return []
+
+
+def temperature_grid_errors(name: str, grid) -> list[str]:
+    """Problems of a run's ``scan.temperatures`` once expanded into scan points."""
+    key = f"runs.{name}.scan.temperatures"
+    if isinstance(grid, dict) and grid["min"] > grid["max"]:
+        return [f"config key {key}: min {grid['min']} > max {grid['max']}"]
+    temps = scan_temperatures(grid)
+    labels = Counter(scan_point_label(t) for t in temps)
+    repeated = [label for label, count in labels.items() if count > 1]
+    if not repeated:
+        return []
+    expected = "min < max when num > 1" if isinstance(grid, dict) else "every temperature once"
+    return [
+        f"config key {key} = {grid}: expands to {len(temps)} temperatures but only "
+        f"{len(labels)} distinct scan point(s) (T = {', '.join(repeated)} repeated; each T "
+        f"names one scan-point file): expected {expected}"
+    ]
 
 
 def consistency_errors(config: dict) -> list[str]:
@@ -60,23 +196,67 @@ def consistency_errors(config: dict) -> list[str]:
                 f"config key runs.{name}.split.fractions = {fractions}: "
                 "expected three shares that sum to 1"
             )
-        grid = run.get("scan", {}).get("temperatures")
-        if isinstance(grid, dict) and grid.get("min", 0) > grid.get("max", 0):
-            errors.append(
-                f"config key runs.{name}.scan.temperatures: min {grid['min']} > max {grid['max']}"
-            )
+        errors += temperature_grid_errors(name, run["scan"]["temperatures"])
         ds = run.get("dataset", {})
         if ds.get("source") in ("rasters", "table") and not ds.get("path"):
             errors.append(
                 f"config key runs.{name}.dataset.path is required for source {ds['source']!r}"
             )
+        if ds.get("source") == "synthetic" and "nodata" in ds:
+            errors.append(
+                f"config key runs.{name}.dataset.nodata is not used by source 'synthetic' "
+                "(its generated layers declare their own nodata)"
+            )
+        for k in TABLE_ONLY_KEYS:
+            if ds.get("source") != "table" and k in ds:
+                errors.append(
+                    f"config key runs.{name}.dataset.{k} applies to source 'table' only, "
+                    f"not {ds.get('source')!r}"
+                )
+    return errors + download_errors(runs)
+
+
+def download_errors(runs: dict) -> list[str]:
+    """WorldClim runs without ``dataset.path`` that share a resolution share one download:
+    their ``dataset.url`` and ``dataset.sha256`` must agree."""
+    errors = []
+    seen: dict[tuple[str, str], tuple[str, str]] = {}  # (resolution, key) -> (run, value)
+    for name, run in runs.items():
+        ds = run.get("dataset", {})
+        if ds.get("source") != "worldclim" or ds.get("path"):
+            continue
+        resolution = ds.get("resolution", "10m")
+        for key in ("url", "sha256"):
+            if key not in ds:
+                continue
+            other, value = seen.setdefault((resolution, key), (name, ds[key]))
+            if value != ds[key]:
+                errors.append(
+                    f"config key runs.{name}.dataset.{key} = {ds[key]!r} differs from "
+                    f"runs.{other}.dataset.{key} = {value!r}: both runs download the one "
+                    f"{resolution} archive; give them the same {key}"
+                )
     return errors
 
 
 def check_config(config: dict, schema_path: str | os.PathLike) -> None:
     """Raise :class:`InputError` listing every problem of ``config``, each by its key."""
-    errors = schema_errors(config, load_schema(schema_path))
+    errors = nonfinite_errors(config)
+    errors += schema_errors(config, load_schema(schema_path))
     if not errors:
         errors = consistency_errors(config)
     if errors:
         raise InputError("invalid configuration:\n  " + "\n  ".join(errors))
+
+
+PROJECT_ROOT_VARIABLE = "COLLAPSE_SPECTROSCOPY_ROOT"
+
+
+def export_project_root(basedir: str | os.PathLike) -> None:
+    """Tell the conda environment file where this checkout is.
+
+    ``envs/collapse-spectroscopy.yaml`` installs the project with
+    ``-e ${COLLAPSE_SPECTROSCOPY_ROOT}``: Snakemake builds that environment from a copy of the
+    file inside ``.snakemake/conda/``, where a relative path would point into ``.snakemake/``.
+    """
+    os.environ[PROJECT_ROOT_VARIABLE] = os.fspath(os.path.abspath(basedir))

@@ -2,42 +2,45 @@
 # temperature grid of each run, and the targets of a run.
 import math
 import shlex
+import sys
 from pathlib import Path
 
-import numpy as np
 from snakemake.utils import validate
 
-from collapse_spectroscopy.workflow_config import check_config
+from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.workflow_config import (
+    check_config,
+    export_project_root,
+    scan_point_label,
+    scan_temperatures,
+)
 
 # First the project's check, which names the offending config key (and checks what a
-# schema cannot: default_runs exist, fractions sum to 1, ...); then Snakemake's validate,
-# which fills in the schema's defaults.
-check_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+# schema cannot: finite numbers, default_runs exist, fractions sum to 1, distinct scan
+# points, ...): a bad config stops here, before any job, with exit status 2 and one line
+# per problem (no traceback); then Snakemake's validate, which fills in the defaults.
+try:
+    check_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+except InputError as exc:
+    print(f"collapse-spectroscopy workflow: {exc}", file=sys.stderr)
+    sys.exit(2)
 validate(config, schema="../schemas/config.schema.yaml")
+
+# envs/collapse-spectroscopy.yaml installs the project from this checkout (conda route).
+export_project_root(workflow.basedir)
 
 
 def run_config(run):
     return config["runs"][run]
 
 
-def temperatures(run):
-    """The scan's temperatures as floats (a list, or {min, max, num} log-spaced)."""
-    grid = run_config(run)["scan"]["temperatures"]
-    if isinstance(grid, dict):
-        return [float(t) for t in np.geomspace(grid["min"], grid["max"], grid["num"])]
-    return [float(t) for t in grid]
-
-
-def t_label(t):
-    """T in a file name: Python's shortest repr, which float() reads back exactly."""
-    return repr(float(t))
-
-
 def scan_points(run):
+    """The scan-point files of a run: one per T (as check_config saw the grid) and seed."""
+    grid = run_config(run)["scan"]["temperatures"]
     return expand(
         "results/{run}/scan/T={T}/seed={seed}.nc",
         run=run,
-        T=[t_label(t) for t in temperatures(run)],
+        T=[scan_point_label(t) for t in scan_temperatures(grid)],
         seed=run_config(run)["scan"]["seeds"],
     )
 
@@ -86,6 +89,23 @@ def worldclim_archive(wildcards):
     return []
 
 
+def fetch_args(wildcards):
+    """--url and --sha256 of the worldclim runs that download this resolution (one shared
+    archive: check_config made sure those runs agree)."""
+    downloads = [
+        run["dataset"]
+        for run in config["runs"].values()
+        if run["dataset"]["source"] == "worldclim"
+        and not run["dataset"].get("path")
+        and run["dataset"]["resolution"] == wildcards.resolution
+    ]
+    args = []
+    for key in ("url", "sha256"):
+        values = sorted({ds[key] for ds in downloads if ds.get(key)})
+        args += [f"--{key} {shlex.quote(values[0])}"] if values else []
+    return " ".join(args)
+
+
 def dataset_args(wildcards, input):
     ds = run_config(wildcards.run)["dataset"]
     sp = run_config(wildcards.run)["split"]
@@ -102,8 +122,15 @@ def dataset_args(wildcards, input):
     ]
     if ds["source"] == "worldclim":
         args.append(f"--resolution {ds['resolution']}")
+        if ds.get("sha256"):
+            args.append(f"--sha256 {ds['sha256']}")
     if ds.get("split_column"):
         args.append(f"--split-column {shlex.quote(ds['split_column'])}")
+    if ds.get("drop_columns"):
+        args.append(f"--drop-columns {' '.join(map(shlex.quote, ds['drop_columns']))}")
+    if ds.get("nodata") is not None:
+        # '=': a negative value after a space would read as an option
+        args.append(f"--nodata={ds['nodata']!r}")
     if ds["source"] == "synthetic":
         args.append(f"--synthetic-seed {ds['synthetic_seed']}")
     return " ".join(args)

@@ -1,4 +1,4 @@
-# Data: acquire the source and build the prepared dataset of a run (SPEC §5).
+# Data: acquire the source and build the prepared dataset of a run (docs/science.md §5).
 
 
 rule fetch_worldclim:
@@ -12,9 +12,11 @@ rule fetch_worldclim:
     resources:
         mem_mb=1000,
         runtime=120,
+    params:
+        args=fetch_args,
     shell:
         "collapse-spectroscopy fetch --dest resources/worldclim "
-        "--resolution {wildcards.resolution} > {log} 2>&1"
+        "--resolution {wildcards.resolution} {params.args} > {log} 2>&1"
 
 
 rule prepare:

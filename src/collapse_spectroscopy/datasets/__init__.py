@@ -1,4 +1,4 @@
-"""Dataset sources, stacking, the spatial-block split and the prepared dataset (SPEC §5).
+"""Dataset sources, stacking, the spatial-block split and the prepared dataset (docs/science.md §5).
 
 Modules, in the order data flows through them:
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from .prepare import OUTPUTS, SYNTHETIC_DIR, SplitOptions, prepare
@@ -33,7 +34,13 @@ inputs (--source, config dataset.source):
              with a known spectrum (0.45, 0.25, 0.15, 0.08, 0.045, 0.02, 0.005, 0),
              written as GeoTIFFs into OUT/{SYNTHETIC_DIR}/ and read back like real data.
   table      one CSV, Parquet or NetCDF file of samples x numeric features; split at
-             random (--fractions, --split-seed) or by --split-column (train/val/test).
+             random (--fractions, --split-seed) or by --split-column (train/val/test);
+             --drop-columns leaves out columns that are not features (ids). Rows with
+             a missing value are dropped and counted (log, split_summary.json).
+
+A value that marks missing cells but is not declared in the files (a float32 fill of
+-3.4e38, say) is an error naming the layer and the value; declare it with --nodata
+(dataset.nodata), which replaces the files' nodata tags.
 
 outputs (in OUT):
   {OUTPUTS["prepared"]:<22s} standardized float32 splits + mean/std + metadata (training input)
@@ -60,11 +67,19 @@ download from where and where to put it; a file that fails verification is remov
 
 
 def _paths(values) -> list[str]:
-    """``--path a b`` or ``--path a,b`` -> ["a", "b"]."""
-    out: list[str] = []
-    for v in values or []:
-        out.extend(p for p in str(v).split(",") if p)
-    return out
+    """``--path a b`` -> ["a", "b"]: one path per argument, taken whole (a comma is part
+    of a file name, not a separator)."""
+    return [str(v) for v in values or [] if str(v)]
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number")
+    return value
 
 
 def _fractions(values) -> list[float]:
@@ -87,6 +102,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
         split_column=args.split_column,
         drop_columns=list(args.drop_columns or []),
         synthetic_seed=args.synthetic_seed,
+        nodata=args.nodata,
     )
     split = SplitOptions(
         block_km=args.block_km, fractions=tuple(_fractions(args.fractions)), seed=args.split_seed
@@ -94,9 +110,15 @@ def _run_prepare(args: argparse.Namespace) -> int:
     summary = prepare(args.out, source, split)
     counts = ", ".join(f"{k} {v['samples']:,}" for k, v in summary["splits"].items())
     timings = ", ".join(f"{k} {v:.2f} s" for k, v in summary["timings_s"].items())
+    dropped = summary.get("dropped_rows")
+    dropped = (
+        f" ({dropped['count']:,} of {dropped['of']:,} rows dropped: {dropped['reason']})"
+        if dropped
+        else ""
+    )
     print(
         f"prepared {summary['source']}: {summary['n_samples']:,} samples x "
-        f"{len(summary['feature_names'])} features; {counts}"
+        f"{len(summary['feature_names'])} features{dropped}; {counts}"
     )
     print(f"timings: {timings}", file=sys.stderr)
     if args.json:
@@ -137,7 +159,7 @@ def _add_worldclim_options(p: argparse.ArgumentParser) -> None:
         "--retries",
         type=int,
         default=3,
-        help="extra download attempts (dataset.retries; default: %(default)s)",
+        help="extra download attempts (default: %(default)s)",
     )
 
 
@@ -167,20 +189,20 @@ def register(sub) -> None:
         nargs="*",
         default=[],
         metavar="PATH",
-        help="dataset.path: folder, zip, GeoTIFF file(s) or table file "
-        "(comma-separated or several arguments)",
+        help="dataset.path: folder, zip, GeoTIFF file(s) or table file (several files: "
+        "several arguments)",
     )
     _add_worldclim_options(p)
     p.add_argument(
         "--cache-dir",
         default=str(DEFAULT_CACHE_DIR),
-        help="dataset.cache_dir: where the worldclim source downloads the archive "
-        "when no --path is given (default: %(default)s)",
+        help="where the worldclim source downloads the archive when no --path is given "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--no-verify",
         action="store_true",
-        help="dataset.verify = false: skip the SHA-256 check of the WorldClim GeoTIFFs",
+        help="skip the SHA-256 check of the WorldClim GeoTIFFs",
     )
     p.add_argument(
         "--block-km",
@@ -206,7 +228,7 @@ def register(sub) -> None:
         "--split-column",
         default=None,
         metavar="COLUMN",
-        help="split.column: table column holding train/val/test per row "
+        help="dataset.split_column: table column holding train/val/test per row "
         "(table source only; default: random split)",
     )
     p.add_argument(
@@ -214,7 +236,17 @@ def register(sub) -> None:
         nargs="*",
         default=[],
         metavar="COLUMN",
-        help="dataset.drop_columns: table columns that are not features (ids)",
+        help="dataset.drop_columns: table columns that are not features, e.g. sample ids "
+        "(table source only)",
+    )
+    p.add_argument(
+        "--nodata",
+        type=_finite_float,
+        default=None,
+        metavar="VALUE",
+        help="dataset.nodata: the value that marks missing cells in every layer (or table "
+        "column), replacing the files' own nodata tags; write a negative value as "
+        "--nodata=-3.4e38 (default: the files' tags)",
     )
     p.add_argument(
         "--synthetic-seed",

@@ -8,8 +8,10 @@ explicit list keeps the order it was given in, since whoever wrote it chose that
 Every layer must have exactly one band and the same shape, CRS and affine transform as the
 first layer; anything else raises :class:`~collapse_spectroscopy.errors.InputError` naming
 both files and the differing values. A cell is *valid* in a layer when it is finite, not
-equal to the layer's nodata value, and not masked by an internal GDAL mask band. A layer
-without a single valid cell is an error (it would empty the whole stack).
+equal to the layer's nodata value, and not masked by an internal GDAL mask band. The nodata
+value is the file's own tag unless ``dataset.nodata`` gives one for every layer (for files
+whose fill value is not declared); a value a layer's type cannot hold matches none of its
+cells. A layer without a single valid cell is an error (it would empty the whole stack).
 """
 
 from __future__ import annotations
@@ -174,17 +176,33 @@ def layers_from_paths(
     return layers
 
 
-def _valid_mask(ds, band: np.ndarray) -> np.ndarray:
+def value_in_dtype(value: float, dtype) -> np.generic | None:
+    """``value`` as a number of ``dtype`` (float32 rounds ``-3.4e38`` to its own sentinel),
+    or None where no element of that type can equal it (a fraction or an out-of-range
+    value for an integer type, an overflow to infinity or NaN for a float type)."""
+    dtype = np.dtype(dtype)
+    value = float(value)
+    if np.issubdtype(dtype, np.floating):
+        with np.errstate(over="ignore"):
+            out = dtype.type(value)
+        return out if np.isfinite(out) else None
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        if value.is_integer() and info.min <= value <= info.max:
+            return dtype.type(int(value))
+    return None
+
+
+def _valid_mask(ds, band: np.ndarray, nodata: float | None = None) -> np.ndarray:
+    """Cells of ``band`` that hold data: finite, not ``nodata`` (default: the file's tag)
+    and not masked by the file's mask band."""
     valid = np.ones(band.shape, dtype=bool)
     if np.issubdtype(band.dtype, np.floating):
         valid &= np.isfinite(band)
-    nodata = ds.nodata
+    nodata = ds.nodata if nodata is None else nodata
     if nodata is not None and not np.isnan(nodata):
-        try:
-            nd = np.array(nodata).astype(band.dtype)
-        except (OverflowError, ValueError):
-            nd = None
-        if nd is not None and float(nd) == float(nodata):
+        nd = value_in_dtype(nodata, band.dtype)
+        if nd is not None:
             valid &= band != nd
     flags = ds.mask_flag_enums[0]
     if MaskFlags.per_dataset in flags and MaskFlags.nodata not in flags:
@@ -192,8 +210,10 @@ def _valid_mask(ds, band: np.ndarray) -> np.ndarray:
     return valid
 
 
-def read_stack(layers: Sequence[LayerSource]) -> RasterStack:
+def read_stack(layers: Sequence[LayerSource], nodata: float | None = None) -> RasterStack:
     """Read ``layers`` onto one grid and find the cells valid in all of them.
+
+    ``nodata`` (``dataset.nodata``), if given, replaces every layer's own nodata tag.
 
     Raises
     ------
@@ -248,7 +268,7 @@ def read_stack(layers: Sequence[LayerSource]) -> RasterStack:
                             "share one grid (same origin and cell size)"
                         )
                 band = ds.read(1)
-                ok = _valid_mask(ds, band)
+                ok = _valid_mask(ds, band, nodata)
         except InputError:
             raise
         except (RasterioIOError, OSError) as exc:

@@ -39,9 +39,12 @@ class SourceOptions:
     resolution, url, sha256, cache_dir, retries, verify
         WorldClim options (``dataset.resolution`` etc.).
     split_column, drop_columns
-        Table options (``split.column``, ``dataset.drop_columns``).
+        Table options (``dataset.split_column``, ``dataset.drop_columns``).
     synthetic_seed : int
         Seed of the synthetic generator (``dataset.synthetic_seed``).
+    nodata : float or None
+        ``dataset.nodata``: the value that marks missing cells in every layer (or table
+        column), replacing the files' own nodata tags; None: the files' tags.
     """
 
     source: str = DEFAULT_SOURCE
@@ -55,6 +58,7 @@ class SourceOptions:
     split_column: str | None = None
     drop_columns: list[str] = field(default_factory=list)
     synthetic_seed: int = 0
+    nodata: float | None = None
 
 
 def check_source(source: str) -> str:
@@ -92,7 +96,9 @@ def load_samples(opts: SourceOptions, synthetic_dir: Path | None = None) -> tupl
     extra: dict = {}
     if opts.source == "table":
         if opts.path and len(opts.path) == 1:
-            samples = read_table(opts.path[0], opts.split_column, opts.drop_columns)
+            samples = read_table(
+                opts.path[0], opts.split_column, opts.drop_columns, nodata=opts.nodata
+            )
         else:
             raise InputError(
                 f"dataset.path = {opts.path!r}: source 'table' expects exactly "
@@ -101,8 +107,13 @@ def load_samples(opts: SourceOptions, synthetic_dir: Path | None = None) -> tupl
         return samples, extra
     if opts.split_column:
         raise InputError(
-            f"split.column = {opts.split_column!r} applies to source 'table' "
+            f"dataset.split_column = {opts.split_column!r} applies to source 'table' "
             f"only; source {opts.source!r} uses the spatial-block split"
+        )
+    if opts.drop_columns:
+        raise InputError(
+            f"dataset.drop_columns = {opts.drop_columns!r} applies to source 'table' only; "
+            f"source {opts.source!r} has layers, not columns"
         )
     if opts.source == "worldclim":
         if opts.path:
@@ -125,9 +136,10 @@ def load_samples(opts: SourceOptions, synthetic_dir: Path | None = None) -> tupl
     elif opts.source == "rasters":
         layers = layers_from_paths(opts.path)
     else:  # synthetic
-        if opts.path:
+        if opts.path or opts.nodata is not None:
+            key, value = ("path", opts.path) if opts.path else ("nodata", opts.nodata)
             raise InputError(
-                f"dataset.path = {opts.path!r} is not used by source "
+                f"dataset.{key} = {value!r} is not used by source "
                 "'synthetic' (its layers are generated): leave it empty"
             )
         if synthetic_dir is None:
@@ -143,5 +155,5 @@ def load_samples(opts: SourceOptions, synthetic_dir: Path | None = None) -> tupl
             "seed": truth["seed"],
             "resolution_deg": truth["resolution_deg"],
         }
-    samples = stack_samples(read_stack(layers))
+    samples = stack_samples(read_stack(layers, nodata=opts.nodata))
     return samples, extra

@@ -1,6 +1,6 @@
 """Train / validation / test splits: spatial blocks for grids, random or given for tables.
 
-Spatial-block rule (SPEC §5; :data:`SPATIAL_RULE` is written into ``split_summary.json``)
+Spatial-block rule (docs/science.md §5; :data:`SPATIAL_RULE` is written into ``split_summary.json``)
 ------------------------------------------------------------------------------------------
 1. Cell centres (lon, lat, WGS 84) are projected to the equal-area CRS EPSG:6933
    (NSIDC EASE-Grid 2.0 Global, cylindrical equal-area), where square blocks of
@@ -267,11 +267,11 @@ def column_split(values, column: str, source: str = "table") -> SplitResult:
     if bad:
         shown = ", ".join(repr(b) for b in bad[:5]) + (" ..." if len(bad) > 5 else "")
         raise InputError(
-            f"{source}: split column {column!r} (split.column) holds {shown}: "
+            f"{source}: split column {column!r} (dataset.split_column) holds {shown}: "
             "expected train, val or test (also training/validation/testing)"
         )
     labels = codes.to_numpy(dtype=np.int8)
-    _empty_check(labels, f"{source}: split column {column!r} (split.column)")
+    _empty_check(labels, f"{source}: split column {column!r} (dataset.split_column)")
     return SplitResult(
         labels=labels, method="column", rule=COLUMN_RULE, parameters={"column": column}
     )

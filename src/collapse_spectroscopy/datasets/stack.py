@@ -11,6 +11,11 @@ ellipsoid, computed with :mod:`pyproj`:
   the cell centre (``Proj.get_factors``), exact in the limit of small cells.
 
 Samples are ordered row-major (north to south for north-up grids, then west to east).
+
+Before a layer becomes a feature, its values on those cells are checked for a fill value
+that no nodata tag declared (:func:`undeclared_nodata`): such a value is no measurement,
+yet standardization and PCA would take it for one -- a float32 fill of -3.4e38 on a fifth
+of the cells makes every feature's std ~1.5e38 and the spectrum [1, 0, 0, ...].
 """
 
 from __future__ import annotations
@@ -26,6 +31,76 @@ from .rasters import RasterStack
 
 #: Points per east-west cell edge when outlining a lon/lat cell on the ellipsoid.
 EDGE_POINTS = 16
+
+#: No layer in its source units holds values this large (the largest physical quantities
+#: a raster stores, e.g. populations or areas in m², stay far below); what does is a fill
+#: value such as float32's lowest -3.4e38 (GDAL's and WorldClim's) or float64's 1.8e308.
+IMPLAUSIBLE_ABS = 1e30
+#: A fill value that looks like data (-9999, 65535) is found as an extreme value (the
+#: minimum or maximum) held by at least this share of the cells ...
+SHARED_SHARE = 0.01
+#: ... and set apart from all the other values by more than this fraction of their range.
+#: On the 19 WorldClim 2.1 10' layers the extreme values held by >= 1 % of the cells (the
+#: zeros of the dry-month precipitations) lie within 0.003 of the range of the rest, and
+#: -9999 below precipitations up to ~11,000 mm lies 0.9 of it away: 0.5 separates them.
+SHARED_GAP = 0.5
+
+
+def undeclared_nodata(values: np.ndarray) -> tuple[np.generic, int, str] | None:
+    """A value among ``values`` (one feature on its valid cells) that looks like an
+    undeclared nodata fill, with its count and why; None if there is none.
+
+    Two signs: values with ``|x| > 1e30`` (:data:`IMPLAUSIBLE_ABS`), or an extreme value
+    held by >= 1 % of the cells and farther from the other values than half their range
+    (:data:`SHARED_SHARE`, :data:`SHARED_GAP`). The second sign leaves alone zero (many
+    measurements, dry-month precipitation or counts, hold genuine zeros apart from the
+    rest) and a feature of fewer than three other values (a category layer, say: it has
+    no range to judge by).
+    """
+    v = np.asarray(values).ravel()
+    if v.size == 0:
+        return None
+    if np.issubdtype(v.dtype, np.floating):
+        huge = np.abs(v) > IMPLAUSIBLE_ABS  # in v's own dtype: no float64 copy of a layer
+        if huge.any():
+            found, counts = np.unique(v[huge], return_counts=True)
+            return found[counts.argmax()], int(huge.sum()), f"|x| > {IMPLAUSIBLE_ABS:g}"
+    for end, name in ((v.min(), "minimum"), (v.max(), "maximum")):
+        if end == 0:
+            continue
+        at = v == end
+        count = int(at.sum())
+        if count < max(2, SHARED_SHARE * v.size):
+            continue
+        rest = v[~at]
+        if rest.size == 0:
+            continue  # a constant feature: standardization says so, naming it
+        lo, hi = rest.min(), rest.max()
+        if not np.any((rest > lo) & (rest < hi)):
+            continue
+        gap = float(lo) - float(end) if name == "minimum" else float(end) - float(hi)
+        if gap > SHARED_GAP * (float(hi) - float(lo)):
+            return end, count, f"the {name}, set apart from all other values ({lo!s} .. {hi!s})"
+    return None
+
+
+def check_no_undeclared_nodata(
+    values: np.ndarray, what: str, among: str = "cells valid in every layer", tag_hint=True
+) -> None:
+    """Raise InputError naming ``what`` (a layer or column) if ``values`` (its values on
+    ``among``) hold an undeclared fill; the message says how to declare it
+    (``dataset.nodata``, or the GeoTIFF's nodata tag)."""
+    found = undeclared_nodata(values)
+    if found is None:
+        return
+    value, count, why = found
+    value = str(value)  # numpy's shortest repr in the layer's type: -3.4e+38, not -3.3999...
+    tag = f", or tag the file, e.g. `rio edit-info --nodata {value} FILE`" if tag_hint else ""
+    raise InputError(
+        f"{what}: {count:,} of the {np.size(values):,} {among} hold {value} ({why}), "
+        "which looks like a nodata value the file does not declare: declare it with "
+        f"dataset.nodata: {value} in the run's config (prepare --nodata={value}){tag}"
+    )
 
 
 @dataclass
@@ -121,7 +196,10 @@ def stack_samples(stack: RasterStack) -> Samples:
     rows, cols = np.nonzero(valid)
     x = np.empty((n, len(stack.layers)), dtype=np.float32)
     for j, band in enumerate(stack.layers):
-        x[:, j] = band[valid]
+        values = band[valid]
+        # on the cells valid in every layer: a fill another layer masks does no harm
+        check_no_undeclared_nodata(values, f"layer {stack.labels[j]!r}")
+        x[:, j] = values
     t = stack.transform
     _check_rectilinear(t)
     crs = pyproj.CRS.from_user_input(stack.crs.to_wkt())

@@ -6,10 +6,14 @@
   dimension (each variable a feature), or a single two-dimensional variable
   (samples x features; feature names from the second dimension's coordinate if any).
 
-Every column except the split column (``split.column``) and the dropped columns
+Every column except the split column (``dataset.split_column``) and the dropped columns
 (``dataset.drop_columns``) is a feature and must be numeric; any other column is an
-error naming it (drop it explicitly if it is an identifier). Rows with a missing or
-non-finite value in any feature are dropped, and their number is recorded.
+error naming it (drop it explicitly if it is an identifier). A value equal to
+``dataset.nodata`` is missing. Rows with a missing or non-finite value in any feature are
+dropped, and their number is recorded (``n_rows_dropped_nonfinite`` in the source info,
+which ``prepare`` reports in its log and in ``split_summary.json``). A feature holding a
+fill value no one declared (``|x| > 1e30``, or an extreme value shared by many rows) is
+an error naming the column (:func:`.stack.check_no_undeclared_nodata`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .stack import Samples
+from .rasters import value_in_dtype
+from .stack import Samples, check_no_undeclared_nodata
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -86,10 +91,22 @@ def read_frame(path: str | os.PathLike) -> pd.DataFrame:
     )
 
 
+def _numpy_dtype(series: pd.Series) -> np.dtype:
+    try:
+        return np.dtype(series.dtype)
+    except TypeError:  # pandas' own types (nullable Int64, ...) hold no fill value of note
+        return np.dtype(np.float64)
+
+
 def read_table(
-    path: str | os.PathLike, split_column: str | None = None, drop_columns=()
+    path: str | os.PathLike,
+    split_column: str | None = None,
+    drop_columns=(),
+    nodata: float | None = None,
 ) -> Samples:
     """Samples of a table: numeric features as float32, plus the split column if given.
+
+    ``nodata`` (``dataset.nodata``) marks missing values, compared in each column's type.
 
     Raises
     ------
@@ -106,7 +123,7 @@ def read_table(
     if missing:
         raise InputError(
             f"table {str(path)!r} has no column(s) {missing} "
-            f"(split.column / dataset.drop_columns); columns are {columns}"
+            f"(dataset.split_column / dataset.drop_columns); columns are {columns}"
         )
     split = None
     if split_column:
@@ -126,19 +143,40 @@ def read_table(
         kinds = ", ".join(f"{c!r} ({df[c].dtype})" for c in bad)
         raise InputError(
             f"table {str(path)!r} has non-numeric column(s) {kinds}: expected numeric "
-            "features only; name the split column with split.column / --split-column and "
-            "drop identifiers with dataset.drop_columns / --drop-columns"
+            "features only; name the split column with dataset.split_column "
+            "(--split-column) and drop identifiers with dataset.drop_columns (--drop-columns)"
         )
     x = df[features].to_numpy(dtype=np.float64)
+    dtypes = [_numpy_dtype(df[c]) for c in features]
+    if nodata is not None:
+        for j, dtype in enumerate(dtypes):
+            nd = value_in_dtype(nodata, dtype)  # float32 columns: nodata rounded like them
+            if nd is not None:
+                x[x[:, j] == float(nd), j] = np.nan
     complete = np.all(np.isfinite(x), axis=1)
     if not complete.any():
         raise InputError(
             f"table {str(path)!r}: no row has finite values in all features {features}"
         )
+    for j, (c, dtype) in enumerate(zip(features, dtypes, strict=True)):
+        check_no_undeclared_nodata(
+            x[complete, j].astype(dtype),
+            f"table {str(path)!r} column {c!r}",
+            among="complete rows",
+            tag_hint=False,
+        )
+    dropped = int((~complete).sum())
     info = {
         "table": str(path),
         "n_rows": int(len(df)),
-        "n_rows_dropped_nonfinite": int((~complete).sum()),
+        "n_rows_dropped_nonfinite": dropped,
+        "dropped_rows": {
+            "count": dropped,
+            "of": int(len(df)),
+            "reason": "a missing or non-finite value"
+            + (f" or dataset.nodata = {nodata!r}" if nodata is not None else "")
+            + " in a feature column",
+        },
         "split_column": split_column,
         "dropped_columns": drop,
     }

@@ -1,4 +1,6 @@
-"""WorldClim 2.1 bioclimatic variables: download, verification and the 19 layers (SPEC §5).
+"""WorldClim 2.1 bioclimatic variables: download, verification, the 19 layers.
+
+See docs/science.md §5.
 
 The official archive ``wc2.1_<res>_bio.zip`` holds 19 GeoTIFFs
 ``wc2.1_<res>_bio_<i>.tif`` (i = 1..19); they become features ``BIO1`` .. ``BIO19`` in that

@@ -1,0 +1,212 @@
+"""The workflow's configuration checks (issue 9, item 4): every hole stops before any job,
+naming the config key.
+
+Each hole is checked twice over: through :func:`check_config` on the YAML text a user
+would write (YAML's own reading of ``1e-3`` or ``.nan`` is part of the hole), and through
+a real ``snakemake -n`` of the project's Snakefile, which must exit 2 with the key named,
+without a traceback and before it plans a single job.
+"""
+
+import subprocess
+
+import numpy as np
+import pytest
+import yaml
+
+from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.workflow_config import (
+    check_config,
+    scan_point_label,
+    scan_temperatures,
+    temperature_grid_errors,
+)
+from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
+
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+TINY = """\
+default_runs: [tiny]
+runs:
+  tiny:
+    dataset: {source: synthetic}
+    model: {latents: 6}
+    training: {max_updates: 600, eval_every: 100}
+"""
+
+# (what a user writes under runs.tiny, the key the message must name, words it must hold)
+HOLES = {
+    "no scan": ("", "config key runs.tiny.scan is required", "temperatures"),
+    "grid of one repeated T": (
+        "    scan: {temperatures: {min: 0.1, max: 0.1, num: 3}}\n",
+        "config key runs.tiny.scan.temperatures",
+        "3 temperatures but only 1 distinct",
+    ),
+    "nan in a list": (
+        "    scan: {temperatures: [0.01, .nan]}\n",
+        "config key runs.tiny.scan.temperatures[1]: .nan",
+        "finite",
+    ),
+    "inf as max": (
+        "    scan: {temperatures: {min: 0.01, max: .inf, num: 4}}\n",
+        "config key runs.tiny.scan.temperatures.max: .inf",
+        "finite",
+    ),
+    "1e-3 read as text": (
+        "    scan: {temperatures: {min: 1e-3, max: 0.5, num: 4}}\n",
+        "config key runs.tiny.scan.temperatures.min: '1e-3' is not of type 'number'",
+        "write 1.0e-3",
+    ),
+}
+
+
+def errors_of(text: str) -> str:
+    with pytest.raises(InputError) as exc:
+        check_config(yaml.safe_load(text), SCHEMA)
+    return str(exc.value)
+
+
+@pytest.mark.parametrize("hole", HOLES)
+def test_check_config_names_the_key(hole):
+    run_text, key, words = HOLES[hole]
+    message = errors_of(TINY + run_text)
+    assert key in message and words in message, message
+
+
+@pytest.mark.parametrize("hole", ["no scan", "grid of one repeated T", "inf as max"])
+def test_snakemake_stops_before_any_job(tmp_path, hole):
+    run_text, key, words = HOLES[hole]
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(TINY + run_text)
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n", "--cores", "1"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert key in proc.stderr and words in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "KeyError" not in proc.stderr
+    assert "Building DAG" not in proc.stderr + proc.stdout  # stopped before planning jobs
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_good_grid_plans_exactly_its_scan_points(tmp_path):
+    """The grid check_config expands is the grid the workflow runs: one job per T."""
+    grid = {"min": 0.01, "max": 0.3, "num": 5}
+    wd = workdir(tmp_path, tiny_config(grid))
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "-n", "--cores", "1"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    planned = {
+        line.split("T=")[1].split("/")[0]
+        for line in proc.stdout.splitlines()
+        if "output:" in line and "/scan/T=" in line
+    }
+    assert planned == {scan_point_label(t) for t in scan_temperatures(grid)}
+    assert len(planned) == 5
+
+
+def test_duplicates_in_explicit_lists_and_labels():
+    # two spellings of one float: YAML reads both as 0.1 and the schema names the key
+    message = errors_of(TINY + "    scan: {temperatures: [0.1, 0.10000000000000001]}\n")
+    assert "config key runs.tiny.scan.temperatures" in message and "non-unique" in message
+    # the expanded-grid check itself, for a list that reached it
+    (message,) = temperature_grid_errors("tiny", [0.1, 0.2, 0.1])
+    assert "runs.tiny.scan.temperatures" in message and "T = 0.1 repeated" in message
+    # a grid so narrow that geomspace repeats values: caught after expansion
+    narrow = {"min": 0.1, "max": float(np.nextafter(0.1, 1.0)), "num": 5}
+    assert len(set(scan_temperatures(narrow))) < 5
+    assert temperature_grid_errors("tiny", narrow)
+    # labels never collide for different floats: each reads back as its own T
+    t = 0.1
+    for _ in range(50):
+        nxt = float(np.nextafter(t, 1.0))
+        assert scan_point_label(t) != scan_point_label(nxt)
+        assert float(scan_point_label(nxt)) == nxt
+        t = nxt
+
+
+def test_number_hints_and_strict_integers():
+    message = errors_of(
+        TINY
+        + "    training: {learning_rate: 5E-4, max_updates: 1.0e+5, batch_size: 2e2}\n"
+        + "    scan: {temperatures: [0.1, '0.2']}\n"
+    )
+    assert "runs.tiny.training.learning_rate: '5E-4'" in message
+    assert "write 5.0e-4" in message
+    assert yaml.safe_load("x: 5.0e-4")["x"] == 5e-4  # the hint is itself a YAML number
+    assert "runs.tiny.training.max_updates: 100000.0 is not of type 'integer'" in message
+    assert "write 100000" in message
+    assert "runs.tiny.training.batch_size: '2e2'" in message and "write 200" in message
+    assert "runs.tiny.scan.temperatures[1]" in message and "without quotes" in message
+
+
+def test_non_finite_anywhere_and_dataset_keys():
+    message = errors_of(
+        TINY.replace("{latents: 6}", "{latents: 6, sigma2: -.inf}")
+        + "    scan: {temperatures: [0.1]}\n"
+    )
+    assert "config key runs.tiny.model.sigma2: -.inf is not a finite number" in message
+    message = errors_of(
+        TINY.replace("{source: synthetic}", "{source: rasters, path: x, drop_columns: [id]}")
+        + "    scan: {temperatures: [0.1]}\n"
+    )
+    assert "config key runs.tiny.dataset.drop_columns applies to source 'table' only" in message
+    message = errors_of(
+        TINY.replace("{source: synthetic}", "{source: table, path: x.csv, nodata: .nan}")
+        + "    scan: {temperatures: [0.1]}\n"
+    )
+    assert "config key runs.tiny.dataset.nodata: .nan" in message
+    message = errors_of(
+        TINY.replace("{source: synthetic}", "{source: synthetic, nodata: -9999}")
+        + "    scan: {temperatures: [0.1]}\n"
+    )
+    assert "config key runs.tiny.dataset.nodata is not used by source 'synthetic'" in message
+
+
+def test_runs_sharing_a_download_agree_on_url():
+    config = yaml.safe_load(TINY + "    scan: {temperatures: [0.1]}\n")
+    for name, url in (("a", "https://x.org/a.zip"), ("b", "https://x.org/b.zip")):
+        config["runs"][name] = {
+            "dataset": {"source": "worldclim", "url": url},
+            "scan": {"temperatures": [0.1]},
+        }
+    with pytest.raises(InputError, match=r"runs\.b\.dataset\.url .* differs from runs\.a"):
+        check_config(config, SCHEMA)
+
+
+def test_workflow_passes_dataset_keys_to_its_commands(tmp_path):
+    """dataset.drop_columns, split_column and nodata reach the prepare command; a
+    worldclim run's url and sha256 reach the download (fetch) and prepare."""
+    config = tiny_config([0.1])
+    config["runs"]["tiny"]["dataset"] = {
+        "source": "table",
+        "path": "samples, 2024.csv",  # a comma inside a file name stays one path
+        "split_column": "part",
+        "drop_columns": ["site id", "date"],
+        "nodata": -3.4e38,
+    }
+    sha = "ab" * 32
+    config["runs"]["wc"] = {
+        "dataset": {"source": "worldclim", "url": "https://mirror.example/wc.zip", "sha256": sha},
+        "scan": {"temperatures": [0.1]},
+    }
+    config["default_runs"] = ["tiny", "wc"]
+    wd = workdir(tmp_path, config)
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "-n", "-p", "--cores", "1"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    shell = next(line for line in proc.stdout.splitlines() if "prepare --source" in line)
+    assert "--path 'samples, 2024.csv'" in shell
+    assert "--split-column part" in shell
+    assert "--drop-columns 'site id' date" in shell
+    assert "--nodata=-3.4e+38" in shell
+    fetch = next(line for line in proc.stdout.splitlines() if "collapse-spectroscopy fetch" in line)
+    assert f"--url https://mirror.example/wc.zip --sha256 {sha}" in fetch
+    prepare_wc = next(line for line in proc.stdout.splitlines() if "--source worldclim" in line)
+    assert f"--sha256 {sha}" in prepare_wc
