@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import itertools
+import json
+from pathlib import Path
 
 import matplotlib
 
@@ -20,6 +23,7 @@ from collapse_spectroscopy.spectra import (  # noqa: E402
     spectra_table,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 SPECTRUM = np.array([0.5, 0.25, 0.13, 0.07, 0.035, 0.012, 0.003, 0.0])
 
 
@@ -231,3 +235,166 @@ def test_shapes_from_tiny_to_paper_size(spectrum, K, temperatures, seeds):
     for draw in figures.FIGURES.values():
         assert render(draw(scan, table)).ndim == 3
     assert figures.rank_colors(scan).n == min(K, np.sum(spectrum > figures.PCA_FLOOR))
+
+
+# ---------------------------------------------------------------------------------------
+# Every mark explained; under-equilibrated points hollow
+
+
+def with_outcome(scan: xr.Dataset, flagged_T=(), patience=3000, budget=12000) -> xr.Dataset:
+    """``scan`` with a training outcome per (T, seed): the temperatures at the indices
+    ``flagged_T`` stopped at the budget still improving (best = last update), the others
+    stopped early."""
+    out = scan.copy()
+    shape = (scan.sizes["T"], scan.sizes["seed"])
+    flagged = np.zeros(shape, dtype=bool)
+    flagged[list(flagged_T)] = True
+    out["stop_reason"] = (("T", "seed"), np.where(flagged, "max_updates", "early_stopping"))
+    out["updates_run"] = (("T", "seed"), np.where(flagged, budget, budget // 2))
+    out["best_update"] = (("T", "seed"), np.where(flagged, budget, budget // 2 - patience))
+    out.attrs["training"] = json.dumps({"max_updates": budget, "patience": patience})
+    return out
+
+
+def legend_texts(fig) -> list[str]:
+    legends = [leg for leg in fig.legends + [ax.get_legend() for ax in fig.axes] if leg]
+    return [t.get_text() for leg in legends for t in leg.get_texts()]
+
+
+def x_of(ax, gid) -> set[float]:
+    return {float(x) for ln in ax.get_lines() if ln.get_gid() == gid for x in ln.get_xdata()}
+
+
+@pytest.mark.parametrize("draw", [figures.fig1_collapse_scan, figures.fig4_latent_scale])
+def test_under_equilibrated_points_are_hollow_and_in_the_legend(scan, draw):
+    flagged = with_outcome(scan, flagged_T=[0, 1])
+    fig = draw(flagged, table_of(flagged))
+    T = scan["T"].values
+    for ax in fig.axes[:2]:
+        assert x_of(ax, "open") == set(T[:2])  # exactly the flagged temperatures
+        assert x_of(ax, "points") == set(T[2:])
+        (line,) = [ln for ln in ax.get_lines() if ln.get_gid() == "open"][:1]
+        assert line.get_markerfacecolor() in ("white", (1.0, 1.0, 1.0, 1.0))
+    assert figures.UNDER_EQUILIBRATED_LABEL in legend_texts(fig)
+    # no flagged point: no hollow marker, no legend entry for one
+    clean = with_outcome(scan)
+    fig = draw(clean, table_of(clean))
+    assert all(x_of(ax, "open") == set() for ax in fig.axes)
+    assert figures.UNDER_EQUILIBRATED_LABEL not in legend_texts(fig)
+
+
+def face_is_white(collection) -> np.ndarray:
+    return np.all(np.isclose(collection.get_facecolors()[:, :3], 1.0), axis=1)
+
+
+def test_quantities_from_an_under_equilibrated_point_are_hollow(scan):
+    # the lowest temperature gives every best level Dn*_k (Dn_k falls with T at
+    # equilibrium) and is in every threshold fit (all modes active there)
+    flagged = with_outcome(scan, flagged_T=[0])
+    table = table_of(flagged)
+    right = figures.fig2_truncated_distortion(flagged, table).axes[1]
+    (vae,) = [c for c in right.collections if c.get_gid() == "vae"]
+    assert face_is_white(vae).all()
+    duality = figures.fig3_duality(flagged, table).axes[0]
+    (vae,) = [c for c in duality.collections if c.get_gid() == "vae"]
+    assert face_is_white(vae).all()
+    # flag only the highest temperature instead: above every threshold, in no fit
+    # (rho < rho_min) and giving no best level, so nothing is hollow
+    flagged = with_outcome(scan, flagged_T=[scan.sizes["T"] - 1])
+    right = figures.fig2_truncated_distortion(flagged, table).axes[1]
+    (vae,) = [c for c in right.collections if c.get_gid() == "vae"]
+    assert not face_is_white(vae).any()
+    duality = figures.fig3_duality(flagged, table).axes[0]
+    (vae,) = [c for c in duality.collections if c.get_gid() == "vae"]
+    assert not face_is_white(vae).any()
+
+
+def test_legend_names_grey_ranks_only_when_drawn(scan):
+    # 10 latents, 7 modes: ranks 8-10 are grey, and the legend says what they are
+    texts = legend_texts(figures.fig1_collapse_scan(scan, table_of(scan)))
+    assert any(t.startswith("rank > 7") for t in texts)
+    exact = equilibrium_scan(K=7)  # as many latents as modes: nothing grey
+    texts = legend_texts(figures.fig1_collapse_scan(exact, table_of(exact)))
+    assert not any(t.startswith("rank >") for t in texts)
+
+
+def test_legend_with_one_seed_has_one_data_entry():
+    one = equilibrium_scan(seeds=(3,))
+    texts = legend_texts(figures.fig1_collapse_scan(one, table_of(one)))
+    assert "VAE, seed 3" in texts
+    assert not any("mean" in t or "per seed" in t for t in texts)
+    two = equilibrium_scan(seeds=(0, 1))
+    texts = legend_texts(figures.fig4_latent_scale(two, table_of(two)))
+    assert "VAE, per seed" in texts and "mean of 2 seeds" in texts
+
+
+def test_fit_and_mean_lines_look_different(scan):
+    # Fig 1 draws seed-mean lines (a, c) and fits (b): a reader tells them apart only if
+    # the line styles differ in something other than colour
+    fig = figures.fig1_collapse_scan(scan, table_of(scan))
+    (fit,) = [ln for ln in fig.axes[1].get_lines() if ln.get_gid() == "fit"][:1]
+    (mean,) = [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "mean"][:1]
+    look = lambda ln: (ln.get_linestyle(), ln.get_linewidth(), ln.get_alpha())  # noqa: E731
+    assert look(fit) != look(mean)
+    assert abs(fit.get_linewidth() - mean.get_linewidth()) >= 1.0  # visibly broader
+
+
+def test_fig2_labels_the_normalized_distortion_as_the_caption_does(scan):
+    fig = figures.fig2_truncated_distortion(scan, table_of(scan))
+    assert "Dn_k" in fig.axes[0].get_ylabel()
+    caption = (ROOT / "workflow" / "report" / "fig2_truncated_distortion.rst").read_text()
+    assert "Dn_k" in caption
+
+
+def test_fig2b_names_the_triangles_below_the_axis(scan):
+    # the zero eigenvalue gives a PCA distortion of 0 at k = 8: off the log axis
+    right = figures.fig2_truncated_distortion(scan, table_of(scan)).axes[1]
+    assert [ln for ln in right.get_lines() if ln.get_gid() == "below_axis"]
+    assert "PCA below the axis (~0)" in [t.get_text() for t in right.get_legend().get_texts()]
+
+
+def tick_boxes(fig, axis):
+    fig.canvas.draw()
+    labels = [t for t in axis.get_ticklabels(which="both") if t.get_visible() and t.get_text()]
+    return [t.get_window_extent() for t in labels], [t.get_text() for t in labels]
+
+
+@pytest.mark.parametrize("top", [0.5, 0.3, 0.15])
+def test_fig3_tick_labels_never_overlap(top):
+    # a short range of thresholds: matplotlib labels minor log ticks there (2x10^-1,
+    # 3x10^-1, ...), which used to run into each other on the column-wide axis
+    spectrum = np.array([top, top * 0.75, top * 0.6])
+    spectrum = np.r_[spectrum, 1 - spectrum.sum()]
+    short = equilibrium_scan(spectrum, K=4, temperatures=np.geomspace(0.02, 0.9, 15))
+    table = table_of(short)
+    fig = figures.fig3_duality(short, table)
+    ax = fig.axes[0]
+    for axis in (ax.xaxis, ax.yaxis):
+        boxes, texts = tick_boxes(fig, axis)
+        assert len(boxes) >= 2, texts  # still something to read
+        for a, b in itertools.combinations(boxes, 2):
+            assert not a.overlaps(b), texts
+
+
+def test_fig4_small_values_get_a_power_of_ten(scan):
+    # the Jensen gap of the equilibrium scan is ~1e-2 * noise: values ~1e-4
+    small = scan.copy()
+    small["jensen_gap"] = small["jensen_gap"] * 0.03
+    fig = figures.fig4_latent_scale(small, table_of(small))
+    _, texts = tick_boxes(fig, fig.axes[1].yaxis)
+    assert texts and not any("0.000" in t for t in texts), texts
+    assert r"10^{-4}" in fig.axes[1].get_ylabel()
+    _, texts = tick_boxes(fig, fig.axes[0].yaxis)  # q ~ 1: plain numbers, no offset
+    assert "1" in "".join(texts) and "10^" not in fig.axes[0].get_ylabel()
+
+
+def test_colours_follow_the_runs_rho_min(scan):
+    # without PCA modes to go by, the coloured ranks are those whose rho ever exceeds
+    # rho_min: the rank-7 mode (threshold 0.003) tops out near 1 - 1e-3/0.003 = 0.67
+    no_pca = scan.drop_vars(["pca_ratio", "pca_eval_distortion"])
+    assert figures.rank_colors(no_pca, rho_min=0.05).n == 7
+    assert figures.rank_colors(no_pca, rho_min=0.8).n == 6
+    fig = figures.fig1_collapse_scan(scan, table_of(scan), rho_min=0.2)
+    (cut,) = [ln for ln in fig.axes[1].get_lines() if ln.get_gid() == "rho_min"]
+    assert cut.get_ydata()[0] == 0.2
+    assert any("0.2" in t for t in legend_texts(fig))

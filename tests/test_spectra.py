@@ -1,4 +1,7 @@
-"""Spectra: threshold fits on noisy synthetic rho curves, utilities, PCA (SPEC §4)."""
+"""Spectra: threshold fits on noisy synthetic rho curves, utilities, PCA (docs/science.md §4), and
+the under-equilibrated flag of the summary."""
+
+import json
 
 import numpy as np
 import pytest
@@ -118,3 +121,146 @@ def test_split_matched_pca_on_the_training_split_is_the_pca_truncation():
         spectra.pca_truncation_distortion(spectra.pca_spectrum(x)),
         atol=1e-12,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Under-equilibrated scan points: the flag in summary.json and the spectra warning
+
+PATIENCE = 0.25  # of MAX_UPDATES: 3000 updates
+MAX_UPDATES = 12000
+# (stop reason, updates run, best update) at four temperatures; a fifth did not run
+OUTCOMES = [
+    ("early_stopping", 8000, 5000),  # the test passed: equilibrated
+    ("max_updates", 12000, 12000),  # still improving at the last evaluation: flagged
+    ("max_updates", 12000, 9500),  # best 2500 < 3000 updates before the end: flagged
+    ("max_updates", 12000, 9000),  # patience ran out exactly at the budget: passed
+]
+
+
+def outcome_scan(outcomes=OUTCOMES, training=None):
+    """A gathered-scan lookalike (one seed) at the analytic equilibrium of ``TK`` with
+    the given training outcomes, and a temperature that did not run (all NaN)."""
+    import xarray as xr
+
+    T = np.geomspace(0.005, 0.5, len(outcomes) + 1)
+    K = TK.size
+    rho = equilibrium.signal_fraction(TK, T)
+    dn = equilibrium.truncated_distortion(TK, T)
+    rho[-1], dn[-1] = np.nan, np.nan  # the point that did not run
+    stop = np.array([o[0] for o in outcomes] + [""], dtype=object)
+    stop[-1] = np.nan
+    runs = np.array([o[1] for o in outcomes] + [np.nan], dtype=float)
+    best = np.array([o[2] for o in outcomes] + [np.nan], dtype=float)
+    training = {"max_updates": MAX_UPDATES, "patience": PATIENCE} if training is None else training
+    return xr.Dataset(
+        {
+            "signal_fraction": (("T", "seed", "latent"), rho[:, None, :]),
+            "truncated_distortion": (("T", "seed", "k"), dn[:, None, :]),
+            "stop_reason": (("T", "seed"), stop[:, None]),
+            "updates_run": (("T", "seed"), runs[:, None]),
+            "best_update": (("T", "seed"), best[:, None]),
+            "pca_ratio": ("mode", TK / TK.sum()),
+        },
+        coords={
+            "T": T,
+            "seed": [7],
+            "latent": np.arange(1, K + 1),
+            "k": np.arange(K + 1),
+            "mode": np.arange(1, K + 1),
+        },
+        attrs={"training": json.dumps(training)},
+    )
+
+
+def test_under_equilibrated_rule():
+    stop, runs, best = (np.array(c, dtype=object) for c in zip(*OUTCOMES, strict=True))
+    np.testing.assert_array_equal(
+        spectra.under_equilibrated(stop, runs, best, patience=3000), [False, True, True, False]
+    )
+    # patience unknown: every budget stop counts
+    np.testing.assert_array_equal(
+        spectra.under_equilibrated(stop, runs, best), [False, True, True, True]
+    )
+
+
+@pytest.mark.parametrize(
+    "patience, max_updates", [(0.25, 12000), (0.1, 500000), (0.0001, 500), (5000, 12000)]
+)
+def test_patience_updates_is_the_trainers_rule(patience, max_updates):
+    from collapse_spectroscopy.training import TrainConfig
+
+    config = TrainConfig(patience=patience, max_updates=max_updates)
+    training = {"patience": patience, "max_updates": max_updates}
+    assert spectra.patience_updates(training) == config.patience_updates
+
+
+def test_patience_updates_unknown():
+    assert spectra.patience_updates({}) is None
+    assert spectra.patience_updates({"patience": "x", "max_updates": 10}) is None
+
+
+def test_summary_lists_under_equilibrated_points():
+    _, summary = spectra.summarize(outcome_scan())
+    block = summary["under_equilibrated"]
+    assert block["count"] == 2 and block["of"] == 4
+    assert block["patience_updates"] == 3000
+    T = np.geomspace(0.005, 0.5, 5)
+    assert block["points"] == [
+        {"T": T[1], "seed": 7, "updates_run": 12000, "best_update": 12000},
+        {"T": T[2], "seed": 7, "updates_run": 12000, "best_update": 9500},
+    ]
+    assert summary["stop_reasons"] == {"early_stopping": 1, "max_updates": 3}
+    json.dumps(summary)  # JSON-ready
+
+
+def test_summary_without_patience_counts_every_budget_stop():
+    # points gathered from different training settings: gather drops the attribute
+    scan = outcome_scan()
+    del scan.attrs["training"]
+    block = spectra.summarize(scan)[1]["under_equilibrated"]
+    assert block["count"] == 3 and block["patience_updates"] is None
+
+
+def test_spectra_command_warns_in_one_line(tmp_path, capsys):
+    from collapse_spectroscopy import scanfile
+    from collapse_spectroscopy.cli import main
+
+    scan_path = tmp_path / "scan.nc"
+    scanfile.write(outcome_scan(), scan_path)
+    summary = tmp_path / "summary.json"
+    args = ["spectra", str(scan_path), "--out", str(tmp_path / "s.csv"), "--summary"]
+    assert main([*args, str(summary)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "2 of 4 scan points are under-equilibrated" in err[0]
+    assert "(T=0.01581, seed 7), (T=0.05, seed 7)" in err[0]
+    assert json.loads(summary.read_text())["under_equilibrated"]["count"] == 2
+
+    equilibrated = outcome_scan([OUTCOMES[0], OUTCOMES[3]])
+    scanfile.write(equilibrated, scan_path)
+    assert main([*args, str(summary)]) == 0
+    assert capsys.readouterr().err == ""
+    assert json.loads(summary.read_text())["under_equilibrated"]["points"] == []
+
+
+@pytest.mark.parametrize("command", ["spectra", "figures"])
+@pytest.mark.parametrize("rho_min", ["1.5", "-0.1", "nan"])
+def test_rho_min_outside_0_1_is_one_clear_line(tmp_path, capsys, command, rho_min):
+    from collapse_spectroscopy import scanfile
+    from collapse_spectroscopy.cli import main
+
+    scan_path = tmp_path / "scan.nc"
+    scanfile.write(outcome_scan(), scan_path)
+    table = tmp_path / "s.csv"
+    table.write_text("rank\n1\n")
+    if command == "spectra":
+        args = ["spectra", str(scan_path), "--out", str(table)]
+    else:
+        args = ["figures", str(scan_path), str(table), "--out-dir", str(tmp_path / "f")]
+    assert main([*args, "--rho-min", rho_min]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"collapse-spectroscopy {command}: error: --rho-min {float(rho_min)!r}: "
+        "expected a number in [0, 1)"
+    ]
+    assert not (tmp_path / "f").exists()

@@ -1,4 +1,4 @@
-"""The one plot style shared by the paper's figures (SPEC §6).
+"""The one plot style shared by the paper's figures (docs/science.md §6).
 
 - :func:`style` — an rcParams context: serif-free 8 pt text (7 pt ticks and legends) sized
   for a printed column, thin lines, TrueType fonts in PDF, no figure-level clutter.
@@ -8,9 +8,12 @@
   sequential colormap (dark = rank 1, the most active) and any rank beyond ``n`` — a latent
   that never becomes active — to light grey; :meth:`RankColors.colorbar` draws the
   matching discrete colour bar.
-- Line conventions: data are small markers (per seed) with a solid line through the seed
-  mean; the analytic equilibrium is a thin dashed line (:data:`THEORY`); fits are thin
-  solid lines (:data:`FIT`); reference guides are dotted (:data:`GUIDE`).
+- Line conventions: data are small filled markers (per seed) with a thin solid line
+  through the seed mean; a scan point that is under-equilibrated (stopped at its update
+  budget, :func:`.spectra.under_equilibrated`) is the same marker hollow (:func:`hollow`);
+  the analytic equilibrium is a thin dashed line (:data:`THEORY`); fits are broad pale
+  solid bands (:data:`FIT`), unlike the thin mean lines; reference guides are dotted
+  (:data:`GUIDE`). Four line kinds, four looks: none is told apart by colour alone.
 """
 
 from __future__ import annotations
@@ -77,11 +80,25 @@ RC = {
 
 # Line and marker conventions (keyword dicts for Axes.plot).
 THEORY = {"ls": (0, (3.0, 1.6)), "lw": 0.7, "alpha": 0.9, "zorder": 4}
-FIT = {"ls": "-", "lw": 0.8, "alpha": 0.95, "zorder": 3}
+FIT = {"ls": "-", "lw": 2.4, "alpha": 0.35, "zorder": 1.5, "solid_capstyle": "butt"}
 MEAN = {"ls": "-", "lw": 0.8, "alpha": 0.75, "zorder": 2}
 GUIDE = {"ls": ":", "lw": 0.6, "alpha": 0.7, "zorder": 1}
 POINTS = {"ls": "none", "marker": "o", "ms": 2.2, "mew": 0, "alpha": 0.75, "zorder": 2}
 INACTIVE_POINTS = {"ls": "none", "marker": "o", "ms": 1.6, "mew": 0, "alpha": 0.6, "zorder": 1}
+
+
+def hollow(points: dict) -> dict:
+    """The hollow version of a marker style: white face, coloured rim, drawn above the
+    seed-mean line so that the line does not fill it."""
+    ms = points.get("ms", 2.5)
+    return {
+        **points,
+        "ms": ms + 0.6,  # the rim takes room from the face: keep the visible size
+        "mfc": "white",
+        "mew": 0.6,
+        "alpha": 1.0,
+        "zorder": points.get("zorder", 2) + 0.5,
+    }
 
 
 @contextlib.contextmanager

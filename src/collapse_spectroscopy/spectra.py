@@ -1,4 +1,4 @@
-"""The collapse, utility and PCA spectra of a temperature scan (SPEC §4).
+"""The collapse, utility and PCA spectra of a temperature scan (docs/science.md §4).
 
 Pure functions on arrays; :func:`spectra_table` assembles the table the workflow writes
 as ``spectra.csv`` (one row per ranked mode; the column names are a contract).
@@ -12,11 +12,15 @@ as ``spectra.csv`` (one row per ranked mode; the column names are a contract).
 - **PCA spectrum**: eigenvalues of the training covariance, ``lambda_k / V``, and the PCA
   truncation distortion ``1 - sum_{i<=k} lambda_i / V``; also the split-matched PCA
   utility on the evaluation split (train principal components applied to it).
+- **Equilibration**: which scan points ended before the protocol's equilibrium test
+  passed (:func:`under_equilibrated`); the summary lists them.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,8 +31,8 @@ RHO_MIN = 0.05
 MIN_FIT_POINTS = 2  # the fixed-exponent fit has one parameter: two points make it a fit
 MIN_FREE_FIT_POINTS = 3  # the free-exponent fit has two
 
-# A PCA ratio below this is float rounding of an exactly dependent feature (SPEC §7b), not
-# a mode: summaries leave it out instead of dividing by it.
+# A PCA ratio below this is float rounding of an exactly dependent feature
+# (docs/science.md §7b), not a mode: summaries leave it out instead of dividing by it.
 PCA_FLOOR = 1e-12
 
 SPECTRA_COLUMNS = [
@@ -110,7 +114,7 @@ def _fit_points(temperature, rho, rho_min):
 def best_distortions(truncated) -> np.ndarray:
     """``Dn*_k``: the lowest ``Dn_k`` over all scan points (any leading dims), ``k = 0..K``.
 
-    ``Dn*_0`` is 1 by definition (SPEC §4), whatever the split's own ``Dn_0``.
+    ``Dn*_0`` is 1 by definition (docs/science.md §4), whatever the split's own ``Dn_0``.
     """
     dn = np.asarray(truncated, dtype=np.float64)
     best = np.nanmin(dn.reshape(-1, dn.shape[-1]), axis=0)
@@ -126,7 +130,7 @@ def utilities(best) -> np.ndarray:
 def pca_spectrum(x_train) -> np.ndarray:
     """Normalized eigenvalues ``lambda_k / V`` of the training covariance, descending.
 
-    float64 throughout (an exactly dependent feature has eigenvalue ~1e-16, SPEC §7b);
+    float64 throughout (an exactly dependent feature has eigenvalue ~1e-16, docs/science.md §7b);
     population covariance, the convention of ``V`` in :func:`.training.total_variance`.
     """
     lam, _ = _pca(x_train)
@@ -228,6 +232,121 @@ def scan_arrays(scan):
     return t[ran], rho[ran], dn[ran]
 
 
+BUDGET_STOP = "max_updates"  # the stop reason of a point that used its whole update budget
+
+UNDER_EQUILIBRATED_RULE = (
+    "stopped at max_updates with fewer than patience updates since the best validation "
+    "loss: the early-stopping test of the protocol never passed"
+)
+
+
+def patience_updates(training: Mapping) -> int | None:
+    """The early-stopping patience in updates from a run's training settings.
+
+    The rule of :attr:`.training.TrainConfig.patience_updates` (a value below 1 is a
+    fraction of ``max_updates``, else a count), restated here so that reading a scan does
+    not import torch; ``None`` when ``patience`` or ``max_updates`` is missing or unusable.
+    """
+    try:
+        patience, budget = float(training["patience"]), float(training["max_updates"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (np.isfinite(patience) and np.isfinite(budget) and patience > 0):
+        return None
+    if patience < 1:
+        return max(1, int(round(patience * budget)))
+    return int(patience)
+
+
+def under_equilibrated(stop_reason, updates_run, best_update, patience=None) -> np.ndarray:
+    """Which scan points are under-equilibrated: a boolean array of the inputs' shape.
+
+    The protocol (docs/science.md §5) calls a point equilibrated when its validation loss
+    has not improved for ``patience`` updates (early stopping); ``max_updates`` only caps
+    the cost. A point is **under-equilibrated** when it stopped at ``max_updates`` with
+    fewer than ``patience`` updates since its best validation loss: the budget ran out
+    before that test passed, so the loss may still have been falling (at low T the slow
+    latent-scale and rotation relaxations, docs/science.md §7b).
+
+    Why this and not a narrower rule:
+
+    - *Best loss at the last evaluation* misses points that are still improving: the
+      validation loss jitters between evaluations (SGD noise of the weights; about 3e-4
+      in the demo), so a point drifting down by a few 1e-3 per patience window often has
+      its best an evaluation or two before the end.
+    - *Best within the last few per cent of the budget* needs a threshold of its own;
+      the patience is the run's own measure of "no longer improving", chosen with the
+      jitter in mind.
+
+    The training loop makes no early-stopping test at the final update, so a point whose
+    patience ran out exactly there stops with ``max_updates`` but has passed the test: the
+    second clause leaves it out. With ``patience`` unknown (``None``: points gathered from
+    different training settings) every budget stop counts. Points that did not run
+    (missing stop reason) are False.
+    """
+    stop = np.asarray(stop_reason, dtype=object)
+    at_budget = np.array([s == BUDGET_STOP for s in stop.ravel()], dtype=bool).reshape(stop.shape)
+    if patience is None:
+        return at_budget
+    since_best = np.asarray(updates_run, np.float64) - np.asarray(best_update, np.float64)
+    return at_budget & ~(since_best >= patience)
+
+
+def scan_training(scan) -> dict:
+    """The training settings a gathered scan carries (its ``training`` attribute, JSON);
+    empty when the points disagreed (gather drops conflicting attributes) or it is absent."""
+    raw = scan.attrs.get("training")
+    if isinstance(raw, Mapping):
+        return dict(raw)
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def scan_under_equilibrated(scan) -> np.ndarray:
+    """:func:`under_equilibrated` of every (T, seed) point of a gathered scan, shape
+    ``(T, seed)``; all False when the scan lacks the training outcome."""
+    shape = (scan.sizes.get("T", 1), scan.sizes.get("seed", 1))
+    if not all(v in scan for v in ("stop_reason", "updates_run", "best_update")):
+        return np.zeros(shape, dtype=bool)
+
+    def grid(name):
+        da = scan[name]
+        for dim in ("T", "seed"):
+            if dim not in da.dims:
+                da = da.expand_dims(dim)
+        return da.transpose("T", "seed").values
+
+    patience = patience_updates(scan_training(scan))
+    return under_equilibrated(
+        grid("stop_reason"), grid("updates_run"), grid("best_update"), patience
+    )
+
+
+def equilibration_summary(scan) -> dict:
+    """The ``under_equilibrated`` block of the summary: count, rule and the points."""
+    flags = scan_under_equilibrated(scan)
+    t = np.atleast_1d(scan["T"].values)
+    seeds = np.atleast_1d(scan["seed"].values)
+    rho = scan["signal_fraction"].transpose("T", "seed", "latent").values
+    ran = np.all(np.isfinite(rho), axis=-1)
+    points = []
+    for i, j in zip(*np.nonzero(flags & ran), strict=True):
+        point = {"T": float(t[i]), "seed": int(seeds[j])}
+        for name in ("updates_run", "best_update"):
+            point[name] = int(scan[name].transpose("T", "seed").values[i, j])
+        points.append(point)
+    return {
+        "count": len(points),
+        "of": int(ran.sum()),
+        "rule": UNDER_EQUILIBRATED_RULE,
+        "patience_updates": patience_updates(scan_training(scan)),
+        "points": points,
+    }
+
+
 def summarize(scan, rho_min: float = RHO_MIN):
     """The spectra table of a gathered scan, and a JSON-ready summary of the run."""
     t, rho, dn = scan_arrays(scan)
@@ -262,5 +381,6 @@ def summarize(scan, rho_min: float = RHO_MIN):
                 *np.unique([s for s in stop if isinstance(s, str)], return_counts=True), strict=True
             )
         },
+        "under_equilibrated": equilibration_summary(scan),
     }
     return table, summary

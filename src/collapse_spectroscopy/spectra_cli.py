@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -13,9 +14,12 @@ def register_spectra(sub) -> None:
         "(rho = 1 - T/T_k on the points with rho > rho_min; closed form, seeds pooled) and "
         "the free-exponent diagnostic; the best truncated distortions Dn*_k over the scan and "
         "the utilities u_k = Dn*_{k-1} - Dn*_k; and the training PCA spectrum lambda_k/V "
-        "(SPEC §4). Writes the table (one row per ranked mode: rank, collapse_threshold, "
-        "fit_points, free_exponent, utility, best_distortion, pca_ratio, pca_distortion, "
-        "...) and a JSON summary.",
+        "(docs/science.md §4). Writes the table (one row per ranked mode: rank, "
+        "collapse_threshold, fit_points, free_exponent, utility, best_distortion, pca_ratio, "
+        "pca_distortion, ...) and a JSON summary, which lists the under-equilibrated scan "
+        "points (stopped at max_updates before patience updates passed without improvement); "
+        "a warning "
+        "names them too.",
     )
     p.add_argument("scan", type=Path, help="gathered scan file (scan.nc)")
     p.add_argument("--out", required=True, type=Path, help="spectra table to write (.csv)")
@@ -31,21 +35,47 @@ def register_spectra(sub) -> None:
 
 def run_spectra(args) -> int:
     from . import scanfile
-    from .io import atomic_path, write_json
+    from .errors import InputError
+    from .io import all_or_none, atomic_path, write_json
     from .spectra import summarize
 
+    if not 0 <= args.rho_min < 1:
+        raise InputError(f"--rho-min {args.rho_min!r}: expected a number in [0, 1)")
     scan = scanfile.read(args.scan)
     table, summary = summarize(scan, rho_min=args.rho_min)
-    with atomic_path(args.out) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.10g")
-    if args.summary:
-        write_json(args.summary, summary)
+    with all_or_none() as written:  # a table without its summary would look complete
+        with atomic_path(args.out) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.10g")
+        written.append(args.out)
+        if args.summary:
+            write_json(args.summary, summary)
+    warning = under_equilibrated_warning(summary["under_equilibrated"])
+    if warning:
+        print(warning, file=sys.stderr)
     print(
         table[["rank", "collapse_threshold", "fit_points", "utility", "pca_ratio"]]
         .head(int(scan.sizes["mode"]) + 1)
         .to_string(index=False)
     )
     return 0
+
+
+def under_equilibrated_warning(block: dict) -> str:
+    """One line naming the under-equilibrated scan points, empty when there are none."""
+    points = block["points"]
+    if not points:
+        return ""
+    shown = ", ".join(f"(T={p['T']:.4g}, seed {p['seed']})" for p in points[:6])
+    more = f" and {len(points) - 6} more" if len(points) > 6 else ""
+    patience = block["patience_updates"]
+    return (
+        f"collapse-spectroscopy spectra: warning: {block['count']} of {block['of']} scan "
+        f"points are under-equilibrated (stopped at max_updates before "
+        f"{patience if patience is not None else 'patience'} updates passed without a better "
+        f"validation loss): {shown}{more}; their observables may still drift (raise "
+        "training.max_updates, docs/science.md §7b); the summary JSON lists them under "
+        "under_equilibrated"
+    )
 
 
 def register_figures(sub) -> None:
@@ -56,11 +86,19 @@ def register_figures(sub) -> None:
         "distortion (Dn_k(T) and Dn*_k against rank with PCA); Fig 3 utility-threshold "
         "duality (u_k against T_k); Fig 4 latent-scale diagnostics (q and the Jensen gap). "
         "Each as PNG and PDF in OUT_DIR, with the analytic equilibrium of the training PCA "
-        "spectrum as thin dashed lines (SPEC §6).",
+        "spectrum as thin dashed lines (docs/science.md §6). Under-equilibrated scan points "
+        "(stopped at max_updates before the early-stopping test passed) are drawn hollow.",
     )
     p.add_argument("scan", type=Path, help="gathered scan file (scan.nc)")
     p.add_argument("spectra", type=Path, help="spectra table (spectra.csv)")
     p.add_argument("--out-dir", required=True, type=Path)
+    p.add_argument(
+        "--rho-min",
+        type=float,
+        default=0.05,
+        help="the rho_min the spectra were fitted with: ranks whose rho exceeds it somewhere "
+        "are coloured, and Fig 1b marks it (default 0.05)",
+    )
     p.set_defaults(func=run_figures)
 
 
@@ -75,6 +113,8 @@ def run_figures(args) -> int:
     if not args.spectra.is_file():
         raise InputError(f"spectra table {str(args.spectra)!r} does not exist")
     table = pd.read_csv(args.spectra)
-    for path in make_figures(scan, table, args.out_dir):
+    if not 0 <= args.rho_min < 1:
+        raise InputError(f"--rho-min {args.rho_min!r}: expected a number in [0, 1)")
+    for path in make_figures(scan, table, args.out_dir, rho_min=args.rho_min):
         print(path)
     return 0

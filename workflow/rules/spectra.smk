@@ -1,4 +1,4 @@
-# Gather the scan into one file, then the collapse, utility and PCA spectra (SPEC §4).
+# Gather the scan into one file, then the collapse, utility and PCA spectra (docs/science.md §4).
 
 
 rule gather:
