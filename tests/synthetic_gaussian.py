@@ -1,4 +1,4 @@
-"""Gaussian data with a known covariance spectrum: the oracle's dataset (SPEC §7).
+"""Gaussian data with a known covariance spectrum: the oracle's dataset (docs/science.md §7).
 
 The covariance is a correlation matrix (unit diagonal) with eigenvalues ``d * T_k``, so
 per-feature standardization leaves the spectrum unchanged up to sampling error, and the

@@ -1,4 +1,5 @@
-"""The analytic equilibrium against the closed forms of SPEC §3, and as a true minimum."""
+"""The analytic equilibrium against the closed forms of docs/science.md §3, and as a true
+minimum."""
 
 import numpy as np
 import pytest
@@ -98,7 +99,7 @@ def test_equilibrium_is_a_stationary_minimum(T):
         for _ in range(20):
             pert = [p + 1e-3 * torch.randn_like(p) for p in params]
             assert _population_loss(*pert, cov, beta) > loss
-    # the analytic loss value: sum over modes of the one-mode optimum (SPEC §2 check)
+    # the analytic loss value: sum over modes of the one-mode optimum (docs/science.md §2 check)
     expected = sum(
         (0.5 * lk * (1 - r) - 0.5 * beta * np.log(1 - r)) if r > 0 else 0.5 * lk
         for lk, r in zip(lam, rho, strict=True)

@@ -1,4 +1,4 @@
-"""Observables: identities of SPEC §3 and a naive loop-based reference computation."""
+"""Observables: identities of docs/science.md §3 and a naive loop-based reference computation."""
 
 import numpy as np
 import pytest

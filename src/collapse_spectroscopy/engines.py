@@ -1,4 +1,4 @@
-"""Training engines: one minibatch Adam update of the linear beta-VAE (SPEC §1, §5).
+"""Training engines: one minibatch Adam update of the linear beta-VAE (docs/science.md §1, §5).
 
 Three engines with the same semantics, driven by the same loop in :mod:`.training` (same
 batches, same reparameterization noise distribution, same Adam formula; the two torch

@@ -1,4 +1,4 @@
-"""The analytic equilibrium of the linear Gaussian VAE: the oracle (SPEC §3, §4, §7).
+"""The analytic equilibrium of the linear Gaussian VAE: the oracle (docs/science.md §3, §4, §7).
 
 For data whose training covariance has eigenvalues ``lambda_k`` and total variance
 ``V = sum lambda_k``, the global minimum of ``L = D + beta R`` with a linear decoder and a

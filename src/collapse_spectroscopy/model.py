@@ -1,4 +1,4 @@
-"""The linear Gaussian VAE and its beta-VAE loss (SPEC §1).
+"""The linear Gaussian VAE and its beta-VAE loss (docs/science.md §1).
 
 ::
 
@@ -85,7 +85,7 @@ def kl_per_latent(mu: torch.Tensor, logs2: torch.Tensor) -> torch.Tensor:
 def sampled_loss(
     model: LinearVAE, x: torch.Tensor, eps: torch.Tensor, beta: float, sigma2: float = 1.0
 ):
-    """Minibatch beta-VAE loss with reparameterization noise ``eps`` (SPEC §1).
+    """Minibatch beta-VAE loss with reparameterization noise ``eps`` (docs/science.md §1).
 
     Returns ``(L, D, R)``, each the mean over the batch.
     """

@@ -1,4 +1,4 @@
-"""Per-latent observables and truncated distortions of a trained VAE (SPEC §3, §4).
+"""Per-latent observables and truncated distortions of a trained VAE (docs/science.md §3, §4).
 
 All quantities are averages over the *whole* evaluation split, computed from the
 posterior parameters ``mu(x) = A x + a`` and ``logs2(x) = B x + b`` and accumulated in
@@ -180,7 +180,7 @@ class Observables:
 def measure(
     params: dict, x_eval: np.ndarray, x_train: np.ndarray, seed: int = 0, chunk: int = CHUNK
 ) -> Observables:
-    """All observables of SPEC §3-4 for a trained model on an evaluation split.
+    """All observables of docs/science.md §3-4 for a trained model on an evaluation split.
 
     ``x_train`` supplies ``xbar_train`` (the normalizer's reference) and the training mean
     of ``mu`` (the pruning variant). ``seed`` fixes the noise of the sampled distortion.

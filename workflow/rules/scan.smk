@@ -1,4 +1,4 @@
-# The scan: one training job per (run, T, seed) (SPEC §5). Each job trains the linear
+# The scan: one training job per (run, T, seed) (docs/science.md §5). Each job trains the linear
 # beta-VAE at temperature T to equilibrium and measures its observables on the test split.
 # The trainer is exec'd, so a signal from SLURM (time limit, preemption) reaches it and not
 # only the shell around it.
