@@ -14,12 +14,13 @@ number of Adam updates of the same model and loss:
 (d) ``numba``: the jitted engine, a window of 1,000 updates per call (warm: its compile
     time is measured and reported separately).
 
-(b) and (c) are driven like the training loop drives them (an epoch permutation, a
-``torch.randn`` noise draw and one ``step`` per update); (d) gets the same batches. The
-contenders take turns for ``--rounds`` rounds and each reports its best round, so that
-a load spike on a shared machine does not favour one of them. Timing is training only;
-the last part times the whole training loop (``train_scan_point``, validation every
-1,000 updates on a validation split of 30 % of the training size, as in the paper).
+(b), (c) and (d) are driven through the engine protocol, as the trainer drives them
+(``run_window`` of 1,000 updates: each engine draws its batches, an epoch permutation at a
+time, and its noise). The contenders take turns for ``--rounds`` rounds and each reports
+its best round, so that a load spike on a shared machine does not favour one of them.
+Timing is training only; the last part times the whole training loop
+(``train_scan_point``, validation every 1,000 updates on a validation split of 30 % of the
+training size, as in the paper).
 The last line is ``speedup_vs_dataloader=<ratio>`` for the fastest engine.
 """
 
@@ -37,10 +38,10 @@ import torch  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from collapse_spectroscopy.engines import ENGINES  # noqa: E402
+from collapse_spectroscopy.engines import TrainingProblem, make_engine  # noqa: E402
 from collapse_spectroscopy.model import LinearVAE, sampled_loss  # noqa: E402
-from collapse_spectroscopy.training import TrainConfig, total_variance, train_scan_point  # noqa: E402
-from collapse_spectroscopy.units import temperature_to_beta  # noqa: E402
+from collapse_spectroscopy.training import TrainConfig, train_scan_point  # noqa: E402
+from collapse_spectroscopy.units import temperature_to_beta, total_variance  # noqa: E402
 
 D, K, BATCH, N_TRAIN = 19, 32, 256, 100_000
 T = 0.01  # a temperature inside the WorldClim scan range
@@ -82,41 +83,23 @@ def run_dataloader(x: np.ndarray, beta: float, updates: int) -> float:
     return time.perf_counter() - t0
 
 
-def batch_plan(n: int, updates: int, seed: int) -> list[torch.Tensor]:
-    """The training loop's batches: epoch permutations cut into batches of BATCH."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    while len(out) < updates:
-        perm = torch.randperm(n, generator=g)
-        out.extend(perm[s : s + BATCH] for s in range(0, n, BATCH))
-    return out[:updates]
-
-
-def run_torch_engine(name: str, x: np.ndarray, beta: float, updates: int) -> float:
-    """(b), (c): the training loop's hot path for a per-update engine."""
-    xt = torch.from_numpy(x)
-    engine = ENGINES[name](new_model(), beta, 1.0, LR)
-    g_noise = torch.Generator().manual_seed(2)
-    batches = batch_plan(x.shape[0], updates, 3)
-    losses = torch.empty(WINDOW)
-    t0 = time.perf_counter()
-    for i, idx in enumerate(batches):
-        xb = xt[idx]
-        eps = torch.randn(xb.shape[0], K, generator=g_noise)
-        losses[i % WINDOW] = engine.step(xb, eps)
-    return time.perf_counter() - t0
-
-
-def run_numba_engine(x: np.ndarray, beta: float, updates: int) -> float:
-    """(d): the same batches, a window of updates per call."""
-    engine = ENGINES["numba"](new_model(), beta, 1.0, LR)
-    engine.seed_noise(2)
-    batches = batch_plan(x.shape[0], updates, 3)
+def run_engine(name: str, x: np.ndarray, beta: float, updates: int) -> float:
+    """(b)-(d): ``updates`` updates of engine ``name``, a window at a time; returns seconds."""
+    problem = TrainingProblem(
+        model=new_model(),
+        x_train=x,
+        x_val=x[:1000],
+        beta=beta,
+        sigma2=1.0,
+        learning_rate=LR,
+        batch_size=BATCH,
+        shuffle_seed=3,
+        noise_seed=2,
+    )
+    engine = make_engine(name, problem)
     t0 = time.perf_counter()
     for start in range(0, updates, WINDOW):
-        idx = batches[start : start + WINDOW]
-        sizes = np.array([len(b) for b in idx])
-        losses = engine.run_window(x, torch.cat(idx).numpy(), sizes)
+        losses = engine.run_window(min(WINDOW, updates - start))
         assert np.isfinite(losses).all()
     return time.perf_counter() - t0
 
@@ -124,7 +107,7 @@ def run_numba_engine(x: np.ndarray, beta: float, updates: int) -> float:
 def numba_compile_seconds(x: np.ndarray, beta: float) -> float:
     """First call of the numba engine (compiles, or loads the on-disk cache)."""
     t0 = time.perf_counter()
-    run_numba_engine(x[:4096], beta, 2)
+    run_engine("numba", x[:4096], beta, 2)
     return time.perf_counter() - t0
 
 
@@ -149,9 +132,9 @@ def main() -> None:
 
     contenders = {
         "dataloader": lambda: run_dataloader(x, beta, args.updates),
-        "autograd": lambda: run_torch_engine("autograd", x, beta, args.updates),
-        "fast": lambda: run_torch_engine("fast", x, beta, args.updates),
-        "numba": lambda: run_numba_engine(x, beta, args.updates),
+        "autograd": lambda: run_engine("autograd", x, beta, args.updates),
+        "fast": lambda: run_engine("fast", x, beta, args.updates),
+        "numba": lambda: run_engine("numba", x, beta, args.updates),
     }
     best = dict.fromkeys(contenders, np.inf)
     for _ in range(args.rounds):

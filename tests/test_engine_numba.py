@@ -12,14 +12,35 @@ from numba import njit
 from scipy import stats
 
 from collapse_spectroscopy import observables, scanfile
-from collapse_spectroscopy.engine_numba import NumbaEngine, draw_normals, vexp, vlog, vsincos
-from collapse_spectroscopy.engines import AutogradEngine
+from collapse_spectroscopy.engines import TrainingProblem
+from collapse_spectroscopy.engines.batches import BatchStream
+from collapse_spectroscopy.engines.numba import update
+from collapse_spectroscopy.engines.numba.engine import NumbaEngine
+from collapse_spectroscopy.engines.numba.rng import draw_normals
+from collapse_spectroscopy.engines.numba.vecmath import vexp, vlog, vsincos
+from collapse_spectroscopy.engines.torch_engines import AutogradEngine
 from collapse_spectroscopy.errors import TrainingError
 from collapse_spectroscopy.model import LinearVAE
 from collapse_spectroscopy.training import TrainConfig, seed_streams, train_scan_point
 from synthetic_gaussian import gaussian_prepared, gaussian_splits
 
 SPECTRUM = [0.5, 0.3, 0.15, 0.05]
+
+
+def problem(model, x, beta, *, sigma2=1.0):
+    """A training problem on ``x``, also its validation split (lr 1e-3, batch 256; the
+    tests give their own batches and noise)."""
+    return TrainingProblem(
+        model=model,
+        x_train=x,
+        x_val=x,
+        beta=beta,
+        sigma2=sigma2,
+        learning_rate=1e-3,
+        batch_size=256,
+        shuffle_seed=0,
+        noise_seed=0,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +66,8 @@ def test_numba_engine_follows_autograd_adam(splits, shape):
     d, bs, window = x.shape[1], 128, 100
     ref_model = LinearVAE(d, K, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     nb_model = LinearVAE(d, K, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    ref = AutogradEngine(ref_model, beta, 1.0, 1e-3)
-    eng = NumbaEngine(nb_model, beta, 1.0, 1e-3)
+    ref = AutogradEngine(problem(ref_model, x, beta))
+    eng = NumbaEngine(problem(nb_model, x, beta))
     g = torch.Generator().manual_seed(1)
     worst_loss = worst_param = 0.0
     for _ in range(1000 // window):
@@ -59,7 +80,7 @@ def test_numba_engine_follows_autograd_adam(splits, shape):
             rows.append(idx.numpy())
             sizes.append(idx.numel())
             noise.append(eps.numpy())
-        losses = eng.run_window(x, np.concatenate(rows), np.array(sizes), np.concatenate(noise))
+        losses = eng.run_batches(np.concatenate(rows), np.array(sizes), np.concatenate(noise))
         rel = np.abs(losses / np.array(ref_losses) - 1).max()
         worst_loss = max(worst_loss, rel)
         p_ref, p_nb = ref_model.numpy_params(), eng.sync_model().numpy_params()
@@ -75,42 +96,24 @@ def test_numba_engine_follows_autograd_adam(splits, shape):
     assert eng.t == ref.opt.state_dict()["state"][0]["step"] == 1000
 
 
-def test_step_matches_run_window(splits):
-    """``step`` (one update with explicit noise) is a window of one update."""
+def test_updates_do_not_depend_on_how_they_are_cut_into_calls(splits):
+    """Three updates in one compiled call, or in three calls of one update (explicit noise):
+    the same weights, moments and step, bit for bit."""
     x = splits[0].astype(np.float64)
     K = 5
 
     def engine():
         model = LinearVAE(4, K, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-        return NumbaEngine(model, 0.3, 1.0, 1e-3)
+        return NumbaEngine(problem(model, x, 0.3))
 
     a, b = engine(), engine()
     rng = np.random.default_rng(0)
     rows = rng.integers(0, x.shape[0], (3, 50))
     eps = rng.standard_normal((150, K))
     for u in range(3):
-        a.step(torch.as_tensor(x[rows[u]]), torch.as_tensor(eps[50 * u : 50 * (u + 1)]))
-    b.run_window(x, rows.ravel(), np.array([50, 50, 50]), eps)
+        a.run_batches(rows[u], np.array([50]), eps[50 * u : 50 * (u + 1)])
+    b.run_batches(rows.ravel(), np.array([50, 50, 50]), eps)
     assert np.array_equal(a.p, b.p) and np.array_equal(a.v, b.v) and a.t == b.t == 3
-
-
-def test_state_dict_round_trip(splits):
-    """Saving and loading the state (weights, moments, step, noise generator) resumes the
-    very same trajectory."""
-    x = splits[0]
-    rows, sizes = np.arange(2560) % x.shape[0], np.full(10, 256)
-
-    def engine():
-        model = LinearVAE(4, 6, generator=torch.Generator().manual_seed(0))
-        e = NumbaEngine(model, 0.4, 1.0, 1e-3)
-        e.seed_noise(11)
-        return e
-
-    a, b = engine(), engine()
-    a.run_window(x, rows, sizes)
-    b.load_state_dict(a.state_dict())
-    la, lb = a.run_window(x, rows, sizes), b.run_window(x, rows, sizes)
-    assert np.array_equal(la, lb) and np.array_equal(a.p, b.p)
 
 
 def test_same_seed_is_bit_identical(splits):
@@ -242,10 +245,7 @@ def test_vectorized_math(dtype, ulp):
 @pytest.mark.parametrize("n, bs", [(3000, 256), (1000, 1000), (999, 1000), (5, 2), (4096, 256)])
 def test_windows_are_the_per_update_batches(n, bs):
     """The numba engine's windows of batches are the torch engines' batches, in order."""
-    from collapse_spectroscopy.training import _Batches
-
-    one = _Batches(n, bs, torch.Generator().manual_seed(4), "cpu")
-    many = _Batches(n, bs, torch.Generator().manual_seed(4), "cpu")
+    one, many = BatchStream(n, bs, seed=4), BatchStream(n, bs, seed=4)
     ref = [one.next().numpy() for _ in range(4000)]
     rows, sizes = zip(*(many.window(k) for k in (1, 7, 1000, 13, 2979)), strict=True)
     assert np.array_equal(np.concatenate(sizes), [len(b) for b in ref])
@@ -282,10 +282,39 @@ def test_a_cold_and_a_warm_compile_cache_give_the_same_point(tmp_path):
     assert cold.attrs == warm.attrs
 
 
+def _sampled_loss_monte_carlo(params, x, beta, sigma2, draws, seed):
+    """Per-draw ``(L, D, R)`` of the sampled beta-VAE loss on ``x`` in plain numpy, each a
+    mean over the samples with fresh noise (docs/science.md §1). Independent of the
+    closed forms: D from decoded samples, R as the sampled log-ratio
+    ``log q(z|x) - log p(z)`` of the drawn ``z`` (its mean is the KL)."""
+    A, a, B, b, W, c = (params[k] for k in "AaBbWc")
+    mu, ls = x @ A.T + a, x @ B.T + b
+    rng = np.random.default_rng(seed)
+    out = np.empty((draws, 3))
+    for m in range(draws):
+        eps = rng.standard_normal(mu.shape)
+        z = mu + np.exp(0.5 * ls) * eps
+        D = ((x - z @ W.T - c) ** 2).sum(axis=1).mean() / (2 * sigma2)
+        # log N(z; mu, s2) - log N(z; 0, 1) = (z^2 - eps^2 - logs2) / 2
+        R = (0.5 * (z**2 - eps**2 - ls)).sum(axis=1).mean()
+        out[m] = D + beta * R, D, R
+    return out
+
+
 @pytest.mark.parametrize("dtype, rtol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
-def test_validation_loss_matches_the_model(dtype, rtol):
-    """The engine's validation loss (second moments + one jitted pass for the exp terms)
-    equals :func:`model.expected_loss` (per-sample formula) on the same weights."""
+def test_validation_loss_is_the_expected_sampled_loss(dtype, rtol):
+    """The engine's validation loss (second moments + one jitted pass for the exp terms) is
+    the sampled loss averaged over the noise: against a Monte-Carlo estimate (anchor), and
+    equal to :func:`model.expected_loss` (the per-sample closed form) on the same weights.
+
+    Monte Carlo: 4000 independent noise draws of the whole split, each giving a mean over
+    the 1000 samples, so the estimate's standard error (SE) comes from the spread of the
+    draws themselves; each of L, D and R must be within 5 SE (a correct formula fails with
+    probability < 1e-6 for this fixed seed's kind of draw; the estimate is deterministic).
+    5 SE is < 1 % of the noise term ``E_x sum_j s2_j ||W_j||^2 / (2 sigma2)`` of D (0.9 nats
+    here; checked below) and of ``E_x sum_j s2_j / 2`` of R: that term dropped, halved or
+    doubled, or ``s`` in place of ``s^2``, is tens of SE off.
+    """
     from collapse_spectroscopy.model import expected_loss
 
     model = LinearVAE(7, 5, generator=torch.Generator().manual_seed(1), dtype=dtype)
@@ -294,7 +323,28 @@ def test_validation_loss_matches_the_model(dtype, rtol):
         model.enc_logvar.bias.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(3))
     x = np.random.default_rng(0).standard_normal((1000, 7)) + 0.3  # not centred
     x = x.astype(np.float32 if dtype == torch.float32 else np.float64)
-    ref = expected_loss(model, torch.from_numpy(x), 0.7, 1.3)
-    engine = NumbaEngine(model, 0.7, 1.3, 1e-3)
-    np.testing.assert_allclose(engine.expected_loss(x), ref, rtol=rtol)
-    np.testing.assert_allclose(engine.expected_loss(engine.prepare_validation(x)), ref, rtol=rtol)
+    beta, sigma2 = 0.7, 1.3
+    engine = NumbaEngine(problem(model, x, beta, sigma2=sigma2))
+    got = np.array(engine.validation_loss())
+
+    params = model.numpy_params()
+    draws = _sampled_loss_monte_carlo(params, x.astype(np.float64), beta, sigma2, 4000, 5)
+    mc, se = draws.mean(axis=0), draws.std(axis=0, ddof=1) / np.sqrt(len(draws))
+    s2 = np.exp(x.astype(np.float64) @ params["B"].T + params["b"])
+    noise_D = (s2 @ (params["W"] ** 2).sum(axis=0)).mean() / (2 * sigma2)
+    noise_R = s2.sum(axis=1).mean() / 2
+    assert 5 * se[1] < 0.01 * noise_D and 5 * se[2] < 0.01 * noise_R  # a sharp anchor
+    assert np.all(np.abs(got - mc) < 5 * se), (got, mc, se)
+
+    ref = expected_loss(model, torch.from_numpy(x), beta, sigma2)
+    np.testing.assert_allclose(got, ref, rtol=rtol)
+
+
+def test_the_cache_key_covers_every_inlined_module():
+    """numba checks a cached entry point against its own file only (engines/numba/update.py);
+    the digest written there of the modules inlined into it makes their edits count."""
+    digest = update.inlined_sources_sha256()
+    assert update.INLINED_SHA256 == digest, (
+        "a module inlined into the numba entry points changed: set INLINED_SHA256 = "
+        f"{digest!r} in engines/numba/update.py, so that numba recompiles them"
+    )

@@ -1,17 +1,36 @@
 """Training: determinism, engine equivalence, failure modes, early stopping."""
 
+import subprocess
+import sys
+from dataclasses import fields
+
 import numpy as np
 import pytest
 import torch
 
-from collapse_spectroscopy import observables
-from collapse_spectroscopy.engines import AutogradEngine, FastEngine
+from collapse_spectroscopy import observables, settings
+from collapse_spectroscopy.engines import ENGINES, Engine, TrainingProblem, make_engine
+from collapse_spectroscopy.engines.torch_engines import AutogradEngine, FastEngine
 from collapse_spectroscopy.errors import InputError, TrainingError
 from collapse_spectroscopy.model import LinearVAE
 from collapse_spectroscopy.training import TrainConfig, train_scan_point
 from synthetic_gaussian import gaussian_splits
 
 SPECTRUM = [0.5, 0.3, 0.15, 0.05]
+
+
+def problem(model, x, beta, *, x_val=None, batch_size=256):
+    return TrainingProblem(
+        model=model,
+        x_train=x,
+        x_val=x if x_val is None else x_val,
+        beta=beta,
+        sigma2=1.0,
+        learning_rate=1e-3,
+        batch_size=batch_size,
+        shuffle_seed=0,
+        noise_seed=0,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +57,8 @@ def test_fast_engine_follows_autograd_adam(splits):
     d, K, beta, bs = xtr.shape[1], 6, 0.4, 128
     ref_model = LinearVAE(d, K, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     fast_model = LinearVAE(d, K, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    ref, fast = AutogradEngine(ref_model, beta, 1.0, 1e-3), FastEngine(fast_model, beta, 1.0, 1e-3)
+    ref = AutogradEngine(problem(ref_model, splits[0], beta))
+    fast = FastEngine(problem(fast_model, splits[0], beta))
     g = torch.Generator().manual_seed(1)
     for step in range(1000):
         idx = torch.randint(0, xtr.shape[0], (bs if step % 7 else 37,), generator=g)
@@ -141,3 +161,72 @@ def test_bad_input(kwargs, match):
 def test_bad_config(key, value):
     with pytest.raises(InputError, match=f"training.{key}"):
         TrainConfig(**{key: value}).validate()
+
+
+def _engine(name, splits, seed=0):
+    model = LinearVAE(4, 5, generator=torch.Generator().manual_seed(seed))
+    x = splits[0]
+    return make_engine(name, problem(model, x, 0.3, x_val=splits[1], batch_size=100))
+
+
+@pytest.mark.parametrize("name", list(ENGINES))
+def test_every_engine_follows_the_protocol(splits, name):
+    """Each registered engine has the protocol's members, runs a window of updates into
+    finite losses, and its windows compose: 10 updates in one window or in windows of 3
+    and 7 are the same updates (same batches, noise and weights)."""
+    a, b = _engine(name, splits), _engine(name, splits)
+    assert isinstance(a, Engine) and a.name == name
+    la = a.run_window(10)
+    lb = np.concatenate([b.run_window(3), b.run_window(7)])
+    assert la.shape == (10,) and np.all(np.isfinite(la))
+    assert np.array_equal(la, lb)
+    pa, pb = a.sync_model().numpy_params(), b.sync_model().numpy_params()
+    assert all(np.array_equal(pa[k], pb[k]) for k in pa)
+    loss, distortion, rate = a.validation_loss()
+    assert loss == pytest.approx(distortion + 0.3 * rate, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", list(ENGINES))
+def test_state_dict_round_trip(splits, name):
+    """An engine loaded from another's state continues on the very same trajectory (weights,
+    Adam state, batch order, noise), also mid-epoch; the saved state is a snapshot."""
+    a, b = _engine(name, splits), _engine(name, splits, seed=1)  # b: other weights
+    a.run_window(37)  # mid-epoch (30 batches of 100 per epoch)
+    state = a.state_dict()
+    b.load_state_dict(state)
+    la, lb = a.run_window(40), b.run_window(40)
+    assert np.array_equal(la, lb)
+    pa, pb = a.sync_model().numpy_params(), b.sync_model().numpy_params()
+    assert all(np.array_equal(pa[k], pb[k]) for k in pa)
+    c = _engine(name, splits, seed=2)
+    c.load_state_dict(state)  # the state taken 40 updates ago, unchanged by them
+    assert np.array_equal(c.run_window(40), lb)
+
+
+def test_engine_names_come_from_one_registry():
+    """The schema's training.engine enum and the training option agree with the registry."""
+    assert settings.key_schema("training.engine")["enum"] == ["auto", *ENGINES]
+    for name in ("auto", *ENGINES):
+        TrainConfig(engine=name).validate()
+
+
+def test_train_config_defaults_are_the_schema_defaults():
+    defaults = settings.section_defaults("training")
+    config = TrainConfig()
+    shared = [f.name for f in fields(TrainConfig) if f.name in defaults]
+    assert len(shared) == 7
+    for name in shared:
+        assert getattr(config, name) == defaults[name], name
+
+
+def test_torch_engines_do_not_import_numba(tmp_path):
+    """A training with a torch engine neither imports numba nor needs it."""
+    code = (
+        "import sys, numpy as np\n"
+        "from collapse_spectroscopy.training import TrainConfig, train_scan_point\n"
+        "x = np.random.default_rng(0).standard_normal((300, 3)).astype(np.float32)\n"
+        "cfg = TrainConfig(engine='fast', max_updates=20, eval_every=10, device='cpu')\n"
+        "train_scan_point(x, x, 0.1, latents=2, config=cfg)\n"
+        "assert 'numba' not in sys.modules, 'numba was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

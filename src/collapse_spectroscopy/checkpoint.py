@@ -1,19 +1,19 @@
 """Resumable training: checkpoints of one scan point's training state (issue 5).
 
 A checkpoint is written atomically at the end of a validation window, every
-``checkpoint_every`` updates, and holds everything the loop needs to continue exactly
-where it was: the model and engine state (weights, Adam moments and step, the engine's
-own noise state), the batch-order generator and the current epoch's permutation and
-position, the torch noise generator, the early-stopping state (best loss, best update,
-best weights), the log rows and the update count. A run resumed from it gives on the CPU
-bit-identical weights and observables to a run that was never interrupted.
+``checkpoint_every`` updates, and holds everything the trainer needs to continue exactly
+where it was: the engine's state (``Engine.state_dict``: weights, Adam moments and step,
+the batch-order generator with the current epoch's permutation and position, the noise
+generator), the early-stopping state (best loss, best update, best weights), the log rows
+and the update count. A run resumed from it gives on the CPU bit-identical weights and
+observables to a run that was never interrupted.
 
 A checkpoint names what it belongs to (T, seed, beta, data shape, the training options);
 a checkpoint of anything else is an error, never silently used.
 
 SIGTERM and SIGUSR1 (SLURM's warning before a time limit or a preemption) do not stop
 training at once: they set a flag; at the end of the current validation window (at most
-``eval_every`` updates, well under a second with the default engine) the loop writes a
+``eval_every`` updates, well under a second with the default engine) the trainer writes a
 checkpoint and raises :class:`Interrupted`, which the CLI turns into exit status 4 so
 that Snakemake's ``restart-times`` or a requeue resumes the job.
 
@@ -70,7 +70,21 @@ def load(path: str | os.PathLike, identity: dict) -> dict | None:
             f"({state.get('identity')}), not to {identity}; delete it to start "
             "afresh"
         )
-    return state
+    return _upgrade(state)
+
+
+def _upgrade(state: dict) -> dict:
+    """A checkpoint of the first format (before the engine protocol) kept the model, the
+    batch stream and the torch noise generator beside the engine's state: move them in."""
+    if "g_shuffle" not in state:
+        return state
+    engine = {
+        **state.pop("engine"),
+        "model": state.pop("model"),
+        "g_noise": state.pop("g_noise"),
+        "batches": {**state.pop("batches"), "generator": state.pop("g_shuffle")},
+    }
+    return {**state, "engine": engine}
 
 
 def pause_update() -> int | None:

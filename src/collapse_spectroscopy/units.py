@@ -1,9 +1,10 @@
 """The scan coordinate: normalized temperature ``T = beta * sigma2 / V`` (docs/science.md §2).
 
-This is the only place where ``T`` and ``beta`` are converted. ``V`` is the total variance
-of the training split (``trace Cov_train(x)``, equal to ``d`` for standardized data) and
-``sigma2`` the decoder variance of the Gaussian likelihood. With this convention a PCA mode
-of eigenvalue ``lambda_k`` collapses exactly at ``T_k = lambda_k / V``.
+This is the only place where ``T`` and ``beta`` are converted, and where ``V`` is
+computed: the total variance of the training split (``trace Cov_train(x)``, equal to ``d``
+for standardized data; :func:`total_variance`). ``sigma2`` is the decoder variance of the
+Gaussian likelihood. With this convention a PCA mode of eigenvalue ``lambda_k`` collapses
+exactly at ``T_k = lambda_k / V``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
+
+
+def total_variance(x) -> float:
+    """``V = trace Cov(x)`` of the training split (population convention, float64)."""
+    return float(np.asarray(x, dtype=np.float64).var(axis=0).sum())
 
 
 def _check_positive(name: str, value) -> np.ndarray:

@@ -1,0 +1,70 @@
+"""Training engines and their registry (docs/science.md §5).
+
+Every engine implements one protocol (:class:`.base.Engine`) and trains the same way: the
+same batches (:mod:`.batches`), the same Adam formula and constants and the same flat
+parameter layout (:mod:`.layout`), noise of the same distribution.
+
+``fast`` (:mod:`.torch_engines`)
+    hand-written gradients and fused Adam in torch; device-agnostic (the CUDA engine).
+``autograd`` (:mod:`.torch_engines`)
+    the reference: autograd and ``torch.optim.Adam``; the same noise as ``fast``.
+``numba`` (:mod:`.numba`)
+    the same gradients and Adam, jitted, a window of updates per compiled call, on one
+    CPU core; noise from its own generator (same distribution, other draws).
+
+:data:`ENGINES` is the one list of engine names: the command line's choices, the
+configuration schema's ``training.engine`` enum (checked by a test) and
+:meth:`collapse_spectroscopy.training.TrainConfig.validate` read it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from ..errors import InputError
+from .base import Engine, TrainingProblem
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    """Where an engine lives (imported on first use, so that a run with a torch engine
+    never imports numba) and whether it runs on the CPU only."""
+
+    module: str  # relative to this package
+    cls: str
+    cpu_only: bool = False
+
+
+ENGINES: dict[str, EngineEntry] = {
+    "fast": EngineEntry(".torch_engines", "FastEngine"),
+    "autograd": EngineEntry(".torch_engines", "AutogradEngine"),
+    "numba": EngineEntry(".numba.engine", "NumbaEngine", cpu_only=True),
+}
+
+
+def engine_class(name: str) -> type[Engine]:
+    """The class of the engine called ``name`` (a key of :data:`ENGINES`)."""
+    entry = ENGINES[name]
+    return getattr(importlib.import_module(entry.module, __name__), entry.cls)
+
+
+def resolve_engine(name: str, device) -> str:
+    """The engine that ``name`` (a key of :data:`ENGINES` or ``auto``) means on ``device``
+    (a ``torch.device``); InputError for an engine that cannot run there."""
+    if name == "auto":  # numba: ~7x fast on a CPU (benchmarks/bench_engines.py)
+        return "numba" if device.type == "cpu" else "fast"
+    if ENGINES[name].cpu_only and device.type != "cpu":
+        raise InputError(
+            f"training.engine = {name!r} runs on the CPU only, not on {device}: "
+            f"use 'fast' (or 'auto') for {device.type.upper()}"
+        )
+    return name
+
+
+def make_engine(name: str, problem: TrainingProblem) -> Engine:
+    """A new engine ``name`` for ``problem``."""
+    return engine_class(name)(problem)
+
+
+__all__ = ["ENGINES", "Engine", "TrainingProblem", "engine_class", "make_engine", "resolve_engine"]
