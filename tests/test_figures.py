@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import itertools
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -18,7 +21,17 @@ import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from collapse_spectroscopy import equilibrium, figures  # noqa: E402
+from collapse_spectroscopy.figures import (  # noqa: E402
+    fig1_collapse_scan,
+    fig2_truncated_distortion,
+    fig3_duality,
+    fig4_latent_scale,
+)
+from collapse_spectroscopy.figures.common import rank_colors  # noqa: E402
+from collapse_spectroscopy.figures.marks import UNDER_EQUILIBRATED_LABEL  # noqa: E402
 from collapse_spectroscopy.spectra import (  # noqa: E402
+    PCA_FLOOR,
+    RHO_MIN,
     pca_truncation_distortion,
     spectra_table,
 )
@@ -136,13 +149,13 @@ def written(scan, tmp_path_factory):
     table.to_csv(tmp / "spectra.csv", index=False)
     table = pd.read_csv(tmp / "spectra.csv")
     outdir = tmp / "out"
-    return outdir, figures.make_figures(scan, table, outdir)
+    return outdir, figures.make_figures(scan, table, outdir, rho_min=RHO_MIN)
 
 
 def test_make_figures_writes_eight_valid_files(written):
     outdir, paths = written
     names = {p.name for p in paths}
-    assert names == {f"{n}.{ext}" for n in figures.FIGURE_NAMES for ext in ("png", "pdf")}
+    assert names == {f"{n}.{ext}" for n in figures.NAMES for ext in ("png", "pdf")}
     for p in paths:
         assert p.parent == outdir and p.is_file() and p.stat().st_size > 1000, p
         if p.suffix == ".pdf":
@@ -154,9 +167,35 @@ def test_make_figures_writes_eight_valid_files(written):
     assert not list(outdir.glob(".tmp-*"))  # atomic writes leave nothing behind
 
 
+def test_registry_names_the_figures_without_importing_matplotlib():
+    # the workflow reads the names on every start: importing matplotlib there would cost
+    # each `snakemake` call a second or more
+    code = (
+        "import sys; from collapse_spectroscopy.figures import REGISTRY; "
+        "print(','.join(REGISTRY)); print('matplotlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [",".join(figures.NAMES), "False"]
+
+
+@pytest.mark.parametrize("name", figures.NAMES)
+def test_each_registered_figure_has_its_module_and_caption(name):
+    draw = figures.REGISTRY[name]
+    module = importlib.import_module(f"collapse_spectroscopy.figures.{name}")
+    assert draw is module.draw and module.__doc__.startswith("Fig ")
+    assert (ROOT / "workflow" / "report" / f"{name}.rst").is_file()
+
+
+def test_registry_is_ordered_and_closed():
+    assert list(figures.REGISTRY) == list(figures.NAMES)
+    assert [n.split("_")[0] for n in figures.REGISTRY] == ["fig1", "fig2", "fig3", "fig4"]
+    with pytest.raises(KeyError):
+        figures.REGISTRY["fig5_missing"]
+
+
 def test_fig3_one_point_per_fitted_mode(scan):
     table = table_of(scan)
-    fig = figures.fig3_duality(scan, table)
+    fig = fig3_duality.draw(scan, table)
     ax = fig.axes[0]
     (vae,) = [c for c in ax.collections if c.get_gid() == "vae"]
     ok = (table["collapse_threshold"] > 0) & (table["utility"] > 0)
@@ -175,14 +214,14 @@ def test_fig3_skips_missing_and_non_positive(scan):
     table = table_of(scan)
     table.loc[2, "collapse_threshold"] = np.nan  # a mode without a fit
     table.loc[0, "utility"] = -1e-9  # a non-positive utility
-    fig = figures.fig3_duality(scan, table)
+    fig = fig3_duality.draw(scan, table)
     (vae,) = [c for c in fig.axes[0].collections if c.get_gid() == "vae"]
     assert len(vae.get_offsets()) == 5
     assert np.isfinite(vae.get_offsets()).all()
 
 
 def test_fig1_has_theory_fits_and_pca_marks(scan):
-    fig = figures.fig1_collapse_scan(scan, table_of(scan))
+    fig = fig1_collapse_scan.draw(scan, table_of(scan))
     ax_m, ax_rho, ax_l = fig.axes[:3]
     for ax in (ax_m, ax_rho, ax_l):
         theory = [ln for ln in ax.get_lines() if ln.get_gid() == "theory"]
@@ -193,20 +232,33 @@ def test_fig1_has_theory_fits_and_pca_marks(scan):
     # thresholds 0.003 ... 0.5 all lie inside the scan range 1e-3 ... 1.2
     assert len([ln for ln in ax_rho.get_lines() if ln.get_gid() == "pca_mark"]) == 7
     # the theory of rank 1 is rho = 1 - T/0.5, in rank 1's colour
-    colors = figures.rank_colors(scan)
+    colors = rank_colors(scan, RHO_MIN)
     (line,) = [
         ln for ln in ax_rho.get_lines() if ln.get_gid() == "theory" and ln.get_color() == colors(1)
     ]
     x, y = line.get_data()
     np.testing.assert_allclose(y, np.clip(1 - x / 0.5, 0, None))
+    # each fit band is rho = 1 - T/T_k of the table's threshold, up to T_k
+    table = table_of(scan)
+    for rank, tk in zip(table["rank"], table["collapse_threshold"], strict=True):
+        if not np.isfinite(tk):
+            continue
+        (fit,) = [
+            ln
+            for ln in ax_rho.get_lines()
+            if ln.get_gid() == "fit" and ln.get_color() == colors(rank)
+        ]
+        x, y = fit.get_data()
+        assert x[-1] == pytest.approx(tk) and x[0] < tk
+        np.testing.assert_allclose(y, 1 - x / tk, rtol=0, atol=1e-15)  # rounding of rho <= 1
 
 
 def test_fig2_guides_at_best_levels(scan):
     table = table_of(scan)
-    fig = figures.fig2_truncated_distortion(scan, table)
+    fig = fig2_truncated_distortion.draw(scan, table)
     left, right = fig.axes[:2]
     guides = sorted(ln.get_ydata()[0] for ln in left.get_lines() if ln.get_gid() == "guide")
-    colored = table["rank"] <= figures.rank_colors(scan).n
+    colored = table["rank"] <= rank_colors(scan, RHO_MIN).n
     np.testing.assert_allclose(guides, np.sort(table["best_distortion"][colored]))
     assert left.get_yscale() == right.get_yscale() == "log"
     (vae,) = [c for c in right.collections if c.get_gid() == "vae"]
@@ -215,7 +267,7 @@ def test_fig2_guides_at_best_levels(scan):
 
 def test_only_modes_that_activate_are_coloured(scan):
     # 7 modes have lambda > 0 and activate; the zero mode and the 2 spare latents never do
-    colors = figures.rank_colors(scan)
+    colors = rank_colors(scan, RHO_MIN)
     assert colors.n == 7
     assert colors(8) == colors(10) != colors(7)
 
@@ -232,9 +284,9 @@ def test_shapes_from_tiny_to_paper_size(spectrum, K, temperatures, seeds):
     spectrum = np.asarray(spectrum) / np.sum(spectrum)
     scan = equilibrium_scan(spectrum, K=K, temperatures=temperatures, seeds=seeds)
     table = table_of(scan)
-    for draw in figures.FIGURES.values():
+    for draw in figures.REGISTRY.values():
         assert render(draw(scan, table)).ndim == 3
-    assert figures.rank_colors(scan).n == min(K, np.sum(spectrum > figures.PCA_FLOOR))
+    assert rank_colors(scan, RHO_MIN).n == min(K, np.sum(spectrum > PCA_FLOOR))
 
 
 # ---------------------------------------------------------------------------------------
@@ -265,7 +317,7 @@ def x_of(ax, gid) -> set[float]:
     return {float(x) for ln in ax.get_lines() if ln.get_gid() == gid for x in ln.get_xdata()}
 
 
-@pytest.mark.parametrize("draw", [figures.fig1_collapse_scan, figures.fig4_latent_scale])
+@pytest.mark.parametrize("draw", [fig1_collapse_scan.draw, fig4_latent_scale.draw])
 def test_under_equilibrated_points_are_hollow_and_in_the_legend(scan, draw):
     flagged = with_outcome(scan, flagged_T=[0, 1])
     fig = draw(flagged, table_of(flagged))
@@ -275,12 +327,12 @@ def test_under_equilibrated_points_are_hollow_and_in_the_legend(scan, draw):
         assert x_of(ax, "points") == set(T[2:])
         (line,) = [ln for ln in ax.get_lines() if ln.get_gid() == "open"][:1]
         assert line.get_markerfacecolor() in ("white", (1.0, 1.0, 1.0, 1.0))
-    assert figures.UNDER_EQUILIBRATED_LABEL in legend_texts(fig)
+    assert UNDER_EQUILIBRATED_LABEL in legend_texts(fig)
     # no flagged point: no hollow marker, no legend entry for one
     clean = with_outcome(scan)
     fig = draw(clean, table_of(clean))
     assert all(x_of(ax, "open") == set() for ax in fig.axes)
-    assert figures.UNDER_EQUILIBRATED_LABEL not in legend_texts(fig)
+    assert UNDER_EQUILIBRATED_LABEL not in legend_texts(fig)
 
 
 def face_is_white(collection) -> np.ndarray:
@@ -292,46 +344,46 @@ def test_quantities_from_an_under_equilibrated_point_are_hollow(scan):
     # equilibrium) and is in every threshold fit (all modes active there)
     flagged = with_outcome(scan, flagged_T=[0])
     table = table_of(flagged)
-    right = figures.fig2_truncated_distortion(flagged, table).axes[1]
+    right = fig2_truncated_distortion.draw(flagged, table).axes[1]
     (vae,) = [c for c in right.collections if c.get_gid() == "vae"]
     assert face_is_white(vae).all()
-    duality = figures.fig3_duality(flagged, table).axes[0]
+    duality = fig3_duality.draw(flagged, table).axes[0]
     (vae,) = [c for c in duality.collections if c.get_gid() == "vae"]
     assert face_is_white(vae).all()
     # flag only the highest temperature instead: above every threshold, in no fit
     # (rho < rho_min) and giving no best level, so nothing is hollow
     flagged = with_outcome(scan, flagged_T=[scan.sizes["T"] - 1])
-    right = figures.fig2_truncated_distortion(flagged, table).axes[1]
+    right = fig2_truncated_distortion.draw(flagged, table).axes[1]
     (vae,) = [c for c in right.collections if c.get_gid() == "vae"]
     assert not face_is_white(vae).any()
-    duality = figures.fig3_duality(flagged, table).axes[0]
+    duality = fig3_duality.draw(flagged, table).axes[0]
     (vae,) = [c for c in duality.collections if c.get_gid() == "vae"]
     assert not face_is_white(vae).any()
 
 
 def test_legend_names_grey_ranks_only_when_drawn(scan):
     # 10 latents, 7 modes: ranks 8-10 are grey, and the legend says what they are
-    texts = legend_texts(figures.fig1_collapse_scan(scan, table_of(scan)))
+    texts = legend_texts(fig1_collapse_scan.draw(scan, table_of(scan)))
     assert any(t.startswith("rank > 7") for t in texts)
     exact = equilibrium_scan(K=7)  # as many latents as modes: nothing grey
-    texts = legend_texts(figures.fig1_collapse_scan(exact, table_of(exact)))
+    texts = legend_texts(fig1_collapse_scan.draw(exact, table_of(exact)))
     assert not any(t.startswith("rank >") for t in texts)
 
 
 def test_legend_with_one_seed_has_one_data_entry():
     one = equilibrium_scan(seeds=(3,))
-    texts = legend_texts(figures.fig1_collapse_scan(one, table_of(one)))
+    texts = legend_texts(fig1_collapse_scan.draw(one, table_of(one)))
     assert "VAE, seed 3" in texts
     assert not any("mean" in t or "per seed" in t for t in texts)
     two = equilibrium_scan(seeds=(0, 1))
-    texts = legend_texts(figures.fig4_latent_scale(two, table_of(two)))
+    texts = legend_texts(fig4_latent_scale.draw(two, table_of(two)))
     assert "VAE, per seed" in texts and "mean of 2 seeds" in texts
 
 
 def test_fit_and_mean_lines_look_different(scan):
     # Fig 1 draws seed-mean lines (a, c) and fits (b): a reader tells them apart only if
     # the line styles differ in something other than colour
-    fig = figures.fig1_collapse_scan(scan, table_of(scan))
+    fig = fig1_collapse_scan.draw(scan, table_of(scan))
     (fit,) = [ln for ln in fig.axes[1].get_lines() if ln.get_gid() == "fit"][:1]
     (mean,) = [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "mean"][:1]
     look = lambda ln: (ln.get_linestyle(), ln.get_linewidth(), ln.get_alpha())  # noqa: E731
@@ -340,7 +392,7 @@ def test_fit_and_mean_lines_look_different(scan):
 
 
 def test_fig2_labels_the_normalized_distortion_as_the_caption_does(scan):
-    fig = figures.fig2_truncated_distortion(scan, table_of(scan))
+    fig = fig2_truncated_distortion.draw(scan, table_of(scan))
     assert "Dn_k" in fig.axes[0].get_ylabel()
     caption = (ROOT / "workflow" / "report" / "fig2_truncated_distortion.rst").read_text()
     assert "Dn_k" in caption
@@ -348,7 +400,7 @@ def test_fig2_labels_the_normalized_distortion_as_the_caption_does(scan):
 
 def test_fig2b_names_the_triangles_below_the_axis(scan):
     # the zero eigenvalue gives a PCA distortion of 0 at k = 8: off the log axis
-    right = figures.fig2_truncated_distortion(scan, table_of(scan)).axes[1]
+    right = fig2_truncated_distortion.draw(scan, table_of(scan)).axes[1]
     assert [ln for ln in right.get_lines() if ln.get_gid() == "below_axis"]
     assert "PCA below the axis (~0)" in [t.get_text() for t in right.get_legend().get_texts()]
 
@@ -367,7 +419,7 @@ def test_fig3_tick_labels_never_overlap(top):
     spectrum = np.r_[spectrum, 1 - spectrum.sum()]
     short = equilibrium_scan(spectrum, K=4, temperatures=np.geomspace(0.02, 0.9, 15))
     table = table_of(short)
-    fig = figures.fig3_duality(short, table)
+    fig = fig3_duality.draw(short, table)
     ax = fig.axes[0]
     for axis in (ax.xaxis, ax.yaxis):
         boxes, texts = tick_boxes(fig, axis)
@@ -380,7 +432,7 @@ def test_fig4_small_values_get_a_power_of_ten(scan):
     # the Jensen gap of the equilibrium scan is ~1e-2 * noise: values ~1e-4
     small = scan.copy()
     small["jensen_gap"] = small["jensen_gap"] * 0.03
-    fig = figures.fig4_latent_scale(small, table_of(small))
+    fig = fig4_latent_scale.draw(small, table_of(small))
     _, texts = tick_boxes(fig, fig.axes[1].yaxis)
     assert texts and not any("0.000" in t for t in texts), texts
     assert r"10^{-4}" in fig.axes[1].get_ylabel()
@@ -392,9 +444,9 @@ def test_colours_follow_the_runs_rho_min(scan):
     # without PCA modes to go by, the coloured ranks are those whose rho ever exceeds
     # rho_min: the rank-7 mode (threshold 0.003) tops out near 1 - 1e-3/0.003 = 0.67
     no_pca = scan.drop_vars(["pca_ratio", "pca_eval_distortion"])
-    assert figures.rank_colors(no_pca, rho_min=0.05).n == 7
-    assert figures.rank_colors(no_pca, rho_min=0.8).n == 6
-    fig = figures.fig1_collapse_scan(scan, table_of(scan), rho_min=0.2)
+    assert rank_colors(no_pca, rho_min=0.05).n == 7
+    assert rank_colors(no_pca, rho_min=0.8).n == 6
+    fig = fig1_collapse_scan.draw(scan, table_of(scan), rho_min=0.2)
     (cut,) = [ln for ln in fig.axes[1].get_lines() if ln.get_gid() == "rho_min"]
     assert cut.get_ydata()[0] == 0.2
     assert any("0.2" in t for t in legend_texts(fig))

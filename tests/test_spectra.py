@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from collapse_spectroscopy import equilibrium, spectra
+from collapse_spectroscopy import equilibrium, spectra, stopping
 
 TK = np.array([0.4, 0.2, 0.08, 0.03, 0.01])
 
@@ -80,6 +80,22 @@ def test_utilities_from_best_truncated_distortions():
     best = spectra.best_distortions(dn)
     np.testing.assert_array_equal(best, [1.0, 0.5, 0.25, 0.2])  # Dn*_0 = 1 by definition
     np.testing.assert_allclose(spectra.utilities(best), [0.5, 0.25, 0.05])
+
+
+def test_table_utilities_are_utilities_of_the_best_levels():
+    # the table's u_k and the PCA eval utilities are spectra.utilities(), written as the
+    # equation's difference: equal levels (a latent that removes nothing) give +0, never
+    # -0, which the CSV would show as "-0"
+    dn = np.array([[1.0, 0.4, 0.4, 0.1], [1.0, 0.5, 0.45, 0.3]])
+    pca_eval = np.array([1.0, 0.6, 0.6, 0.2])
+    table = spectra.spectra_table([0.01, 0.1], np.full((2, 3), 0.5), dn, pca_eval=pca_eval)
+    u = table["utility"].to_numpy()
+    np.testing.assert_array_equal(u, spectra.utilities(spectra.best_distortions(dn)))
+    np.testing.assert_array_equal(u, [1.0 - 0.4, 0.0, 0.4 - 0.1])
+    assert not np.signbit(u[1])
+    ev = table["pca_eval_utility"].to_numpy()
+    np.testing.assert_array_equal(ev, [1.0 - 0.6, 0.0, 0.6 - 0.2])
+    assert not np.signbit(ev[1])
 
 
 def test_small_utilities_survive_in_float64():
@@ -175,11 +191,11 @@ def outcome_scan(outcomes=OUTCOMES, training=None):
 def test_under_equilibrated_rule():
     stop, runs, best = (np.array(c, dtype=object) for c in zip(*OUTCOMES, strict=True))
     np.testing.assert_array_equal(
-        spectra.under_equilibrated(stop, runs, best, patience=3000), [False, True, True, False]
+        stopping.under_equilibrated(stop, runs, best, patience=3000), [False, True, True, False]
     )
     # patience unknown: every budget stop counts
     np.testing.assert_array_equal(
-        spectra.under_equilibrated(stop, runs, best), [False, True, True, True]
+        stopping.under_equilibrated(stop, runs, best), [False, True, True, True]
     )
 
 
@@ -191,12 +207,21 @@ def test_patience_updates_is_the_trainers_rule(patience, max_updates):
 
     config = TrainConfig(patience=patience, max_updates=max_updates)
     training = {"patience": patience, "max_updates": max_updates}
-    assert spectra.patience_updates(training) == config.patience_updates
+    assert stopping.scan_patience(training) == config.patience_updates
+
+
+@pytest.mark.parametrize(
+    "patience, max_updates, updates",
+    [(0.25, 12000, 3000), (0.1, 500000, 50000), (0.0001, 500, 1), (5000, 12000, 5000)],
+)
+def test_patience_updates_rule(patience, max_updates, updates):
+    # below 1 a fraction of the budget (at least one update), else a count
+    assert stopping.patience_updates(patience, max_updates) == updates
 
 
 def test_patience_updates_unknown():
-    assert spectra.patience_updates({}) is None
-    assert spectra.patience_updates({"patience": "x", "max_updates": 10}) is None
+    assert stopping.scan_patience({}) is None
+    assert stopping.scan_patience({"patience": "x", "max_updates": 10}) is None
 
 
 def test_summary_lists_under_equilibrated_points():

@@ -118,8 +118,3 @@ def sampled_distortion(spectrum, temperature):
     """Equilibrium normalized distortion of a sampled reconstruction: ``sum_k min(T, T_k)``."""
     tk, t = _grid(spectrum, temperature)
     return np.minimum(t, np.clip(tk, 0.0, None)).sum(axis=-1)
-
-
-def total_rate(spectrum, temperature):
-    """Equilibrium total rate ``sum_k R_k`` in nats."""
-    return kl_rate(spectrum, temperature).sum(axis=-1)

@@ -54,10 +54,6 @@ class PreparedDataset:
             raise InputError(f"unknown split {name!r}: expected one of {', '.join(SPLITS)}")
         return getattr(self, f"x_{name}")
 
-    @property
-    def n_features(self) -> int:
-        return self.x_train.shape[1]
-
     def validate(self, source: str = "prepared dataset") -> None:
         """Check shapes, dtypes and finiteness; raise :class:`InputError` naming the problem."""
         d = None

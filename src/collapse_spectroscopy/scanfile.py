@@ -9,9 +9,10 @@ A scan-point file holds, for one (T, seed):
 - scalars: ``T``, ``beta``, ``seed``, training outcome, global distortions and rate.
 
 :func:`gather` stacks many into one dataset with dims ``T``, ``seed``, ``latent``, ``k``
-(and ``mode``); combinations that were not run are NaN. Files are written atomically:
-scan points as NetCDF3 (fast to open by the dozen), ``scan.nc`` as NetCDF4 through
-h5netcdf.
+(and ``mode``); combinations that were not run are NaN; :func:`point_grid` reads one
+variable of it on the ``(T, seed)`` grid. Both kinds of file are written atomically:
+a scan point as NetCDF3 through scipy (fast to open by the dozen), ``scan.nc`` as
+NetCDF4 through h5netcdf.
 """
 
 from __future__ import annotations
@@ -198,6 +199,16 @@ def read(path: str | os.PathLike) -> xr.Dataset:
             return ds.load()
     except Exception as exc:
         raise InputError(f"scan file {str(path)!r} cannot be read as NetCDF: {exc}") from exc
+
+
+def point_grid(scan: xr.Dataset, name: str, *trailing: str) -> np.ndarray:
+    """``scan[name]`` as an array over ``(T, seed, *trailing)``; a ``T`` or ``seed`` dim the
+    variable lacks (one scan point, a variable of the whole run) becomes of length 1."""
+    da = scan[name]
+    for dim in ("T", "seed"):
+        if dim not in da.dims:
+            da = da.expand_dims(dim)
+    return da.transpose("T", "seed", *trailing).values
 
 
 def gather(paths: Iterable[str | os.PathLike]) -> xr.Dataset:

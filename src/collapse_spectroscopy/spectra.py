@@ -12,22 +12,26 @@ as ``spectra.csv`` (one row per ranked mode; the column names are a contract).
 - **PCA spectrum**: eigenvalues of the training covariance, ``lambda_k / V``, and the PCA
   truncation distortion ``1 - sum_{i<=k} lambda_i / V``; also the split-matched PCA
   utility on the evaluation split (train principal components applied to it).
-- **Equilibration**: which scan points ended before the protocol's equilibrium test
-  passed (:func:`under_equilibrated`); the summary lists them.
+
+:func:`summarize` adds the run's summary, with the scan points that ended before the
+protocol's early-stopping test passed (:mod:`.stopping`). The default fit cut
+:data:`RHO_MIN` is the schema's ``spectra.rho_min`` (:mod:`.settings`, the one home of
+every default).
 """
 
 from __future__ import annotations
 
-import json
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import OptimizeWarning, curve_fit
 
-RHO_MIN = 0.05
+from .settings import section_defaults
+from .stopping import equilibration_summary
+
+RHO_MIN = section_defaults("spectra")["rho_min"]  # the fit cut of a run that names none
 MIN_FIT_POINTS = 2  # the fixed-exponent fit has one parameter: two points make it a fit
 MIN_FREE_FIT_POINTS = 3  # the free-exponent fit has two
 
@@ -123,15 +127,20 @@ def best_distortions(truncated) -> np.ndarray:
 
 
 def utilities(best) -> np.ndarray:
-    """``u_k = Dn*_{k-1} - Dn*_k``, ``k = 1..K`` (float64)."""
-    return -np.diff(np.asarray(best, dtype=np.float64))
+    """``u_k = Dn*_{k-1} - Dn*_k``, ``k = 1..K`` (float64), from ``Dn*_k``, ``k = 0..K``.
+
+    Written as the equation's difference, not ``-np.diff``: the two round alike, but where
+    two levels are equal this gives ``0`` and ``-np.diff`` gives ``-0`` (``"-0"`` in the CSV).
+    """
+    b = np.asarray(best, dtype=np.float64)
+    return b[:-1] - b[1:]
 
 
 def pca_spectrum(x_train) -> np.ndarray:
     """Normalized eigenvalues ``lambda_k / V`` of the training covariance, descending.
 
     float64 throughout (an exactly dependent feature has eigenvalue ~1e-16, docs/science.md §7b);
-    population covariance, the convention of ``V`` in :func:`.training.total_variance`.
+    population covariance, the convention of ``V`` (the total variance of the training split).
     """
     lam, _ = _pca(x_train)
     return lam / lam.sum()
@@ -183,6 +192,7 @@ def spectra_table(
     rho = np.asarray(rho, dtype=np.float64)
     K = rho.shape[1]
     best = best_distortions(truncated)
+    utility = utilities(best)
     rows = []
     for k in range(K):
         fit = fixed_exponent_threshold(t, rho[:, k], rho_min)
@@ -194,7 +204,7 @@ def spectra_table(
                 "fit_points": fit.points,
                 "free_exponent": gamma,
                 "free_threshold": free_tk,
-                "utility": best[k] - best[k + 1],
+                "utility": utility[k],
                 "best_distortion": best[k + 1],
                 "fit_note": fit.note or free_note,
             }
@@ -204,7 +214,7 @@ def spectra_table(
     df["pca_distortion"] = _pad(
         None if pca_ratio is None else pca_truncation_distortion(pca_ratio)[1:], K
     )
-    df["pca_eval_utility"] = _pad(None if pca_eval is None else -np.diff(pca_eval), K)
+    df["pca_eval_utility"] = _pad(None if pca_eval is None else utilities(pca_eval), K)
     extra = [c for c in df.columns if c not in SPECTRA_COLUMNS]
     return df[SPECTRA_COLUMNS + extra]
 
@@ -230,121 +240,6 @@ def scan_arrays(scan):
     rho, dn, t = rho.reshape(P, -1), dn.reshape(P, -1), t.reshape(P)
     ran = np.all(np.isfinite(rho), axis=1)
     return t[ran], rho[ran], dn[ran]
-
-
-BUDGET_STOP = "max_updates"  # the stop reason of a point that used its whole update budget
-
-UNDER_EQUILIBRATED_RULE = (
-    "stopped at max_updates with fewer than patience updates since the best validation "
-    "loss: the early-stopping test of the protocol never passed"
-)
-
-
-def patience_updates(training: Mapping) -> int | None:
-    """The early-stopping patience in updates from a run's training settings.
-
-    The rule of :attr:`.training.TrainConfig.patience_updates` (a value below 1 is a
-    fraction of ``max_updates``, else a count), restated here so that reading a scan does
-    not import torch; ``None`` when ``patience`` or ``max_updates`` is missing or unusable.
-    """
-    try:
-        patience, budget = float(training["patience"]), float(training["max_updates"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    if not (np.isfinite(patience) and np.isfinite(budget) and patience > 0):
-        return None
-    if patience < 1:
-        return max(1, int(round(patience * budget)))
-    return int(patience)
-
-
-def under_equilibrated(stop_reason, updates_run, best_update, patience=None) -> np.ndarray:
-    """Which scan points are under-equilibrated: a boolean array of the inputs' shape.
-
-    The protocol (docs/science.md §5) calls a point equilibrated when its validation loss
-    has not improved for ``patience`` updates (early stopping); ``max_updates`` only caps
-    the cost. A point is **under-equilibrated** when it stopped at ``max_updates`` with
-    fewer than ``patience`` updates since its best validation loss: the budget ran out
-    before that test passed, so the loss may still have been falling (at low T the slow
-    latent-scale and rotation relaxations, docs/science.md §7b).
-
-    Why this and not a narrower rule:
-
-    - *Best loss at the last evaluation* misses points that are still improving: the
-      validation loss jitters between evaluations (SGD noise of the weights; about 3e-4
-      in the demo), so a point drifting down by a few 1e-3 per patience window often has
-      its best an evaluation or two before the end.
-    - *Best within the last few per cent of the budget* needs a threshold of its own;
-      the patience is the run's own measure of "no longer improving", chosen with the
-      jitter in mind.
-
-    The training loop makes no early-stopping test at the final update, so a point whose
-    patience ran out exactly there stops with ``max_updates`` but has passed the test: the
-    second clause leaves it out. With ``patience`` unknown (``None``: points gathered from
-    different training settings) every budget stop counts. Points that did not run
-    (missing stop reason) are False.
-    """
-    stop = np.asarray(stop_reason, dtype=object)
-    at_budget = np.array([s == BUDGET_STOP for s in stop.ravel()], dtype=bool).reshape(stop.shape)
-    if patience is None:
-        return at_budget
-    since_best = np.asarray(updates_run, np.float64) - np.asarray(best_update, np.float64)
-    return at_budget & ~(since_best >= patience)
-
-
-def scan_training(scan) -> dict:
-    """The training settings a gathered scan carries (its ``training`` attribute, JSON);
-    empty when the points disagreed (gather drops conflicting attributes) or it is absent."""
-    raw = scan.attrs.get("training")
-    if isinstance(raw, Mapping):
-        return dict(raw)
-    try:
-        value = json.loads(raw) if isinstance(raw, str) else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def scan_under_equilibrated(scan) -> np.ndarray:
-    """:func:`under_equilibrated` of every (T, seed) point of a gathered scan, shape
-    ``(T, seed)``; all False when the scan lacks the training outcome."""
-    shape = (scan.sizes.get("T", 1), scan.sizes.get("seed", 1))
-    if not all(v in scan for v in ("stop_reason", "updates_run", "best_update")):
-        return np.zeros(shape, dtype=bool)
-
-    def grid(name):
-        da = scan[name]
-        for dim in ("T", "seed"):
-            if dim not in da.dims:
-                da = da.expand_dims(dim)
-        return da.transpose("T", "seed").values
-
-    patience = patience_updates(scan_training(scan))
-    return under_equilibrated(
-        grid("stop_reason"), grid("updates_run"), grid("best_update"), patience
-    )
-
-
-def equilibration_summary(scan) -> dict:
-    """The ``under_equilibrated`` block of the summary: count, rule and the points."""
-    flags = scan_under_equilibrated(scan)
-    t = np.atleast_1d(scan["T"].values)
-    seeds = np.atleast_1d(scan["seed"].values)
-    rho = scan["signal_fraction"].transpose("T", "seed", "latent").values
-    ran = np.all(np.isfinite(rho), axis=-1)
-    points = []
-    for i, j in zip(*np.nonzero(flags & ran), strict=True):
-        point = {"T": float(t[i]), "seed": int(seeds[j])}
-        for name in ("updates_run", "best_update"):
-            point[name] = int(scan[name].transpose("T", "seed").values[i, j])
-        points.append(point)
-    return {
-        "count": len(points),
-        "of": int(ran.sum()),
-        "rule": UNDER_EQUILIBRATED_RULE,
-        "patience_updates": patience_updates(scan_training(scan)),
-        "points": points,
-    }
 
 
 def summarize(scan, rho_min: float = RHO_MIN):

@@ -1,0 +1,124 @@
+"""Data helpers shared by the figures (docs/science.md §6): the scan on its ``(T, seed,
+rank)`` grid, the ranks that get a colour, the under-equilibrated points and the
+quantities built from them, and the spectra table by rank."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..scanfile import point_grid
+from ..spectra import PCA_FLOOR
+from ..stopping import scan_under_equilibrated
+from .style import RankColors
+
+
+def temperatures(scan: xr.Dataset) -> np.ndarray:
+    return np.atleast_1d(np.asarray(scan["T"].values, dtype=np.float64))
+
+
+def grid_values(scan: xr.Dataset, name: str, last: str = "latent") -> np.ndarray:
+    """``scan[name]`` as a float64 array ``(T, seed, last)``, whatever dims it was given."""
+    return np.asarray(point_grid(scan, name, last), dtype=np.float64)
+
+
+def n_latents(scan: xr.Dataset) -> int:
+    return int(scan.sizes["latent"])
+
+
+def seeds(scan: xr.Dataset) -> np.ndarray:
+    return np.atleast_1d(scan["seed"].values) if "seed" in scan.coords else np.zeros(1, int)
+
+
+def theory_spectrum(scan: xr.Dataset) -> np.ndarray:
+    """The training spectrum ``lambda_k/V`` for the theory overlay: above the floor,
+    descending, at most ``K`` modes (the equilibrium keeps the top ``K``)."""
+    if "pca_ratio" not in scan:
+        return np.zeros(0)
+    ratio = np.asarray(scan["pca_ratio"].values, dtype=np.float64).ravel()
+    ratio = np.sort(ratio[np.isfinite(ratio) & (ratio > PCA_FLOOR)])[::-1]
+    return ratio[: n_latents(scan)]
+
+
+def rank_colors(scan: xr.Dataset, rho_min: float) -> RankColors:
+    """Colours for the ranks whose signal fraction ever exceeds ``rho_min`` or that have a
+    PCA mode (the package docstring)."""
+    K = n_latents(scan)
+    n_active = 0
+    if "signal_fraction" in scan:
+        rho = grid_values(scan, "signal_fraction")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            peak = np.nanmax(rho.reshape(-1, rho.shape[-1]), axis=0)
+        active = np.flatnonzero(np.nan_to_num(peak, nan=-np.inf) > rho_min)
+        n_active = int(active[-1]) + 1 if active.size else 0
+    n = max(n_active, theory_spectrum(scan).size, 1)
+    return RankColors(min(n, K))
+
+
+def point_flags(scan: xr.Dataset) -> np.ndarray:
+    """Under-equilibrated scan points, ``(T, seed)`` (:func:`.stopping.under_equilibrated`)."""
+    return scan_under_equilibrated(scan)
+
+
+def best_from_flagged(scan: xr.Dataset, flags: np.ndarray) -> np.ndarray:
+    """For ``k = 0..K``: is ``Dn*_k`` (the lowest ``Dn_k`` over the scan) taken at a
+    flagged point? ``Dn*_0 = 1`` by definition and never is."""
+    dn = grid_values(scan, "truncated_distortion", last="k")
+    flat, f = dn.reshape(-1, dn.shape[-1]), np.broadcast_to(flags, dn.shape[:2]).ravel()
+    out = np.zeros(dn.shape[-1], dtype=bool)
+    for k in range(1, dn.shape[-1]):
+        column = np.where(np.isfinite(flat[:, k]), flat[:, k], np.inf)
+        if np.isfinite(column).any():
+            out[k] = f[int(np.argmin(column))]  # the first of equal minima, as nanmin's
+    return out
+
+
+def fit_uses_flagged(scan: xr.Dataset, flags: np.ndarray, rho_min: float) -> np.ndarray:
+    """For each rank: does its threshold fit use a flagged point (``rho_k > rho_min``)?"""
+    if "signal_fraction" not in scan:
+        return np.zeros(n_latents(scan), dtype=bool)
+    rho = grid_values(scan, "signal_fraction")
+    with np.errstate(invalid="ignore"):
+        fitted = np.nan_to_num(rho, nan=-np.inf) > rho_min
+    return (fitted & np.broadcast_to(flags, rho.shape[:2])[:, :, None]).any(axis=(0, 1))
+
+
+def by_rank(mask: np.ndarray, ranks: np.ndarray, offset: int = 0) -> np.ndarray:
+    """``mask[rank - 1 + offset]`` for each rank, False outside the mask."""
+    idx = np.asarray(ranks, dtype=int) - 1 + offset
+    ok = (idx >= 0) & (idx < mask.size)
+    out = np.zeros(idx.size, dtype=bool)
+    out[ok] = mask[idx[ok]]
+    return out
+
+
+def column(spectra: pd.DataFrame, name: str) -> np.ndarray:
+    """A column of the spectra table ordered by rank (NaN if absent)."""
+    table = spectra.sort_values("rank") if "rank" in spectra else spectra
+    if name not in table:
+        return np.full(len(table), np.nan)
+    return pd.to_numeric(table[name], errors="coerce").to_numpy(dtype=np.float64)
+
+
+def ranks(spectra: pd.DataFrame) -> np.ndarray:
+    """The ranks of the spectra table, ascending (``1..n`` if it has no ``rank`` column)."""
+    if "rank" in spectra:
+        return np.sort(spectra["rank"].to_numpy(dtype=int))
+    return np.arange(1, len(spectra) + 1)
+
+
+def positive(a) -> np.ndarray:
+    """``a`` with NaN where it is not finite and positive: what a log axis can show."""
+    a = np.asarray(a, dtype=np.float64)
+    return np.where(np.isfinite(a) & (a > 0), a, np.nan)
+
+
+def nanmean(a, axis):
+    """``np.nanmean`` without the warning for an all-NaN slice (a temperature no seed ran)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(a, axis=axis)

@@ -1,0 +1,186 @@
+"""Fig 2, truncated distortion: two log–log panels with a shared y axis, full text width
+(docs/science.md §6).
+
+Left: ``Dn_k(T)`` for each rank ``k >= 1`` (points and seed means; ranks beyond the
+coloured ones as grey points), dotted horizontal guides at the best level ``Dn*_k``
+(spectra ``best_distortion``), dashed equilibrium ``Dn_k(T)``. Right: ``Dn*_k`` against
+``k`` (joined by a grey line; hollow where the best point is under-equilibrated) with the
+training-PCA reference ``1 - sum_{i<=k} lambda_i/V`` and, where the scan has it, the
+split-matched PCA distortion on the evaluation split. The y range follows the VAE data;
+PCA values below it (an exactly dependent mode leaves ``~1e-16``) are drawn as
+down-triangles on the bottom edge.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from matplotlib.figure import Figure
+
+from .. import equilibrium
+from ..spectra import RHO_MIN
+from .axes import T_LABEL, integer_locator, t_grid, t_range
+from .common import (
+    best_from_flagged,
+    by_rank,
+    column,
+    grid_values,
+    n_latents,
+    point_flags,
+    positive,
+    rank_colors,
+    ranks,
+    temperatures,
+    theory_spectrum,
+)
+from .marks import (
+    data_handles,
+    dot,
+    faces,
+    grey_rank_label,
+    handle,
+    plot_ranked,
+    plot_theory,
+)
+from .style import (
+    GUIDE,
+    INACTIVE_COLOR,
+    PAGE_WIDTH,
+    REFERENCE_COLOR,
+    THEORY,
+    RankColors,
+    panel_label,
+    style,
+)
+
+
+def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> Figure:
+    """Fig 2 of ``scan`` and its spectra table, ranks coloured by the fit cut ``rho_min``."""
+    with style():
+        colors = rank_colors(scan, rho_min)
+        flags = point_flags(scan)
+        fig = Figure(figsize=(PAGE_WIDTH, 2.9), layout="constrained")
+        left, right = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1.25, 1]})
+        dn = grid_values(scan, "truncated_distortion", last="k")[:, :, 1:]  # k = 1..K
+        _distortion_against_t(left, scan, spectra, dn, colors, flags, rho_min)
+        _best_against_rank(right, scan, spectra, dn, colors, flags)
+        colors.colorbar(fig, [left, right], fraction=0.035, aspect=25)
+        return fig
+
+
+def _distortion_against_t(ax, scan, spectra, dn, colors: RankColors, flags, rho_min) -> None:
+    """Panel (a): ``Dn_k(T)``, the guides at ``Dn*_k`` and the equilibrium."""
+    t = temperatures(scan)
+    tk = theory_spectrum(scan)
+    grid = t_grid(t)
+    grey = plot_ranked(ax, t, dn, colors, flags, log_y=True)
+    best = positive(column(spectra, "best_distortion"))
+    for rank, level in zip(ranks(spectra), best, strict=True):
+        if colors.colored(rank) and np.isfinite(level):
+            ax.axhline(level, color=colors(rank), gid="guide", **GUIDE)
+    if tk.size:
+        curves = positive(equilibrium.truncated_distortion(tk, grid)[:, 1:])
+        plot_theory(ax, grid, curves, colors)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(*t_range(t))
+    ax.set_xlabel(T_LABEL)
+    ax.set_ylabel(r"truncated distortion $Dn_k$")
+    handles = data_handles(
+        scan,
+        open_=bool(flags.any()),
+        grey=grey,
+        grey_label=grey_rank_label(colors, rho_min, "k"),
+    )
+    if tk.size:
+        handles.append(handle("equilibrium (PCA)", THEORY))
+    handles.append(handle(r"best $Dn^*_k$ over the scan", GUIDE))
+    ax.legend(handles=handles, loc="lower right")
+    panel_label(ax, "a")
+
+
+def _best_against_rank(ax, scan, spectra, dn, colors: RankColors, flags) -> None:
+    """Panel (b): ``Dn*_k`` against ``k`` with the PCA references."""
+    rank = ranks(spectra)
+    best = positive(column(spectra, "best_distortion"))
+    ax.plot(rank, best, color="0.55", lw=0.7, zorder=1)
+    open_best = by_rank(best_from_flagged(scan, flags), rank, offset=1)
+    ok = np.isfinite(best)
+    ax.scatter(
+        rank[ok],
+        best[ok],
+        s=16,
+        facecolors=faces(rank[ok], open_best[ok], colors),
+        edgecolors=[colors(r) for r in rank[ok]] or "k",
+        linewidths=0.7,
+        zorder=3,
+        gid="vae",
+    )
+    handles = [dot(r"VAE $Dn^*_k$", ls="-", lw=0.7, c="0.55", mfc=REFERENCE_COLOR)]
+    if (open_best & ok).any():
+        handles.append(dot("best point under-equilibrated", mfc="white", mew=0.7))
+    if any(not colors.colored(r) for r in rank[ok]):
+        handles.append(dot(rf"k > {colors.n}", color=INACTIVE_COLOR))
+    data_min = np.nanmin(np.concatenate([best, positive(dn).ravel(), [1.0]]))
+    y_lo = data_min / 2.5
+    y_hi = 1.6
+    if _pca_references(ax, scan, spectra, rank, y_lo, handles):
+        handles.append(dot("PCA below the axis (~0)", marker="v", ms=3.5))
+    K = n_latents(scan)
+    ax.set_yscale("log")
+    ax.set_ylim(y_lo, y_hi)
+    ax.set_xlim(0.3, K + 0.7)
+    ax.xaxis.set_major_locator(integer_locator(K))
+    ax.set_xlabel(r"rank $k$ (latents kept)")
+    ax.tick_params(labelleft=True)
+    ax.legend(handles=handles, loc="upper right")
+    panel_label(ax, "b")
+
+
+def _pca_references(ax, scan, spectra, rank, y_lo, handles) -> bool:
+    """The PCA distortions of panel (b), train and (where the scan has it) evaluation
+    split, with their legend entries appended to ``handles``; values below ``y_lo`` as
+    triangles on the bottom edge. Returns whether any value was below."""
+    references = []
+    pca = column(spectra, "pca_distortion")
+    references.append((pca, "PCA (train)", {"marker": "s", "color": REFERENCE_COLOR}))
+    if "pca_eval_distortion" in scan:
+        ev = np.asarray(scan["pca_eval_distortion"].values, np.float64).ravel()[1:]
+        ev = np.concatenate([ev, np.full(max(0, len(rank) - ev.size), np.nan)])
+        references.append((ev[: len(rank)], "PCA (eval split)", {"marker": "+", "color": "0.45"}))
+    off_scale = False
+    for raw, label, kw in references:
+        if not np.isfinite(raw).any():
+            continue
+        values = positive(raw)
+        shown = np.where(values >= y_lo, values, np.nan)
+        (line,) = ax.plot(
+            rank,
+            shown,
+            ls="--",
+            lw=0.6,
+            ms=3.2,
+            mfc="none",
+            mew=0.7,
+            label=label,
+            zorder=2,
+            **kw,
+        )
+        handles.append(line)
+        below = np.isfinite(raw) & (raw < y_lo)
+        if below.any():
+            off_scale = True
+            ax.plot(
+                rank[below],
+                np.full(below.sum(), y_lo),
+                ls="none",
+                marker="v",
+                ms=3.5,
+                mew=0,
+                color=kw["color"],
+                clip_on=False,
+                zorder=2,
+                gid="below_axis",
+            )
+    return off_scale
