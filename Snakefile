@@ -2,7 +2,9 @@
 #
 # The paper's protocol as a workflow (docs/science.md, README):
 #   dataset -> prepared splits -> one training job per (T, seed) -> gather -> spectra -> Figs 1-4
-# Every rule runs one `collapse-spectroscopy` command; outputs live under results/{run}/.
+# Every rule runs one `collapse-spectroscopy` command, which reads its settings from the
+# run's resolved configuration (results/{run}/config/COMMAND.json); outputs live under
+# results/{run}/.
 
 
 import sys
@@ -18,6 +20,7 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/run_config.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/scan.smk"
 include: "workflow/rules/spectra.smk"

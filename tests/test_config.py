@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
+from collapse_spectroscopy.cli import build_parser
+from collapse_spectroscopy.cli.runconfig import with_run_config
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.workflow_config import (
     check_config,
@@ -21,8 +23,6 @@ from collapse_spectroscopy.workflow_config import (
     temperature_grid_errors,
 )
 from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
-
-SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 TINY = """\
 default_runs: [tiny]
@@ -61,7 +61,7 @@ HOLES = {
 
 def errors_of(text: str) -> str:
     with pytest.raises(InputError) as exc:
-        check_config(yaml.safe_load(text), SCHEMA)
+        check_config(yaml.safe_load(text))
     return str(exc.value)
 
 
@@ -174,12 +174,14 @@ def test_runs_sharing_a_download_agree_on_url():
             "scan": {"temperatures": [0.1]},
         }
     with pytest.raises(InputError, match=r"runs\.b\.dataset\.url .* differs from runs\.a"):
-        check_config(config, SCHEMA)
+        check_config(config)
 
 
 def test_workflow_passes_dataset_keys_to_its_commands(tmp_path):
     """dataset.drop_columns, split_column and nodata reach the prepare command; a
-    worldclim run's url and sha256 reach the download (fetch) and prepare."""
+    worldclim run's url and sha256 reach the download (fetch) and prepare: through the
+    stage file the workflow writes (results/RUN/config/prepare.json), read back by the
+    command's own parser."""
     config = tiny_config([0.1])
     config["runs"]["tiny"]["dataset"] = {
         "source": "table",
@@ -195,18 +197,25 @@ def test_workflow_passes_dataset_keys_to_its_commands(tmp_path):
     }
     config["default_runs"] = ["tiny", "wc"]
     wd = workdir(tmp_path, config)
-    proc = subprocess.run(
-        [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "-n", "-p", "--cores", "1"],
-        capture_output=True,
-        text=True,
-    )
+    snakemake = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "1"]
+    proc = subprocess.run([*snakemake, "-n", "-p"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    shell = next(line for line in proc.stdout.splitlines() if "prepare --source" in line)
-    assert "--path 'samples, 2024.csv'" in shell
-    assert "--split-column part" in shell
-    assert "--drop-columns 'site id' date" in shell
-    assert "--nodata=-3.4e+38" in shell
     fetch = next(line for line in proc.stdout.splitlines() if "collapse-spectroscopy fetch" in line)
     assert f"--url https://mirror.example/wc.zip --sha256 {sha}" in fetch
-    prepare_wc = next(line for line in proc.stdout.splitlines() if "--source worldclim" in line)
-    assert f"--sha256 {sha}" in prepare_wc
+    stages = [f"results/{run}/config/prepare.json" for run in ("tiny", "wc")]
+    proc = subprocess.run([*snakemake, *stages], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+    def prepare_args(run):
+        parser = build_parser()
+        argv = ["prepare", "--run-config", str(wd / f"results/{run}/config/prepare.json")]
+        argv += ["--out", str(tmp_path / "out")]
+        return with_run_config(parser, argv, parser.parse_args(argv))
+
+    tiny = prepare_args("tiny")
+    assert (tiny.source, tiny.path) == ("table", ["samples, 2024.csv"])
+    assert tiny.split_column == "part"
+    assert tiny.drop_columns == ["site id", "date"]
+    assert tiny.nodata == -3.4e38
+    wc = prepare_args("wc")
+    assert (wc.source, wc.sha256, wc.url) == ("worldclim", sha, "https://mirror.example/wc.zip")

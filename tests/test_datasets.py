@@ -24,10 +24,9 @@ import pandas as pd
 import pyproj
 import pytest
 import rasterio
-import yaml
 from rasterio.transform import from_origin
 
-from collapse_spectroscopy import cli
+from collapse_spectroscopy import cli, settings
 from collapse_spectroscopy.datasets import synthetic, worldclim
 from collapse_spectroscopy.datasets.prepare import OUTPUTS, SYNTHETIC_DIR, SplitOptions, prepare
 from collapse_spectroscopy.datasets.rasters import (
@@ -818,7 +817,7 @@ def test_table_advice_names_real_config_keys(tmp_path, capsys):
     )
     keys = set(re.findall(r"dataset\.(\w+)", err))
     assert keys == {"split_column", "drop_columns"}, err
-    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = settings.load_schema()
     assert keys <= set(schema["$defs"]["run"]["properties"]["dataset"]["properties"])
 
     config = tiny_config([0.1])

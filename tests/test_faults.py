@@ -223,7 +223,14 @@ def test_train_point_checks_its_outputs_before_training(inputs, read_only, monke
     out = read_only.parent / "w" / "p.nc"
     with pytest.raises(WriteError) as info:
         pointjob.train_point(
-            data=inputs["data"], temperature=0.1, seed=0, out=out, weights=read_only / "p.pt"
+            data=inputs["data"],
+            temperature=0.1,
+            seed=0,
+            out=out,
+            weights=read_only / "p.pt",
+            latents=4,
+            sigma2=1.0,
+            eval_split="test",
         )
     assert info.value.errno == errno.EROFS and info.value.filename == str(read_only / "p.pt")
     assert not out.parent.exists()  # the check creates no folders

@@ -392,7 +392,7 @@ def test_workflow_on_a_real_slurm_cluster(slurm_cluster, tmp_path):
         )
     }
     local_rules = set(re.findall(r"^\s*localrule (\w+):$", text, re.M))
-    declared_local = {"all", "split_map_figure"}  # the target and a file copy
+    declared_local = {"all", "split_map_figure", "run_config"}  # target, file copy, config files
     assert local_rules <= declared_local, f"jobs run outside SLURM: {local_rules - declared_local}"
     submitted = {
         int(j): (int(sid), line)

@@ -57,10 +57,10 @@ def train_point(
     out,
     weights=None,
     log=None,
-    latents: int = 32,
-    sigma2: float = 1.0,
+    latents: int,
+    sigma2: float,
     training: dict | None = None,
-    eval_split: str = "test",
+    eval_split: str,
     threads: int = 1,
 ):
     """Train and measure one scan point, write its files; return the training result."""

@@ -28,6 +28,7 @@ import jsonschema
 import numpy as np
 import yaml
 
+from . import settings
 from .errors import InputError
 
 TABLE_ONLY_KEYS = ("split_column", "drop_columns")
@@ -66,11 +67,6 @@ def scan_point_label(t) -> str:
     """T in a scan-point file name: Python's shortest repr, which ``float()`` reads back
     exactly (two different temperatures never share a label)."""
     return repr(float(t))
-
-
-def load_schema(path: str | os.PathLike) -> dict:
-    with open(path) as fh:
-        return yaml.safe_load(fh)
 
 
 def _yaml_spelling(text: str, value: float, integer: bool) -> str | None:
@@ -239,10 +235,11 @@ def download_errors(runs: dict) -> list[str]:
     return errors
 
 
-def check_config(config: dict, schema_path: str | os.PathLike) -> None:
-    """Raise :class:`InputError` listing every problem of ``config``, each by its key."""
+def check_config(config: dict) -> None:
+    """Raise :class:`InputError` listing every problem of ``config``, each by its key,
+    against the package's schema (:mod:`.settings`)."""
     errors = nonfinite_errors(config)
-    errors += schema_errors(config, load_schema(schema_path))
+    errors += schema_errors(config, settings.load_schema())
     if not errors:
         errors = consistency_errors(config)
     if errors:

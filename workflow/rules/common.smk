@@ -1,13 +1,14 @@
 # Configuration: validation against the schema (which also fills in the defaults), the
-# temperature grid of each run, and the targets of a run.
+# temperature grid of each run, the configuration each job reads, and the targets of a run.
 import math
 import shlex
 import sys
-from pathlib import Path
 
 from snakemake.utils import validate
 
+from collapse_spectroscopy import settings
 from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.figures import REGISTRY as FIGURE_REGISTRY
 from collapse_spectroscopy.workflow_config import (
     check_config,
     export_project_root,
@@ -18,13 +19,16 @@ from collapse_spectroscopy.workflow_config import (
 # First the project's check, which names the offending config key (and checks what a
 # schema cannot: finite numbers, default_runs exist, fractions sum to 1, distinct scan
 # points, ...): a bad config stops here, before any job, with exit status 2 and one line
-# per problem (no traceback); then Snakemake's validate, which fills in the defaults.
+# per problem (no traceback); then Snakemake's validate, which fills in the defaults
+# (settings.resolve_run fills in the same ones, for the CLI and the tests). Both read the
+# schema inside the package (src/collapse_spectroscopy/config.schema.yaml), the one home of
+# every default.
 try:
-    check_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+    check_config(config)
 except InputError as exc:
     print(f"collapse-spectroscopy workflow: {exc}", file=sys.stderr)
     sys.exit(2)
-validate(config, schema="../schemas/config.schema.yaml")
+validate(config, schema=str(settings.SCHEMA_PATH))
 
 # envs/collapse-spectroscopy.yaml installs the project from this checkout (conda route).
 export_project_root(workflow.basedir)
@@ -32,6 +36,25 @@ export_project_root(workflow.basedir)
 
 def run_config(run):
     return config["runs"][run]
+
+
+# Each job reads its settings from one file, results/{run}/config/{stage}.json: the
+# sections of the run's resolved configuration that its command reads (settings.STAGES:
+# prepare reads dataset and split, train model and training, spectra and figures the
+# spectra section), written by the local rule `run_config` (rules/run_config.smk) with
+# those sections as its params, keys in the schema's order. So a changed key reruns the
+# jobs it reran as a flag on their command lines, and no others: the stage files holding
+# it (their params changed), then the jobs reading them and everything downstream.
+# Why one file per stage and not one run.json for all: Snakemake reruns every job
+# downstream of a job that reruns, so rewriting a single file for spectra.rho_min would
+# rerun every training job; and a single file as an ancient() input, with each job's
+# sections as its params, is not checked at all: Snakemake skips a job below a rerunning
+# one with only ancient inputs from it without looking at its params (9.27, dag.py).
+# A dry run writes nothing (the files are job outputs); each file is written under a
+# temporary name and renamed into place (settings.write_run_config).
+def stage_config(stage):
+    """The run configuration a job of command `stage` reads (its input `run_config`)."""
+    return f"results/{{run}}/config/{stage}.json"
 
 
 def scan_points(run):
@@ -45,12 +68,8 @@ def scan_points(run):
     )
 
 
-FIGURES = [
-    "fig1_collapse_scan",
-    "fig2_truncated_distortion",
-    "fig3_duality",
-    "fig4_latent_scale",
-]
+# the figure names, from the one registry the `figures` command draws from
+FIGURES = list(FIGURE_REGISTRY)
 
 
 def figure_output(name, ext):
@@ -106,54 +125,10 @@ def fetch_args(wildcards):
     return " ".join(args)
 
 
-def dataset_args(wildcards, input):
-    ds = run_config(wildcards.run)["dataset"]
-    sp = run_config(wildcards.run)["split"]
-    paths = ds.get("path") or []
-    paths = [paths] if isinstance(paths, str) else list(paths)
-    if input.get("archive"):
-        paths = [input.archive]
-    args = [f"--source {ds['source']}"]
-    args += [f"--path {' '.join(map(shlex.quote, map(str, paths)))}"] if paths else []
-    args += [
-        f"--block-km {sp['block_km']}",
-        f"--fractions {' '.join(map(str, sp['fractions']))}",
-        f"--split-seed {sp['seed']}",
-    ]
-    if ds["source"] == "worldclim":
-        args.append(f"--resolution {ds['resolution']}")
-        if ds.get("sha256"):
-            args.append(f"--sha256 {ds['sha256']}")
-    if ds.get("split_column"):
-        args.append(f"--split-column {shlex.quote(ds['split_column'])}")
-    if ds.get("drop_columns"):
-        args.append(f"--drop-columns {' '.join(map(shlex.quote, ds['drop_columns']))}")
-    if ds.get("nodata") is not None:
-        # '=': a negative value after a space would read as an option
-        args.append(f"--nodata={ds['nodata']!r}")
-    if ds["source"] == "synthetic":
-        args.append(f"--synthetic-seed {ds['synthetic_seed']}")
-    return " ".join(args)
-
-
-def training_args(wildcards):
-    run = run_config(wildcards.run)
-    tr, model = run["training"], run["model"]
-    return " ".join(
-        [
-            f"--latents {model['latents']}",
-            f"--sigma2 {model['sigma2']}",
-            f"--max-updates {tr['max_updates']}",
-            f"--patience {tr['patience']}",
-            f"--batch-size {tr['batch_size']}",
-            f"--learning-rate {tr['learning_rate']}",
-            f"--eval-every {tr['eval_every']}",
-            f"--eval-split {tr['eval_split']}",
-            f"--engine {tr['engine']}",
-            f"--checkpoint-every {tr['checkpoint_every']}",
-            f"--device {'cuda' if tr['gpu'] else 'cpu'}",
-        ]
-    )
+def archive_path(wildcards, input):
+    """--path of a worldclim run that reads the downloaded archive (it overrides the
+    run's dataset.path, which is empty then)."""
+    return f"--path {shlex.quote(input.archive)}" if input.get("archive") else ""
 
 
 def train_runtime_min(wildcards, attempt):
@@ -169,5 +144,6 @@ def train_runtime_min(wildcards, attempt):
 
 wildcard_constraints:
     run="[A-Za-z0-9][A-Za-z0-9_-]*",
+    stage="|".join(settings.STAGES),
     T=r"[0-9][0-9.e+-]*",
     seed=r"\d+",

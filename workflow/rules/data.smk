@@ -19,8 +19,10 @@ rule fetch_worldclim:
         "--resolution {wildcards.resolution} {params.args} > {log} 2>&1"
 
 
+# prepare reads the run's dataset and split sections (stage_config in common.smk).
 rule prepare:
     input:
+        run_config=stage_config("prepare"),
         archive=worldclim_archive,
     output:
         prepared="results/{run}/data/prepared.npz",
@@ -42,7 +44,7 @@ rule prepare:
         mem_mb=4000,
         runtime=30,
     params:
-        args=dataset_args,
+        archive=archive_path,
     shell:
-        "collapse-spectroscopy prepare {params.args} --out results/{wildcards.run}/data "
-        "> {log} 2>&1"
+        "collapse-spectroscopy prepare --run-config {input.run_config} {params.archive} "
+        "--out results/{wildcards.run}/data > {log} 2>&1"

@@ -5,6 +5,7 @@ rule figures:
     input:
         scan="results/{run}/scan.nc",
         table="results/{run}/spectra.csv",
+        run_config=stage_config("figures"),
     output:
         **{
             f"{name}_{ext}": figure_output(name, ext)
@@ -19,11 +20,10 @@ rule figures:
     resources:
         mem_mb=2000,
         runtime=10,
-    params:
-        rho_min=lambda wc: run_config(wc.run)["spectra"]["rho_min"],
     shell:
         "MPLBACKEND=Agg collapse-spectroscopy figures {input.scan} {input.table} "
-        "--out-dir results/{wildcards.run}/figures --rho-min {params.rho_min} > {log} 2>&1"
+        "--run-config {input.run_config} --out-dir results/{wildcards.run}/figures "
+        "> {log} 2>&1"
 
 
 # a copy: never worth a cluster job

@@ -1,12 +1,14 @@
 # The scan: one training job per (run, T, seed) (docs/science.md §5). Each job trains the linear
 # beta-VAE at temperature T to equilibrium and measures its observables on the test split.
 # The trainer is exec'd, so a signal from SLURM (time limit, preemption) reaches it and not
-# only the shell around it.
+# only the shell around it. It reads the run's model and training sections (stage_config in
+# common.smk).
 
 
 rule train_point:
     input:
-        "results/{run}/data/prepared.npz",
+        data="results/{run}/data/prepared.npz",
+        run_config=stage_config("train"),
     output:
         point="results/{run}/scan/T={T}/seed={seed}.nc",
         weights="results/{run}/scan/T={T}/seed={seed}.pt",
@@ -20,10 +22,8 @@ rule train_point:
         mem_mb=2000,
         runtime=train_runtime_min,
         gpu=lambda wc: int(run_config(wc.run)["training"]["gpu"]),
-    params:
-        args=training_args,
     shell:
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads} "
-        "exec collapse-spectroscopy train --data {input} -T {wildcards.T} --seed {wildcards.seed} "
-        "--out {output.point} --weights {output.weights} --log {output.log_csv} "
-        "--threads {threads} {params.args} > {log} 2>&1"
+        "exec collapse-spectroscopy train --run-config {input.run_config} --data {input.data} "
+        "-T {wildcards.T} --seed {wildcards.seed} --out {output.point} "
+        "--weights {output.weights} --log {output.log_csv} --threads {threads} > {log} 2>&1"

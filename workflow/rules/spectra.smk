@@ -18,9 +18,11 @@ rule gather:
         "collapse-spectroscopy gather {input} --out {output} > {log} 2>&1"
 
 
+# spectra (and figures) read the run's spectra section, rho_min (stage_config in common.smk).
 rule spectra:
     input:
-        "results/{run}/scan.nc",
+        scan="results/{run}/scan.nc",
+        run_config=stage_config("spectra"),
     output:
         table=report(
             "results/{run}/spectra.csv",
@@ -37,8 +39,6 @@ rule spectra:
     resources:
         mem_mb=2000,
         runtime=10,
-    params:
-        rho_min=lambda wc: run_config(wc.run)["spectra"]["rho_min"],
     shell:
-        "collapse-spectroscopy spectra {input} --out {output.table} "
-        "--summary {output.summary} --rho-min {params.rho_min} > {log} 2>&1"
+        "collapse-spectroscopy spectra {input.scan} --run-config {input.run_config} "
+        "--out {output.table} --summary {output.summary} > {log} 2>&1"

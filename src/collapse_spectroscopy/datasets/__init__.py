@@ -10,8 +10,8 @@ Modules, in the order data flows through them:
 ``stack``      valid cells -> samples (x, lon, lat, cell area on the ellipsoid)
 ``split``      equal-area spatial blocks (or random / given split for tables)
 ``splitmap``   the split map (geopandas + matplotlib)
-``prepare``    the ``prepare`` step: split, standardize, write the run's files
-``cli``        the ``prepare`` and ``fetch`` subcommands
+``prepare``    the ``prepare`` step: split, standardize, write the run's files (its
+               subcommand: ``collapse_spectroscopy.cli.data``)
 """
 
 from .prepare import OUTPUTS, SplitOptions, prepare

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..settings import section_defaults
 from . import synthetic, worldclim
 from .rasters import layers_from_paths, read_stack
 from .stack import Samples, stack_samples
@@ -22,6 +23,7 @@ from .table import read_table
 SOURCES = ("worldclim", "rasters", "synthetic", "table")
 DEFAULT_SOURCE = "synthetic"
 DEFAULT_CACHE_DIR = Path("resources") / "worldclim"
+_DEFAULTS = section_defaults("dataset")  # the schema is the one home of these defaults
 
 
 @dataclass
@@ -49,7 +51,7 @@ class SourceOptions:
 
     source: str = DEFAULT_SOURCE
     path: list[str] = field(default_factory=list)
-    resolution: str = "10m"
+    resolution: str = _DEFAULTS["resolution"]
     url: str | None = None
     sha256: str | None = None
     cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR
@@ -57,7 +59,7 @@ class SourceOptions:
     verify: bool = True
     split_column: str | None = None
     drop_columns: list[str] = field(default_factory=list)
-    synthetic_seed: int = 0
+    synthetic_seed: int = _DEFAULTS["synthetic_seed"]
     nodata: float | None = None
 
 

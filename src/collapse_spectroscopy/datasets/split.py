@@ -39,11 +39,14 @@ import pandas as pd
 import pyproj
 
 from ..errors import InputError
+from ..settings import section_defaults
 
 SPLITS = ("train", "val", "test")
 EQUAL_AREA_CRS = "EPSG:6933"
-DEFAULT_FRACTIONS = (0.6, 0.2, 0.2)
-DEFAULT_BLOCK_KM = 500.0
+_DEFAULTS = section_defaults("split")  # the schema is the one home of these defaults
+DEFAULT_FRACTIONS = tuple(_DEFAULTS["fractions"])
+DEFAULT_BLOCK_KM = float(_DEFAULTS["block_km"])
+DEFAULT_SEED = int(_DEFAULTS["seed"])
 
 SPATIAL_RULE = (
     "Cell centres are projected to EPSG:6933 (equal-area) and cut into square blocks of "
@@ -149,7 +152,12 @@ def project_equal_area(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np
 
 
 def spatial_block_split(
-    lon, lat, area_km2, block_km=DEFAULT_BLOCK_KM, fractions=DEFAULT_FRACTIONS, seed: int = 0
+    lon,
+    lat,
+    area_km2,
+    block_km=DEFAULT_BLOCK_KM,
+    fractions=DEFAULT_FRACTIONS,
+    seed: int = DEFAULT_SEED,
 ) -> SplitResult:
     """Assign equal-area square blocks to train/val/test (rule in the module docstring).
 
@@ -241,7 +249,7 @@ def spatial_block_split(
     )
 
 
-def random_split(n: int, fractions=DEFAULT_FRACTIONS, seed: int = 0) -> SplitResult:
+def random_split(n: int, fractions=DEFAULT_FRACTIONS, seed: int = DEFAULT_SEED) -> SplitResult:
     """Random split of ``n`` samples by count (for tables without geography)."""
     f = check_fractions(fractions)
     perm = np.random.default_rng(int(seed)).permutation(n)

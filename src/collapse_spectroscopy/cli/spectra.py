@@ -1,9 +1,20 @@
-"""CLI subcommands ``spectra`` (scan.nc -> spectra.csv + summary.json) and ``figures``."""
+"""``spectra``: scan.nc -> spectra.csv + summary.json (docs/science.md §4)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+from .runconfig import add_run_config_argument, config_option
+
+RHO_MIN_KEY = "spectra.rho_min"
+
+
+def check_rho_min(rho_min: float) -> None:
+    from ..errors import InputError
+
+    if not 0 <= rho_min < 1:
+        raise InputError(f"--rho-min {rho_min!r}: expected a number in [0, 1)")
 
 
 def register_spectra(sub) -> None:
@@ -18,29 +29,24 @@ def register_spectra(sub) -> None:
         "collapse_threshold, fit_points, free_exponent, utility, best_distortion, pca_ratio, "
         "pca_distortion, ...) and a JSON summary, which lists the under-equilibrated scan "
         "points (stopped at max_updates before patience updates passed without improvement); "
-        "a warning "
-        "names them too.",
+        "a warning names them too.",
     )
     p.add_argument("scan", type=Path, help="gathered scan file (scan.nc)")
     p.add_argument("--out", required=True, type=Path, help="spectra table to write (.csv)")
     p.add_argument("--summary", type=Path, help="JSON summary to write")
-    p.add_argument(
-        "--rho-min",
-        type=float,
-        default=0.05,
-        help="fit only points with rho above this (default 0.05)",
+    add_run_config_argument(p)
+    config_option(
+        p, RHO_MIN_KEY, "--rho-min", type=float, help="fit only points with rho above this"
     )
     p.set_defaults(func=run_spectra)
 
 
 def run_spectra(args) -> int:
-    from . import scanfile
-    from .errors import InputError
-    from .io import all_or_none, atomic_path, write_json
-    from .spectra import summarize
+    from .. import scanfile
+    from ..io import all_or_none, atomic_path, write_json
+    from ..spectra import summarize
 
-    if not 0 <= args.rho_min < 1:
-        raise InputError(f"--rho-min {args.rho_min!r}: expected a number in [0, 1)")
+    check_rho_min(args.rho_min)
     scan = scanfile.read(args.scan)
     table, summary = summarize(scan, rho_min=args.rho_min)
     with all_or_none() as written:  # a table without its summary would look complete
@@ -76,45 +82,3 @@ def under_equilibrated_warning(block: dict) -> str:
         "training.max_updates, docs/science.md §7b); the summary JSON lists them under "
         "under_equilibrated"
     )
-
-
-def register_figures(sub) -> None:
-    p = sub.add_parser(
-        "figures",
-        help="draw the paper's Figs 1-4 from scan.nc and spectra.csv",
-        description="Fig 1 collapse scan (m, rho with fits, l against T); Fig 2 truncated "
-        "distortion (Dn_k(T) and Dn*_k against rank with PCA); Fig 3 utility-threshold "
-        "duality (u_k against T_k); Fig 4 latent-scale diagnostics (q and the Jensen gap). "
-        "Each as PNG and PDF in OUT_DIR, with the analytic equilibrium of the training PCA "
-        "spectrum as thin dashed lines (docs/science.md §6). Under-equilibrated scan points "
-        "(stopped at max_updates before the early-stopping test passed) are drawn hollow.",
-    )
-    p.add_argument("scan", type=Path, help="gathered scan file (scan.nc)")
-    p.add_argument("spectra", type=Path, help="spectra table (spectra.csv)")
-    p.add_argument("--out-dir", required=True, type=Path)
-    p.add_argument(
-        "--rho-min",
-        type=float,
-        default=0.05,
-        help="the rho_min the spectra were fitted with: ranks whose rho exceeds it somewhere "
-        "are coloured, and Fig 1b marks it (default 0.05)",
-    )
-    p.set_defaults(func=run_figures)
-
-
-def run_figures(args) -> int:
-    import pandas as pd
-
-    from . import scanfile
-    from .errors import InputError
-    from .figures import make_figures
-
-    scan = scanfile.read(args.scan)
-    if not args.spectra.is_file():
-        raise InputError(f"spectra table {str(args.spectra)!r} does not exist")
-    table = pd.read_csv(args.spectra)
-    if not 0 <= args.rho_min < 1:
-        raise InputError(f"--rho-min {args.rho_min!r}: expected a number in [0, 1)")
-    for path in make_figures(scan, table, args.out_dir, rho_min=args.rho_min):
-        print(path)
-    return 0

@@ -1,8 +1,22 @@
 """The ``collapse-spectroscopy`` command: one subcommand per workflow step.
 
 Each Snakemake rule calls exactly one subcommand, so every step can be rerun and debugged
-without Snakemake. Subcommands are registered by the module that implements them
-(``register(subparsers)``), which keeps this file a table of contents.
+without Snakemake. One module per group of subcommands registers them
+(``register_NAME(subparsers)``); :data:`COMMANDS` lists them in workflow order, which keeps
+this file a table of contents:
+
+``data``      ``prepare`` a run's dataset, ``fetch`` the WorldClim archive
+``scan``      ``train`` one scan point, ``gather`` the scan
+``spectra``   ``spectra`` of a gathered scan
+``figures``   ``figures``: the paper's Figs 1-4
+``beta``      ``beta``: T <-> beta
+``runconfig`` ``--run-config``: the options a run's resolved configuration sets
+``argtypes``  the argument types they share
+
+The options a configuration key sets take their defaults from the schema
+(:mod:`collapse_spectroscopy.settings`) and, with ``--run-config FILE`` (the workflow passes
+``results/RUN/config/COMMAND.json``), their values from the run's configuration; an option
+given explicitly wins.
 
 Every failure is one line on stderr, ``collapse-spectroscopy COMMAND: ...``, never a
 traceback, and an exit status that says which kind it was:
@@ -33,9 +47,9 @@ import argparse
 import os
 import sys
 
-from . import __version__
-from .checkpoint import Interrupted
-from .errors import (
+from .. import __version__
+from ..checkpoint import Interrupted
+from ..errors import (
     EXIT_INPUT,
     EXIT_INTERRUPTED,
     EXIT_IO,
@@ -44,11 +58,24 @@ from .errors import (
     TrainingError,
     describe_os_error,
 )
-from .io import check_writable
+from ..io import check_writable
+from . import beta, data, figures, scan, spectra
+from .runconfig import with_run_config
 
 # The options by which subcommands name what they write (argparse dest names): every
 # subcommand uses these names for its outputs, and only for outputs.
 OUTPUT_OPTIONS = ("out", "out_dir", "weights", "log", "summary", "dest")
+
+# the subcommands, in workflow order
+COMMANDS = [
+    data.register_prepare,
+    data.register_fetch,
+    scan.register_train,
+    scan.register_gather,
+    spectra.register_spectra,
+    figures.register_figures,
+    beta.register_beta,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,9 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from . import commands
-
-    for register in commands.REGISTRY:
+    for register in COMMANDS:
         register(sub)
     return parser
 
@@ -76,10 +101,13 @@ def output_paths(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     outputs = output_paths(args)
     try:
+        if getattr(args, "run_config", None) is not None:
+            args = with_run_config(parser, argv, args)
         for path in outputs:
             check_writable(path)
         result = args.func(args)
@@ -97,7 +125,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"collapse-spectroscopy {args.command}: {message}", file=sys.stderr)
         return EXIT_IO
     return int(result or 0)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

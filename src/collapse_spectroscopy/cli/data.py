@@ -1,20 +1,27 @@
-"""``collapse-spectroscopy prepare`` and ``collapse-spectroscopy fetch``.
+"""``prepare`` a run's dataset and ``fetch`` the WorldClim archive (docs/science.md §5).
 
-Each option names the config key the workflow passes to it (``dataset.source`` ->
-``--source``, ``split.block_km`` -> ``--block-km``, ...).
+Each option that a configuration key sets names it (``dataset.source`` -> ``--source``,
+``split.block_km`` -> ``--block-km``, ...) and takes its default from the schema.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
-from .prepare import OUTPUTS, SYNTHETIC_DIR, SplitOptions, prepare
-from .sources import DEFAULT_CACHE_DIR, DEFAULT_SOURCE, SOURCES, SourceOptions
-from .split import DEFAULT_BLOCK_KM, DEFAULT_FRACTIONS, check_fractions
-from .worldclim import RESOLUTIONS, archive_name, archive_url, fetch_archive, unpack_archive
+from ..datasets.prepare import OUTPUTS, SYNTHETIC_DIR, SplitOptions, prepare
+from ..datasets.sources import DEFAULT_CACHE_DIR, DEFAULT_SOURCE, SOURCES, SourceOptions
+from ..datasets.split import check_fractions
+from ..datasets.worldclim import (
+    RESOLUTIONS,
+    archive_name,
+    archive_url,
+    fetch_archive,
+    unpack_archive,
+)
+from .argtypes import finite_float
+from .runconfig import add_run_config_argument, config_option, schema_default
 
 PREPARE_DESCRIPTION = f"""\
 Build the prepared dataset of one run from a source: keep the grid cells valid in every
@@ -72,16 +79,6 @@ def _paths(values) -> list[str]:
     return [str(v) for v in values or [] if str(v)]
 
 
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number")
-    return value
-
-
 def _fractions(values) -> list[float]:
     raw: list[str] = []
     for v in values:
@@ -136,25 +133,15 @@ def _run_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_worldclim_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--resolution",
-        default="10m",
-        help=f"WorldClim resolution, one of {', '.join(RESOLUTIONS)} "
-        "(dataset.resolution; default: %(default)s)",
-    )
-    p.add_argument(
-        "--url",
-        default=None,
-        help="archive URL (dataset.url; default: the official WorldClim server)",
-    )
-    p.add_argument(
-        "--sha256",
-        default=None,
-        metavar="HEX",
-        help="known SHA-256 of the archive (dataset.sha256); at 10m the 19 "
-        "GeoTIFFs are always checked against the official hashes",
-    )
+RESOLUTION_HELP = f"WorldClim resolution, one of {', '.join(RESOLUTIONS)}"
+URL_HELP = "archive URL (default: the official WorldClim server)"
+SHA256_HELP = (
+    "known SHA-256 of the archive; at 10m the 19 GeoTIFFs are always checked against the "
+    "official hashes"
+)
+
+
+def _add_retries(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--retries",
         type=int,
@@ -163,14 +150,13 @@ def _add_worldclim_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def register(sub) -> None:
-    """Add the ``prepare`` and ``fetch`` subcommands to the CLI."""
-    fmt = argparse.RawDescriptionHelpFormatter
+def register_prepare(sub) -> None:
+    """Add the ``prepare`` subcommand to the CLI."""
     p = sub.add_parser(
         "prepare",
         help="build a run's prepared dataset (split + standardization) from a source",
         description=PREPARE_DESCRIPTION,
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--out",
@@ -178,21 +164,29 @@ def register(sub) -> None:
         metavar="OUT",
         help="output folder of the run, e.g. results/demo/data",
     )
-    p.add_argument(
+    add_run_config_argument(p)
+    config_option(
+        p,
+        "dataset.source",
         "--source",
         default=DEFAULT_SOURCE,
         metavar="SOURCE",
-        help=f"dataset.source: one of {', '.join(SOURCES)} (default: %(default)s)",
+        help=f"one of {', '.join(SOURCES)}",
     )
-    p.add_argument(
+    config_option(
+        p,
+        "dataset.path",
         "--path",
         nargs="*",
         default=[],
         metavar="PATH",
-        help="dataset.path: folder, zip, GeoTIFF file(s) or table file (several files: "
-        "several arguments)",
+        show_default=False,
+        help="folder, zip, GeoTIFF file(s) or table file (several files: several arguments)",
     )
-    _add_worldclim_options(p)
+    config_option(p, "dataset.resolution", "--resolution", help=RESOLUTION_HELP)
+    config_option(p, "dataset.url", "--url", help=URL_HELP)
+    config_option(p, "dataset.sha256", "--sha256", metavar="HEX", help=SHA256_HELP)
+    _add_retries(p)
     p.add_argument(
         "--cache-dir",
         default=str(DEFAULT_CACHE_DIR),
@@ -204,71 +198,92 @@ def register(sub) -> None:
         action="store_true",
         help="skip the SHA-256 check of the WorldClim GeoTIFFs",
     )
-    p.add_argument(
+    config_option(
+        p,
+        "split.block_km",
         "--block-km",
         type=float,
-        default=DEFAULT_BLOCK_KM,
-        help="split.block_km: side of the square equal-area blocks in km (default: %(default)g)",
+        help="side of the square equal-area blocks in km",
     )
-    p.add_argument(
+    config_option(
+        p,
+        "split.fractions",
         "--fractions",
         nargs="+",
-        default=[str(f) for f in DEFAULT_FRACTIONS],
         metavar="F",
-        help="split.fractions: train val test, summing to 1 (area targets for "
-        "spatial splits, counts for random table splits; default: 0.6 0.2 0.2)",
+        show_default=False,
+        help="train val test, summing to 1 (area targets for spatial splits, counts for "
+        f"random table splits; default: {' '.join(schema_default('split.fractions'))})",
     )
-    p.add_argument(
+    config_option(
+        p,
+        "split.seed",
         "--split-seed",
         type=int,
-        default=0,
-        help="split.seed: seed of the block (or random) assignment (default: 0)",
+        help="seed of the block (or random) assignment",
     )
-    p.add_argument(
+    config_option(
+        p,
+        "dataset.split_column",
         "--split-column",
-        default=None,
         metavar="COLUMN",
-        help="dataset.split_column: table column holding train/val/test per row "
-        "(table source only; default: random split)",
+        help="table column holding train/val/test per row (table source only; default: "
+        "random split)",
     )
-    p.add_argument(
+    config_option(
+        p,
+        "dataset.drop_columns",
         "--drop-columns",
         nargs="*",
         default=[],
         metavar="COLUMN",
-        help="dataset.drop_columns: table columns that are not features, e.g. sample ids "
-        "(table source only)",
+        show_default=False,
+        help="table columns that are not features, e.g. sample ids (table source only)",
     )
-    p.add_argument(
+    config_option(
+        p,
+        "dataset.nodata",
         "--nodata",
-        type=_finite_float,
-        default=None,
+        type=finite_float,
         metavar="VALUE",
-        help="dataset.nodata: the value that marks missing cells in every layer (or table "
-        "column), replacing the files' own nodata tags; write a negative value as "
+        help="the value that marks missing cells in every layer (or table column), "
+        "replacing the files' own nodata tags; write a negative value as "
         "--nodata=-3.4e38 (default: the files' tags)",
     )
-    p.add_argument(
+    config_option(
+        p,
+        "dataset.synthetic_seed",
         "--synthetic-seed",
         type=int,
-        default=0,
-        help="dataset.synthetic_seed: seed of the synthetic generator (default: 0)",
+        help="seed of the synthetic generator",
     )
     p.add_argument("--json", action="store_true", help="also print the summary as JSON")
     p.set_defaults(func=_run_prepare)
 
+
+def register_fetch(sub) -> None:
+    """Add the ``fetch`` subcommand to the CLI."""
     f = sub.add_parser(
         "fetch",
         help="download and verify the WorldClim 2.1 bioclim archive",
         description=FETCH_DESCRIPTION,
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     f.add_argument(
         "--dest",
         default=str(DEFAULT_CACHE_DIR),
         help="folder for the archive (default: %(default)s)",
     )
-    _add_worldclim_options(f)
+    # the workflow passes these from the runs that download this archive (fetch serves
+    # every run of a resolution, so it reads no run configuration)
+    f.add_argument(
+        "--resolution",
+        default=schema_default("dataset.resolution"),
+        help=f"{RESOLUTION_HELP} (dataset.resolution; default: %(default)s)",
+    )
+    f.add_argument("--url", help=f"{URL_HELP} (dataset.url)")
+    f.add_argument("--sha256", metavar="HEX", help=f"{SHA256_HELP} (dataset.sha256)")
+    _add_retries(f)
     f.add_argument(
         "--unpack",
         action="store_true",

@@ -1,0 +1,145 @@
+"""Options a run configuration sets: ``--run-config results/RUN/config/STAGE.json``.
+
+For each run and command (stage), the workflow writes the sections of the run's resolved
+configuration (every key of the schema, defaults filled in) that the command reads,
+:data:`collapse_spectroscopy.settings.STAGES`, to ``results/RUN/config/STAGE.json``, and
+hands its path to the command's jobs: a key reruns exactly the jobs whose stage reads it.
+A command reads only its stage's sections of the file it is given (a whole resolved run
+works too).
+
+Each option that a configuration key can set is declared once, with
+:func:`config_option`: its default is the schema's (``settings.section_defaults``), its
+help names the key. ``--run-config`` turns the file's values into those options, placed
+*before* the command line's own arguments, so an explicit option still wins and argparse
+converts and checks a value from the file exactly as one typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .. import settings
+from ..errors import InputError
+from ..workflow_config import nonfinite_errors, schema_errors
+
+
+@dataclass(frozen=True)
+class ConfigOption:
+    """A command-line option that the configuration key ``key`` (``section.name``) sets."""
+
+    key: str
+    flag: str
+    to_argv: Callable[[str, object], list[str]]
+
+    def argv(self, run: dict) -> list[str]:
+        section, name = self.key.split(".")
+        value = run.get(section, {}).get(name)
+        return [] if value is None else self.to_argv(self.flag, value)
+
+
+def scalar_argv(flag: str, value) -> list[str]:
+    # '=': a negative number after a space would read as an option
+    return [f"{flag}={value}"]
+
+
+def list_argv(flag: str, value) -> list[str]:
+    values = [value] if isinstance(value, str) else list(value)
+    return [flag, *map(str, values)] if values else []
+
+
+def schema_default(key: str):
+    """The schema's default of ``key`` (``section.name``) as argparse wants it, or None."""
+    section, name = key.split(".")
+    value = settings.section_defaults(section).get(name)
+    # as text, so that argparse applies the option's type to it exactly as to a value
+    # typed by hand or read from a run configuration (500 -> --block-km type float -> 500.0)
+    if value is None or isinstance(value, bool):
+        return value
+    return [str(v) for v in value] if isinstance(value, list) else str(value)
+
+
+def config_option(
+    parser: argparse.ArgumentParser,
+    key: str,
+    flag: str,
+    *aliases: str,
+    help: str,
+    to_argv: Callable[[str, object], list[str]] | None = None,
+    show_default: bool = True,
+    **kwargs,
+) -> None:
+    """Add ``flag`` to ``parser``: an option that configuration key ``key`` sets.
+
+    Its default is the schema's (unless ``default=`` is given); its help ends with the
+    key and the default, e.g. ``(training.max_updates; default: 500000)``.
+    """
+    command = parser.prog.split()[-1]
+    section = key.split(".")[0]
+    if section not in settings.STAGES[command]:
+        # a programming error: the workflow would not rerun this command when key changes
+        raise ValueError(f"{command} reads {key}, outside its stage {settings.STAGES[command]}")
+    kwargs.setdefault("default", schema_default(key))
+    shown = "; default: %(default)s" if show_default and kwargs["default"] is not None else ""
+    parser.add_argument(flag, *aliases, help=f"{help} ({key}{shown})", **kwargs)
+    if to_argv is None:
+        to_argv = list_argv if kwargs.get("nargs") in ("*", "+") else scalar_argv
+    options = parser.get_default("config_options") or ()
+    parser.set_defaults(config_options=(*options, ConfigOption(key, flag, to_argv)))
+
+
+def add_run_config_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--run-config`` option of a command with configuration options."""
+    command = parser.prog.split()[-1]
+    sections = ", ".join(settings.STAGES[command])
+    parser.add_argument(
+        "--run-config",
+        type=Path,
+        metavar="JSON",
+        help=f"a run configuration (JSON, or YAML if not .json; the workflow writes "
+        f"results/RUN/config/{command}.json): its sections {sections} set every option "
+        "marked with a key; an option given on the command line wins",
+    )
+
+
+def read_run_config(path: Path, command: str) -> dict:
+    """The sections of ``command``'s stage in the run configuration at ``path``, checked
+    against the schema (InputError naming the file and the key)."""
+    if not path.is_file():
+        raise InputError(
+            f"--run-config {str(path)!r} does not exist: expected a run configuration "
+            f"(the workflow writes results/RUN/config/{command}.json)"
+        )
+    text = path.read_text()
+    try:
+        run = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise InputError(f"--run-config {str(path)!r} is not valid JSON or YAML: {exc}") from None
+    if not isinstance(run, dict):
+        raise InputError(
+            f"--run-config {str(path)!r}: expected a mapping of sections "
+            f"({', '.join(settings.SECTIONS)}), got {type(run).__name__}"
+        )
+    sections = {s: run[s] for s in settings.STAGES[command] if s in run}
+    schema = {
+        "type": "object",
+        "properties": {s: settings.section_schema(s) for s in sections},
+    }
+    errors = nonfinite_errors(sections) + schema_errors(sections, schema)
+    if errors:
+        raise InputError(f"--run-config {str(path)!r}: " + "; ".join(errors))
+    return sections
+
+
+def with_run_config(parser: argparse.ArgumentParser, argv: list[str], args) -> argparse.Namespace:
+    """``args`` parsed again with the run configuration's options before the command
+    line's own (which therefore win)."""
+    run = read_run_config(args.run_config, args.command)
+    flags = [a for option in args.config_options for a in option.argv(run)]
+    at = argv.index(args.command) + 1
+    return parser.parse_args([*argv[:at], *flags, *argv[at:]])

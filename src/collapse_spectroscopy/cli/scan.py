@@ -1,0 +1,189 @@
+"""``train`` one scan point and ``gather`` the scan (docs/science.md §5)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import settings
+from .argtypes import check_prepared_file, patience, positive_float
+from .runconfig import add_run_config_argument, config_option
+
+TRAIN_DESCRIPTION = (
+    "Train the linear beta-VAE at one normalized temperature T "
+    "(beta = T V / sigma2, docs/science.md §2) to equilibrium (Adam, early stopping on the "
+    "validation split, best weights kept; docs/science.md §5), then measure the per-latent "
+    "observables m, v, l, R, rho, q, J and the truncated distortions Dn_k on the "
+    "evaluation split (docs/science.md §3-4). Writes the scan-point NetCDF file OUT, the "
+    "best weights beside it (OUT with suffix .pt) and the training log (OUT with "
+    "suffix .log.csv: update, train loss, validation loss, distortion, rate). Every "
+    "option marked with a configuration key takes its default from the schema and its "
+    "value from --run-config, if given."
+)
+
+
+def gpu_device(flag: str, gpu) -> list[str]:
+    """training.gpu -> the torch device: a run configuration names it, never ``auto``."""
+    return [f"{flag}={'cuda' if gpu else 'cpu'}"]
+
+
+def register_train(sub) -> None:
+    from ..engines import ENGINES
+
+    p = sub.add_parser(
+        "train",
+        help="train one scan point (T, seed) and measure its observables",
+        description=TRAIN_DESCRIPTION,
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="prepared dataset (.npz from `collapse-spectroscopy prepare`)",
+    )
+    p.add_argument(
+        "--temperature",
+        "-T",
+        required=True,
+        type=positive_float,
+        help="normalized temperature T > 0",
+    )
+    # every default below is shown by %(default)s, so the help cannot drift from the code
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
+    p.add_argument("--out", required=True, type=Path, help="scan-point file to write (.nc)")
+    p.add_argument(
+        "--weights", type=Path, help="where to save the best weights (default: OUT with suffix .pt)"
+    )
+    p.add_argument("--log", type=Path, help="training log CSV (default: OUT with suffix .log.csv)")
+    add_run_config_argument(p)
+    config_option(p, "model.latents", "--latents", type=int, help="K, number of latents")
+    config_option(
+        p, "model.sigma2", "--sigma2", type=positive_float, help="decoder variance sigma2"
+    )
+    config_option(p, "training.max_updates", "--max-updates", type=int, help="most Adam updates")
+    config_option(
+        p,
+        "training.patience",
+        "--patience",
+        type=patience,
+        help="updates without validation improvement before stopping: a count >= 1, or a "
+        "fraction of --max-updates",
+    )
+    config_option(p, "training.batch_size", "--batch-size", type=int, help="samples per update")
+    config_option(
+        p,
+        "training.learning_rate",
+        "--learning-rate",
+        type=positive_float,
+        help="Adam learning rate",
+    )
+    config_option(
+        p,
+        "training.eval_every",
+        "--eval-every",
+        type=int,
+        help="validate on the whole validation split every N updates",
+    )
+    config_option(
+        p,
+        "training.eval_split",
+        "--eval-split",
+        choices=settings.key_schema("training.eval_split")["enum"],
+        help="split the observables are measured on (paper: test)",
+    )
+    config_option(
+        p,
+        "training.engine",
+        "--engine",
+        choices=("auto", *ENGINES),
+        help="training engine: auto (numba on a CPU, fast on CUDA), hand-written gradients "
+        "in torch (fast), the autograd reference, or jitted on one CPU core (numba); same "
+        "batches and Adam, the torch engines the same noise, numba noise of the same "
+        "distribution",
+    )
+    config_option(
+        p,
+        "training.checkpoint_every",
+        "--checkpoint-every",
+        type=int,
+        help="write a resumable checkpoint (OUT with suffix .ckpt) every N updates and on "
+        "SIGTERM/SIGUSR1 (then exit 4); a rerun resumes from it",
+    )
+    config_option(
+        p,
+        "training.gpu",
+        "--device",
+        default="auto",
+        to_argv=gpu_device,
+        help="torch device; auto = CUDA if present; a run configuration sets cuda if its "
+        "training.gpu is true, else cpu",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch/BLAS threads (the workflow passes the rule's threads; default: %(default)s)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: only on a terminal)",
+    )
+    p.set_defaults(func=run_train)
+
+
+def run_train(args) -> int:
+    from ..pointjob import train_point
+
+    check_prepared_file(args.data)
+    result = train_point(
+        data=args.data,
+        temperature=args.temperature,
+        seed=args.seed,
+        out=args.out,
+        weights=args.weights,
+        log=args.log,
+        latents=args.latents,
+        sigma2=args.sigma2,
+        training=dict(
+            max_updates=args.max_updates,
+            patience=args.patience,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            eval_every=args.eval_every,
+            engine=args.engine,
+            checkpoint_every=args.checkpoint_every,
+            device=args.device,
+            progress=args.progress,
+        ),
+        eval_split=args.eval_split,
+        threads=args.threads,
+    )
+    print(result.summary_line())
+    return 0
+
+
+def register_gather(sub) -> None:
+    p = sub.add_parser(
+        "gather",
+        help="combine scan-point files into one scan.nc",
+        description="Concatenate scan-point files (one per T and seed) into one NetCDF "
+        "file with dims T, seed, latent (rank by rho) and k (latents kept). Scan points "
+        "that were not run are NaN.",
+    )
+    p.add_argument("points", nargs="+", type=Path, help="scan-point .nc files")
+    p.add_argument("--out", required=True, type=Path, help="scan file to write (scan.nc)")
+    p.set_defaults(func=run_gather)
+
+
+def run_gather(args) -> int:
+    from .. import scanfile
+
+    scan = scanfile.gather(args.points)
+    scanfile.write(scan, args.out)
+    print(
+        f"gathered {scan.attrs['scan_points']} scan points "
+        f"({scan.sizes['T']} temperatures x {scan.sizes['seed']} seeds) into {args.out}"
+    )
+    return 0
