@@ -21,7 +21,14 @@ its best round, so that a load spike on a shared machine does not favour one of 
 Timing is training only; the last part times the whole training loop
 (``train_scan_point``, validation every 1,000 updates on a validation split of 30 % of the
 training size, as in the paper).
-The last line is ``speedup_vs_dataloader=<ratio>`` for the fastest engine.
+The line ``speedup_vs_dataloader=<ratio>`` is for the fastest engine.
+
+The MLP family (docs/science.md §9) is timed the same way, on the same data and batches
+of the same size: (e) ``mlp_dataloader``, the plain DataLoader loop above with the MLP VAE
+(hidden widths ``--mlp-hidden``, default the schema's 64, 64; GELU), against (f) the
+``mlp`` engine (data on the device, batches by index, no DataLoader), on ``--device``
+(default cpu; ``cuda`` times both there). The last line is
+``mlp_speedup_vs_dataloader=<ratio>``.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from collapse_spectroscopy.engines import TrainingProblem, make_engine  # noqa: E402
+from collapse_spectroscopy.mlp_vae import MLPVAE  # noqa: E402
 from collapse_spectroscopy.model import LinearVAE, sampled_loss  # noqa: E402
 from collapse_spectroscopy.training import TrainConfig, train_scan_point  # noqa: E402
 from collapse_spectroscopy.units import temperature_to_beta, total_variance  # noqa: E402
@@ -62,17 +70,20 @@ def new_model() -> LinearVAE:
     return LinearVAE(D, K, generator=torch.Generator().manual_seed(0))
 
 
-def run_dataloader(x: np.ndarray, beta: float, updates: int) -> float:
-    """(a) The plain loop; returns seconds for ``updates`` updates."""
+def run_dataloader(
+    x: np.ndarray, beta: float, updates: int, model_fn=None, device: str = "cpu"
+) -> float:
+    """(a), (e) The plain loop; returns seconds for ``updates`` updates."""
     torch.manual_seed(1)
-    model = new_model()
+    model = (model_fn or new_model)().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     loader = DataLoader(TensorDataset(torch.from_numpy(x)), batch_size=BATCH, shuffle=True)
     done = 0
     t0 = time.perf_counter()
     while done < updates:
         for (xb,) in loader:
-            eps = torch.randn(xb.shape[0], K)
+            xb = xb.to(device)
+            eps = torch.randn(xb.shape[0], K, device=device)
             loss, _, _ = sampled_loss(model, xb, eps, beta)
             opt.zero_grad()
             loss.backward()
@@ -80,13 +91,18 @@ def run_dataloader(x: np.ndarray, beta: float, updates: int) -> float:
             done += 1
             if done == updates:
                 break
+    if device != "cpu":
+        torch.cuda.synchronize()
     return time.perf_counter() - t0
 
 
-def run_engine(name: str, x: np.ndarray, beta: float, updates: int) -> float:
-    """(b)-(d): ``updates`` updates of engine ``name``, a window at a time; returns seconds."""
+def run_engine(
+    name: str, x: np.ndarray, beta: float, updates: int, model_fn=None, device: str = "cpu"
+) -> float:
+    """(b)-(d), (f): ``updates`` updates of engine ``name``, a window at a time; returns
+    seconds."""
     problem = TrainingProblem(
-        model=new_model(),
+        model=(model_fn or new_model)().to(device),
         x_train=x,
         x_val=x[:1000],
         beta=beta,
@@ -115,6 +131,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--updates", type=int, default=2000, help="updates per contender and round")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--mlp-hidden", type=int, nargs="+", default=[64, 64])
+    ap.add_argument("--device", default="cpu", help="device of the MLP timings (cpu, cuda)")
+    ap.add_argument("--mlp-only", action="store_true", help="time the MLP family only")
     args = ap.parse_args()
     torch.set_num_threads(1)
     threadpool_limits(1)
@@ -126,6 +145,8 @@ def main() -> None:
         f"contender and round, best of {args.rounds} rounds; torch {torch.__version__}, "
         f"torch threads {torch.get_num_threads()}"
     )
+    if args.mlp_only:
+        return bench_mlp(args, x, beta)
     print(
         f"numba engine first call (compile or cache load): {numba_compile_seconds(x, beta):.1f} s"
     )
@@ -174,6 +195,45 @@ def main() -> None:
     fastest = max(("autograd", "fast", "numba"), key=rates.get)
     print(f"\nfastest engine: {fastest}")
     print(f"speedup_vs_dataloader={rates[fastest] / base:.1f}")
+    bench_mlp(args, x, beta)
+
+
+def bench_mlp(args, x: np.ndarray, beta: float) -> None:
+    """(e) against (f): the MLP VAE in the plain loop and in the ``mlp`` engine."""
+
+    def model_fn():
+        return MLPVAE(D, K, args.mlp_hidden, "gelu", generator=torch.Generator().manual_seed(0))
+
+    dev = args.device
+    contenders = {
+        "mlp_dataloader": lambda: run_dataloader(x, beta, args.updates, model_fn, dev),
+        "mlp": lambda: run_engine("mlp", x, beta, args.updates, model_fn, dev),
+    }
+    best = dict.fromkeys(contenders, np.inf)
+    for _ in range(args.rounds):
+        for name, run in contenders.items():
+            best[name] = min(best[name], run())
+    rates = {name: args.updates / s for name, s in best.items()}
+    print(f"\nMLP VAE (hidden {args.mlp_hidden}, GELU) on {dev}, training only:")
+    print(f"  (e) plain PyTorch DataLoader loop      {rates['mlp_dataloader']:9.0f} updates/s")
+    print(f"  (f) mlp engine                         {rates['mlp']:9.0f} updates/s")
+    # the whole loop: the fixed-draw validation (S draws per sample) is what it adds
+    x_val = synthetic(int(0.3 * N_TRAIN), seed=1)
+    cfg = TrainConfig(
+        max_updates=args.updates * 2,
+        eval_every=WINDOW,
+        patience=10**9,
+        device=dev,
+        progress=False,
+    )
+    r = train_scan_point(
+        x, x_val, T, seed=0, latents=K, config=cfg, kind="mlp", hidden=args.mlp_hidden
+    )
+    print(
+        f"  whole training loop, validation every {WINDOW} on {x_val.shape[0]} samples: "
+        f"{r.updates_run / r.elapsed_s:.0f} updates/s"
+    )
+    print(f"mlp_speedup_vs_dataloader={rates['mlp'] / rates['mlp_dataloader']:.2f}")
 
 
 if __name__ == "__main__":

@@ -219,3 +219,54 @@ def test_workflow_passes_dataset_keys_to_its_commands(tmp_path):
     assert tiny.nodata == -3.4e38
     wc = prepare_args("wc")
     assert (wc.source, wc.sha256, wc.url) == ("worldclim", sha, "https://mirror.example/wc.zip")
+
+
+# model keys of the MLP family (docs/science.md §9): (what replaces `latents: 6` in TINY's
+# model section, the key the message must name, words it must hold)
+MODEL_HOLES = {
+    "empty hidden": ("kind: mlp, hidden: []", "config key runs.tiny.model.hidden", "non-empty"),
+    "zero width": ("kind: mlp, hidden: [64, 0]", "config key runs.tiny.model.hidden[1]", "minimum"),
+    "negative width": ("hidden: [-4]", "config key runs.tiny.model.hidden[0]", "minimum"),
+    "unknown activation": ("activation: swish", "config key runs.tiny.model.activation", "gelu"),
+    "unknown kind": ("kind: deep", "config key runs.tiny.model.kind", "'linear', 'mlp'"),
+    "linear-only engine": (
+        "kind: mlp",  # with training.engine: numba (ENGINE_HOLE)
+        "config key runs.tiny.training.engine",
+        "'auto', 'mlp'] (model.kind mlp trains with engine auto or mlp)",
+    ),
+}
+ENGINE_HOLE = "linear-only engine"
+SCAN = "    scan: {temperatures: [0.01, 0.1]}\n"
+
+
+def model_hole(hole: str) -> str:
+    text = TINY.replace("model: {latents: 6}", "model: {" + MODEL_HOLES[hole][0] + "}")
+    if hole == ENGINE_HOLE:
+        text = text.replace("training: {", "training: {engine: numba, ")
+    return text + SCAN
+
+
+@pytest.mark.parametrize("hole", MODEL_HOLES)
+def test_bad_model_keys_name_the_key(hole):
+    _, key, words = MODEL_HOLES[hole]
+    message = errors_of(model_hole(hole))
+    assert key in message and words in message, message
+
+
+def test_good_mlp_model_passes():
+    check_config(yaml.safe_load(model_hole("zero width").replace("64, 0", "32, 16")))
+
+
+def test_snakemake_stops_on_a_bad_model_before_any_job(tmp_path):
+    _, key, words = MODEL_HOLES["empty hidden"]
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(model_hole("empty hidden"))
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n", "--cores", "1"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert key in proc.stderr and words in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "Building DAG" not in proc.stderr + proc.stdout

@@ -19,6 +19,10 @@ distortion ``Dn_k`` keeps the ``k`` highest-ranked latents at their posterior me
 prunes the rest to 0 (the prior mean), or, in the variant, to their training-split mean
 of ``mu``; it is normalized by ``E_eval ||x - xbar_train||^2`` so that ``Dn_0 = 1`` when the
 decoder bias is the training mean.
+
+That is the linear VAE (:func:`measure`, closed forms from a few moments). A model of any
+family is measured through its networks by :func:`measure_decoded` (docs/science.md §9):
+the same observables, ``Dn_k`` by decoding, one decoder pass per ``k``.
 """
 
 from __future__ import annotations
@@ -97,7 +101,11 @@ def posterior_moments(
 
 def per_latent(mom: Moments) -> dict[str, np.ndarray]:
     """The per-latent observables ``m, v, l, R, rho, q, J`` (raw latent order)."""
-    m, v, l = mom.mean_mu2, mom.mean_s2, mom.mean_logs2
+    return latent_observables(mom.mean_mu2, mom.mean_s2, mom.mean_logs2)
+
+
+def latent_observables(m: np.ndarray, v: np.ndarray, l: np.ndarray) -> dict[str, np.ndarray]:
+    """The table of docs/science.md §3 from ``m = E mu^2``, ``v = E s2``, ``l = E logs2``."""
     q = m + v
     return {
         "posterior_mean_square": m,
@@ -177,6 +185,14 @@ class Observables:
     n_eval: int
 
 
+def _finite_or_raise(obs: dict) -> None:
+    if not all(np.all(np.isfinite(v)) for v in obs.values()):
+        raise InputError(
+            "observables are not finite: the model's posterior overflowed "
+            "(check the training log for divergence)"
+        )
+
+
 def measure(
     params: dict, x_eval: np.ndarray, x_train: np.ndarray, seed: int = 0, chunk: int = CHUNK
 ) -> Observables:
@@ -193,11 +209,7 @@ def measure(
     train_mu = x_train_mean @ params["A"].T + params["a"]  # mu is affine: mean of mu = mu(mean)
     mom = posterior_moments(params, x_eval, x_train_mean, chunk)
     obs = per_latent(mom)
-    if not all(np.all(np.isfinite(v)) for v in obs.values()):
-        raise InputError(
-            "observables are not finite: the model's posterior overflowed "
-            "(check the training log for divergence)"
-        )
+    _finite_or_raise(obs)
     order = rank_by_signal_fraction(obs["signal_fraction"])
     W = params["W"]
     dn = truncated_distortions(mom, W, order)
@@ -212,4 +224,73 @@ def measure(
         distortion_sampled=sampled_distortion(params, x_eval, x_train_mean, seed, chunk),
         rate=float(obs["kl_rate"].sum()),
         n_eval=int(x_eval.shape[0]),
+    )
+
+
+def _chunks(x: np.ndarray, chunk: int):
+    for start in range(0, x.shape[0], chunk):
+        yield np.asarray(x[start : start + chunk], dtype=np.float64)
+
+
+def measure_decoded(
+    encode, decode, x_eval: np.ndarray, x_train: np.ndarray, seed: int = 0, chunk: int = CHUNK
+) -> Observables:
+    """:func:`measure` for a model of any family, through its networks (docs/science.md §9).
+
+    ``encode(x) -> (mu, logs2)`` and ``decode(z) -> xhat`` map float64 arrays (one chunk of
+    samples) to float64 arrays. The per-latent observables come from the moments of the
+    encoder's output, as for the linear model; ``Dn_k`` decodes the posterior means with
+    the ranked latents after ``k`` at 0 (or at their training-split mean of ``mu``, an
+    average over the training split: ``mu`` is no longer affine), one decoder pass per
+    ``k``. The normalizer, the sampled distortion's noise and the rate are those of
+    :func:`measure`, so on a linear model both give the same numbers up to rounding
+    (tests/test_mlp.py). ``Dn_0`` is the distortion of ``xhat(0)`` and may exceed 1.
+    """
+    d = x_train.shape[1] if x_train.ndim == 2 else -1
+    for name, x in (("training split", x_train), ("evaluation split", x_eval)):
+        if x.ndim != 2 or x.shape[1] != d or x.shape[0] == 0:
+            raise InputError(f"{name}: expected a non-empty array of shape (n, {d}), got {x.shape}")
+    sum_x = sum_mu = 0.0
+    for xc in _chunks(x_train, chunk):
+        sum_x = sum_x + xc.sum(0)
+        sum_mu = sum_mu + encode(xc)[0].sum(0)
+    x_train_mean, train_mu = sum_x / x_train.shape[0], sum_mu / x_train.shape[0]
+    acc = {k: 0.0 for k in ("mu2", "s2", "ls2", "ref2")}
+    for xc in _chunks(x_eval, chunk):
+        mu, ls2 = encode(xc)
+        acc["mu2"] = acc["mu2"] + np.einsum("nk,nk->k", mu, mu)
+        acc["s2"] = acc["s2"] + np.exp(ls2).sum(0)
+        acc["ls2"] = acc["ls2"] + ls2.sum(0)
+        xr = xc - x_train_mean
+        acc["ref2"] = acc["ref2"] + np.einsum("nd,nd->", xr, xr)
+    n = x_eval.shape[0]
+    obs = latent_observables(acc["mu2"] / n, acc["s2"] / n, acc["ls2"] / n)
+    _finite_or_raise(obs)
+    order = rank_by_signal_fraction(obs["signal_fraction"])
+    K = order.size
+    sq = {"zero": np.zeros(K + 1), "mean": np.zeros(K + 1)}
+    sampled = 0.0
+    rng = np.random.default_rng(seed)  # the noise of sampled_distortion, drawn alike
+    for xc in _chunks(x_eval, chunk):
+        mu, ls2 = encode(xc)
+        for name, offset in (("zero", np.zeros(K)), ("mean", train_mu)):
+            z = np.broadcast_to(offset, mu.shape).copy()
+            for k in range(K + 1):
+                if k:
+                    z[:, order[k - 1]] = mu[:, order[k - 1]]
+                sq[name][k] += np.square(xc - decode(z)).sum()
+        z = mu + np.exp(0.5 * ls2) * rng.standard_normal(mu.shape)
+        sampled += np.square(xc - decode(z)).sum()
+    ref = acc["ref2"]
+    dn, dn_mean = sq["zero"] / ref, sq["mean"] / ref
+    return Observables(
+        per_latent={k: v[order] for k, v in obs.items()},
+        latent_index=order,
+        train_mean_mu=train_mu[order],
+        truncated_distortion=dn,
+        truncated_distortion_train_mean=dn_mean,
+        distortion_posterior_mean=float(dn[-1]),
+        distortion_sampled=float(sampled / ref),
+        rate=float(obs["kl_rate"].sum()),
+        n_eval=int(n),
     )

@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import observables, scanfile, spectra
+from . import observables, scanfile, settings, spectra
 from .errors import InputError
+from .families import check_model, model_spec, numpy_codec
 from .io import all_or_none, atomic_path, check_writable, remove_stale_temporaries, save_torch
 from .prepared import load_prepared
 from .training import TrainConfig, train_scan_point
+
+_MODEL = settings.section_defaults("model")  # the one home of these defaults
 
 
 def set_threads(threads: int) -> None:
@@ -62,9 +65,17 @@ def train_point(
     training: dict | None = None,
     eval_split: str,
     threads: int = 1,
+    kind: str = _MODEL["kind"],
+    hidden=tuple(_MODEL["hidden"]),
+    activation: str = _MODEL["activation"],
 ):
-    """Train and measure one scan point, write its files; return the training result."""
+    """Train and measure one scan point, write its files; return the training result.
+
+    ``kind``, ``hidden``, ``activation``: the model family (``model.kind`` and, for
+    ``mlp``, its architecture; :mod:`.families`).
+    """
     set_threads(threads)
+    check_model(kind, hidden, activation)
     out = Path(out)
     if out.suffix != ".nc":
         raise InputError(f"--out {str(out)!r}: expected a .nc file name")
@@ -87,10 +98,18 @@ def train_point(
         sigma2=sigma2,
         config=config,
         checkpoint=checkpoint,
+        kind=kind,
+        hidden=hidden,
+        activation=activation,
     )
-    params = result.model.numpy_params()
     x_eval = ds.split(eval_split)
-    obs = observables.measure(params, x_eval, ds.x_train, seed=seed)
+    spec = model_spec(result.model)  # {} for the linear model: its files stay as they were
+    if spec:  # no closed form: measure through the networks (docs/science.md §9)
+        encode, decode = numpy_codec(result.model)
+        obs = observables.measure_decoded(encode, decode, x_eval, ds.x_train, seed=seed)
+    else:
+        params = result.model.numpy_params()
+        obs = observables.measure(params, x_eval, ds.x_train, seed=seed)
     point = scanfile.scan_point_dataset(
         temperature=temperature,
         seed=seed,
@@ -105,6 +124,7 @@ def train_point(
             "dataset": os.fspath(data),
             "features": ",".join(ds.feature_names),
             "training": vars(config),
+            **({"model": spec} if spec else {}),
         },
     )
     write_outputs(
@@ -116,6 +136,7 @@ def train_point(
             "temperature": temperature,
             "seed": seed,
             "beta": result.beta,
+            **spec,
         },
         log,
         result.log,

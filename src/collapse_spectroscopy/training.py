@@ -12,13 +12,16 @@ Choices the paper leaves open, made here and written down:
   (:class:`.engines.batches.BatchStream`).
 - **Validation loss**: the beta-VAE loss averaged *exactly* over the reparameterization
   noise (:func:`collapse_spectroscopy.model.expected_loss`), so early stopping is not
-  driven by Monte-Carlo noise of the validation pass.
+  driven by Monte-Carlo noise of the validation pass; for the ``mlp`` engine, which has no
+  closed form, an average over fixed draws, the same at every pass
+  (:func:`.engines.mlp.fixed_draw_loss`).
 - **Seeds**: one integer seeds three independent streams (initialization, batch order,
   reparameterization noise) through :class:`numpy.random.SeedSequence`; on CPU the same
   seed gives bit-identical weights.
-- **Engine**: ``auto`` by default: ``numba`` on a CPU, ``fast`` on CUDA
-  (:func:`.engines.resolve_engine`). The torch engines draw the same noise; ``numba`` noise
-  of the same distribution from its own generator, seeded by the same noise seed.
+- **Engine**: ``auto`` by default: for ``model.kind: linear`` ``numba`` on a CPU, ``fast``
+  on CUDA; for ``mlp`` the ``mlp`` engine on any device (:func:`.engines.resolve_engine`).
+  The torch engines draw the same noise; ``numba`` noise of the same distribution from its
+  own generator, seeded by the same noise seed.
 - **Patience**: an int >= 1 is a count of updates; a float in (0, 1) a fraction of
   ``max_updates`` (the paper: 0.1 of 500,000 = 50,000; :func:`.stopping.patience_updates`).
 
@@ -38,6 +41,7 @@ import torch
 from . import settings, trainer
 from .engines import ENGINES, TrainingProblem, make_engine, resolve_engine
 from .errors import InputError
+from .families import build_model, check_model, model_spec
 from .model import LinearVAE
 from .stopping import patience_updates
 from .trainer import LOG_COLUMNS
@@ -101,7 +105,7 @@ class TrainConfig:
 class TrainResult:
     """The outcome of training one scan point."""
 
-    model: LinearVAE  # best-validation weights, on the CPU
+    model: LinearVAE  # best-validation weights, on the CPU (an MLPVAE for model.kind mlp)
     log: pd.DataFrame  # one row per validation pass (LOG_COLUMNS)
     updates_run: int
     best_update: int
@@ -176,8 +180,12 @@ def train_scan_point(
     sigma2: float = _MODEL["sigma2"],
     config: TrainConfig | None = None,
     checkpoint: str | os.PathLike | None = None,
+    *,
+    kind: str = _MODEL["kind"],
+    hidden=tuple(_MODEL["hidden"]),
+    activation: str = _MODEL["activation"],
 ) -> TrainResult:
-    """Train the linear VAE at temperature ``T`` to equilibrium (docs/science.md §5).
+    """Train a VAE at temperature ``T`` to equilibrium (docs/science.md §5).
 
     Parameters
     ----------
@@ -189,17 +197,24 @@ def train_scan_point(
     checkpoint : file to checkpoint to every ``config.checkpoint_every`` updates and on
         SIGTERM/SIGUSR1 (then :class:`~.checkpoint.Interrupted` is raised); training
         resumes from it when it exists. Removed by the caller once the outputs are written.
+    kind, hidden, activation : the model family and, for ``mlp``, its hidden widths and
+        activation (:mod:`.families`, docs/science.md §9).
     """
     config = config or TrainConfig()
     config.validate()
+    check_model(kind, hidden, activation)
     check_inputs(x_train, x_val, temperature, sigma2, latents)
     device = resolve_device(config.device)
+    engine_name = resolve_engine(config.engine, device, kind)
     V = total_variance(x_train)
     beta = temperature_to_beta(temperature, V, sigma2)
     s_init, s_shuffle, s_noise = seed_streams(seed)
-    model = LinearVAE(
+    model = build_model(
+        kind,
         x_train.shape[1],
         latents,
+        hidden,
+        activation,
         generator=torch.Generator().manual_seed(s_init),
         dtype=getattr(torch, config.dtype),
     ).to(device)
@@ -214,7 +229,7 @@ def train_scan_point(
         shuffle_seed=s_shuffle,
         noise_seed=s_noise,
     )
-    engine = make_engine(resolve_engine(config.engine, device), problem)
+    engine = make_engine(engine_name, problem)
     identity = {
         "T": float(temperature),
         "seed": int(seed),
@@ -230,6 +245,7 @@ def train_scan_point(
             for k, v in asdict(config).items()
             if k not in ("progress", "checkpoint_every", "device")
         },
+        **model_spec(model),  # nothing for a linear model: its checkpoints stay valid
     }
     label = f"T={temperature:g} (beta={beta:g}), seed={seed}"
     run = trainer.train(engine, config, label=label, identity=identity, checkpoint=checkpoint)

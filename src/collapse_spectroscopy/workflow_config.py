@@ -127,7 +127,9 @@ def _message(error) -> str:
                 + (f": {about.strip()}" if about else "")
             )
         return "\n  ".join(out)
-    return f"config key {_key(where)}: {error.message}{_number_hint(error)}"
+    # a conditional rule (if/then) says in its description which other key imposes it
+    why = f" ({error.schema['description']})" if "then" in error.absolute_schema_path else ""
+    return f"config key {_key(where)}: {error.message}{why}{_number_hint(error)}"
 
 
 def schema_errors(config: dict, schema: dict) -> list[str]:

@@ -6,11 +6,13 @@ import argparse
 from pathlib import Path
 
 from .. import settings
+from ..errors import InputError
 from .argtypes import check_prepared_file, patience, positive_float
 from .runconfig import add_run_config_argument, config_option
 
 TRAIN_DESCRIPTION = (
-    "Train the linear beta-VAE at one normalized temperature T "
+    "Train the beta-VAE (linear, or MLP with --kind mlp: docs/science.md §9) at one "
+    "normalized temperature T "
     "(beta = T V / sigma2, docs/science.md §2) to equilibrium (Adam, early stopping on the "
     "validation split, best weights kept; docs/science.md §5), then measure the per-latent "
     "observables m, v, l, R, rho, q, J and the truncated distortions Dn_k on the "
@@ -56,6 +58,28 @@ def register_train(sub) -> None:
     )
     p.add_argument("--log", type=Path, help="training log CSV (default: OUT with suffix .log.csv)")
     add_run_config_argument(p)
+    config_option(
+        p,
+        "model.kind",
+        "--kind",
+        choices=settings.key_schema("model.kind")["enum"],
+        help="model family: the linear VAE or an MLP VAE",
+    )
+    config_option(
+        p,
+        "model.hidden",
+        "--hidden",
+        nargs="+",
+        metavar="WIDTH",
+        help="mlp only: hidden widths of the encoder, input side first; the decoder mirrors them",
+    )
+    config_option(
+        p,
+        "model.activation",
+        "--activation",
+        choices=settings.key_schema("model.activation")["enum"],
+        help="mlp only: the activation after every hidden layer",
+    )
     config_option(p, "model.latents", "--latents", type=int, help="K, number of latents")
     config_option(
         p, "model.sigma2", "--sigma2", type=positive_float, help="decoder variance sigma2"
@@ -96,10 +120,11 @@ def register_train(sub) -> None:
         "training.engine",
         "--engine",
         choices=("auto", *ENGINES),
-        help="training engine: auto (numba on a CPU, fast on CUDA), hand-written gradients "
-        "in torch (fast), the autograd reference, or jitted on one CPU core (numba); same "
-        "batches and Adam, the torch engines the same noise, numba noise of the same "
-        "distribution",
+        help="training engine: auto (linear: numba on a CPU, fast on CUDA; mlp: mlp), "
+        "hand-written gradients in torch (fast), the autograd reference, or jitted on one CPU "
+        "core (numba), for the linear VAE; autograd with a fixed-draw validation estimate "
+        "(mlp), for either kind; same batches and Adam, the torch engines the same noise, "
+        "numba noise of the same distribution",
     )
     config_option(
         p,
@@ -133,6 +158,15 @@ def register_train(sub) -> None:
     p.set_defaults(func=run_train)
 
 
+def widths(values) -> list[int]:
+    """``--hidden`` as integers (list options stay text, as the schema's default is given;
+    :func:`collapse_spectroscopy.families.check_model` then checks each is >= 1)."""
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise InputError(f"model.hidden = {list(values)}: expected integers >= 1") from None
+
+
 def run_train(args) -> int:
     from ..pointjob import train_point
 
@@ -146,6 +180,9 @@ def run_train(args) -> int:
         log=args.log,
         latents=args.latents,
         sigma2=args.sigma2,
+        kind=args.kind,
+        hidden=widths(args.hidden),
+        activation=args.activation,
         training=dict(
             max_updates=args.max_updates,
             patience=args.patience,

@@ -11,6 +11,12 @@ parameter layout (:mod:`.layout`), noise of the same distribution.
 ``numba`` (:mod:`.numba`)
     the same gradients and Adam, jitted, a window of updates per compiled call, on one
     CPU core; noise from its own generator (same distribution, other draws).
+``mlp`` (:mod:`.mlp`)
+    autograd and ``torch.optim.Adam`` for a model of any family, validated on fixed noise
+    draws (no closed form for a nonlinear decoder); the engine of ``model.kind: mlp``.
+
+The first three train the linear VAE only (their validation, and the hand-written ones'
+gradients, are its closed forms): ``kinds`` says which ``model.kind`` an engine trains.
 
 :data:`ENGINES` is the one list of engine names: the command line's choices, the
 configuration schema's ``training.engine`` enum (checked by a test) and
@@ -29,17 +35,20 @@ from .base import Engine, TrainingProblem
 @dataclass(frozen=True)
 class EngineEntry:
     """Where an engine lives (imported on first use, so that a run with a torch engine
-    never imports numba) and whether it runs on the CPU only."""
+    never imports numba), whether it runs on the CPU only, and the model families
+    (``model.kind``) it trains."""
 
     module: str  # relative to this package
     cls: str
     cpu_only: bool = False
+    kinds: tuple[str, ...] = ("linear",)
 
 
 ENGINES: dict[str, EngineEntry] = {
     "fast": EngineEntry(".torch_engines", "FastEngine"),
     "autograd": EngineEntry(".torch_engines", "AutogradEngine"),
     "numba": EngineEntry(".numba.engine", "NumbaEngine", cpu_only=True),
+    "mlp": EngineEntry(".mlp", "MLPEngine", kinds=("mlp", "linear")),
 }
 
 
@@ -49,11 +58,21 @@ def engine_class(name: str) -> type[Engine]:
     return getattr(importlib.import_module(entry.module, __name__), entry.cls)
 
 
-def resolve_engine(name: str, device) -> str:
+def resolve_engine(name: str, device, kind: str = "linear") -> str:
     """The engine that ``name`` (a key of :data:`ENGINES` or ``auto``) means on ``device``
-    (a ``torch.device``); InputError for an engine that cannot run there."""
-    if name == "auto":  # numba: ~7x fast on a CPU (benchmarks/bench_engines.py)
+    (a ``torch.device``) for a model of family ``kind``; InputError for an engine that
+    cannot run there or cannot train that family."""
+    if name == "auto":
+        if kind != "linear":
+            return "mlp"
+        # numba: ~7x fast on a CPU (benchmarks/bench_engines.py)
         return "numba" if device.type == "cpu" else "fast"
+    if kind not in ENGINES[name].kinds:
+        able = [n for n, e in ENGINES.items() if kind in e.kinds]
+        raise InputError(
+            f"training.engine = {name!r} cannot train model.kind = {kind!r}: "
+            f"use 'auto' or {' or '.join(repr(n) for n in able)}"
+        )
     if ENGINES[name].cpu_only and device.type != "cpu":
         raise InputError(
             f"training.engine = {name!r} runs on the CPU only, not on {device}: "

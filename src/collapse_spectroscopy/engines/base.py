@@ -28,7 +28,7 @@ class TrainingProblem:
     batch order (:class:`.batches.BatchStream`), ``noise_seed`` the reparameterization noise.
     """
 
-    model: LinearVAE
+    model: LinearVAE  # or any family of families.FAMILIES (e.g. MLPVAE)
     x_train: np.ndarray
     x_val: np.ndarray
     beta: float
@@ -52,8 +52,10 @@ class Engine(Protocol):
         ...
 
     def validation_loss(self) -> tuple[float, float, float]:
-        """``(L, D, R)`` on the validation split at the current weights, averaged exactly
-        over the noise (:func:`collapse_spectroscopy.model.expected_loss`)."""
+        """``(L, D, R)`` on the validation split at the current weights, averaged over the
+        noise: exactly where a closed form exists (the linear VAE,
+        :func:`collapse_spectroscopy.model.expected_loss`), else over draws fixed once, the
+        same at every pass (:mod:`.mlp`; docs/science.md §9)."""
         ...
 
     def sync_model(self) -> LinearVAE:
