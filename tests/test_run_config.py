@@ -78,7 +78,7 @@ def test_option_defaults_are_the_schemas(command):
             expected = convert(str(default))
         assert getattr(args, action.dest) == expected, key
         checked += 1
-    assert checked == {"prepare": 5, "train": 13, "spectra": 1, "figures": 1}[command]
+    assert checked == {"prepare": 9, "train": 13, "spectra": 2, "figures": 2}[command]
 
 
 def test_the_fit_cut_has_one_home():

@@ -289,3 +289,98 @@ def test_rho_min_outside_0_1_is_one_clear_line(tmp_path, capsys, command, rho_mi
         "expected a number in [0, 1)"
     ]
     assert not (tmp_path / "f").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# The model-free crossing threshold (docs/science.md §9)
+
+
+@pytest.mark.parametrize("tk", [0.4, 0.2, 0.08, 0.03, 0.01])
+@pytest.mark.parametrize("num", [8, 20])
+def test_crossing_threshold_of_the_mean_field_law_within_its_interpolation_error(tk, num):
+    # rho = 1 - T/T_k = f(s), s = log T, crosses rho_min at T_c = T_k (1 - rho_min). f is
+    # concave with f'' = -T/T_k, so on the bracket [s_a, s_b] the chord L lies below f by
+    # f - L = (T_xi / 2 T_k) (s - s_a)(s_b - s), T_xi in [T_a, T_b] (the interpolation
+    # remainder). At the returned s*, L = rho_min and f - rho_min = (T_c - T*) / T_k, hence
+    #     T_a g / 2  <=  T_c - T*  <=  T_b g / 2,   g = (s* - s_a)(s_b - s*).
+    # Interpolating linearly in T instead would be exact (T* = T_c) and fail the lower bound.
+    # The law unclipped (rho < 0 above T_k), so that f is that one concave function on every
+    # bracket; the equilibrium's rho = 0 above T_k would bend the chord at T_k.
+    T = np.geomspace(0.002, 0.9, num)
+    rho = 1 - T / tk
+    fit = spectra.crossing_threshold(np.repeat(T, 2), np.repeat(rho, 2))  # two equal seeds
+    t_c = tk * (1 - spectra.RHO_MIN)
+    b = np.searchsorted(T, t_c)
+    t_a, t_b = T[b - 1], T[b]
+    s = np.log(fit.threshold)
+    g = (s - np.log(t_a)) * (np.log(t_b) - s)
+    assert g > 0 and fit.note == ""
+    assert t_a * g / 2 * (1 - 1e-9) <= t_c - fit.threshold <= t_b * g / 2 * (1 + 1e-9)
+    assert fit.points == np.sum(rho > spectra.RHO_MIN)
+
+
+def test_crossing_threshold_is_exact_where_rho_is_linear_in_log_t():
+    # rho = 0.3 - 0.1 log T (clipped at 0): linear in log T, so the interpolation is exact,
+    # and the crossing of 0.05 is at log T = (0.3 - 0.05) / 0.1 = 2.5
+    T = np.geomspace(0.01, 1e3, 9)
+    rho = np.clip(0.3 - 0.1 * np.log(T), 0, None)
+    fit = spectra.crossing_threshold(T, rho, rho_min=0.05)
+    assert fit.threshold == pytest.approx(np.exp(2.5), rel=1e-12)
+
+
+def test_crossing_threshold_averages_the_seeds_at_each_temperature():
+    # two seeds scatter around rho = 0.3 - 0.1 log T by +-d (d different at each T), one
+    # point did not run (NaN): the seed mean is the line, so the crossing is exp(2.5).
+    # Crossings per seed, then averaged, would give another number.
+    T = np.geomspace(0.01, 1e3, 9)
+    line = 0.3 - 0.1 * np.log(T)
+    d = np.linspace(0.01, 0.09, T.size)
+    t = np.concatenate([T, T, [T[4]]])
+    rho = np.concatenate([line + d, line - d, [np.nan]])
+    fit = spectra.crossing_threshold(t, rho, rho_min=0.05)
+    assert fit.threshold == pytest.approx(np.exp(2.5), rel=1e-12)
+    per_seed = [spectra.crossing_threshold(T, r, 0.05).threshold for r in (line + d, line - d)]
+    assert abs(np.mean(per_seed) - np.exp(2.5)) > 1e-3 * np.exp(2.5)
+
+
+def test_crossing_threshold_takes_the_highest_crossing():
+    # down through 0.05 twice: between 1 and 2, and between 4 and 8; the threshold is the
+    # hotter one, log T* = log 4 + (0.3 - 0.05) / (0.3 - 0.02) log 2
+    T = [1.0, 2.0, 4.0, 8.0, 16.0]
+    fit = spectra.crossing_threshold(T, [0.9, 0.01, 0.3, 0.02, 0.0], rho_min=0.05)
+    assert fit.threshold == pytest.approx(4.0 * 2 ** (0.25 / 0.28), rel=1e-12)
+    assert fit.points == 2 and "2 times" in fit.note
+
+
+@pytest.mark.parametrize(
+    "rho, reason",
+    [
+        ([0.9, 0.5, 0.2], "still above 0.05 at the highest T (1)"),
+        ([0.05, 0.01, 0.0], "never above 0.05"),  # rho = rho_min is not above it
+        ([0.0, 0.0, 0.0], "never above 0.05"),
+        ([np.nan, np.nan, np.nan], "no scan point with a finite rho"),
+        ([0.0, 0.3, 0.6], "still above 0.05 at the highest T (1)"),  # rising: never falls
+    ],
+)
+def test_crossing_threshold_outside_the_scan_is_nan_with_a_reason(rho, reason):
+    fit = spectra.crossing_threshold([0.01, 0.1, 1.0], rho)
+    assert np.isnan(fit.threshold)
+    assert reason in fit.note
+
+
+def test_crossing_columns_come_after_the_existing_ones():
+    T = np.array([0.01, 0.1, 0.5])
+    rho = np.array([[0.9, 0.01], [0.7, 0.0], [0.02, 0.0]])
+    dn = np.array([[1.0, 0.2, 0.19], [1.0, 0.3, 0.3], [1.0, 0.8, 0.8]])
+    table = spectra.spectra_table(T, rho, dn, pca_ratio=[0.7, 0.3], pca_eval=[1.0, 0.3, 0.0])
+    assert list(table.columns) == [
+        *spectra.SPECTRA_COLUMNS,
+        "free_threshold",
+        "fit_note",
+        "pca_eval_utility",
+        "crossing_threshold",
+        "crossing_note",
+    ]
+    fit = spectra.crossing_threshold(T, rho[:, 0])
+    assert table.crossing_threshold[0] == fit.threshold
+    assert np.isnan(table.crossing_threshold[1]) and "never above" in table.crossing_note[1]

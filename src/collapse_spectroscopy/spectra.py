@@ -6,7 +6,8 @@ as ``spectra.csv`` (one row per ranked mode; the column names are a contract).
 - **Collapse spectrum**: for ranked mode ``k`` the fixed-exponent law
   ``rho_k(T) = 1 - T/T_k`` fitted by least squares on the points with ``rho_k > rho_min``
   (seeds pooled): ``1/T_k = sum T_i (1 - rho_i) / sum T_i^2``. A free-exponent fit
-  ``rho = 1 - (T/T_k)^gamma`` is a diagnostic.
+  ``rho = 1 - (T/T_k)^gamma`` is a diagnostic; the model-free crossing threshold, where the
+  seed-mean ``rho_k`` falls through ``rho_min`` (linear in ``log T``), assumes no law.
 - **Utility spectrum**: ``Dn*_k`` is the best (lowest) truncated distortion over the scan,
   ``u_k = Dn*_{k-1} - Dn*_k`` with ``Dn*_0 = 1``, in float64.
 - **PCA spectrum**: eigenvalues of the training covariance, ``lambda_k / V``, and the PCA
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import OptimizeWarning, curve_fit
 
+from .concentration import TOLERANCES, utility_concentration
 from .settings import section_defaults
 from .stopping import equilibration_summary
 
@@ -106,6 +108,46 @@ def free_exponent_fit(
     except (RuntimeError, ValueError) as exc:
         return np.nan, np.nan, f"free-exponent fit failed: {exc}"
     return float(np.exp(log_tk)), float(gamma), ""
+
+
+def crossing_threshold(temperature, rho, rho_min: float = RHO_MIN) -> ThresholdFit:
+    """Model-free ``T_k``: where ranked mode ``k`` falls through ``rho_min`` (docs/science.md §9).
+
+    Seeds are pooled by averaging ``rho_k`` over the points at each temperature (NaN points
+    left out), giving one curve ``rho_k(T)``. The threshold is its **highest-T** downward
+    crossing: between the last temperature with ``rho_k > rho_min`` (``T_a``) and the next
+    scan temperature (``T_b``), ``rho`` is interpolated linearly in ``log T``:
+
+        log T* = log T_a + (rho_a - rho_min) / (rho_a - rho_b) * (log T_b - log T_a)
+
+    Highest, because above a threshold the mode stays collapsed at every hotter scan point;
+    a colder crossing followed by a re-activation is not one. NaN, with a note, when
+    ``rho_k`` is never above ``rho_min`` or still above it at the hottest scan point;
+    ``points`` counts the temperatures with ``rho_k > rho_min``, and the note says when the
+    curve crosses more than once. Under the mean-field law the crossing is
+    ``(1 - rho_min) T_k``, not ``T_k``; it is known to within one scan step in ``log T``.
+    """
+    t = np.asarray(temperature, dtype=np.float64).ravel()
+    r = np.asarray(rho, dtype=np.float64).ravel()
+    keep = np.isfinite(t) & np.isfinite(r)
+    temps, where = np.unique(t[keep], return_inverse=True)
+    if temps.size == 0:
+        return ThresholdFit(np.nan, 0, "no scan point with a finite rho")
+    mean = np.bincount(where, weights=r[keep]) / np.bincount(where)
+    above = mean > rho_min
+    points = int(above.sum())
+    if not above.any():
+        return ThresholdFit(np.nan, 0, f"rho never above {rho_min:g} in the scan")
+    a = int(np.flatnonzero(above)[-1])
+    if a == temps.size - 1:
+        return ThresholdFit(
+            np.nan, points, f"rho still above {rho_min:g} at the highest T ({temps[a]:.4g})"
+        )
+    la, lb = np.log(temps[a]), np.log(temps[a + 1])
+    frac = (mean[a] - rho_min) / (mean[a] - mean[a + 1])
+    downs = int(np.sum(above[:-1] & ~above[1:]))
+    note = f"rho crosses {rho_min:g} {downs} times; the highest-T crossing" if downs > 1 else ""
+    return ThresholdFit(float(np.exp(la + frac * (lb - la))), points, note)
 
 
 def _fit_points(temperature, rho, rho_min):
@@ -215,6 +257,10 @@ def spectra_table(
         None if pca_ratio is None else pca_truncation_distortion(pca_ratio)[1:], K
     )
     df["pca_eval_utility"] = _pad(None if pca_eval is None else utilities(pca_eval), K)
+    # appended after the contract's and the earlier extra columns, which keep their order
+    crossings = [crossing_threshold(t, rho[:, k], rho_min) for k in range(K)]
+    df["crossing_threshold"] = [c.threshold for c in crossings]
+    df["crossing_note"] = [c.note for c in crossings]
     extra = [c for c in df.columns if c not in SPECTRA_COLUMNS]
     return df[SPECTRA_COLUMNS + extra]
 
@@ -242,12 +288,17 @@ def scan_arrays(scan):
     return t[ran], rho[ran], dn[ran]
 
 
-def summarize(scan, rho_min: float = RHO_MIN):
-    """The spectra table of a gathered scan, and a JSON-ready summary of the run."""
+def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES):
+    """The spectra table of a gathered scan, and a JSON-ready summary of the run.
+
+    ``tolerances`` are the distortion levels ``eps`` of the utility concentration
+    (:func:`.concentration.utility_concentration`).
+    """
     t, rho, dn = scan_arrays(scan)
     pca_ratio = scan["pca_ratio"].values
     pca_eval = scan["pca_eval_distortion"].values if "pca_eval_distortion" in scan else None
     table = spectra_table(t, rho, dn, pca_ratio, pca_eval, rho_min=rho_min)
+    best = best_distortions(dn)
     fitted = table.dropna(subset=["collapse_threshold"])
     fitted = fitted[fitted["pca_ratio"] > PCA_FLOOR]
     ratio = fitted["collapse_threshold"] / fitted["pca_ratio"]
@@ -270,6 +321,9 @@ def summarize(scan, rho_min: float = RHO_MIN):
             int(r): float(u / p)
             for r, u, p in zip(util["rank"], util["utility"], util["pca_ratio"], strict=True)
         },
+        "utility_concentration": utility_concentration(
+            best, utilities(best), pca_truncation_distortion(pca_ratio), pca_ratio, tolerances
+        ),
         "stop_reasons": {
             str(k): int(v)
             for k, v in zip(

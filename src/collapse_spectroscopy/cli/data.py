@@ -11,7 +11,13 @@ import json
 import sys
 
 from ..datasets.prepare import OUTPUTS, SYNTHETIC_DIR, SplitOptions, prepare
-from ..datasets.sources import DEFAULT_CACHE_DIR, DEFAULT_SOURCE, SOURCES, SourceOptions
+from ..datasets.sources import (
+    DEFAULT_CACHE_DIR,
+    DEFAULT_SOURCE,
+    SOURCES,
+    SYNTHETIC_KINDS,
+    SourceOptions,
+)
 from ..datasets.split import check_fractions
 from ..datasets.worldclim import (
     RESOLUTIONS,
@@ -37,9 +43,13 @@ inputs (--source, config dataset.source):
   rasters    single-band GeoTIFFs on one grid: --path is a folder or a .zip (layers in
              natural sort order: bio_10 after bio_9) or a list of .tif files (kept in
              the given order). Features are named after the files.
-  synthetic  the embedded offline default: a generated 1-degree global stack of 8 layers
-             with a known spectrum (0.45, 0.25, 0.15, 0.08, 0.045, 0.02, 0.005, 0),
-             written as GeoTIFFs into OUT/{SYNTHETIC_DIR}/ and read back like real data.
+  synthetic  the embedded offline default: a generated 1-degree global stack, written as
+             GeoTIFFs into OUT/{SYNTHETIC_DIR}/ and read back like real data.
+             --synthetic-kind gaussian (default): 8 layers with a known spectrum
+             (0.45, 0.25, 0.15, 0.08, 0.045, 0.02, 0.005, 0); manifold: --features
+             smooth nonlinear functions of --intrinsic-dim smooth factors plus white
+             noise of std --noise (a known answer for nonlinear VAEs; truth.json holds
+             its PCA spectrum and noise floor).
   table      one CSV, Parquet or NetCDF file of samples x numeric features; split at
              random (--fractions, --split-seed) or by --split-column (train/val/test);
              --drop-columns leaves out columns that are not features (ids). Rows with
@@ -99,6 +109,10 @@ def _run_prepare(args: argparse.Namespace) -> int:
         split_column=args.split_column,
         drop_columns=list(args.drop_columns or []),
         synthetic_seed=args.synthetic_seed,
+        synthetic_kind=args.synthetic_kind,
+        intrinsic_dim=args.intrinsic_dim,
+        features=args.features,
+        noise=args.noise,
         nodata=args.nodata,
     )
     split = SplitOptions(
@@ -256,6 +270,37 @@ def register_prepare(sub) -> None:
         "--synthetic-seed",
         type=int,
         help="seed of the synthetic generator",
+    )
+    config_option(
+        p,
+        "dataset.synthetic_kind",
+        "--synthetic-kind",
+        choices=SYNTHETIC_KINDS,
+        help="synthetic source only: gaussian (declared spectrum) or manifold (nonlinear)",
+    )
+    config_option(
+        p,
+        "dataset.intrinsic_dim",
+        "--intrinsic-dim",
+        type=int,
+        metavar="M",
+        help="synthetic manifold only: the number of factors",
+    )
+    config_option(
+        p,
+        "dataset.features",
+        "--features",
+        type=int,
+        metavar="D",
+        help="synthetic manifold only: the number of layers",
+    )
+    config_option(
+        p,
+        "dataset.noise",
+        "--noise",
+        type=finite_float,
+        metavar="STD",
+        help="synthetic manifold only: noise standard deviation per unit-variance layer",
     )
     p.add_argument("--json", action="store_true", help="also print the summary as JSON")
     p.set_defaults(func=_run_prepare)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .runconfig import add_run_config_argument, config_option
-from .spectra import RHO_MIN_KEY, check_rho_min
+from .spectra import RHO_MIN_KEY, add_tolerances_option, check_rho_min
 
 
 def register_figures(sub) -> None:
@@ -31,6 +31,9 @@ def register_figures(sub) -> None:
         help="the rho_min the spectra were fitted with: ranks whose rho exceeds it somewhere "
         "are coloured, and Fig 1b marks it",
     )
+    # figures reads the whole spectra section (settings.STAGES); the tolerances are for the
+    # utility-concentration figure (Fig 5, docs/science.md §9), not drawn yet
+    add_tolerances_option(p, "the distortion tolerances eps of n(eps) (for Fig 5, not yet drawn)")
     p.set_defaults(func=run_figures)
 
 

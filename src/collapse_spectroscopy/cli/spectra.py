@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
-from .runconfig import add_run_config_argument, config_option
+from .runconfig import add_run_config_argument, config_option, schema_default
 
 RHO_MIN_KEY = "spectra.rho_min"
+TOLERANCES_KEY = "spectra.tolerances"
 
 
 def check_rho_min(rho_min: float) -> None:
@@ -15,6 +17,43 @@ def check_rho_min(rho_min: float) -> None:
 
     if not 0 <= rho_min < 1:
         raise InputError(f"--rho-min {rho_min!r}: expected a number in [0, 1)")
+
+
+def check_tolerances(tolerances) -> list[float]:
+    """The tolerances as floats: arguments, each one number or several joined by commas."""
+    from ..errors import InputError
+
+    values = []
+    for text in (t for arg in tolerances for t in str(arg).split(",")):
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not (math.isfinite(value) and value > 0):
+            raise InputError(f"--tolerances {text!r}: expected finite numbers above 0")
+        values.append(value)
+    return values
+
+
+def joined_argv(flag: str, values) -> list[str]:
+    # One token, "--tolerances=0.1,0.01": a run configuration's options go before the
+    # positional scan file, which a space-separated list would swallow.
+    return [f"{flag}={','.join(map(str, values))}"]
+
+
+def add_tolerances_option(parser, help: str) -> None:
+    """``--tolerances``, set by ``spectra.tolerances`` (spectra and figures read it)."""
+    config_option(
+        parser,
+        TOLERANCES_KEY,
+        "--tolerances",
+        nargs="+",
+        metavar="EPS",
+        to_argv=joined_argv,
+        show_default=False,
+        help=f"{help}, separated by spaces or commas; default: "
+        f"{' '.join(schema_default(TOLERANCES_KEY))}",
+    )
 
 
 def register_spectra(sub) -> None:
@@ -27,9 +66,11 @@ def register_spectra(sub) -> None:
         "the utilities u_k = Dn*_{k-1} - Dn*_k; and the training PCA spectrum lambda_k/V "
         "(docs/science.md §4). Writes the table (one row per ranked mode: rank, "
         "collapse_threshold, fit_points, free_exponent, utility, best_distortion, pca_ratio, "
-        "pca_distortion, ...) and a JSON summary, which lists the under-equilibrated scan "
-        "points (stopped at max_updates before patience updates passed without improvement); "
-        "a warning names them too.",
+        "pca_distortion, ..., crossing_threshold: where the seed-mean rho falls through "
+        "rho_min, linear in log T) and a JSON summary, with the utility concentration (n(eps) "
+        "of the VAE and of PCA, participation ratios; docs/science.md §9) and the "
+        "under-equilibrated scan points (stopped at max_updates before patience updates "
+        "passed without improvement); a warning names them too.",
     )
     p.add_argument("scan", type=Path, help="gathered scan file (scan.nc)")
     p.add_argument("--out", required=True, type=Path, help="spectra table to write (.csv)")
@@ -38,6 +79,7 @@ def register_spectra(sub) -> None:
     config_option(
         p, RHO_MIN_KEY, "--rho-min", type=float, help="fit only points with rho above this"
     )
+    add_tolerances_option(p, "distortion tolerances eps of n(eps) in the summary")
     p.set_defaults(func=run_spectra)
 
 
@@ -47,8 +89,9 @@ def run_spectra(args) -> int:
     from ..spectra import summarize
 
     check_rho_min(args.rho_min)
+    tolerances = check_tolerances(args.tolerances)
     scan = scanfile.read(args.scan)
-    table, summary = summarize(scan, rho_min=args.rho_min)
+    table, summary = summarize(scan, rho_min=args.rho_min, tolerances=tolerances)
     with all_or_none() as written:  # a table without its summary would look complete
         with atomic_path(args.out) as tmp:
             table.to_csv(tmp, index=False, float_format="%.10g")

@@ -4,7 +4,8 @@ Modules, in the order data flows through them:
 
 ``worldclim``  WorldClim 2.1 archive: download (pooch, resumable), SHA-256 checks, 19 layers
 ``rasters``    any stack of single-band GeoTIFFs (folder, zip, list) on one grid
-``synthetic``  the embedded offline default with a declared spectrum
+``synthetic``  the embedded offline default with a declared spectrum (gaussian kind), or
+``synthetic_manifold``  its manifold kind: a nonlinear dataset with a known answer
 ``table``      CSV / Parquet / NetCDF samples x features
 ``sources``    ``dataset.source`` -> samples
 ``stack``      valid cells -> samples (x, lon, lat, cell area on the ellipsoid)

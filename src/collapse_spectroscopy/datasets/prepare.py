@@ -4,8 +4,8 @@ Outputs, all in one folder ``out`` (names in :data:`OUTPUTS`):
 
 ``prepared.npz``
     The prepared dataset (:mod:`collapse_spectroscopy.prepared`): standardized float32
-    samples per split, the training mean/std, feature names, the synthetic source's
-    declared spectrum, and metadata (source, split rule and parameters, counts, areas).
+    samples per split, the training mean/std, feature names, the synthetic gaussian
+    kind's declared spectrum, and metadata (source, split rule and parameters, counts, areas).
 ``split_summary.json``
     The split method and rule in words, its parameters, and samples / area / blocks
     per split.

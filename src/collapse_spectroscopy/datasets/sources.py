@@ -2,7 +2,9 @@
 
 Each source turns its inputs into :class:`~.stack.Samples`. The three raster sources
 share one path (:func:`.rasters.read_stack` then :func:`.stack.stack_samples`); the
-synthetic source first writes its GeoTIFFs, then reads them back like real data.
+synthetic source first writes its GeoTIFFs, then reads them back like real data. Its
+kinds (``dataset.synthetic_kind``): ``gaussian`` (:mod:`.synthetic`, a declared linear
+spectrum) and ``manifold`` (:mod:`.synthetic_manifold`, docs/science.md §9).
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import numpy as np
 
 from ..errors import InputError
 from ..settings import section_defaults
-from . import synthetic, worldclim
+from . import synthetic, synthetic_manifold, worldclim
 from .rasters import layers_from_paths, read_stack
 from .stack import Samples, stack_samples
 from .table import read_table
 
 SOURCES = ("worldclim", "rasters", "synthetic", "table")
+SYNTHETIC_KINDS = ("gaussian", "manifold")
 DEFAULT_SOURCE = "synthetic"
 DEFAULT_CACHE_DIR = Path("resources") / "worldclim"
 _DEFAULTS = section_defaults("dataset")  # the schema is the one home of these defaults
@@ -44,6 +47,11 @@ class SourceOptions:
         Table options (``dataset.split_column``, ``dataset.drop_columns``).
     synthetic_seed : int
         Seed of the synthetic generator (``dataset.synthetic_seed``).
+    synthetic_kind : str
+        One of :data:`SYNTHETIC_KINDS` (``dataset.synthetic_kind``).
+    intrinsic_dim, features, noise
+        The manifold kind's factors, layers and noise standard deviation
+        (``dataset.intrinsic_dim`` etc.; unused by the gaussian kind).
     nodata : float or None
         ``dataset.nodata``: the value that marks missing cells in every layer (or table
         column), replacing the files' own nodata tags; None: the files' tags.
@@ -60,6 +68,10 @@ class SourceOptions:
     split_column: str | None = None
     drop_columns: list[str] = field(default_factory=list)
     synthetic_seed: int = _DEFAULTS["synthetic_seed"]
+    synthetic_kind: str = _DEFAULTS["synthetic_kind"]
+    intrinsic_dim: int = _DEFAULTS["intrinsic_dim"]
+    features: int = _DEFAULTS["features"]
+    noise: float = _DEFAULTS["noise"]
     nodata: float | None = None
 
 
@@ -92,7 +104,8 @@ def load_samples(opts: SourceOptions, synthetic_dir: Path | None = None) -> tupl
     -------
     samples : Samples
     extra : dict
-        ``true_spectrum`` (synthetic only) and source metadata.
+        ``true_spectrum`` (the synthetic gaussian kind only: the manifold kind has no
+        linear spectrum truth) and source metadata.
     """
     check_source(opts.source)
     extra: dict = {}
@@ -146,16 +159,32 @@ def load_samples(opts: SourceOptions, synthetic_dir: Path | None = None) -> tupl
             )
         if synthetic_dir is None:
             raise ValueError("synthetic_dir is required for the synthetic source")
-        paths, truth = synthetic.write_layers(synthetic_dir, seed=int(opts.synthetic_seed))
-        layers = layers_from_paths(paths)
-        extra["true_spectrum"] = np.asarray(truth["spectrum"], dtype=np.float64)
-        extra["source_info"] = {
-            "synthetic_dir": str(synthetic_dir),
-            "truth_file": str(Path(synthetic_dir) / synthetic.TRUTH_FILE),
-            "spectrum": truth["spectrum"],
-            "dependence": truth["dependence"],
-            "seed": truth["seed"],
-            "resolution_deg": truth["resolution_deg"],
-        }
+        layers, extra = _synthetic(opts, Path(synthetic_dir))
     samples = stack_samples(read_stack(layers, nodata=opts.nodata))
     return samples, extra
+
+
+def _synthetic(opts: SourceOptions, folder: Path) -> tuple[list, dict]:
+    """Write the synthetic stack of ``opts.synthetic_kind`` into ``folder``: its layers
+    and the ``extra`` of :func:`load_samples`."""
+    seed = int(opts.synthetic_seed)
+    info = {"synthetic_dir": str(folder), "truth_file": str(folder / synthetic.TRUTH_FILE)}
+    if opts.synthetic_kind == "gaussian":
+        paths, truth = synthetic.write_layers(folder, seed=seed)
+        keys = ("spectrum", "dependence", "seed", "resolution_deg")
+        extra = {"true_spectrum": np.asarray(truth["spectrum"], dtype=np.float64)}
+    elif opts.synthetic_kind == "manifold":
+        stack, truth = synthetic_manifold.generate_manifold(
+            seed, opts.intrinsic_dim, opts.features, float(opts.noise)
+        )
+        paths = synthetic.write_stack(folder, stack, truth)
+        keys = ("kind", "intrinsic_dim", "noise", "pca_spectrum", "noise_fraction")
+        keys += ("distortion_floor", "seed", "resolution_deg")
+        extra = {}  # no linear spectrum truth: the figures draw no theory overlay
+    else:
+        raise InputError(
+            f"dataset.synthetic_kind = {opts.synthetic_kind!r} is unknown: expected one of "
+            f"{', '.join(SYNTHETIC_KINDS)}"
+        )
+    extra["source_info"] = {**info, **{k: truth[k] for k in keys}}
+    return layers_from_paths(paths), extra

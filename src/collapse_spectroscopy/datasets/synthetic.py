@@ -1,5 +1,8 @@
 """The embedded synthetic source: a small global raster stack with a known spectrum.
 
+This module is its ``gaussian`` kind (``dataset.synthetic_kind``, the default), and the
+grid, land mask and GeoTIFF writer that the ``manifold`` kind
+(:mod:`.synthetic_manifold`, docs/science.md §9) shares.
 It is the offline default that powers the workflow's ``demo`` run, so it is small and
 generated deterministically from a seed (``numpy.random.default_rng``):
 
@@ -186,14 +189,26 @@ def generate(seed: int = 0, resolution_deg: float = RESOLUTION_DEG, spectrum=SPE
 def write_layers(
     folder: str | os.PathLike, seed: int = 0, resolution_deg: float = RESOLUTION_DEG
 ) -> tuple[list[Path], dict]:
-    """Write the synthetic stack as GeoTIFFs ``synth_<i>.tif`` plus ``truth.json`` in ``folder``.
+    """Write the Gaussian stack as GeoTIFFs ``synth_<i>.tif`` plus ``truth.json`` in ``folder``.
 
     The folder is built under a temporary name beside it and renamed into place, so it
     is either complete or absent. An existing folder of that name is replaced.
     """
+    layers, truth = generate(seed, resolution_deg)
+    return write_stack(folder, layers, truth), truth
+
+
+def write_stack(folder: str | os.PathLike, layers: np.ndarray, truth: dict) -> list[Path]:
+    """Write a generated stack (``layers`` (d, rows, cols) on the global grid of
+    ``truth["resolution_deg"]``) as GeoTIFFs ``synth_<i>.tif`` plus ``truth.json``.
+
+    Shared by both synthetic kinds (the manifold's generator is
+    :mod:`.synthetic_manifold`). The folder is built under a temporary name beside it and
+    renamed into place, so it is either complete or absent; an existing one is replaced.
+    """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    layers, truth = generate(seed, resolution_deg)
+    resolution_deg = truth["resolution_deg"]
     d, height, width = layers.shape
     profile = {
         "driver": "GTiff",
@@ -217,4 +232,4 @@ def write_layers(
                 (tmp / f"{name}.tif").write_bytes(mem.read())
             paths.append(folder / f"{name}.tif")
         (tmp / TRUTH_FILE).write_text(json.dumps(truth, indent=2, default=json_default) + "\n")
-    return paths, truth
+    return paths
