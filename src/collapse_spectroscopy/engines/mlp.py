@@ -23,15 +23,13 @@ average; its noise (docs/science.md §9) is measured in ``tests/test_mlp.py``.
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 
-from ..model import kl_per_latent, sampled_loss
+from ..model import kl_per_latent
 from .base import TrainingProblem
-from .batches import BatchStream
 from .layout import ADAM_BETAS, ADAM_EPS
+from .torch_engines import AutogradEngine
 
 # S, draws per validation sample. The draws are common to every pass, so what early
 # stopping sees is the *difference* between passes, whose draw noise is far below the
@@ -69,69 +67,25 @@ def fixed_draw_loss(model, x, beta, sigma2, seed, draws=VALIDATION_DRAWS, chunk=
     return distortion + beta * rate, distortion, rate
 
 
-class MLPEngine:
-    """The engine protocol (:class:`.base.Engine`) by autograd, for any family."""
+class MLPEngine(AutogradEngine):
+    """The engine protocol (:class:`.base.Engine`) by autograd, for any family: the
+    ``autograd`` engine's update (same batches, noise and Adam formula) with a fused Adam
+    and the fixed-draw validation estimate above."""
 
     name = "mlp"
 
     def __init__(self, problem: TrainingProblem):
-        self.model = problem.model
-        w = next(self.model.parameters())
-        self.device, self.dtype = w.device, w.dtype
-        self.beta, self.sigma2 = float(problem.beta), float(problem.sigma2)
-
-        def tensor(x):
-            return torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device)
-
-        self.x, self.x_val = tensor(problem.x_train), tensor(problem.x_val)
-        self.batches = BatchStream(
-            self.x.shape[0], problem.batch_size, problem.shuffle_seed, self.device
-        )
-        self.g_noise = torch.Generator(device=self.device).manual_seed(problem.noise_seed)
+        super().__init__(problem)
         self.val_seed = validation_seed(problem.noise_seed)
-        self.opt = torch.optim.Adam(
+
+    def _optimizer(self) -> torch.optim.Adam:
+        return torch.optim.Adam(
             self.model.parameters(),
-            lr=float(problem.learning_rate),
+            lr=self.lr,
             betas=ADAM_BETAS,
             eps=ADAM_EPS,
             fused=True,  # one kernel for all parameters, not one per tensor (CPU: ~5 % faster)
         )
-        self._losses = torch.empty(0)
-
-    def run_window(self, n_updates: int) -> np.ndarray:
-        # losses stay on the device until the window ends: no host sync in the hot loop
-        if self._losses.numel() < n_updates:
-            self._losses = torch.empty(n_updates, dtype=self.dtype, device=self.device)
-        losses, K = self._losses, self.model.latents
-        for i in range(n_updates):
-            xb = self.x[self.batches.next()]
-            eps = torch.randn(
-                xb.shape[0], K, generator=self.g_noise, device=self.device, dtype=self.dtype
-            )
-            loss, _, _ = sampled_loss(self.model, xb, eps, self.beta, self.sigma2)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            losses[i] = loss.detach()
-        return losses[:n_updates].cpu().numpy()
 
     def validation_loss(self) -> tuple[float, float, float]:
         return fixed_draw_loss(self.model, self.x_val, self.beta, self.sigma2, self.val_seed)
-
-    def sync_model(self):
-        return self.model  # the model is the weights
-
-    def state_dict(self) -> dict:
-        return {
-            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            "optimizer": copy.deepcopy(self.opt.state_dict()),
-            "batches": self.batches.state_dict(),
-            "g_noise": self.g_noise.get_state().cpu(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        # torch adopts the given moment tensors and updates them in place: give it copies
-        self.opt.load_state_dict(copy.deepcopy(state["optimizer"]))
-        self.batches.load_state_dict(state["batches"])
-        self.g_noise.set_state(state["g_noise"].to(self.g_noise.get_state().device))

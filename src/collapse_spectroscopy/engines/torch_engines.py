@@ -45,7 +45,7 @@ class TorchEngine:
 
     def __init__(self, problem: TrainingProblem):
         self.model = problem.model
-        w = self.model.enc_mean.weight
+        w = next(self.model.parameters())
         self.device, self.dtype = w.device, w.dtype
         self.beta, self.sigma2 = float(problem.beta), float(problem.sigma2)
         self.lr = float(problem.learning_rate)
@@ -101,9 +101,10 @@ class AutogradEngine(TorchEngine):
 
     def __init__(self, problem: TrainingProblem):
         super().__init__(problem)
-        self.opt = torch.optim.Adam(
-            self.model.parameters(), lr=self.lr, betas=ADAM_BETAS, eps=ADAM_EPS
-        )
+        self.opt = self._optimizer()
+
+    def _optimizer(self) -> torch.optim.Adam:
+        return torch.optim.Adam(self.model.parameters(), lr=self.lr, betas=ADAM_BETAS, eps=ADAM_EPS)
 
     def step(self, xb: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         loss, _, _ = sampled_loss(self.model, xb, eps, self.beta, self.sigma2)
