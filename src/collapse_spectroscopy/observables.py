@@ -184,6 +184,22 @@ class Observables:
     rate: float  # sum_j R_j, nats
     n_eval: int
 
+    @classmethod
+    def ranked(cls, obs, order, train_mu, dn, dn_mean, sampled, n_eval) -> Observables:
+        """The observables of one scan point from per-latent values in raw latent order,
+        the ranking ``order`` and the truncated distortions (already in rank order)."""
+        return cls(
+            per_latent={k: v[order] for k, v in obs.items()},
+            latent_index=order,
+            train_mean_mu=train_mu[order],
+            truncated_distortion=dn,
+            truncated_distortion_train_mean=dn_mean,
+            distortion_posterior_mean=float(dn[-1]),
+            distortion_sampled=float(sampled),
+            rate=float(obs["kl_rate"].sum()),
+            n_eval=int(n_eval),
+        )
+
 
 def _finite_or_raise(obs: dict) -> None:
     if not all(np.all(np.isfinite(v)) for v in obs.values()):
@@ -202,10 +218,7 @@ def measure(
     of ``mu`` (the pruning variant). ``seed`` fixes the noise of the sampled distortion.
     """
     _check(params, x_train, "training split")
-    x_train_mean = np.zeros(params["W"].shape[0])
-    for start in range(0, x_train.shape[0], chunk):
-        x_train_mean += np.asarray(x_train[start : start + chunk], dtype=np.float64).sum(0)
-    x_train_mean /= x_train.shape[0]
+    x_train_mean = sum(xc.sum(0) for xc in _chunks(x_train, chunk)) / x_train.shape[0]
     train_mu = x_train_mean @ params["A"].T + params["a"]  # mu is affine: mean of mu = mu(mean)
     mom = posterior_moments(params, x_eval, x_train_mean, chunk)
     obs = per_latent(mom)
@@ -214,17 +227,8 @@ def measure(
     W = params["W"]
     dn = truncated_distortions(mom, W, order)
     dn_mean = truncated_distortions(mom, W, order, offset=train_mu)
-    return Observables(
-        per_latent={k: v[order] for k, v in obs.items()},
-        latent_index=order,
-        train_mean_mu=train_mu[order],
-        truncated_distortion=dn,
-        truncated_distortion_train_mean=dn_mean,
-        distortion_posterior_mean=float(dn[-1]),
-        distortion_sampled=sampled_distortion(params, x_eval, x_train_mean, seed, chunk),
-        rate=float(obs["kl_rate"].sum()),
-        n_eval=int(x_eval.shape[0]),
-    )
+    sampled = sampled_distortion(params, x_eval, x_train_mean, seed, chunk)
+    return Observables.ranked(obs, order, train_mu, dn, dn_mean, sampled, x_eval.shape[0])
 
 
 def _chunks(x: np.ndarray, chunk: int):
@@ -283,14 +287,4 @@ def measure_decoded(
         sampled += np.square(xc - decode(z)).sum()
     ref = acc["ref2"]
     dn, dn_mean = sq["zero"] / ref, sq["mean"] / ref
-    return Observables(
-        per_latent={k: v[order] for k, v in obs.items()},
-        latent_index=order,
-        train_mean_mu=train_mu[order],
-        truncated_distortion=dn,
-        truncated_distortion_train_mean=dn_mean,
-        distortion_posterior_mean=float(dn[-1]),
-        distortion_sampled=float(sampled / ref),
-        rate=float(obs["kl_rate"].sum()),
-        n_eval=int(n),
-    )
+    return Observables.ranked(obs, order, train_mu, dn, dn_mean, sampled / ref, n)
