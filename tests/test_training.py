@@ -214,7 +214,7 @@ def test_train_config_defaults_are_the_schema_defaults():
     defaults = settings.section_defaults("training")
     config = TrainConfig()
     shared = [f.name for f in fields(TrainConfig) if f.name in defaults]
-    assert len(shared) == 7
+    assert len(shared) == 9
     for name in shared:
         assert getattr(config, name) == defaults[name], name
 

@@ -5,7 +5,8 @@ A scan-point file holds, for one (T, seed):
 - per-latent observables on dim ``latent`` — the **rank** by signal fraction (1 = most
   active), with ``latent_index`` giving the raw unit behind each rank;
 - truncated distortions on dim ``k = 0..K``;
-- the training PCA spectrum on dim ``mode = 1..d`` (the same in every file of a run);
+- the training PCA spectrum on dim ``mode = 1..d`` (the same in every file of a run), and
+  the per-mode totals of this point on the same dim (``PER_MODE``, docs/science.md §10.1);
 - scalars: ``T``, ``beta``, ``seed``, training outcome, global distortions and rate.
 
 :func:`gather` stacks many into one dataset with dims ``T``, ``seed``, ``latent``, ``k``
@@ -44,6 +45,15 @@ PER_LATENT = {
     "jensen_gap": ("J", "1", "log v - l >= 0: posterior-variance heterogeneity"),
 }
 
+# Per-mode totals of one scan point on dim ``mode`` (docs/science.md §10.1): unlike the
+# run-level variables on that dim (``pca_ratio`` and the like) they differ between points.
+PER_MODE = {
+    "mode_posterior_mean_square": ("m", "1", "per-mode total: E (sum_j g_j mu_j)^2 / sum g_j^2"),
+    "mode_posterior_variance": ("v", "1", "per-mode total: sum_j g_j^2 v_j / sum g_j^2"),
+    "mode_signal_fraction": ("rho", "1", "per-mode total m / (m + v) of the latents on this PC"),
+    "mode_latents": ("", "1", "latents the mode spans: participation ratio of their signal"),
+}
+
 SCALARS = {
     "beta": ("1", "beta-VAE weight, beta = T V / sigma2"),
     "sigma2": ("1", "decoder variance of the Gaussian likelihood"),
@@ -69,11 +79,16 @@ def scan_point_dataset(
     pca_eval_distortion=None,
     true_spectrum=None,
     attrs: dict | None = None,
+    pca_eval_ratio=None,
+    modes=None,
 ) -> xr.Dataset:
     """Build the dataset of one scan point.
 
     ``obs`` is an :class:`~collapse_spectroscopy.observables.Observables`, ``train`` a
-    :class:`~collapse_spectroscopy.training.TrainResult`.
+    :class:`~collapse_spectroscopy.training.TrainResult`; ``pca_eval_ratio`` the evaluation
+    split along the training PCs (``spectra.pca_eval_ratio``), ``modes`` the per-mode
+    totals (:class:`~collapse_spectroscopy.modes.ModeTotals`; ``None`` for a nonlinear
+    model).
     """
     K = obs.latent_index.size
     latent = np.arange(1, K + 1)
@@ -124,6 +139,26 @@ def scan_point_dataset(
                 "units": "1",
                 "long_name": "train-PCA truncation distortion on the evaluation split, k = 0..d",
             },
+        )
+    if pca_eval_ratio is not None:
+        data["pca_eval_ratio"] = xr.Variable(
+            "mode",
+            np.asarray(pca_eval_ratio, dtype=np.float64),
+            {
+                "units": "1",
+                "long_name": "evaluation split's mean square along training PC k about the "
+                "training mean, over the training V (lambda_k/V on the evaluation split)",
+            },
+        )
+    if modes is not None:
+        for name, (symbol, units, meaning) in PER_MODE.items():
+            meta = {"units": units, "long_name": meaning} | ({"symbol": symbol} if symbol else {})
+            value = getattr(modes, name.removeprefix("mode_"))
+            data[name] = xr.Variable("mode", np.asarray(value, dtype=np.float64), meta)
+        data["latent_mode"] = xr.Variable(
+            "latent",
+            (modes.mode_of_latent[obs.latent_index] + 1).astype(np.int32),
+            {"long_name": "PCA mode whose per-mode total holds the latent at this rank"},
         )
     if true_spectrum is not None:
         data["true_spectrum"] = xr.Variable(
@@ -215,7 +250,8 @@ def gather(paths: Iterable[str | os.PathLike]) -> xr.Dataset:
     """Combine scan-point files into one dataset with dims ``T``, ``seed``, ``latent``, ``k``.
 
     Per-run variables (``pca_ratio`` and the like, dims without ``latent``/``k`` and no
-    scalar) must agree across files; a scan point that was not run is NaN.
+    scalar, except the per-mode totals ``PER_MODE``) must agree across files; a scan point
+    that was not run is NaN.
     """
     paths = sorted(map(str, paths))
     if not paths:
@@ -226,7 +262,11 @@ def gather(paths: Iterable[str | os.PathLike]) -> xr.Dataset:
         for name in ("latent", "k", "mode", "T", "seed"):
             if name not in ds.coords:
                 raise InputError(f"{p!r} is not a scan-point file: it lacks coordinate {name!r}")
-        run_vars = [v for v in ds.data_vars if "mode" in ds[v].dims or "mode_k" in ds[v].dims]
+        run_vars = [
+            v
+            for v in ds.data_vars
+            if v not in PER_MODE and ("mode" in ds[v].dims or "mode_k" in ds[v].dims)
+        ]
         if shared is None:
             shared, first_k = ds[run_vars], ds.sizes["latent"]
         else:

@@ -24,6 +24,10 @@ Choices the paper leaves open, made here and written down:
   own generator, seeded by the same noise seed.
 - **Patience**: an int >= 1 is a count of updates; a float in (0, 1) a fraction of
   ``max_updates`` (the paper: 0.1 of 500,000 = 50,000; :func:`.stopping.patience_updates`).
+- **Averaged weights** (``average``, off by default: the paper's best iterate): ``ema`` or
+  ``polyak`` make validation, early stopping and the kept weights those of a running
+  average of the iterates over ``average_horizon`` updates (a count, or a fraction of
+  ``max_updates`` as for patience; :mod:`.engines.averaging`, docs/science.md §5.4).
 
 The defaults of :class:`TrainConfig` are the configuration schema's (:mod:`.settings`).
 """
@@ -40,6 +44,7 @@ import torch
 
 from . import settings, trainer
 from .engines import ENGINES, TrainingProblem, make_engine, resolve_engine
+from .engines.averaging import AVERAGES
 from .errors import InputError
 from .families import build_model, check_model, model_spec
 from .model import LinearVAE
@@ -70,6 +75,8 @@ class TrainConfig:
     engine: str = _SCHEMA["engine"]
     checkpoint_every: int = _SCHEMA["checkpoint_every"]  # updates between checkpoints
     progress: bool | None = None  # None: a progress bar only on a terminal
+    average: str = _SCHEMA["average"]  # none | ema | polyak (engines.averaging)
+    average_horizon: float = _SCHEMA["average_horizon"]  # updates, or a fraction of max_updates
 
     def validate(self) -> None:
         def bad(key, expected):
@@ -94,11 +101,24 @@ class TrainConfig:
         count("checkpoint_every", "an integer >= 1 (updates between checkpoints)")
         if self.dtype not in ("float32", "float64"):
             bad("dtype", "'float32' or 'float64'")
+        if self.average not in AVERAGES:
+            bad("average", " or ".join(repr(a) for a in AVERAGES))
+        horizon = self.average_horizon
+        if not (horizon > 0 and math.isfinite(horizon)) or (
+            horizon >= 1 and int(horizon) != horizon
+        ):
+            bad("average_horizon", "an update count >= 1 or a fraction of max_updates in (0, 1)")
 
     @property
     def patience_updates(self) -> int:
         """Patience as a number of updates."""
         return patience_updates(self.patience, self.max_updates)
+
+    @property
+    def average_updates(self) -> int:
+        """The averaging horizon as a number of updates (a fraction of ``max_updates``
+        below 1, as for the patience)."""
+        return patience_updates(self.average_horizon, self.max_updates)
 
 
 @dataclass
@@ -228,8 +248,19 @@ def train_scan_point(
         batch_size=config.batch_size,
         shuffle_seed=s_shuffle,
         noise_seed=s_noise,
+        average=config.average,
+        average_horizon=config.average_updates,
     )
     engine = make_engine(engine_name, problem)
+    if config.average != "none" and not getattr(engine, "averages", False):
+        raise InputError(
+            f"training.average = {config.average!r} is not implemented by the "
+            f"{engine.name!r} engine: use training.average 'none' or another engine"
+        )
+    # averaging off: the identity of before it existed, so that older checkpoints still resume
+    unused = ("progress", "checkpoint_every", "device")
+    if config.average == "none":
+        unused += ("average", "average_horizon")
     identity = {
         "T": float(temperature),
         "seed": int(seed),
@@ -240,11 +271,7 @@ def train_scan_point(
         "n_val": int(x_val.shape[0]),
         "d": int(x_train.shape[1]),
         "engine": engine.name,
-        **{
-            k: v
-            for k, v in asdict(config).items()
-            if k not in ("progress", "checkpoint_every", "device")
-        },
+        **{k: v for k, v in asdict(config).items() if k not in unused},
         **model_spec(model),  # nothing for a linear model: its checkpoints stay valid
     }
     label = f"T={temperature:g} (beta={beta:g}), seed={seed}"

@@ -26,6 +26,10 @@ class TrainingProblem:
     ``L = D + beta R`` with decoder variance ``sigma2`` (docs/science.md §1), minimized by
     Adam at ``learning_rate`` on batches of ``batch_size``. ``shuffle_seed`` seeds the
     batch order (:class:`.batches.BatchStream`), ``noise_seed`` the reparameterization noise.
+    ``average`` (``none``, ``ema`` or ``polyak``) and ``average_horizon`` (updates): the
+    running average of the weights that validation and ``sync_model`` give instead of the
+    raw iterate (:mod:`.averaging`); an engine that implements it says so with a class
+    attribute ``averages = True``, and training refuses the others anything but none.
     """
 
     model: LinearVAE  # or any family of families.FAMILIES (e.g. MLPVAE)
@@ -37,6 +41,8 @@ class TrainingProblem:
     batch_size: int
     shuffle_seed: int
     noise_seed: int
+    average: str = "none"
+    average_horizon: int = 1
 
 
 @runtime_checkable

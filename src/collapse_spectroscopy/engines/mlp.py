@@ -88,4 +88,6 @@ class MLPEngine(AutogradEngine):
         )
 
     def validation_loss(self) -> tuple[float, float, float]:
-        return fixed_draw_loss(self.model, self.x_val, self.beta, self.sigma2, self.val_seed)
+        # the model validation keeps: the averaged weights when training.average is on
+        model = self.sync_model()
+        return fixed_draw_loss(model, self.x_val, self.beta, self.sigma2, self.val_seed)

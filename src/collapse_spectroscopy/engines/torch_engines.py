@@ -13,6 +13,10 @@ Both draw the same batches (:class:`.batches.BatchStream`) and the very same noi
 (``torch.randn`` from one generator seeded by the noise seed), so on the same seed they
 follow the same trajectory up to rounding (tests/test_training.py).
 
+With ``average`` ``ema`` or ``polyak`` (:mod:`.averaging`) the window loop folds the
+weights after every update into a float64 running average, and validation and
+``sync_model`` give the averaged weights; training itself goes on from the raw iterate.
+
 The gradients of ``L = mean_b [ ||x - xhat||^2 / (2 sigma2) + beta sum_j KL_j ]`` with
 ``h = [mu, logs2] = x [A; B]^T + [a; b]``, ``s = exp(logs2 / 2)``, ``z = mu + s eps``,
 ``xhat = z W^T + c`` and ``G = (xhat - x) / (sigma2 n_b)`` are::
@@ -29,8 +33,10 @@ import copy
 
 import numpy as np
 import torch
+from torch.nn.utils import parameters_to_vector
 
 from ..model import LinearVAE, expected_loss, sampled_loss
+from .averaging import TorchAverage
 from .base import TrainingProblem
 from .batches import BatchStream
 from .layout import ADAM_BETAS, ADAM_EPS, flat_views, n_params, pack, unpack
@@ -39,9 +45,11 @@ from .layout import ADAM_BETAS, ADAM_EPS, flat_views, n_params, pack, unpack
 class TorchEngine:
     """The engine protocol (:class:`.base.Engine`) for an update rule written in torch:
     a subclass gives :meth:`step` (one update on a given batch and noise),
-    ``sync_model`` and the state of its weights and optimizer."""
+    :meth:`weights` (its flat weights), ``sync_model`` and the state of its weights and
+    optimizer."""
 
     name = ""
+    averages = True  # training.average ema and polyak (module docstring)
 
     def __init__(self, problem: TrainingProblem):
         self.model = problem.model
@@ -59,6 +67,19 @@ class TorchEngine:
         )
         self.g_noise = torch.Generator(device=self.device).manual_seed(problem.noise_seed)
         self._losses = torch.empty(0)
+        self.average = None  # a TorchAverage once the subclass has its weights (start_average)
+        self._average_of = (problem.average, problem.average_horizon)
+
+    def start_average(self) -> None:
+        """Start the running average of :meth:`weights`, if the problem asks for one (a
+        subclass calls it once its weights exist)."""
+        kind, horizon = self._average_of
+        if kind != "none":
+            self.average = TorchAverage(kind, horizon, self.weights())
+
+    def weights(self) -> torch.Tensor:
+        """The current weights (the raw iterate) as one flat vector."""
+        raise NotImplementedError
 
     def step(self, xb: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """One Adam update on batch ``xb`` with noise ``eps`` ``(n_b, K)``; the batch loss."""
@@ -76,22 +97,28 @@ class TorchEngine:
                 xb.shape[0], K, generator=self.g_noise, device=self.device, dtype=self.dtype
             )
             losses[i] = self.step(xb, eps)
+            if self.average is not None:
+                self.average.update(self.weights())
         return losses[:n_updates].cpu().numpy()
 
     def validation_loss(self) -> tuple[float, float, float]:
         return expected_loss(self.sync_model(), self.x_val, self.beta, self.sigma2)
 
     def state_dict(self) -> dict:
+        average = {"average": self.average.state_dict()} if self.average is not None else {}
         return {
             **self._rule_state(),
             "batches": self.batches.state_dict(),
             "g_noise": self.g_noise.get_state().cpu(),
+            **average,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self._load_rule_state(state)
         self.batches.load_state_dict(state["batches"])
         self.g_noise.set_state(state["g_noise"].to(self.g_noise.get_state().device))
+        if self.average is not None:
+            self.average.load_state_dict(state["average"])
 
 
 class AutogradEngine(TorchEngine):
@@ -102,6 +129,9 @@ class AutogradEngine(TorchEngine):
     def __init__(self, problem: TrainingProblem):
         super().__init__(problem)
         self.opt = self._optimizer()
+        self.start_average()
+        # the averaged weights live in a copy of the model (the model is the raw iterate)
+        self.averaged_model = copy.deepcopy(self.model) if self.average is not None else None
 
     def _optimizer(self) -> torch.optim.Adam:
         return torch.optim.Adam(self.model.parameters(), lr=self.lr, betas=ADAM_BETAS, eps=ADAM_EPS)
@@ -113,8 +143,19 @@ class AutogradEngine(TorchEngine):
         self.opt.step()
         return loss.detach()
 
+    @torch.no_grad()
+    def weights(self) -> torch.Tensor:
+        return parameters_to_vector(self.model.parameters())
+
     def sync_model(self) -> LinearVAE:
-        return self.model  # the model is the weights
+        if self.average is None:
+            return self.model  # the model is the weights
+        with torch.no_grad():
+            mean, start = self.average.value(self.weights()), 0
+            for param in self.averaged_model.parameters():  # copies: the average moves on
+                param.copy_(mean[start : start + param.numel()].view_as(param))
+                start += param.numel()
+        return self.averaged_model
 
     def _rule_state(self) -> dict:
         model = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -148,6 +189,7 @@ class FastEngine(TorchEngine):
         self.t = 0
         self._buffers_for = None
         pack(self.model, self.p)
+        self.start_average()
 
     def _buffers(self, nb: int):
         # Temporaries are allocated once per batch size (the last batch of an epoch may be
@@ -204,8 +246,12 @@ class FastEngine(TorchEngine):
         denom = self.v.sqrt().div_(bc2_sqrt).add_(ADAM_EPS)
         self.p.addcdiv_(self.m, denom, value=-self.lr / bc1)
 
+    def weights(self) -> torch.Tensor:
+        return self.p
+
     def sync_model(self) -> LinearVAE:
-        return unpack(self.p, self.model)
+        p = self.p if self.average is None else self.average.value(self.p)
+        return unpack(p, self.model)
 
     def _rule_state(self) -> dict:
         return {"p": self.p.clone(), "m": self.m.clone(), "v": self.v.clone(), "t": self.t}

@@ -5,7 +5,12 @@ Middle panel: the fixed-exponent fits ``rho = 1 - T/T_k`` (spectra ``collapse_th
 broad pale bands, drawn for ``T < T_k``) replace the seed-mean lines, a dotted line marks
 ``rho_min`` (only points above it enter the fits), and the PCA-predicted thresholds
 ``lambda_k/V`` inside the scanned range are marked by triangles on the top edge. Dashed:
-the analytic equilibrium of every panel.
+the analytic equilibrium of every panel; where the scan stores the evaluation split's
+variance along the training PCs (``pca_eval_ratio``), panels (a) and (b) draw the
+split-aware equilibrium instead: the training equilibrium measured on the evaluation split
+(docs/science.md §4.7), which is what the measured points should follow. For a nonlinear
+run (``model.kind: mlp``) the equilibrium and the PCA thresholds are the linear null
+model's and the legend says so (docs/science.md §9).
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from ..spectra import RHO_MIN
 from .axes import T_LABEL, t_grid, t_range
 from .common import (
     column,
+    eval_theory_spectrum,
     grid_values,
+    null_model_label,
     point_flags,
     rank_colors,
     ranks,
@@ -37,6 +44,22 @@ PANELS = [  # (scan variable, its equilibrium law, y label, draw seed means)
 ]
 
 
+def split_aware_laws(eval_spectrum, n: int) -> dict:
+    """Panel variable -> its split-aware equilibrium law ``law(tk, grid)`` (docs/science.md
+    §4.7), for the panels whose equilibrium depends on the evaluation split (``m_k`` and
+    ``rho_k``; ``l_k`` does not); empty when the scan has no ``pca_eval_ratio``."""
+    if eval_spectrum is None or eval_spectrum.size != n or n == 0:
+        return {}
+    return {
+        "posterior_mean_square": lambda tk, grid: equilibrium.split_posterior_mean_square(
+            tk, eval_spectrum, grid
+        ),
+        "signal_fraction": lambda tk, grid: equilibrium.split_signal_fraction(
+            tk, eval_spectrum, grid
+        ),
+    }
+
+
 def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> Figure:
     """Fig 1 of ``scan`` and its spectra table, ranks coloured by the fit cut ``rho_min``."""
     with style():
@@ -44,6 +67,7 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
         colors = rank_colors(scan, rho_min)
         flags = point_flags(scan)
         tk = theory_spectrum(scan)
+        laws = split_aware_laws(eval_theory_spectrum(scan), tk.size)
         grid = t_grid(t)
         fig = Figure(figsize=(COLUMN_WIDTH, 5.8), layout="constrained")
         axes = fig.subplots(3, 1, sharex=True)
@@ -52,6 +76,7 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
             if name in scan:
                 grey |= plot_ranked(ax, t, grid_values(scan, name), colors, flags, mean=mean)
             if tk.size:
+                law = laws.get(name, law)
                 plot_theory(ax, grid, law(tk, grid), colors)
             ax.set_ylabel(label)
             panel_label(ax, letter)
@@ -94,10 +119,16 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
         handles.append(handle(r"(b) fit $\rho_k = 1-T/T_k$", FIT))
         handles.append(handle(rf"(b) fit cut $\rho_{{min}}$ = {rho_min:g}", GUIDE))
         if tk.size:
-            handles.append(handle("equilibrium (PCA)", THEORY))
-            handles.append(
-                handle(r"(b) PCA $T_k = \lambda_k/V$", {"ls": "none", "marker": "v", "ms": 4})
+            theory = null_model_label(
+                scan, "equilibrium (PCA)", "linear null model (PCA equilibrium)"
             )
+            pca_tk = null_model_label(
+                scan, r"(b) PCA $T_k = \lambda_k/V$", r"(b) linear null model $T_k = \lambda_k/V$"
+            )
+            if laws:  # (a) and (b): the training equilibrium seen on the eval split
+                theory += "; (a, b) on the eval split"
+            handles.append(handle(theory, THEORY))
+            handles.append(handle(pca_tk, {"ls": "none", "marker": "v", "ms": 4}))
         fig.legend(
             handles=handles,
             loc="outside upper center",

@@ -11,6 +11,11 @@ the validation split's second moments, computed once per run in float64: only
 ``sum_x exp(logs2(x))`` needs a pass over the samples (:func:`.update.variance_sums`). At
 WorldClim sizes a torch validation pass costs as much as a whole window of updates; this
 one costs a tenth of that.
+
+**Averaged weights.** With ``average`` ``ema`` or ``polyak`` (:mod:`..averaging`) the
+compiled window folds the weights after every update into a float64 running average;
+validation and :meth:`NumbaEngine.sync_model` then see the averaged weights (rounded to the
+training dtype), and the state carries the average.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch
 
 from ...errors import InputError
 from ...model import LinearVAE
+from ..averaging import numpy_average, numpy_state
 from ..base import TrainingProblem
 from ..batches import BatchStream
 from ..layout import ADAM_BETAS, ADAM_EPS, flat_views, n_params, pack, unpack
@@ -53,10 +59,12 @@ class NumbaEngine:
     """Jitted engine (the package docstring): the protocol of :class:`..base.Engine`.
 
     Parameters, gradient and Adam moments are numpy arrays in the flat layout of
-    :mod:`..layout`; the state adds the batch stream and the noise generator's lanes.
+    :mod:`..layout`; the state adds the batch stream, the noise generator's lanes and,
+    with averaging on, the running average.
     """
 
     name = "numba"
+    averages = True  # training.average ema and polyak (module docstring)
 
     def __init__(self, problem: TrainingProblem):
         model = problem.model
@@ -85,6 +93,8 @@ class NumbaEngine:
         self._nb_max = 0
         self._no_noise = np.zeros((0, K), dtype=self.dtype)
         self._ls = np.empty((K, VAL_CHUNK), dtype=self.dtype)
+        self.average = problem.average
+        self.avg_state = numpy_state(problem.average, problem.average_horizon, self.p)
 
     def run_window(self, n_updates: int) -> np.ndarray:
         chunks = [min(CALL_UPDATES, n_updates - k) for k in range(0, n_updates, CALL_UPDATES)]
@@ -115,7 +125,9 @@ class NumbaEngine:
         losses = np.empty(sizes.size, dtype=self.dtype)
         work = (self.x1T, self.hT, self.zT, self.ebuf, self.GT, self.noise_state, self.ubuf)
         adam = (self.p, self.g, self.m, self.v, self.t, self.hyper)
-        run_window(self.x, rows, sizes, *adam, self.d, self.K, *work, noise, losses)
+        a = self.avg_state
+        average = (a["params"], a["avg"], a["ring"], a["counters"])
+        run_window(self.x, rows, sizes, *adam, self.d, self.K, *work, noise, losses, *average)
         self.t += int(sizes.size)
         return losses
 
@@ -134,9 +146,14 @@ class NumbaEngine:
     def validation_loss(self) -> tuple[float, float, float]:
         return self.expected_loss(self.val)
 
+    def eval_weights(self) -> np.ndarray:
+        """The weights validation and :meth:`sync_model` see: the raw iterate ``p``, or
+        with averaging on its running average in the training dtype (flat layout)."""
+        return numpy_average(self.avg_state, self.p)
+
     def expected_loss(self, val: ValidationSet) -> tuple[float, float, float]:
-        """``(L, D, R)`` averaged exactly over the noise on ``val`` (the loss of
-        :func:`collapse_spectroscopy.model.expected_loss`).
+        """``(L, D, R)`` of :meth:`weights`, averaged exactly over the noise on ``val`` (the
+        loss of :func:`collapse_spectroscopy.model.expected_loss`).
 
         The terms quadratic in ``x`` (the residual of the posterior mean, ``mu^2``,
         ``logs2``) come from the set's second moments in float64; only
@@ -144,8 +161,9 @@ class NumbaEngine:
         per-sample formula; more accurate than it in float32.
         """
         K, d = self.K, self.d
-        v = variance_sums(val.chunks, val.counts, self.p, d, K, self._ls)
-        E, Wc = (a.astype(np.float64) for a in flat_views(self.p, d, K))
+        p = self.eval_weights()
+        v = variance_sums(val.chunks, val.counts, p, d, K, self._ls)
+        E, Wc = (a.astype(np.float64) for a in flat_views(p, d, K))
         A1, B1, W, c = E[:K], E[K:], Wc[:, :K], Wc[:, K]
         S, n = val.S, val.n
         M1 = -W @ A1  # residual x - W mu - c = M1 [x; 1]
@@ -160,9 +178,13 @@ class NumbaEngine:
         return distortion + self.beta * rate, distortion, rate
 
     def sync_model(self) -> LinearVAE:
-        return unpack(self._p_t, self.model)
+        if self.average == "none":
+            return unpack(self._p_t, self.model)
+        return unpack(torch.from_numpy(self.eval_weights()), self.model)
 
     def state_dict(self) -> dict:
+        a = self.avg_state
+        average = {k: torch.from_numpy(a[k].copy()) for k in ("avg", "ring", "counters")}
         return {
             "p": torch.from_numpy(self.p.copy()),
             "m": torch.from_numpy(self.m.copy()),
@@ -170,6 +192,7 @@ class NumbaEngine:
             "t": self.t,
             "noise_state": torch.from_numpy(self.noise_state.astype(np.int64)),
             "batches": self.batches.state_dict(),
+            **({"average": average} if self.average != "none" else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -180,3 +203,6 @@ class NumbaEngine:
         noise = np.asarray(state["noise_state"])
         self.noise_state[...] = noise.astype(np.uint32)
         self.batches.load_state_dict(state["batches"])
+        if self.average != "none":
+            for k, value in state["average"].items():
+                self.avg_state[k][...] = np.asarray(value)

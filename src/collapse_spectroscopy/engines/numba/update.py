@@ -9,6 +9,8 @@ of :func:`adam_update` are fused and in place: one draws ``s = exp(logs2 / 2)``,
 rate, one forms the residual, its gradient and the decoder-bias gradient, one forms
 ``[dmu; dlogs2]`` over the forward buffers; nothing is allocated per update. Adam is one
 fused pass over the flat buffer (:mod:`..layout`) with the formula of ``torch.optim.Adam``.
+With ``training.average`` on, one more pass folds the new weights into their running
+average (:func:`average_update`, the rule of :mod:`..averaging`).
 
 :func:`run_window` and :func:`variance_sums` are the only functions compiled on their own
 (and cached); everything they call is inlined into them (see the package docstring).
@@ -128,14 +130,69 @@ def adam_update(p, g, m, v, t, hyper, d, K, x1T, hT, zT, eT, GT, nb):
     return loss
 
 
+@njit(**INLINE)
+def average_update(p, aparams, avg, ring, counters):
+    """Fold the weights ``p`` after one update into their running average (float64), by
+    the rule of :mod:`..averaging`: ``aparams`` = (mode, horizon, block length, blocks
+    kept), mode 0 none, 1 ema, 2 polyak; ``counters`` = (updates averaged, updates in the
+    current block, next ring slot, blocks filled); ``avg`` the EMA or the current block's
+    sum, ``ring`` the completed block sums."""
+    mode = aparams[0]
+    if mode == 0:
+        return
+    counters[0] += 1
+    if mode == 1:
+        w = 1.0 / min(counters[0], aparams[1])
+        for k in range(p.shape[0]):
+            a = avg[k]
+            avg[k] = a + (np.float64(p[k]) - a) * w
+        return
+    for k in range(p.shape[0]):
+        avg[k] += np.float64(p[k])
+    counters[1] += 1
+    if counters[1] == aparams[2]:
+        slot = counters[2]
+        for k in range(p.shape[0]):
+            ring[slot, k] = avg[k]
+            avg[k] = 0.0
+        counters[1] = 0
+        counters[2] = (slot + 1) % aparams[3]
+        counters[3] = min(counters[3] + 1, aparams[3])
+
+
 @njit(**JIT)
 def run_window(
-    X, rows, sizes, p, g, m, v, t0, hyper, d, K, x1T, hT, zT, ebuf, GT, state, ubuf, noise, losses
+    X,
+    rows,
+    sizes,
+    p,
+    g,
+    m,
+    v,
+    t0,
+    hyper,
+    d,
+    K,
+    x1T,
+    hT,
+    zT,
+    ebuf,
+    GT,
+    state,
+    ubuf,
+    noise,
+    losses,
+    aparams,
+    avg,
+    ring,
+    counters,
 ):
     """Run ``len(sizes)`` updates; batch ``u`` is ``X[rows[start_u : start_u + sizes[u]]]``.
 
     ``noise`` is empty (draw from ``state``) or ``(len(rows), K)``: the noise row of each
-    sample, as ``torch.randn(n_b, K)`` gives it. Writes the per-update losses.
+    sample, as ``torch.randn(n_b, K)`` gives it. Writes the per-update losses. After each
+    update the weights go into their running average (``aparams, avg, ring, counters``:
+    :func:`average_update`; nothing when its mode is 0, none).
     """
     start = 0
     explicit = noise.shape[0] > 0
@@ -162,6 +219,7 @@ def run_window(
         else:
             normals(state, ubuf, ebuf, K * nb)
         losses[u] = adam_update(p, g, m, v, t0 + u + 1, hyper, d, K, x1T, hT, zT, eT, GT, nb)
+        average_update(p, aparams, avg, ring, counters)
         start += nb
 
 
