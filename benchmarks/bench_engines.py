@@ -23,6 +23,13 @@ Timing is training only; the last part times the whole training loop
 training size, as in the paper).
 The line ``speedup_vs_dataloader=<ratio>`` is for the fastest engine.
 
+The batched engine (``--batched 1 4 16``, the default; ``--batched`` with no value skips
+it) trains P points (other temperatures and seeds) as one batched model; it is timed the
+same way (best of the rounds, one window of 1,000 updates at a time) against ``fast`` and
+``numba`` on one point, and reported as updates/s per point (each of the P points runs
+that many updates per second) and in all (P times that). ``--batched-only`` times just
+this part.
+
 The MLP family (docs/science.md §9) is timed the same way, on the same data and batches
 of the same size: (e) ``mlp_dataloader``, the plain DataLoader loop above with the MLP VAE
 (hidden widths ``--mlp-hidden``, default the schema's 64, 64; GELU), against (f) the
@@ -134,6 +141,10 @@ def main() -> None:
     ap.add_argument("--mlp-hidden", type=int, nargs="+", default=[64, 64])
     ap.add_argument("--device", default="cpu", help="device of the MLP timings (cpu, cuda)")
     ap.add_argument("--mlp-only", action="store_true", help="time the MLP family only")
+    ap.add_argument(
+        "--batched", type=int, nargs="*", default=[1, 4, 16], help="points per batch to time"
+    )
+    ap.add_argument("--batched-only", action="store_true", help="time the batched engine only")
     args = ap.parse_args()
     torch.set_num_threads(1)
     threadpool_limits(1)
@@ -147,6 +158,8 @@ def main() -> None:
     )
     if args.mlp_only:
         return bench_mlp(args, x, beta)
+    if args.batched_only:
+        return bench_batched(args, x)
     print(
         f"numba engine first call (compile or cache load): {numba_compile_seconds(x, beta):.1f} s"
     )
@@ -196,6 +209,61 @@ def main() -> None:
     print(f"\nfastest engine: {fastest}")
     print(f"speedup_vs_dataloader={rates[fastest] / base:.1f}")
     bench_mlp(args, x, beta)
+    bench_batched(args, x)
+
+
+def run_batched(x: np.ndarray, points: int, updates: int) -> float:
+    """``updates`` updates of ``points`` points (temperatures spread over the WorldClim
+    scan's decades, seeds 0..P-1) in one batched engine, a window at a time; seconds."""
+    from collapse_spectroscopy.engines.batched import BatchedEngine
+
+    V = total_variance(x)
+    problems = [
+        TrainingProblem(
+            model=LinearVAE(D, K, generator=torch.Generator().manual_seed(i)),
+            x_train=x,
+            x_val=x[:1000],
+            beta=temperature_to_beta(T * 10.0 ** (-i % 3), V, 1.0),
+            sigma2=1.0,
+            learning_rate=LR,
+            batch_size=BATCH,
+            shuffle_seed=3 + i,
+            noise_seed=2 + i,
+        )
+        for i in range(points)
+    ]
+    engine = BatchedEngine(problems)
+    t0 = time.perf_counter()
+    for start in range(0, updates, WINDOW):
+        losses = engine.run_window(min(WINDOW, updates - start))
+        assert np.isfinite(losses).all()
+    return time.perf_counter() - t0
+
+
+def bench_batched(args, x: np.ndarray) -> None:
+    """P points as one batched model against one point in ``fast`` and in ``numba``."""
+    if not args.batched:
+        return
+    beta = temperature_to_beta(T, total_variance(x), 1.0)
+    run_engine("numba", x[:4096], beta, 2)  # compile or load the cache outside the timing
+    contenders = {
+        "fast": lambda: run_engine("fast", x, beta, args.updates),
+        "numba": lambda: run_engine("numba", x, beta, args.updates),
+        **{f"batched P={p}": (lambda p=p: run_batched(x, p, args.updates)) for p in args.batched},
+    }
+    best = dict.fromkeys(contenders, np.inf)
+    for _ in range(args.rounds):
+        for name, run in contenders.items():
+            best[name] = min(best[name], run())
+    print("\nbatched engine, training only (P points in one batched model, one CPU core):")
+    print(f"  {'':22s} {'updates/s per point':>20s} {'updates/s in all':>17s}")
+    for name, seconds in best.items():
+        points = int(name.split("=")[1]) if "=" in name else 1
+        rate = args.updates / seconds
+        print(f"  {name:22s} {rate:20.0f} {rate * points:17.0f}")
+    top = max(args.batched)
+    rate = top * args.updates / best[f"batched P={top}"]
+    print(f"batched_P{top}_vs_numba={rate * best['numba'] / args.updates:.2f}")
 
 
 def bench_mlp(args, x: np.ndarray, beta: float) -> None:

@@ -183,7 +183,7 @@ def test_train_help_shows_the_real_defaults():
             continue
         assert f"default: {action.default})" in text, action.dest
         shown += 1
-    assert shown == 16
+    assert shown == 18
     # the defaults are the schema's, shown with the configuration key that sets them
     training = settings.section_defaults("training")
     assert f"(training.max_updates; default: {training['max_updates']})" in text

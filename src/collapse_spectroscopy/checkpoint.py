@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import InputError
+from .errors import InputError, Interrupted  # noqa: F401 (ckpt.Interrupted, as before)
 from .io import atomic_path, save_torch
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
@@ -42,10 +42,6 @@ SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 # a checkpoint file stops at the end of the validation window that reaches update N, before
 # that window's checkpoint, and waits (see :func:`pause`). Never set in a real run.
 PAUSE_ENV = "COLLAPSE_SPECTROSCOPY_TEST_PAUSE_AT_UPDATE"
-
-
-class Interrupted(RuntimeError):
-    """Training stopped on a signal after writing a checkpoint; rerun to resume."""
 
 
 def save(path: str | os.PathLike, state: dict) -> None:

@@ -30,6 +30,12 @@ class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss): the message names T, seed and update."""
 
 
+class Interrupted(RuntimeError):
+    """Training stopped on a signal after writing a checkpoint; rerun to resume (exit 4;
+    raised by :mod:`.checkpoint`'s users, defined here so the CLI catches it without
+    importing torch)."""
+
+
 class WriteError(OSError):
     """An output could not be written: ``filename`` is the output, ``strerror`` the cause.
 

@@ -1,8 +1,31 @@
-# The scan: one training job per (run, T, seed) (docs/science.md §5). Each job trains the linear
-# beta-VAE at temperature T to equilibrium and measures its observables on the test split.
-# The trainer is exec'd, so a signal from SLURM (time limit, preemption) reaches it and not
-# only the shell around it. It reads the run's model and training sections (stage_config in
-# common.smk).
+# The scan: training jobs over the (run, T, seed) points (docs/science.md §5). Each point is
+# the linear beta-VAE trained at temperature T to equilibrium and measured on the test
+# split. The trainer is exec'd, so a signal from SLURM (time limit, preemption) reaches it
+# and not only the shell around it. It reads the run's model and training sections
+# (stage_config in common.smk).
+#
+# One job per point (rule train_point), or, with scan.points_per_job > 1, one job per
+# chunk of points (rules train_chunk_<run>_<i>, one per chunk: Snakemake sees each point's
+# files as outputs of its chunk's job; a rule's outputs cannot be computed from a
+# wildcard, so each chunk is a rule of its own). A chunk job trains its points one after
+# another in one process (src/collapse_spectroscopy/chunks.py: a rerun keeps the points
+# already written, resumes the interrupted one). Every job runs the same command
+# (TRAIN_SHELL), its points given by --point arguments made from its outputs: a param
+# derived from the outputs, which Snakemake's params trigger ignores, so changing
+# points_per_job reruns no finished point.
+import re
+
+TRAIN_SHELL = (
+    "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads} "
+    "exec collapse-spectroscopy train --run-config {input.run_config} --data {input.data} "
+    "{params.points} --threads {threads} > {log} 2>&1"
+)
+
+
+# the runs whose scan runs one point per job
+POINT_RUNS = [
+    r for r in config["runs"] if config["runs"][r]["scan"]["points_per_job"] == 1
+]
 
 
 rule train_point:
@@ -15,6 +38,8 @@ rule train_point:
         log_csv="results/{run}/scan/T={T}/seed={seed}.log.csv",
     log:
         "results/{run}/logs/train/T={T}_seed={seed}.log",
+    wildcard_constraints:
+        run="|".join(map(re.escape, POINT_RUNS)) or "(?!)",  # (?!): matches nothing
     conda:
         "../../envs/collapse-spectroscopy.yaml"
     threads: 1
@@ -22,8 +47,47 @@ rule train_point:
         mem_mb=2000,
         runtime=train_runtime_min,
         gpu=lambda wc: int(run_config(wc.run)["training"]["gpu"]),
+    params:
+        points=lambda wc, output: point_args([(wc.T, wc.seed)], [output.point]),
     shell:
-        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads} "
-        "exec collapse-spectroscopy train --run-config {input.run_config} --data {input.data} "
-        "-T {wildcards.T} --seed {wildcards.seed} --out {output.point} "
-        "--weights {output.weights} --log {output.log_csv} --threads {threads} > {log} 2>&1"
+        TRAIN_SHELL
+
+
+# SLURM's warning before a chunk job's time limit (profiles/slurm/config.yaml gives
+# train_point the same): its set-resources cannot name rules made per chunk, so they carry
+# it themselves; other executors ignore the resource.
+CHUNK_SLURM_EXTRA = "--signal=TERM@300"
+CHUNK_RULES = set()
+for _run in config["runs"]:
+    for _i, _points in enumerate(scan_jobs(_run)):
+        _name = f"train_chunk_{re.sub('[^A-Za-z0-9_]', '_', _run)}_{_i}"
+        while _name in CHUNK_RULES:  # runs a-b and a_b: both would be train_chunk_a_b_0
+            _name += "_"
+        CHUNK_RULES.add(_name)
+
+        rule:
+            name:
+                _name
+            input:
+                data=f"results/{_run}/data/prepared.npz",
+                run_config=f"results/{_run}/config/train.json",
+            output:
+                point=[scan_point_file(_run, p) for p in _points],
+                weights=[scan_point_file(_run, p, ".pt") for p in _points],
+                log_csv=[scan_point_file(_run, p, ".log.csv") for p in _points],
+            log:
+                f"results/{_run}/logs/train/chunk{_i}.log",
+            conda:
+                "../../envs/collapse-spectroscopy.yaml"
+            threads: 1
+            resources:
+                mem_mb=2000,
+                runtime=chunk_runtime_min(_run, len(_points)),
+                gpu=int(run_config(_run)["training"]["gpu"]),
+                slurm_extra=CHUNK_SLURM_EXTRA,
+            params:
+                points=lambda wc, output, points=_points: point_args(
+                    points, output.point
+                ),
+            shell:
+                TRAIN_SHELL

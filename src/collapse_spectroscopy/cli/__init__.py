@@ -9,6 +9,8 @@ this file a table of contents:
 ``scan``      ``train`` one scan point, ``gather`` the scan
 ``spectra``   ``spectra`` of a gathered scan
 ``figures``   ``figures``: the paper's Figs 1-4
+``maps``      ``maps``: latent maps and loadings of one scan point
+``studies``   ``study``: the comparison of a study's runs
 ``beta``      ``beta``: T <-> beta
 ``runconfig`` ``--run-config``: the options a run's resolved configuration sets
 ``argtypes``  the argument types they share
@@ -44,41 +46,46 @@ not after the work.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
 from .. import __version__
-from ..checkpoint import Interrupted
 from ..errors import (
     EXIT_INPUT,
     EXIT_INTERRUPTED,
     EXIT_IO,
     EXIT_TRAINING,
     InputError,
+    Interrupted,
     TrainingError,
     describe_os_error,
 )
 from ..io import check_writable
-from . import beta, data, figures, scan, spectra
 from .runconfig import with_run_config
 
 # The options by which subcommands name what they write (argparse dest names): every
 # subcommand uses these names for its outputs, and only for outputs.
 OUTPUT_OPTIONS = ("out", "out_dir", "weights", "log", "summary", "dest")
 
-# the subcommands, in workflow order
+# the subcommands, in workflow order: (name, module of this package, its register function)
 COMMANDS = [
-    data.register_prepare,
-    data.register_fetch,
-    scan.register_train,
-    scan.register_gather,
-    spectra.register_spectra,
-    figures.register_figures,
-    beta.register_beta,
+    ("prepare", "data", "register_prepare"),
+    ("fetch", "data", "register_fetch"),
+    ("train", "scan", "register_train"),
+    ("gather", "scan", "register_gather"),
+    ("spectra", "spectra", "register_spectra"),
+    ("figures", "figures", "register_figures"),
+    ("maps", "maps", "register_maps"),
+    ("study", "studies", "register_study"),
+    ("beta", "beta", "register_beta"),
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand; with ``command`` (a name of :data:`COMMANDS`), of
+    that one only, so that a job imports what its command uses and no more (``train``
+    never loads the datasets package, whose module ``data`` builds its help from)."""
     parser = argparse.ArgumentParser(
         prog="collapse-spectroscopy",
         description="Posterior collapse as spectral pruning: train a temperature scan of "
@@ -90,8 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in COMMANDS:
-        register(sub)
+    for name, module, register in COMMANDS:
+        if command in (None, name):
+            getattr(importlib.import_module(f".{module}", __name__), register)(sub)
+            if name not in sub.choices:
+                raise RuntimeError(f"{module}.{register} did not register {name!r}")
     return parser
 
 
@@ -102,7 +112,9 @@ def output_paths(args: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser()
+    names = [name for name, _, _ in COMMANDS]
+    # a command first: its parser alone (anything else, e.g. --help: every parser)
+    parser = build_parser(argv[0] if argv and argv[0] in names else None)
     args = parser.parse_args(argv)
     outputs = output_paths(args)
     try:

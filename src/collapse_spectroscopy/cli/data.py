@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from ..datasets.coarsen import CoarsenOptions
 from ..datasets.prepare import OUTPUTS, SYNTHETIC_DIR, SplitOptions, prepare
 from ..datasets.sources import (
     DEFAULT_CACHE_DIR,
@@ -116,10 +117,16 @@ def _run_prepare(args: argparse.Namespace) -> int:
         nodata=args.nodata,
     )
     split = SplitOptions(
-        block_km=args.block_km, fractions=tuple(_fractions(args.fractions)), seed=args.split_seed
+        block_km=args.block_km,
+        fractions=tuple(_fractions(args.fractions)),
+        seed=args.split_seed,
+        train_subsample=args.train_subsample,
     )
-    summary = prepare(args.out, source, split)
+    coarsen = CoarsenOptions(factor=args.coarsen, min_valid=args.coarsen_min_valid)
+    summary = prepare(args.out, source, split, coarsen)
     counts = ", ".join(f"{k} {v['samples']:,}" for k, v in summary["splits"].items())
+    if "train_subsample" in summary:  # split.train_subsample < 1: the training samples kept
+        counts += f" (train kept: {summary['train_subsample']['samples_kept']:,})"
     timings = ", ".join(f"{k} {v:.2f} s" for k, v in summary["timings_s"].items())
     dropped = summary.get("dropped_rows")
     dropped = (
@@ -301,6 +308,32 @@ def register_prepare(sub) -> None:
         type=finite_float,
         metavar="STD",
         help="synthetic manifold only: noise standard deviation per unit-variance layer",
+    )
+    config_option(
+        p,
+        "dataset.coarsen",
+        "--coarsen",
+        type=int,
+        metavar="N",
+        help="raster sources only: aggregate N x N cells into one (area-weighted mean of "
+        "the valid cells) before the split",
+    )
+    config_option(
+        p,
+        "dataset.coarsen_min_valid",
+        "--coarsen-min-valid",
+        type=finite_float,
+        metavar="SHARE",
+        help="with --coarsen > 1, the share of a block's area that must be valid",
+    )
+    config_option(
+        p,
+        "split.train_subsample",
+        "--train-subsample",
+        type=finite_float,
+        metavar="F",
+        help="keep a seeded share F in (0, 1] of the training split (validation and test "
+        "untouched)",
     )
     p.add_argument("--json", action="store_true", help="also print the summary as JSON")
     p.set_defaults(func=_run_prepare)

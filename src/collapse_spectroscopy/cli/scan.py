@@ -18,7 +18,10 @@ TRAIN_DESCRIPTION = (
     "observables m, v, l, R, rho, q, J and the truncated distortions Dn_k on the "
     "evaluation split (docs/science.md §3-4). Writes the scan-point NetCDF file OUT, the "
     "best weights beside it (OUT with suffix .pt) and the training log (OUT with "
-    "suffix .log.csv: update, train loss, validation loss, distortion, rate). Every "
+    "suffix .log.csv: update, train loss, validation loss, distortion, rate). With "
+    "--point T SEED OUT, once per point, one process trains several scan points in turn "
+    "(the workflow's scan.points_per_job), loading the data once; each point keeps its own "
+    "files, checkpoint and resume, and a rerun keeps the points already written. Every "
     "option marked with a configuration key takes its default from the schema and its "
     "value from --run-config, if given."
 )
@@ -30,8 +33,6 @@ def gpu_device(flag: str, gpu) -> list[str]:
 
 
 def register_train(sub) -> None:
-    from ..engines import ENGINES
-
     p = sub.add_parser(
         "train",
         help="train one scan point (T, seed) and measure its observables",
@@ -46,13 +47,20 @@ def register_train(sub) -> None:
     p.add_argument(
         "--temperature",
         "-T",
-        required=True,
         type=positive_float,
-        help="normalized temperature T > 0",
+        help="normalized temperature T > 0 (one scan point; or give --point)",
     )
     # every default below is shown by %(default)s, so the help cannot drift from the code
     p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
-    p.add_argument("--out", required=True, type=Path, help="scan-point file to write (.nc)")
+    p.add_argument("--out", type=Path, help="scan-point file to write (.nc)")
+    p.add_argument(
+        "--point",
+        nargs=3,
+        action="append",
+        metavar=("T", "SEED", "OUT"),
+        help="a scan point of a job of several (instead of -T, --seed, --out): temperature, "
+        "seed and its .nc file (weights and log beside it); repeat for each point",
+    )
     p.add_argument(
         "--weights", type=Path, help="where to save the best weights (default: OUT with suffix .pt)"
     )
@@ -93,6 +101,21 @@ def register_train(sub) -> None:
         help="updates without validation improvement before stopping: a count >= 1, or a "
         "fraction of --max-updates",
     )
+    config_option(
+        p,
+        "training.average",
+        "--average",
+        choices=settings.key_schema("training.average")["enum"],
+        help="weights that validation, early stopping and the measurement see: none (the raw "
+        "iterate), ema or polyak (a running average of the iterates over --average-horizon)",
+    )
+    config_option(
+        p,
+        "training.average_horizon",
+        "--average-horizon",
+        type=patience,
+        help="updates the average spans: a count >= 1, or a fraction of --max-updates",
+    )
     config_option(p, "training.batch_size", "--batch-size", type=int, help="samples per update")
     config_option(
         p,
@@ -119,7 +142,9 @@ def register_train(sub) -> None:
         p,
         "training.engine",
         "--engine",
-        choices=("auto", *ENGINES),
+        # the schema's list: auto and the keys of engines.ENGINES (a test keeps them
+        # equal), without importing the engines (and torch) for --help
+        choices=settings.key_schema("training.engine")["enum"],
         help="training engine: auto (linear: numba on a CPU, fast on CUDA; mlp: mlp), "
         "hand-written gradients in torch (fast), the autograd reference, or jitted on one CPU "
         "core (numba), for the linear VAE; autograd with a fixed-draw validation estimate "
@@ -167,17 +192,47 @@ def widths(values) -> list[int]:
         raise InputError(f"model.hidden = {list(values)}: expected integers >= 1") from None
 
 
+def scan_points(args) -> list:
+    """The job's scan points: ``-T --seed --out [--weights --log]``, or every ``--point``."""
+    from ..pointjob import PointFiles
+
+    if not args.point:
+        if args.temperature is None or args.out is None:
+            raise InputError("give -T and --out (one scan point), or --point T SEED OUT")
+        return [PointFiles.of(args.temperature, args.seed, args.out, args.weights, args.log)]
+    if args.temperature is not None or args.out or args.weights or args.log:
+        raise InputError(
+            "--point names each point's T, seed and file: not with -T, --out, --weights or --log"
+        )
+    points = []
+    for t, s, out in args.point:
+        try:
+            temperature, seed = positive_float(t), int(s)
+        except (ValueError, argparse.ArgumentTypeError):
+            temperature, seed = None, -1
+        if temperature is None or seed < 0:
+            raise InputError(
+                f"--point {t} {s} {out}: expected a temperature T > 0, a seed (an integer "
+                ">= 0) and a .nc file"
+            )
+        points.append(PointFiles.of(temperature, seed, out))
+    return points
+
+
 def run_train(args) -> int:
-    from ..pointjob import train_point
+    from ..pointjob import train_points
 
     check_prepared_file(args.data)
-    result = train_point(
+    points = scan_points(args)
+
+    def report(point, result):
+        if len(points) > 1:  # a job of several points: one line per point as it is done
+            line = result.summary_line() if result else "kept: written by an earlier run"
+            print(f"{point.label}: {line}", flush=True)
+
+    results = train_points(
+        points,
         data=args.data,
-        temperature=args.temperature,
-        seed=args.seed,
-        out=args.out,
-        weights=args.weights,
-        log=args.log,
         latents=args.latents,
         sigma2=args.sigma2,
         kind=args.kind,
@@ -186,6 +241,8 @@ def run_train(args) -> int:
         training=dict(
             max_updates=args.max_updates,
             patience=args.patience,
+            average=args.average,
+            average_horizon=args.average_horizon,
             batch_size=args.batch_size,
             learning_rate=args.learning_rate,
             eval_every=args.eval_every,
@@ -196,8 +253,10 @@ def run_train(args) -> int:
         ),
         eval_split=args.eval_split,
         threads=args.threads,
+        report=report,
     )
-    print(result.summary_line())
+    if len(points) == 1:
+        print(results[0].summary_line())
     return 0
 
 

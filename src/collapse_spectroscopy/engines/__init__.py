@@ -14,9 +14,14 @@ parameter layout (:mod:`.layout`), noise of the same distribution.
 ``mlp`` (:mod:`.mlp`)
     autograd and ``torch.optim.Adam`` for a model of any family, validated on fixed noise
     draws (no closed form for a nonlinear decoder); the engine of ``model.kind: mlp``.
+``batched`` (:mod:`.batched`)
+    P scan points as one batched model (``fast``'s update over stacked parameters, each
+    point with its own batches and noise); registered as a batch of one, trained for
+    several points by :func:`collapse_spectroscopy.batched_training.train_scan_points_batched`.
 
-The first three train the linear VAE only (their validation, and the hand-written ones'
-gradients, are its closed forms): ``kinds`` says which ``model.kind`` an engine trains.
+The first three and ``batched`` train the linear VAE only (their validation, and the
+hand-written ones' gradients, are its closed forms): ``kinds`` says which ``model.kind``
+an engine trains.
 
 :data:`ENGINES` is the one list of engine names: the command line's choices, the
 configuration schema's ``training.engine`` enum (checked by a test) and
@@ -49,6 +54,7 @@ ENGINES: dict[str, EngineEntry] = {
     "autograd": EngineEntry(".torch_engines", "AutogradEngine"),
     "numba": EngineEntry(".numba.engine", "NumbaEngine", cpu_only=True),
     "mlp": EngineEntry(".mlp", "MLPEngine", kinds=("mlp", "linear")),
+    "batched": EngineEntry(".batched", "BatchedPointEngine"),
 }
 
 

@@ -1,0 +1,134 @@
+"""Several scan points in one job (``scan.points_per_job``; docs/science.md §5).
+
+A job that trains a *chunk* of scan points pays the start-up once (imports, loading the
+prepared dataset, the PCA references) instead of once per point. Each point keeps its own
+files (``.nc``, ``.pt``, ``.log.csv``), its own checkpoint and its bit-identical resume,
+exactly as a job of one point.
+
+Which points share a job (:func:`scan_chunks`): the scan points in the workflow's order
+(temperature-major, seeds inside), dealt out round-robin over ``ceil(N / points_per_job)``
+jobs, so that each job spans the whole temperature range. Training time depends on T
+(early stopping), so consecutive points would make some jobs much longer than others.
+
+**A rerun skips the finished points.** A chunk job killed (SIGKILL, a node failure) or
+interrupted (SIGTERM/SIGUSR1, exit 4) after some of its points were written is rerun as a
+whole: Snakemake first deletes every output of a job it (re)runs, and also those of a
+failed job. So the finished points are kept aside: once a point's files are written, the
+job links them (hard links: no copy, no extra space; a copy where the file system has no
+hard links) into ``<point>.finished/`` beside them, with the point's :func:`identity`.
+The rerun restores a point whose record has the same identity (the same T, seed, dataset
+file and options) by linking the files back (the same bytes, not retrained) and trains
+the others, the interrupted one from its checkpoint. A record of another identity (the
+configuration or the dataset changed meanwhile) is deleted and the point retrained. When
+every point of the chunk is written, the job deletes the records. A job of one point
+keeps no record: it is done when its files are written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+FINISHED_SUFFIX = ".finished"
+IDENTITY_FILE = "identity.json"
+# the point's outputs inside its record: (attribute of the point, file name)
+KEPT = (("out", "point.nc"), ("weights", "weights.pt"), ("log", "log.csv"))
+
+
+def scan_chunks(points: Sequence, per_job: int) -> list[list]:
+    """``points`` dealt round-robin into ``ceil(len(points) / per_job)`` chunks (each of at
+    most ``per_job`` points, in their original order inside a chunk)."""
+    if int(per_job) != per_job or per_job < 1:
+        raise ValueError(f"points_per_job = {per_job!r}: expected an integer >= 1")
+    n = math.ceil(len(points) / per_job)
+    return [list(points[i::n]) for i in range(n)]
+
+
+def identity(point, data, options: dict) -> dict:
+    """What a finished point's files depend on: T, seed, the dataset file (path, size and
+    modification time: `prepare` rewrites it when anything upstream changes) and every
+    option of the job (model, training, evaluation split)."""
+    st = os.stat(data)
+    return {
+        "T": float(point.temperature),
+        "seed": int(point.seed),
+        "data": {"path": os.path.abspath(data), "size": st.st_size, "mtime_ns": st.st_mtime_ns},
+        "options": options,
+    }
+
+
+def record_path(point) -> Path:
+    """The record of a finished point: ``<out without .nc>.finished/``."""
+    return Path(point.out).with_suffix(FINISHED_SUFFIX)
+
+
+def _link(src: Path, dst: Path) -> None:
+    """``dst`` becomes ``src``'s content, atomically: a hard link (a copy where links are
+    not possible) under a temporary name, renamed into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{dst.name}-", dir=dst.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:  # no hard links here (EPERM, EXDEV, ...): copy
+            shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def keep(point, ident: dict) -> None:
+    """Record ``point`` (its files just written) as finished, with its identity."""
+    final = record_path(point)
+    discard(point)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    try:
+        for attr, name in KEPT:
+            _link(Path(getattr(point, attr)), tmp / name)
+        (tmp / IDENTITY_FILE).write_text(json.dumps(ident, sort_keys=True))
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def restore(point, ident: dict) -> bool:
+    """True if ``point`` was finished by an earlier run of this job with the same identity:
+    its files are then in place (linked back from its record where they are missing or
+    differ). A record of another identity, or an incomplete one, is deleted (False)."""
+    record = record_path(point)
+    if not record.is_dir():
+        return False
+    try:
+        same = json.loads((record / IDENTITY_FILE).read_text()) == json.loads(
+            json.dumps(ident, sort_keys=True)
+        )
+    except (OSError, ValueError):
+        same = False
+    if not same or not all((record / name).is_file() for _, name in KEPT):
+        discard(point)
+        return False
+    for attr, name in KEPT:
+        dst = Path(getattr(point, attr))
+        with contextlib.suppress(OSError):
+            if os.path.samefile(record / name, dst):
+                continue  # still there, untouched
+        _link(record / name, dst)
+    return True
+
+
+def discard(point) -> None:
+    """Delete ``point``'s record (and any half-made one of a killed job)."""
+    final = record_path(point)
+    shutil.rmtree(final, ignore_errors=True)
+    for stale in final.parent.glob(f".tmp-{final.name}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
