@@ -108,6 +108,7 @@ def test_max_updates_reruns_the_training_and_what_follows(copy):
         "gather": 1,
         "spectra": 1,
         "figures": 1,
+        "maps_grid": 1,  # the mapped scan point retrained
         "all": 1,
     }
 
@@ -116,9 +117,10 @@ def test_max_updates_reruns_the_training_and_what_follows(copy):
 def test_rho_min_reruns_only_the_spectra_and_figures(copy):
     edit_run(copy, "spectra", "rho_min", 0.1)
     assert planned_jobs(copy) == {
-        "run_config": 2,  # config/spectra.json and config/figures.json
+        "run_config": 3,  # config/spectra.json, figures.json and maps.json
         "spectra": 1,
         "figures": 1,
+        "maps_grid": 1,  # which latents are active
         "all": 1,
     }
 

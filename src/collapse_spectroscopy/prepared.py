@@ -16,6 +16,12 @@ Keys in the file (a contract with the dataset layer and the training CLI):
 ``true_spectrum`` (optional)
     float64 (d,), the declared normalized spectrum ``lambda_k / V`` of a synthetic source,
     descending, for the figures' theory overlay.
+``index_train``, ``index_val``, ``index_test`` (optional; files written before the
+latent maps lack them)
+    int64 (n_split,), where each sample sits in its source: the row-major flat cell index
+    ``row * width + col`` on the grid of a raster source (its shape, transform, CRS and
+    nodata are in ``metadata["source_info"]``: ``grid_shape``, ``transform``, ``crs_wkt``,
+    ``nodata``), the 0-based table row for a table. The latent maps put each sample back.
 ``metadata``
     a JSON string: source, split parameters, counts and anything else worth keeping.
 """
@@ -47,6 +53,7 @@ class PreparedDataset:
     feature_names: list[str]
     metadata: dict = field(default_factory=dict)
     true_spectrum: np.ndarray | None = None
+    index: dict[str, np.ndarray] | None = None  # split -> source position of each sample
 
     def split(self, name: str) -> np.ndarray:
         """The standardized samples of split ``name`` (``train``, ``val`` or ``test``)."""
@@ -78,6 +85,12 @@ class PreparedDataset:
                 raise InputError(f"{source}: {name} must have shape ({d},), got {arr.shape}")
         if len(self.feature_names) != d:
             raise InputError(f"{source}: {len(self.feature_names)} feature names for {d} features")
+        for name in SPLITS if self.index is not None else ():
+            if np.shape(self.index.get(name)) != (self.split(name).shape[0],):
+                raise InputError(
+                    f"{source}: index_{name} must hold one source position per sample of "
+                    f"split {name!r} ({self.split(name).shape[0]})"
+                )
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the dataset atomically as an uncompressed ``.npz``."""
@@ -93,6 +106,8 @@ class PreparedDataset:
         }
         if self.true_spectrum is not None:
             arrays["true_spectrum"] = np.asarray(self.true_spectrum, dtype=np.float64)
+        for name in SPLITS if self.index is not None else ():
+            arrays[f"index_{name}"] = np.asarray(self.index[name], dtype=np.int64)
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
 
@@ -125,6 +140,9 @@ def load_prepared(path: str | os.PathLike) -> PreparedDataset:
                 feature_names=[str(s) for s in z["feature_names"]],
                 metadata=json.loads(str(z["metadata"])),
                 true_spectrum=z["true_spectrum"] if "true_spectrum" in z.files else None,
+                index={s: z[f"index_{s}"] for s in SPLITS}
+                if all(f"index_{s}" in z.files for s in SPLITS)
+                else None,
             )
     except InputError:
         raise

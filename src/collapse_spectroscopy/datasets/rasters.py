@@ -67,6 +67,9 @@ class RasterStack:
         Pixel-to-CRS transform of the shared grid.
     crs : rasterio.crs.CRS
         The shared CRS.
+    nodata : float or None
+        ``dataset.nodata`` if given, else the first layer's nodata tag (None if untagged):
+        the fill value of rasters written back onto this grid (the latent maps).
     """
 
     layers: list[np.ndarray]
@@ -75,6 +78,7 @@ class RasterStack:
     labels: list[str]
     transform: Affine
     crs: object
+    nodata: float | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -248,6 +252,7 @@ def read_stack(layers: Sequence[LayerSource], nodata: float | None = None) -> Ra
                 shape = (ds.height, ds.width)
                 if ref is None:
                     ref = (lay.label, shape, ds.crs, ds.transform)
+                    first_nodata = ds.nodata if nodata is None else nodata
                 else:
                     r_label, r_shape, r_crs, r_transform = ref
                     if shape != r_shape:
@@ -291,4 +296,5 @@ def read_stack(layers: Sequence[LayerSource], nodata: float | None = None) -> Ra
         labels=[lay.label for lay in layers],
         transform=ref[3],
         crs=ref[2],
+        nodata=None if first_nodata is None else float(first_nodata),
     )

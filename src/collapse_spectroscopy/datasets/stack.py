@@ -118,6 +118,9 @@ class Samples:
         Cell area in km² on the ellipsoid.
     split : ndarray of str or None
         A split label per sample given by the source (a table's split column).
+    index : ndarray, int64, (n,) or None
+        Where each sample sits in its source: the row-major flat cell index on the grid
+        (``row * width + col``) for rasters, the 0-based row of the table for tables.
     info : dict
         Source description for the metadata (paths, grid, CRS, ...).
     """
@@ -129,6 +132,7 @@ class Samples:
     area_km2: np.ndarray | None = None
     split: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    index: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -238,7 +242,18 @@ def stack_samples(stack: RasterStack) -> Samples:
         "grid_shape": list(valid.shape),
         "transform": list(tuple(t)[:6]),
         "crs": crs.to_string(),
+        "crs_wkt": stack.crs.to_wkt(),  # exact, for writing maps on the input grid
+        "nodata": stack.nodata,
         "layers": list(stack.labels),
         "n_valid_cells": n,
     }
-    return Samples(x=x, feature_names=list(stack.names), lon=lon, lat=lat, area_km2=area, info=info)
+    index = np.flatnonzero(valid.ravel())  # row-major, the order of rows, cols above
+    return Samples(
+        x=x,
+        feature_names=list(stack.names),
+        lon=lon,
+        lat=lat,
+        area_km2=area,
+        info=info,
+        index=index.astype(np.int64),
+    )

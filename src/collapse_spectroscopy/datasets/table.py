@@ -184,5 +184,6 @@ def read_table(
         x=x[complete].astype(np.float32),
         feature_names=features,
         split=None if split is None else split[complete],
+        index=np.flatnonzero(complete),
         info=info,
     )

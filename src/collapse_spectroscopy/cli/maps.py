@@ -1,0 +1,83 @@
+"""``maps``: the active latents of one scan point as maps and loadings (docs/science.md §10)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .runconfig import add_run_config_argument, config_option
+from .spectra import RHO_MIN_KEY, add_tolerances_option, check_rho_min
+
+
+def register_maps(sub) -> None:
+    p = sub.add_parser(
+        "maps",
+        help="latent maps and loadings of one scan point",
+        description="For the latents of a scan point with rho > rho_min, ranked by signal "
+        "fraction: the posterior mean mu_k(x) of every sample of all splits -- for a raster "
+        "dataset latent_means.tif (one float32 band per rank on the input grid: CRS, "
+        "transform, nodata; descriptions 'rank k, rho=...') and latent_means.png, for a "
+        "table latent_means.csv -- and the loadings (decoder column W_k of the linear "
+        "model, mean decoder Jacobian of an mlp; standardized units), loadings.csv and "
+        "loadings.png, all in OUT_DIR. Each latent's sign makes its largest-|loading| "
+        "feature positive.",
+    )
+    p.add_argument("point", type=Path, help="the scan point (scan/T=.../seed=....nc)")
+    p.add_argument("--data", required=True, type=Path, help="prepared dataset (.npz)")
+    p.add_argument(
+        "--weights", type=Path, help="the scan point's weights (default: POINT with .pt)"
+    )
+    p.add_argument("--out-dir", required=True, type=Path)
+    add_run_config_argument(p)
+    config_option(
+        p, RHO_MIN_KEY, "--rho-min", type=float, help="map the latents with rho above this"
+    )
+    # maps reads the whole spectra section (settings.STAGES); the tolerances are not used
+    add_tolerances_option(p, "the distortion tolerances eps of n(eps) (not used by maps)")
+    p.set_defaults(func=run_maps)
+
+
+def run_maps(args) -> int:
+    from .. import maps, scanfile
+    from ..io import all_or_none, atomic_path
+    from ..prepared import load_prepared
+
+    check_rho_min(args.rho_min)
+    point = scanfile.read(args.point)
+    weights = args.weights or args.point.with_suffix(".pt")
+    model, _ = maps.load_model(weights)
+    ds = load_prepared(args.data)
+    grid = maps.dataset_grid(ds)
+    result = maps.latent_maps(ds, model, point, args.rho_min)
+    out = args.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    files = {k: out / v for k, v in maps.FILES.items()}
+    title = f"T = {result.temperature:.4g}, seed {result.seed} ({result.kind})"
+    with all_or_none() as written:  # the maps of a scan point exist together or not at all
+        if grid is not None:
+            from ..mapplots import draw_latent_means
+
+            maps.write_geotiff(files["geotiff"], result, ds, grid)
+            written.append(files["geotiff"])
+            bands = maps.grid_bands(result, ds, grid)
+            fig = draw_latent_means(bands, result, grid, f"posterior means $\\mu_k(x)$, {title}")
+            _save_png(fig, files["means_png"], atomic_path)
+            written.append(files["means_png"])
+        else:
+            maps.write_means_table(files["means_csv"], result, ds)
+            written.append(files["means_csv"])
+        maps.write_loadings(files["loadings_csv"], result)
+        written.append(files["loadings_csv"])
+        from ..mapplots import draw_loadings
+
+        _save_png(draw_loadings(result, f"loadings, {title}"), files["loadings_png"], atomic_path)
+        written.append(files["loadings_png"])
+    for path in written:
+        print(path)
+    return 0
+
+
+def _save_png(fig, path: Path, atomic_path) -> None:
+    from ..figures.style import DPI, style
+
+    with style(), atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight")
