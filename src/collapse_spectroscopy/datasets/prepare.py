@@ -39,17 +39,21 @@ from .. import __version__
 from ..errors import InputError
 from ..io import atomic_path, check_writable, write_json
 from ..prepared import PreparedDataset
+from .coarsen import CoarsenOptions, coarsen_samples
 from .sources import SourceOptions, check_source, load_samples
 from .split import (
     DEFAULT_BLOCK_KM,
     DEFAULT_FRACTIONS,
     SPLITS,
+    SUBSAMPLE_RULE,
     check_block_km,
     check_fractions,
+    check_train_subsample,
     column_split,
     random_split,
     spatial_block_split,
     split_summary,
+    subsample_train,
 )
 from .splitmap import draw_split_map
 
@@ -73,6 +77,7 @@ class SplitOptions:
     block_km: float = DEFAULT_BLOCK_KM
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
     seed: int = 0
+    train_subsample: float = 1.0
 
 
 def standardization(
@@ -113,6 +118,7 @@ def prepare(
     out_dir: str | os.PathLike,
     source: SourceOptions | None = None,
     split: SplitOptions | None = None,
+    coarsen: CoarsenOptions | None = None,
 ) -> dict:
     """Build the prepared dataset of a run and its side files in ``out_dir``.
 
@@ -123,7 +129,11 @@ def prepare(
     source : SourceOptions
         ``dataset.*`` options; default the synthetic source.
     split : SplitOptions
-        ``split.*`` options; defaults 500 km, (0.6, 0.2, 0.2), seed 0.
+        ``split.*`` options; defaults 500 km, (0.6, 0.2, 0.2), seed 0, all of the
+        training split.
+    coarsen : CoarsenOptions
+        ``dataset.coarsen`` and ``dataset.coarsen_min_valid``; default 1 (the grid as it
+        is). Applied to the samples before the split (:mod:`.coarsen`).
 
     Returns
     -------
@@ -138,6 +148,7 @@ def prepare(
     """
     source = source or SourceOptions()
     split = split or SplitOptions()
+    coarsen = coarsen or CoarsenOptions()
     out_dir = Path(out_dir)
     check_writable(out_dir)  # a read-only or misplaced folder: say so before any work
     created = not out_dir.exists()
@@ -150,6 +161,8 @@ def prepare(
         check_source(source.source)
         fractions = check_fractions(split.fractions)
         block_km = check_block_km(split.block_km)
+        subsample = check_train_subsample(split.train_subsample)
+        factor, min_valid = coarsen.check(source.source)
         try:
             seed = int(split.seed)
         except (TypeError, ValueError) as exc:
@@ -158,6 +171,10 @@ def prepare(
         t0 = time.perf_counter()
         samples, extra = load_samples(source, synthetic_dir=out_dir / SYNTHETIC_DIR)
         timings["load_and_stack"] = time.perf_counter() - t0
+        if factor > 1:  # before the split, so that its blocks stay geographic
+            t0 = time.perf_counter()
+            samples = coarsen_samples(samples, factor, min_valid)
+            timings["coarsen"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         if samples.is_geographic:
@@ -178,13 +195,27 @@ def prepare(
         timings["split"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        train = result.mask("train")
+        masks = {name: result.mask(name) for name in SPLITS}
+        masks["train"] = subsample_train(masks["train"], subsample, seed)
+        train = masks["train"]
         mean, std = standardization(samples.x, train, samples.feature_names)
-        xs = {name: _standardize(samples.x[result.mask(name)], mean, std) for name in SPLITS}
+        xs = {name: _standardize(samples.x[masks[name]], mean, std) for name in SPLITS}
+        index = samples.index
+        if index is None:  # a source that keeps no positions: the sample's own number
+            index = np.arange(samples.n, dtype=np.int64)
+        positions = {name: index[masks[name]] for name in SPLITS}
         timings["standardize"] = time.perf_counter() - t0
 
         summary = split_summary(result, samples.area_km2)
         summary["source"] = source.source
+        if subsample < 1:  # written only when used: a default run's files stay as they were
+            summary["train_subsample"] = {
+                "fraction": subsample,
+                "seed": seed,
+                "samples_in_split": int(result.mask("train").sum()),
+                "samples_kept": int(train.sum()),
+                "rule": SUBSAMPLE_RULE,
+            }
         summary["feature_names"] = samples.feature_names
         if "dropped_rows" in samples.info:  # tables: rows left out for a missing value
             summary["dropped_rows"] = samples.info["dropped_rows"]
@@ -198,6 +229,8 @@ def prepare(
             "formula": "x_standardized = (x - mean) / std, applied to every split",
         }
         source_doc = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(source).items()}
+        if factor > 1:  # written only when used: a default run's files stay as they were
+            source_doc |= {"coarsen": factor, "coarsen_min_valid": min_valid}
         metadata = {
             "source": source.source,
             "source_options": source_doc,
@@ -238,6 +271,7 @@ def prepare(
             feature_names=samples.feature_names,
             metadata=metadata,
             true_spectrum=extra.get("true_spectrum"),
+            index=positions,
         ).save(paths["prepared"])
         timings["write"] = time.perf_counter() - t0
     except BaseException:

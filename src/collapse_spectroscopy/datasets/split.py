@@ -97,6 +97,42 @@ def check_fractions(fractions, key: str = "split.fractions") -> np.ndarray:
     return f
 
 
+#: the draw of ``split.train_subsample``, apart from the block draw of the same seed
+SUBSAMPLE_STREAM = 1
+SUBSAMPLE_RULE = (
+    "The training samples (in their order) are permuted with "
+    "numpy.random.default_rng([seed, 1]).permutation and the first max(1, round(f * n_train)) "
+    "are kept, in their order: a smaller share keeps a subset of a larger one's samples. "
+    "Validation and test are untouched; standardization uses the kept samples."
+)
+
+
+def check_train_subsample(value, key: str = "split.train_subsample") -> float:
+    """A share in (0, 1], else InputError naming ``key``."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        f = float("nan")
+    if not 0 < f <= 1:
+        raise InputError(
+            f"{key} = {value!r}: expected the share of the training split to keep, in (0, 1]"
+        )
+    return f
+
+
+def subsample_train(train: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """The training mask ``train`` thinned to a seeded share ``fraction`` of its samples
+    (:data:`SUBSAMPLE_RULE`; docs/science.md §11). ``fraction = 1`` returns ``train``."""
+    f = check_train_subsample(fraction)
+    if f == 1:
+        return train
+    where = np.flatnonzero(train)
+    order = np.random.default_rng([int(seed), SUBSAMPLE_STREAM]).permutation(where.size)
+    kept = np.zeros_like(train)
+    kept[where[order[: max(1, int(round(f * where.size)))]]] = True
+    return kept
+
+
 def check_block_km(block_km, key: str = "split.block_km") -> float:
     try:
         b = float(block_km)

@@ -1,0 +1,83 @@
+"""``study``: the comparison of a study's runs (docs/science.md §11)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+DESCRIPTION = """\
+Compare the runs of a study (config `studies.NAME`): one run per value of the varied key,
+each a results/RUN folder with its spectra.csv, data/prepared.npz and the scan point
+scan/T=LABEL/seed=SEED.{nc,pt} to compare. Writes OUT (long form, one row per value and
+rank: value, rank, collapse_threshold, utility, pca_ratio, fit_points, then run,
+temperature, active_latents, subspace_angle_deg -- the largest principal angle between the
+leading-k decoder subspaces of the run and the base run -- and map_correlation -- the
+correlation of the rank-k latent map with the base run's map resampled to the run's grid,
+raster runs only) and FIGURE (T_k, u_k and both stability measures against the value).
+"""
+
+
+def register_study(sub) -> None:
+    """Add the ``study`` subcommand to the CLI."""
+    p = sub.add_parser(
+        "study",
+        help="compare the runs of a study (spectra and stability of the effective variables)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--member",
+        nargs=3,
+        action="append",
+        required=True,
+        metavar=("VALUE", "RUN_DIR", "T"),
+        help="a value of the varied key, its run's folder and the T label of its scan point "
+        "to compare (repeat for each value, in order)",
+    )
+    p.add_argument(
+        "--base",
+        nargs=2,
+        required=True,
+        metavar=("RUN_DIR", "T"),
+        help="the base run's folder and the T label of its scan point to compare",
+    )
+    p.add_argument("--seed", type=int, default=0, help="the compared scan points' seed")
+    p.add_argument("--vary", required=True, help="the varied key, SECTION.KEY")
+    p.add_argument("--name", default="study", help="the study's name (the figure's title)")
+    p.add_argument(
+        "--rho-min",
+        type=float,
+        required=True,
+        help="latents with rho above this are active (the base run's spectra.rho_min)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="the long table (CSV)")
+    p.add_argument("--figure", type=Path, required=True, help="the figure (PNG)")
+    p.set_defaults(func=run_study)
+
+
+def run_study(args) -> int:
+    from .. import studycompare, studyplot
+    from ..figures.style import DPI, style
+    from ..io import all_or_none, atomic_path
+    from .spectra import check_rho_min
+
+    check_rho_min(args.rho_min)
+    members = [
+        studycompare.Member(yaml.safe_load(v), Path(d), t, args.seed) for v, d, t in args.member
+    ]
+    base = studycompare.Member(None, Path(args.base[0]), args.base[1], args.seed)
+    table = studycompare.study_table(members, base, args.rho_min)
+    base_value = next((m.value for m in members if m.run_dir == base.run_dir), None)
+    title = f"study {args.name}: {args.vary} (base run {base.name}, seed {args.seed})"
+    fig = studyplot.draw(table, args.vary, base_value, title)
+    with all_or_none() as written:
+        studycompare.write_table(args.out, table)
+        written.append(args.out)
+        with style(), atomic_path(args.figure) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+        written.append(args.figure)
+    for path in written:
+        print(path)
+    return 0

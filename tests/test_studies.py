@@ -1,0 +1,246 @@
+"""Studies (docs/science.md §11): their expansion into runs, the checks that name a bad key
+before any job, the stability measures against hand-built cases, and one small study
+end to end through Snakemake."""
+
+import copy
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.maps import Grid
+from collapse_spectroscopy.studies import study_members, study_runs, value_label
+from collapse_spectroscopy.studycompare import (
+    STUDY_COLUMNS,
+    Effective,
+    leading_subspace_angles,
+    map_correlations,
+    resample_map,
+)
+from collapse_spectroscopy.workflow_config import check_config
+from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
+
+
+def _config(**study):
+    config = tiny_config([0.003, 0.03, 0.3])
+    config["studies"] = {"s": {"run": "tiny", "vary": "dataset.coarsen", "values": [1, 2]}}
+    config["studies"]["s"].update(study)
+    return config
+
+
+@pytest.mark.parametrize(
+    "value, label",
+    [
+        (2, "2"),
+        (0.01, "0p01"),
+        (1.0, "1p0"),
+        (1e-05, "1em05"),
+        (-0.5, "m0p5"),
+        (True, "true"),
+        ("gelu", "gelu"),
+    ],
+)
+def test_value_labels_are_run_names(value, label):
+    assert value_label(value) == label
+
+
+def test_a_study_derives_one_run_per_value_and_reuses_the_base_run():
+    config = _config(vary="split.train_subsample", values=[0.01, 0.1, 1.0])
+    before = copy.deepcopy(config)
+    derived = study_runs(config)
+    assert config == before  # the config itself is not changed
+    assert list(derived) == ["s__0p01", "s__0p1"]  # 1.0 is the base run's own (default)
+    assert study_members(config, "s") == [(0.01, "s__0p01"), (0.1, "s__0p1"), (1.0, "tiny")]
+    expected = copy.deepcopy(config["runs"]["tiny"])
+    expected["split"] = {"train_subsample": 0.01}
+    assert derived["s__0p01"] == expected  # every other key of the base run kept
+    check_config(config)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda c: c["runs"]["tiny"]["dataset"].update(coarsen=0),
+            "runs.tiny.dataset.coarsen: 0 is less than the minimum of 1",
+        ),
+        (
+            lambda c: c["runs"]["tiny"].update(split={"train_subsample": 0}),
+            "runs.tiny.split.train_subsample: 0 is less than or equal to the minimum of 0",
+        ),
+        (
+            lambda c: c["runs"]["tiny"].update(split={"train_subsample": 1.5}),
+            "runs.tiny.split.train_subsample: 1.5 is greater than the maximum of 1",
+        ),
+        (
+            lambda c: c["studies"]["s"].update(values=[1, 0]),
+            r"studies.s.values\[1\] = 0: 0 is less than the minimum of 1 \(as dataset.coarsen",
+        ),
+        (
+            lambda c: c["studies"]["s"].update(vary="split.train_subsample", values=[0.5, 2]),
+            r"studies.s.values\[1\] = 2: 2 is greater than the maximum of 1",
+        ),
+        (
+            lambda c: c["studies"]["s"].update(vary="dataset.coarsne"),
+            "studies.s.vary = 'dataset.coarsne': section 'dataset' has no key 'coarsne'",
+        ),
+        (
+            lambda c: c["studies"]["s"].update(vary="data.coarsen"),
+            "studies.s.vary = 'data.coarsen': no section 'data' in a run",
+        ),
+        (
+            lambda c: c["studies"]["s"].update(values=[]),
+            r"studies.s.values: \[\] should be non-empty",
+        ),
+        (lambda c: c["studies"]["s"].update(run="nope"), "studies.s.run = 'nope': no such run"),
+        (
+            lambda c: c["studies"]["s"].update(values=[2, 2.0]),
+            r"studies.s.values\[1\] = 2.0: 2.0 is not of type 'integer'",
+        ),
+        (
+            lambda c: c["runs"].update(
+                s__2={"dataset": {"source": "synthetic"}, "scan": {"temperatures": [0.1]}}
+            ),
+            r"studies.s.values\[1\] = 2: derives run 's__2', which runs.s__2 already names",
+        ),
+        (
+            lambda c: c["studies"].update(a__b=c["studies"]["s"]),
+            "studies.a__b: a study name may not hold '__'",
+        ),
+        (
+            lambda c: c["runs"]["tiny"]["dataset"].update(source="table", path="x.csv"),
+            "studies.s.vary = 'dataset.coarsen': base run 'tiny' reads a table",
+        ),
+        (
+            lambda c: (
+                c["runs"]["tiny"]["dataset"].update(source="table", path="x.csv", coarsen=2),
+                c.pop("studies"),
+            ),
+            "runs.tiny.dataset.coarsen = 2 applies to raster sources only",
+        ),
+    ],
+)
+def test_a_bad_study_or_transform_names_its_key(change, message):
+    config = _config()
+    change(config)
+    with pytest.raises(InputError, match=message):
+        check_config(config)
+
+
+def test_principal_angles_of_hand_built_decoders():
+    """Base decoder columns e1, e2, e3 of R^4. A run whose second column leans 30 degrees
+    towards e4 (and whose first is 3 e1: a subspace ignores scale) has leading-k angles
+    0, 30, 30; a run with ranks 1 and 2 swapped has 90 (e2 is orthogonal to e1), then 0."""
+    base = np.eye(4)[:3]
+    t = np.radians(30)
+    tilted = np.array([[3, 0, 0, 0], [0, np.cos(t), 0, np.sin(t)], [0, 0, 1, 0]])
+    np.testing.assert_allclose(leading_subspace_angles(tilted, base), [0, 30, 30], atol=1e-6)
+    swapped = base[[1, 0, 2]]
+    np.testing.assert_allclose(leading_subspace_angles(swapped, base), [90, 0, 0], atol=1e-6)
+    assert leading_subspace_angles(base[:2], base).shape == (2,)  # up to the fewer active
+
+
+def test_resampled_map_and_its_correlation():
+    """A base map on a 4 x 6 grid (one cell missing), by hand: each 2 x 2 block's
+    area-weighted mean of its cells. A run whose maps are those block means correlates 1
+    rank by rank; its rank-2 map negated, -1."""
+    values = np.arange(24.0).reshape(4, 6)
+    values[0, 0] = np.nan
+    areas = np.repeat([[1.0], [2.0], [3.0], [4.0]], 6, axis=1)
+    want = np.empty((2, 3))
+    for i in range(2):
+        for j in range(3):
+            v, a = (
+                values[2 * i : 2 * i + 2, 2 * j : 2 * j + 2],
+                areas[2 * i : 2 * i + 2, 2 * j : 2 * j + 2],
+            )
+            ok = np.isfinite(v)
+            want[i, j] = (v[ok] * a[ok]).sum() / a[ok].sum()
+    np.testing.assert_allclose(resample_map(values, areas, 2), want)
+
+    wkt = 'PROJCS["x",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Cylindrical_Equal_Area"],PARAMETER["standard_parallel_1",30],UNIT["metre",1]]'  # noqa: E501
+    fine = Grid((4, 6), (1e5, 0, 0, 0, -1e5, 4e5), wkt, None)
+    coarse = Grid((2, 3), (2e5, 0, 0, 0, -2e5, 4e5), wkt, None)
+    base_bands = np.stack([values, values**2])  # projected grid: equal areas
+    equal = np.ones((4, 6))
+    run_bands = np.stack([resample_map(values, equal, 2), -resample_map(values**2, equal, 2)])
+    loadings = np.eye(2, 3)
+    corr = map_correlations(
+        Effective(loadings, run_bands, coarse), Effective(loadings, base_bands, fine)
+    )
+    np.testing.assert_allclose(corr, [1, -1], atol=1e-12)
+    shifted = Grid((2, 3), (2e5, 0, 1e5, 0, -2e5, 4e5), wkt, None)  # not nested: no value
+    assert np.isnan(
+        map_correlations(
+            Effective(loadings, run_bands, shifted), Effective(loadings, base_bands, fine)
+        )
+    ).all()
+
+
+def _snakemake(wd, *args):
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def test_a_bad_study_stops_the_workflow_before_any_job(tmp_path):
+    wd = workdir(tmp_path, _config(vary="dataset.coarsne"))
+    result = _snakemake(wd, "-n", "studies")
+    assert result.returncode == 2, result.stderr
+    assert "studies.s.vary = 'dataset.coarsne'" in result.stderr
+    assert "Traceback" not in result.stderr and not (wd / "results").exists()
+
+
+def test_the_configured_studies_expand_into_runs(tmp_path):
+    """A dry run of `studies` on the project's config: the derived runs' training jobs
+    and one study job per study, without the base runs' values trained twice."""
+    result = _snakemake(
+        tmp_path,
+        "--configfile",
+        str(ROOT / "config" / "config.yaml"),
+        "-n",
+        "studies",
+        "--quiet",
+        "rules",
+    )
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for study in ("worldclim_resolution", "worldclim_size", "demo_size"):
+        assert study in config["studies"]
+    stats = dict(
+        line.split()[:2]
+        for line in result.stdout.splitlines()
+        if line.split()[:1] and line.split()[0] in ("study", "prepare")
+    )
+    assert stats["study"] == "3"
+    assert stats["prepare"] == str(3 + 2 + 2 + 2)  # derived runs, then worldclim and demo
+
+
+@pytest.mark.slow
+def test_a_coarsening_study_end_to_end(tmp_path):
+    """The tiny synthetic run and its 2 x 2 coarsening (3 temperatures, 600 updates, one
+    training job per run: ~1 min on 2 busy cores). The table's contract columns; the base
+    run's rows compare it with itself (angles 0, map correlations 1, to float rounding);
+    the coarse run's two
+    leading effective variables survive: the synthetic layers are smooth on the 1-degree
+    grid, so their leading modes change little under 2 x 2 block means (angles < 15
+    degrees, maps correlate > 0.9; measured 2-3 degrees and > 0.999)."""
+    config = _config()
+    config["runs"]["tiny"]["scan"]["points_per_job"] = 3  # one training job per run
+    wd = workdir(tmp_path, config)
+    result = _snakemake(wd, "studies")
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_csv(wd / "results" / "studies" / "s" / "spectra.csv")
+    assert list(table.columns[: len(STUDY_COLUMNS)]) == STUDY_COLUMNS
+    assert sorted(table["value"].unique()) == [1, 2]
+    assert set(table["run"]) == {"tiny", "s__2"}
+    base, coarse = table[table["value"] == 1], table[table["value"] == 2]
+    np.testing.assert_allclose(base["subspace_angle_deg"], 0, atol=1e-6)
+    np.testing.assert_allclose(base["map_correlation"], 1, atol=1e-9)
+    lead = coarse[coarse["rank"] <= 2]
+    assert (lead["subspace_angle_deg"] < 15).all() and (lead["map_correlation"] > 0.9).all()
+    prepared = np.load(wd / "results" / "s__2" / "data" / "prepared.npz")
+    assert '"coarsen"' in str(prepared["metadata"])
+    assert (wd / "results" / "studies" / "s" / "study.png").stat().st_size > 10_000
