@@ -25,6 +25,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/scan.smk"
 include: "workflow/rules/spectra.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/maps.smk"
+include: "workflow/rules/studies.smk"
 
 
 # A read-only or unwritable working directory stops the workflow with one line before

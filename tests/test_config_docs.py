@@ -74,11 +74,20 @@ def reference() -> str:
     schema = settings.load_schema()
     head = "| key | value | default | meaning |\n|---|---|---|---|"
     out = [BEGIN, "", "### Top level", "", head]
-    out += [r for r in rows(schema) if not r.startswith("| `runs` ")]
+    out += [r for r in rows(schema) if not r.startswith(("| `runs` ", "| `studies` "))]
     out.append(
         "| `runs` | {RUN: run} | required | " + schema["properties"]["runs"]["description"] + " |"
     )
+    studies = " ".join(schema["properties"]["studies"]["description"].split())
+    out.append(f"| `studies` | {{STUDY: study}} | `{{}}` | {studies} |")
+    out += ["", "### `studies.STUDY`", "", "Keys of a study (docs/science.md §11).", ""]
+    out += [head, *rows(schema["$defs"]["study"])]
     run = schema["$defs"]["run"]
+    # keys of a run that are not sections (null_run): one table before the sections'
+    keys = {k: p for k, p in run["properties"].items() if k not in settings.SECTIONS}
+    if keys:
+        out += ["", "### `runs.RUN`", "", "Keys of a run beside its sections.", ""]
+        out += [head, *rows({"properties": keys})]
     for section in settings.SECTIONS:
         prop = run["properties"][section]
         req = " (required)" if section in run.get("required", ()) else ""
@@ -112,7 +121,11 @@ def test_every_key_has_a_description():
                 yield from missing(alt, [*path, key])
 
     schema = settings.load_schema()
-    assert [*missing(schema, []), *missing(schema["$defs"]["run"], ["runs", "RUN"])] == []
+    assert [
+        *missing(schema, []),
+        *missing(schema["$defs"]["run"], ["runs", "RUN"]),
+        *missing(schema["$defs"]["study"], ["studies", "STUDY"]),
+    ] == []
 
 
 if __name__ == "__main__":  # rewrite the reference in config/README.md

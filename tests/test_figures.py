@@ -188,9 +188,9 @@ def test_each_registered_figure_has_its_module_and_caption(name):
 
 def test_registry_is_ordered_and_closed():
     assert list(figures.REGISTRY) == list(figures.NAMES)
-    assert [n.split("_")[0] for n in figures.REGISTRY] == ["fig1", "fig2", "fig3", "fig4"]
+    assert [n.split("_")[0] for n in figures.REGISTRY] == ["fig1", "fig2", "fig3", "fig4", "fig5"]
     with pytest.raises(KeyError):
-        figures.REGISTRY["fig5_missing"]
+        figures.REGISTRY["fig6_missing"]
 
 
 def test_fig3_one_point_per_fitted_mode(scan):
@@ -251,6 +251,44 @@ def test_fig1_has_theory_fits_and_pca_marks(scan):
         x, y = fit.get_data()
         assert x[-1] == pytest.approx(tk) and x[0] < tk
         np.testing.assert_allclose(y, 1 - x / tk, rtol=0, atol=1e-15)  # rounding of rho <= 1
+
+
+def test_fig1_draws_the_split_aware_equilibrium_when_the_scan_has_it(scan):
+    """With ``pca_eval_ratio`` (the evaluation split's variance along the training PCs),
+    panels (a) and (b) show the training equilibrium seen on that split
+    (docs/science.md §4.7); panel (c) does not depend on the split."""
+    ratio = np.asarray(scan["pca_ratio"].values, np.float64)
+    r = np.linspace(0.6, 1.5, ratio.size)  # evaluation over training variance along PC k
+    split = scan.assign(pca_eval_ratio=(("mode",), ratio * r))
+    fig = fig1_collapse_scan.draw(split, table_of(split))
+    ax_m, ax_rho, ax_l = fig.axes[:3]
+    colors = rank_colors(split, RHO_MIN)
+    rank1 = colors(1)
+
+    def theory_of(ax):
+        (line,) = [
+            ln for ln in ax.get_lines() if ln.get_gid() == "theory" and ln.get_color() == rank1
+        ]
+        return line.get_data()
+
+    # written out here, not taken from equilibrium.py: at t = T/T_1 the plateau of m is
+    # r_1 (1 - t) and rho = r_1 (1 - t) / (r_1 (1 - t) + t), zero past T_1 = 0.5
+    x, y = theory_of(ax_m)
+    t = x / 0.5
+    np.testing.assert_allclose(y, np.where(t < 1, r[0] * (1 - t), 0.0), atol=1e-15)
+    x, y = theory_of(ax_rho)
+    t = x / 0.5
+    active = t < 1
+    expected = np.zeros_like(t)
+    expected[active] = r[0] * (1 - t[active]) / (r[0] * (1 - t[active]) + t[active])
+    np.testing.assert_allclose(y, expected, atol=1e-15)
+    x, y = theory_of(ax_l)  # l_k = log v_k = log min(1, T/T_k) on any split
+    np.testing.assert_allclose(y, np.log(np.minimum(1.0, x / 0.5)), atol=1e-12)
+    assert any("on the eval split" in text for text in legend_texts(fig))
+    assert not any(
+        "on the eval split" in text
+        for text in legend_texts(fig1_collapse_scan.draw(scan, table_of(scan)))
+    )
 
 
 def test_fig2_guides_at_best_levels(scan):

@@ -31,6 +31,7 @@ REQUIRED = {
     "train": ["--data", "d.npz", "-T", "0.1", "--out", "p.nc"],
     "spectra": ["scan.nc", "--out", "s.csv"],
     "figures": ["scan.nc", "s.csv", "--out-dir", "f"],
+    "maps": ["p.nc", "--data", "d.npz", "--out-dir", "m"],
 }
 
 
@@ -78,7 +79,7 @@ def test_option_defaults_are_the_schemas(command):
             expected = convert(str(default))
         assert getattr(args, action.dest) == expected, key
         checked += 1
-    assert checked == {"prepare": 9, "train": 13, "spectra": 2, "figures": 2}[command]
+    assert checked == {"prepare": 12, "train": 15, "spectra": 2, "figures": 2, "maps": 2}[command]
 
 
 def test_the_fit_cut_has_one_home():

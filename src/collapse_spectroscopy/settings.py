@@ -23,19 +23,21 @@ import yaml
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
 # the sections of a run, in workflow order
-SECTIONS = ("dataset", "split", "model", "training", "scan", "spectra")
+SECTIONS = ("dataset", "split", "model", "training", "scan", "spectra", "maps")
 
 # The sections each command reads from a run configuration: the one table both sides use.
 # The workflow writes these sections of a run to results/RUN/config/STAGE.json, the
 # command's input (so a change to one of them, and only to one of them, reruns its jobs),
 # and the command reads nothing else (the CLI refuses an option keyed outside its stage).
 # `scan` is read by the workflow alone: it decides which training jobs exist, not how one
-# trains.
+# trains; so is `maps`: it decides which scan points are mapped (one maps job each), and a
+# maps job reads rho_min (which latents are active) from the spectra section.
 STAGES = {
     "prepare": ("dataset", "split"),
     "train": ("model", "training"),
     "spectra": ("spectra",),
     "figures": ("spectra",),
+    "maps": ("spectra",),
 }
 
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import OptimizeWarning, curve_fit
 
+from . import equilibrium
 from .concentration import TOLERANCES, utility_concentration
 from .settings import section_defaults
 from .stopping import equilibration_summary
@@ -50,6 +50,16 @@ SPECTRA_COLUMNS = [
     "best_distortion",
     "pca_ratio",
     "pca_distortion",
+]
+
+# Appended by `summarize` after the other columns (docs/science.md §4.7, §10.1).
+MODE_COLUMNS = [
+    "mode_collapse_threshold",
+    "mode_fit_points",
+    "mode_free_exponent",
+    "mode_latents",
+    "split_threshold_reference",
+    "split_utility_reference",
 ]
 
 
@@ -98,6 +108,8 @@ def free_exponent_fit(
 
     def model(logt, log_tk, gamma):
         return 1.0 - np.exp(gamma * (logt - log_tk))
+
+    from scipy.optimize import OptimizeWarning, curve_fit  # here: a training job never fits
 
     try:
         with warnings.catch_warnings():
@@ -178,14 +190,21 @@ def utilities(best) -> np.ndarray:
     return b[:-1] - b[1:]
 
 
-def pca_spectrum(x_train) -> np.ndarray:
+def pca_spectrum(x_train, basis=None) -> np.ndarray:
     """Normalized eigenvalues ``lambda_k / V`` of the training covariance, descending.
 
     float64 throughout (an exactly dependent feature has eigenvalue ~1e-16, docs/science.md §7b);
     population covariance, the convention of ``V`` (the total variance of the training split).
+    ``basis``: :func:`pca_basis` of ``x_train`` if already computed (a job computes it once).
     """
-    lam, _ = _pca(x_train)
+    lam, _ = basis if basis is not None else _pca(x_train)
     return lam / lam.sum()
+
+
+def pca_basis(x_train) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues ``lambda_k`` (descending, clipped at 0) and unit eigenvectors ``e_k``
+    (columns, same order) of the training covariance, float64 (docs/science.md §4.4)."""
+    return _pca(x_train)
 
 
 def _pca(x_train):
@@ -202,19 +221,33 @@ def pca_truncation_distortion(ratio) -> np.ndarray:
     return 1.0 - np.concatenate([[0.0], np.cumsum(r)])
 
 
-def pca_eval_distortion(x_train, x_eval) -> np.ndarray:
+def pca_eval_distortion(x_train, x_eval, basis=None) -> np.ndarray:
     """Split-matched PCA reference: ``Dn_k`` on ``x_eval`` of the train-PCA truncation.
 
     Train principal components (and train mean) applied to the evaluation split,
     normalized by ``E_eval ||x - xbar_train||^2`` as the VAE's truncated distortions are.
-    Returns ``k = 0..d``.
+    Returns ``k = 0..d``. ``basis``: :func:`pca_basis` of ``x_train``, if already computed.
     """
-    _, vecs = _pca(x_train)
+    _, vecs = basis if basis is not None else _pca(x_train)
     mean = np.asarray(x_train, dtype=np.float64).mean(axis=0)
     xe = np.asarray(x_eval, dtype=np.float64) - mean
     proj2 = np.square(xe @ vecs).mean(axis=0)  # variance along each train PC
     total = np.square(xe).sum(axis=1).mean()
     return 1.0 - np.concatenate([[0.0], np.cumsum(proj2)]) / total
+
+
+def pca_eval_ratio(x_train, x_eval, basis=None) -> np.ndarray:
+    """The evaluation split along the training PCs: ``E_eval (e_k.(x - xbar_train))^2 / V``.
+
+    ``V`` is the training total variance, so this is the evaluation split's counterpart of
+    ``lambda_k / V``, mean shift included; its ratio to ``lambda_k / V`` sets the training
+    equilibrium's ``rho`` on the evaluation split (docs/science.md §4.7). Length ``d``.
+    ``basis``: :func:`pca_basis` of ``x_train``, if already computed.
+    """
+    lam, vecs = basis if basis is not None else _pca(x_train)
+    mean = np.asarray(x_train, dtype=np.float64).mean(axis=0)
+    xe = np.asarray(x_eval, dtype=np.float64) - mean
+    return np.square(xe @ vecs).mean(axis=0) / lam.sum()
 
 
 def spectra_table(
@@ -288,6 +321,51 @@ def scan_arrays(scan):
     return t[ran], rho[ran], dn[ran]
 
 
+def mode_columns(scan, rho_min: float = RHO_MIN) -> dict[str, np.ndarray]:
+    """The spectra table's per-mode and split-aware columns, one value per row ``1..K``.
+
+    Row ``k`` is PCA mode ``k``, as ``pca_ratio`` (``split_utility_reference``: rank ``k``,
+    as ``utility``). From the mode totals of the scan (docs/science.md §10.1):
+    ``mode_collapse_threshold``, ``mode_fit_points`` and ``mode_free_exponent``, the fits of
+    :func:`fixed_exponent_threshold` and :func:`free_exponent_fit` on the mode's total
+    ``rho``; ``mode_latents``, the most latents it spans (participation ratio) at a point
+    of its fit. From the training equilibrium on the evaluation split (docs/science.md
+    §4.7): ``split_threshold_reference``, the same fixed-exponent fit applied to the
+    expected ``rho`` at the run's own scan points; ``split_utility_reference``, the
+    expected ``u_k`` from the expected ``Dn_k`` at those points, best over the scan as for
+    the data. NaN where the scan lacks the variables (a nonlinear run, an older scan).
+    """
+    K = scan.sizes["latent"]
+    rho = scan["signal_fraction"].transpose("T", "seed", "latent").values
+    ran = np.all(np.isfinite(rho), axis=-1).ravel()
+    t = np.broadcast_to(scan["T"].values[:, None], rho.shape[:2]).ravel()[ran]
+    out = {name: np.full(K, np.nan) for name in MODE_COLUMNS}
+    if "mode_signal_fraction" in scan:
+        d = scan.sizes["mode"]
+
+        def values(name):
+            v = scan[name].transpose("T", "seed", "mode").values
+            return v.reshape(-1, d)[ran]
+
+        mode_rho, latents = values("mode_signal_fraction"), values("mode_latents")
+        for k in range(min(d, K)):
+            fit = fixed_exponent_threshold(t, mode_rho[:, k], rho_min)
+            out["mode_collapse_threshold"][k] = fit.threshold
+            out["mode_fit_points"][k] = fit.points
+            out["mode_free_exponent"][k] = free_exponent_fit(t, mode_rho[:, k], rho_min)[1]
+            above = mode_rho[:, k] > rho_min
+            out["mode_latents"][k] = latents[above, k].max() if above.any() else np.nan
+    if "pca_eval_ratio" in scan and t.size:
+        tk, ev = scan["pca_ratio"].values, scan["pca_eval_ratio"].values
+        expected = equilibrium.split_signal_fraction(tk, ev, t)
+        for k in range(min(tk.size, K)):
+            ref = fixed_exponent_threshold(t, expected[:, k], rho_min).threshold
+            out["split_threshold_reference"][k] = ref
+        dn = equilibrium.split_truncated_distortion(tk, ev, t)
+        out["split_utility_reference"] = _pad(utilities(best_distortions(dn)), K)
+    return out
+
+
 def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES):
     """The spectra table of a gathered scan, and a JSON-ready summary of the run.
 
@@ -298,6 +376,12 @@ def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES):
     pca_ratio = scan["pca_ratio"].values
     pca_eval = scan["pca_eval_distortion"].values if "pca_eval_distortion" in scan else None
     table = spectra_table(t, rho, dn, pca_ratio, pca_eval, rho_min=rho_min)
+    for name, column in mode_columns(scan, rho_min).items():  # appended after the others
+        table[name] = column
+    from .seeds import with_intervals  # seeds builds on this module's fits
+
+    # confidence intervals across seeds (NaN with one seed), after every other column
+    table, seed_block = with_intervals(table, scan, t, rho, dn, rho_min)
     best = best_distortions(dn)
     fitted = table.dropna(subset=["collapse_threshold"])
     fitted = fitted[fitted["pca_ratio"] > PCA_FLOOR]
@@ -331,5 +415,6 @@ def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES):
             )
         },
         "under_equilibrated": equilibration_summary(scan),
+        "seed_intervals": seed_block,
     }
     return table, summary

@@ -12,10 +12,16 @@ the checks a schema cannot express:
   float, which the command line then rejects inside a job);
 * runs named in ``default_runs`` exist; split fractions sum to 1; table-only keys are set
   only for the table source; non-generated sources name a path;
+* a run's ``null_run`` is another run, linear, on the same dataset (:func:`null_run_errors`);
 * a scan's *expanded* temperature grid has no two points that would write the same
   scan-point file. :func:`scan_temperatures` and :func:`scan_point_label` are the one
   place the workflow expands a grid and names its files, so the check sees exactly the
-  jobs the workflow would run.
+  jobs the workflow would run;
+* a run's ``maps.temperatures`` lie inside its scan and ``maps.seed`` is one of its seeds
+  (:func:`map_points` is the one place the mapped scan points are chosen);
+* studies name a base run and a key of a run, and each value passes that key's schema
+  (:func:`.studies.study_errors`); their derived runs then pass every check above
+  (:func:`with_study_runs`).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import yaml
 
 from . import settings
 from .errors import InputError
+from .studies import study_errors, study_runs
 
 TABLE_ONLY_KEYS = ("split_column", "drop_columns")
 
@@ -61,6 +68,60 @@ def scan_temperatures(grid) -> list[float]:
     if isinstance(grid, dict):
         return [float(t) for t in np.geomspace(grid["min"], grid["max"], grid["num"])]
     return [float(t) for t in grid]
+
+
+#: the default ``maps.temperatures``: those of these inside the scan's range
+MAP_TEMPERATURES = (1e-2, 1e-3, 1e-4)
+_RANGE_ROUNDING = 1e-9  # relative: a bound written as 1.0e-3 and the geomspace end agree
+
+
+def _inside(t: float, temps: list[float]) -> bool:
+    lo, hi = min(temps), max(temps)
+    return lo * (1 - _RANGE_ROUNDING) <= t <= hi * (1 + _RANGE_ROUNDING)
+
+
+def map_points(run: dict) -> tuple[list[float], int]:
+    """The scan points a run maps: their temperatures (scan points, config order, each
+    once) and the seed.
+
+    Each of ``maps.temperatures`` (default: those of :data:`MAP_TEMPERATURES` inside the
+    scan's range) becomes its nearest scan temperature in ``log T``; the seed is
+    ``maps.seed``, default the first of ``scan.seeds``. Assumes :func:`check_config`
+    passed (a temperature outside the scan is an error there).
+    """
+    temps = scan_temperatures(run["scan"]["temperatures"])
+    maps = run.get("maps") or {}
+    wanted = maps.get("temperatures")
+    if wanted is None:
+        wanted = [t for t in MAP_TEMPERATURES if _inside(t, temps)]
+    chosen: list[float] = []
+    for w in wanted:
+        nearest = min(temps, key=lambda t: abs(math.log(t) - math.log(w)))
+        if nearest not in chosen:
+            chosen.append(nearest)
+    seeds = run["scan"].get("seeds") or settings.section_defaults("scan").get("seeds", [0])
+    return chosen, int(maps.get("seed", seeds[0]))
+
+
+def map_errors(name: str, run: dict) -> list[str]:
+    """``maps.temperatures`` outside the scan's range, ``maps.seed`` not a scan seed."""
+    maps = run.get("maps") or {}
+    temps = scan_temperatures(run["scan"]["temperatures"])
+    errors = []
+    for i, t in enumerate(maps.get("temperatures") or []):
+        if not _inside(t, temps):
+            errors.append(
+                f"config key runs.{name}.maps.temperatures[{i}] = {t}: outside the scan "
+                f"(T from {min(temps):g} to {max(temps):g}): expected a temperature inside "
+                "the scan's range (its nearest scan point is mapped)"
+            )
+    seeds = run["scan"].get("seeds") or settings.section_defaults("scan").get("seeds", [0])
+    if "seed" in maps and maps["seed"] not in seeds:
+        errors.append(
+            f"config key runs.{name}.maps.seed = {maps['seed']}: not a seed of the scan "
+            f"(scan.seeds = {list(seeds)}): expected one of them"
+        )
+    return errors
 
 
 def scan_point_label(t) -> str:
@@ -195,6 +256,7 @@ def consistency_errors(config: dict) -> list[str]:
                 "expected three shares that sum to 1"
             )
         errors += temperature_grid_errors(name, run["scan"]["temperatures"])
+        errors += map_errors(name, run)
         ds = run.get("dataset", {})
         if ds.get("source") in ("rasters", "table") and not ds.get("path"):
             errors.append(
@@ -205,13 +267,18 @@ def consistency_errors(config: dict) -> list[str]:
                 f"config key runs.{name}.dataset.nodata is not used by source 'synthetic' "
                 "(its generated layers declare their own nodata)"
             )
+        if ds.get("source") == "table" and ds.get("coarsen", 1) > 1:
+            errors.append(
+                f"config key runs.{name}.dataset.coarsen = {ds['coarsen']} applies to raster "
+                "sources only (worldclim, rasters, synthetic), not 'table'"
+            )
         for k in TABLE_ONLY_KEYS:
             if ds.get("source") != "table" and k in ds:
                 errors.append(
                     f"config key runs.{name}.dataset.{k} applies to source 'table' only, "
                     f"not {ds.get('source')!r}"
                 )
-    return errors + download_errors(runs)
+    return errors + download_errors(runs) + null_run_errors(runs)
 
 
 def download_errors(runs: dict) -> list[str]:
@@ -237,13 +304,59 @@ def download_errors(runs: dict) -> list[str]:
     return errors
 
 
+def null_run_errors(runs: dict) -> list[str]:
+    """A run's ``null_run`` names another run, of ``model.kind`` linear, whose ``dataset``
+    and ``split`` sections equal this run's once the schema's defaults are filled in: the
+    linear null model measured on the same data (docs/science.md §9)."""
+    errors = []
+    for name, run in runs.items():
+        null = run.get("null_run")
+        if null is None:
+            continue
+        key = f"config key runs.{name}.null_run = {null!r}"
+        if null == name:
+            errors.append(f"{key}: a run cannot be its own null model: expected another run")
+            continue
+        if null not in runs:
+            errors.append(f"{key}: no such run (configured: {', '.join(sorted(runs))})")
+            continue
+        this, other = settings.resolve_run(run), settings.resolve_run(runs[null])
+        kind = other["model"].get("kind", "linear")
+        if kind != "linear":
+            errors.append(
+                f"{key}: run {null!r} has model.kind {kind!r}: expected a linear run "
+                "(model.kind linear), the null model"
+            )
+        # the same data and the same split: the null model's Dn*_k is measured on the
+        # same evaluation cells, so the two curves differ only by the decoder
+        for section in ("dataset", "split"):
+            mine, theirs = this.get(section, {}), other.get(section, {})
+            if mine == theirs:
+                continue
+            keys = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+            errors.append(
+                f"{key}: its {section} section differs from runs.{name}.{section} (in "
+                f"{', '.join(keys)}): expected a null run on the same {section}"
+            )
+    return errors
+
+
+def with_study_runs(config: dict) -> dict:
+    """``config`` with the derived runs of its studies added to ``runs``
+    (:func:`.studies.study_runs`; a shallow copy, ``config`` itself unchanged)."""
+    derived = study_runs(config)
+    return {**config, "runs": {**config.get("runs", {}), **derived}} if derived else config
+
+
 def check_config(config: dict) -> None:
     """Raise :class:`InputError` listing every problem of ``config``, each by its key,
     against the package's schema (:mod:`.settings`)."""
     errors = nonfinite_errors(config)
     errors += schema_errors(config, settings.load_schema())
     if not errors:
-        errors = consistency_errors(config)
+        errors = study_errors(config)
+    if not errors:  # the derived runs of the studies are runs like any other
+        errors = consistency_errors(with_study_runs(config))
     if errors:
         raise InputError("invalid configuration:\n  " + "\n  ".join(errors))
 

@@ -7,7 +7,9 @@ import sys
 from snakemake.utils import validate
 
 from collapse_spectroscopy import settings
+from collapse_spectroscopy.chunks import scan_chunks
 from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.studies import study_runs
 from collapse_spectroscopy.figures import REGISTRY as FIGURE_REGISTRY
 from collapse_spectroscopy.workflow_config import (
     check_config,
@@ -28,6 +30,8 @@ try:
 except InputError as exc:
     print(f"collapse-spectroscopy workflow: {exc}", file=sys.stderr)
     sys.exit(2)
+# the runs each study derives from its base run (checked above), then runs like any other
+config["runs"].update(study_runs(config))
 validate(config, schema=str(settings.SCHEMA_PATH))
 
 # envs/collapse-spectroscopy.yaml installs the project from this checkout (conda route).
@@ -57,15 +61,32 @@ def stage_config(stage):
     return f"results/{{run}}/config/{stage}.json"
 
 
-def scan_points(run):
-    """The scan-point files of a run: one per T (as check_config saw the grid) and seed."""
+def scan_point_ids(run):
+    """(T label, seed) of each scan point of a run: one per T (as check_config saw the grid)
+    and seed, temperature-major."""
     grid = run_config(run)["scan"]["temperatures"]
-    return expand(
-        "results/{run}/scan/T={T}/seed={seed}.nc",
-        run=run,
-        T=[scan_point_label(t) for t in scan_temperatures(grid)],
-        seed=run_config(run)["scan"]["seeds"],
-    )
+    seeds = run_config(run)["scan"]["seeds"]
+    return [
+        (scan_point_label(t), seed) for t in scan_temperatures(grid) for seed in seeds
+    ]
+
+
+def scan_point_file(run, point, suffix=".nc"):
+    T, seed = point
+    return f"results/{run}/scan/T={T}/seed={seed}{suffix}"
+
+
+def scan_points(run):
+    """The scan-point files of a run."""
+    return [scan_point_file(run, point) for point in scan_point_ids(run)]
+
+
+def scan_jobs(run):
+    """The training jobs of a run with scan.points_per_job > 1: lists of (T label, seed)
+    (chunks.scan_chunks: round-robin, so each job spans the temperature range); none with
+    1 (then rule train_point makes one job per point)."""
+    per_job = run_config(run)["scan"]["points_per_job"]
+    return [] if per_job == 1 else scan_chunks(scan_point_ids(run), per_job)
 
 
 # the figure names, from the one registry the `figures` command draws from
@@ -80,6 +101,23 @@ def figure_output(name, ext):
     return report(
         path, caption=f"../report/{name}.rst", category="{run}", subcategory="Figures"
     )
+
+
+def null_run_input(wildcards):
+    """The spectra table of the run's null_run (a linear run on the same dataset, checked
+    by check_config), when it names one: Fig 5 draws its Dn*_k."""
+    null = run_config(wildcards.run).get("null_run")
+    return {"null_table": f"results/{null}/spectra.csv"} if null else {}
+
+
+def null_run_args(wildcards, input):
+    """--null-spectra and --null-name of the run's null_run. Not in the figures stage file:
+    the null run is a relation between runs, and its table is an input of the job, so
+    naming another null run (or none) reruns the figures through the changed input."""
+    null = run_config(wildcards.run).get("null_run")
+    if not null:
+        return ""
+    return f"--null-spectra {shlex.quote(input.null_table)} --null-name {shlex.quote(null)}"
 
 
 def run_targets(runs):
@@ -97,6 +135,7 @@ def run_targets(runs):
             ext=["png", "pdf"],
         )
         out += [f"results/{run}/figures/split_map.png"]
+        out += map_targets(run)  # rules/maps.smk
     return out
 
 
@@ -131,15 +170,35 @@ def archive_path(wildcards, input):
     return f"--path {shlex.quote(input.archive)}" if input.get("archive") else ""
 
 
-def train_runtime_min(wildcards, attempt):
-    """Minutes a scan job may need: the update budget at a conservative 500 updates/s.
+def point_args(points, outputs):
+    """--point T SEED OUT for each (T label, seed) of a job and its .nc output."""
+    return " ".join(
+        f"--point {T} {seed} {shlex.quote(out)}"
+        for (T, seed), out in zip(points, outputs)
+    )
+
+
+def scan_runtime_min(run, points, attempt):
+    """Minutes a scan job of ``points`` scan points may need: each point's update budget at
+    a conservative 500 updates/s.
 
     The fast CPU engine runs ~1000+ updates/s on one thread. A job that hit its time limit
-    is resubmitted (restart-times) and resumes from its checkpoint: each attempt gets a
-    longer limit, so a slow node cannot make it fail the same way every time.
+    is resubmitted (restart-times) and resumes (finished points kept, the interrupted one
+    from its checkpoint): each attempt gets a longer limit, so a slow node cannot make it
+    fail the same way every time.
     """
-    budget = run_config(wildcards.run)["training"]["max_updates"]
-    return (10 + math.ceil(budget / 500 / 60)) * attempt
+    budget = run_config(run)["training"]["max_updates"]
+    return (10 + math.ceil(points * budget / 500 / 60)) * attempt
+
+
+def train_runtime_min(wildcards, attempt):
+    """scan_runtime_min of a job of one scan point (rule train_point)."""
+    return scan_runtime_min(wildcards.run, 1, attempt)
+
+
+def chunk_runtime_min(run, points):
+    """scan_runtime_min of a job of ``points`` scan points of ``run`` (a chunk rule)."""
+    return lambda wildcards, attempt: scan_runtime_min(run, points, attempt)
 
 
 wildcard_constraints:

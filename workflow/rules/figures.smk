@@ -1,8 +1,10 @@
-# The paper's Figs 1-4 (docs/science.md §6), and the split map beside them.
+# The paper's Figs 1-4 (docs/science.md §6) and the utility concentration, Fig 5 (§9), and
+# the split map beside them.
 
 
 rule figures:
     input:
+        unpack(null_run_input),
         scan="results/{run}/scan.nc",
         table="results/{run}/spectra.csv",
         run_config=stage_config("figures"),
@@ -20,10 +22,12 @@ rule figures:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        null=null_run_args,
     shell:
         "MPLBACKEND=Agg collapse-spectroscopy figures {input.scan} {input.table} "
         "--run-config {input.run_config} --out-dir results/{wildcards.run}/figures "
-        "> {log} 2>&1"
+        "{params.null} > {log} 2>&1"
 
 
 # a copy: never worth a cluster job

@@ -1,20 +1,23 @@
-"""``figures``: the paper's Figs 1-4 from scan.nc and spectra.csv (docs/science.md §6)."""
+"""``figures``: the paper's Figs 1-4 and the utility concentration (Fig 5) from scan.nc and
+spectra.csv (docs/science.md §6, §9), with a linear null run's spectra.csv beside them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from .runconfig import add_run_config_argument, config_option
-from .spectra import RHO_MIN_KEY, add_tolerances_option, check_rho_min
+from .spectra import RHO_MIN_KEY, add_tolerances_option, check_rho_min, check_tolerances
 
 
 def register_figures(sub) -> None:
     p = sub.add_parser(
         "figures",
-        help="draw the paper's Figs 1-4 from scan.nc and spectra.csv",
+        help="draw the paper's Figs 1-5 from scan.nc and spectra.csv",
         description="Fig 1 collapse scan (m, rho with fits, l against T); Fig 2 truncated "
         "distortion (Dn_k(T) and Dn*_k against rank with PCA); Fig 3 utility-threshold "
-        "duality (u_k against T_k); Fig 4 latent-scale diagnostics (q and the Jensen gap). "
+        "duality (u_k against T_k); Fig 4 latent-scale diagnostics (q and the Jensen gap); Fig 5 "
+        "utility concentration (Dn*_k against k beside the PCA truncation curve, the linear "
+        "null model, and n(eps) against eps; with --null-spectra, a linear run's Dn*_k too). "
         "Each as PNG and PDF in OUT_DIR, with the analytic equilibrium of the training PCA "
         "spectrum as thin dashed lines (docs/science.md §6). Under-equilibrated scan points "
         "(stopped at max_updates before the early-stopping test passed) are drawn hollow.",
@@ -31,9 +34,22 @@ def register_figures(sub) -> None:
         help="the rho_min the spectra were fitted with: ranks whose rho exceeds it somewhere "
         "are coloured, and Fig 1b marks it",
     )
-    # figures reads the whole spectra section (settings.STAGES); the tolerances are for the
-    # utility-concentration figure (Fig 5, docs/science.md §9), not drawn yet
-    add_tolerances_option(p, "the distortion tolerances eps of n(eps) (for Fig 5, not yet drawn)")
+    # figures reads the whole spectra section (settings.STAGES); the tolerances are Fig 5's
+    add_tolerances_option(p, "the distortion tolerances eps of n(eps) in Fig 5")
+    # The null run is a relation between two runs, not a setting of this one's stage: the
+    # workflow passes it from the run's null_run (its spectra.csv an input of the job)
+    p.add_argument(
+        "--null-spectra",
+        type=Path,
+        metavar="CSV",
+        help="spectra.csv of a linear run on the same dataset (the run's null_run), drawn in "
+        "Fig 5 as the measured linear null model",
+    )
+    p.add_argument(
+        "--null-name",
+        metavar="RUN",
+        help="the null run's name for the legend (default: the folder holding --null-spectra)",
+    )
     p.set_defaults(func=run_figures)
 
 
@@ -49,6 +65,42 @@ def run_figures(args) -> int:
         raise InputError(f"spectra table {str(args.spectra)!r} does not exist")
     table = pd.read_csv(args.spectra)
     check_rho_min(args.rho_min)
-    for path in make_figures(scan, table, args.out_dir, rho_min=args.rho_min):
+    tolerances = check_tolerances(args.tolerances)
+    null_run = read_null_run(args.null_spectra, args.null_name)
+    paths = make_figures(
+        scan,
+        table,
+        args.out_dir,
+        rho_min=args.rho_min,
+        tolerances=tolerances,
+        null_run=null_run,
+    )
+    for path in paths:
         print(path)
     return 0
+
+
+def read_null_run(path: Path | None, name: str | None):
+    """The :class:`.figures.common.NullRun` of ``--null-spectra`` (None without it)."""
+    import pandas as pd
+
+    from ..errors import InputError
+    from ..figures.common import NullRun
+
+    if path is None:
+        if name is not None:
+            raise InputError("--null-name given without --null-spectra: expected both or neither")
+        return None
+    if not path.is_file():
+        raise InputError(f"--null-spectra {str(path)!r} does not exist: expected a spectra.csv")
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"--null-spectra {str(path)!r} cannot be read as CSV: {exc}") from None
+    missing = [c for c in ("rank", "best_distortion", "utility") if c not in table]
+    if missing:
+        raise InputError(
+            f"--null-spectra {str(path)!r} lacks column(s) {', '.join(missing)}: expected a "
+            "spectra table written by `collapse-spectroscopy spectra`"
+        )
+    return NullRun(name or path.resolve().parent.name, table)

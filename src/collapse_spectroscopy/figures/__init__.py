@@ -1,4 +1,5 @@
-"""The paper's Figs 1-4 from a gathered scan and its spectra table (docs/science.md §6).
+"""The paper's Figs 1-4 and the utility concentration (Fig 5) from a gathered scan and its
+spectra table (docs/science.md §6, §9).
 
 :data:`REGISTRY` maps each figure's name to its drawing function, in the paper's order;
 the ``figures`` command, :func:`make_figures` and the workflow's list of figure outputs all
@@ -10,6 +11,13 @@ nothing needs closing and no GUI backend is touched), its caption
 ``workflow/report/<name>.rst``, and its name in :data:`NAMES`. :func:`make_figures` writes
 each as PNG (300 dpi) and PDF, atomically (:func:`save_figure`).
 
+Extra inputs: a figure that reads more than the scan, the table and ``rho_min`` declares
+each extra as a keyword-only parameter of its ``draw``, named as in :data:`EXTRA_INPUTS`,
+with a default; :func:`make_figures` passes every figure the extras it declares and no
+others (Figs 1-4 declare none). The extras are ``tolerances`` (the run's
+``spectra.tolerances``) and ``null_run`` (a :class:`.common.NullRun`: the name and spectra
+table of the linear run the run names as its ``null_run``).
+
 Inputs: ``scan`` is the dataset of :func:`.scanfile.gather` (dims ``T``, ``seed``,
 ``latent`` = rank by signal fraction, ``k``, ``mode``); ``spectra`` is the table of
 :func:`.spectra.spectra_table` (or its CSV read back); ``rho_min`` the fit cut the table
@@ -19,8 +27,10 @@ Modules: :mod:`.common` (the scan and the table as the figures read them), :mod:
 (points, lines and legend entries), :mod:`.axes` (temperature axis, tick labels),
 :mod:`.style` (rcParams, sizes, colours, line kinds), one module per figure.
 
-Conventions shared by all four figures (see :mod:`.style`); every mark is named in the
-figure's legend, and the captions (``workflow/report/*.rst``) say the rest:
+Conventions shared by Figs 1-4 (see :mod:`.style`); every mark is named in the
+figure's legend, and the captions (``workflow/report/*.rst``) say the rest. Fig 5 compares
+models, not ranks: one colour and marker per model (:mod:`.fig5_utility_concentration`),
+hollow circles and PCA squares as below.
 
 - **Colour = ranked mode.** Ranks ``1..n`` are coloured on a discrete sequential map with a
   colour bar, where ``n`` is the larger of (a) the highest rank whose signal fraction ever
@@ -41,7 +51,7 @@ figure's legend, and the captions (``workflow/report/*.rst``) say the rest:
   built from such a point is hollow too: in Fig 2b a ``Dn*_k`` whose best scan point is
   one; in Fig 3 a mode whose threshold fit (points with ``rho_k > rho_min``) or utility
   (``Dn*_k`` and ``Dn*_{k-1}``) uses one. Filled means every input passed the test.
-- **Figure sizes**: Figs 1 and 3 are one column wide (3.4 in), Figs 2 and 4 (two panels
+- **Figure sizes**: Figs 1 and 3 are one column wide (3.4 in), Figs 2, 4 and 5 (two panels
   side by side) the full text width (7 in).
 - **Theory**: the analytic equilibrium (:mod:`.equilibrium`) of the *training* PCA
   spectrum ``pca_ratio`` (the spectrum the model is trained on, not a synthetic source's
@@ -60,6 +70,7 @@ figure's legend, and the captions (``workflow/report/*.rst``) say the rest:
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -70,7 +81,11 @@ NAMES = (
     "fig2_truncated_distortion",
     "fig3_duality",
     "fig4_latent_scale",
+    "fig5_utility_concentration",
 )
+
+# The extra inputs a figure may declare (keyword-only parameters of its draw), see above.
+EXTRA_INPUTS = ("tolerances", "null_run")
 
 
 class _Registry(Mapping):
@@ -120,16 +135,36 @@ def save_figure(fig, outdir: str | os.PathLike, stem: str) -> list[Path]:
     return paths
 
 
-def make_figures(scan, spectra, outdir: str | os.PathLike, rho_min: float) -> list[Path]:
+def declared_extras(draw: Callable) -> tuple[str, ...]:
+    """The extra inputs (:data:`EXTRA_INPUTS`) a figure's ``draw`` declares."""
+    params = inspect.signature(draw).parameters.values()
+    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name in EXTRA_INPUTS)
+
+
+def make_figures(
+    scan,
+    spectra,
+    outdir: str | os.PathLike,
+    rho_min: float,
+    *,
+    tolerances=None,
+    null_run=None,
+) -> list[Path]:
     """Draw every figure of :data:`REGISTRY` and write each as PNG and PDF into ``outdir``;
     return the paths (two per figure).
 
     ``rho_min`` is the fit cut the spectra were computed with (the run's
     ``spectra.rho_min``): it decides which ranks are coloured and is marked in Fig 1b.
+    ``tolerances`` (the run's ``spectra.tolerances``) and ``null_run`` (a
+    :class:`.common.NullRun`) go to the figures that declare them; ``None`` leaves a
+    figure's own default (the schema's tolerances; no null run).
     """
+    extras = {"tolerances": tolerances, "null_run": null_run}
+    extras = {k: v for k, v in extras.items() if v is not None}
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for stem, draw in REGISTRY.items():
-        paths += save_figure(draw(scan, spectra, rho_min=rho_min), outdir, stem)
+        kwargs = {k: extras[k] for k in declared_extras(draw) if k in extras}
+        paths += save_figure(draw(scan, spectra, rho_min=rho_min, **kwargs), outdir, stem)
     return paths

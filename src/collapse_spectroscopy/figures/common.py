@@ -1,10 +1,14 @@
 """Data helpers shared by the figures (docs/science.md §6): the scan on its ``(T, seed,
 rank)`` grid, the ranks that get a colour, the under-equilibrated points and the
-quantities built from them, and the spectra table by rank."""
+quantities built from them, the spectra table by rank, whether the scan's model is
+nonlinear (its PCA overlays are then the linear null model, docs/science.md §9), and the
+linear null run a figure may be given beside the run."""
 
 from __future__ import annotations
 
+import json
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -14,6 +18,42 @@ from ..scanfile import point_grid
 from ..spectra import PCA_FLOOR
 from ..stopping import scan_under_equilibrated
 from .style import RankColors
+
+
+@dataclass(frozen=True)
+class NullRun:
+    """A linear run on the same dataset (the run's ``null_run``): its name and its spectra
+    table (``results/<name>/spectra.csv``), drawn beside the run as the measured null model
+    (docs/science.md §9)."""
+
+    name: str
+    spectra: pd.DataFrame
+
+
+def model_kind(scan: xr.Dataset) -> str:
+    """The model family of the scan (``model.kind``): the ``kind`` of the ``model`` attribute
+    the scan points of a nonlinear family carry (:func:`.families.model_spec`, kept by
+    :func:`.scanfile.gather`); ``"linear"`` for a scan without one, as a linear run writes."""
+    spec = scan.attrs.get("model")
+    if spec is None:
+        return "linear"
+    try:
+        spec = json.loads(spec) if isinstance(spec, str) else spec
+    except ValueError:
+        return "unknown"
+    return str(spec.get("kind", "linear")) if isinstance(spec, dict) else "unknown"
+
+
+def is_nonlinear(scan: xr.Dataset) -> bool:
+    """Is the scan's model other than the linear VAE (e.g. ``model.kind: mlp``)? Its PCA
+    and equilibrium overlays are then not its theory but the linear null model."""
+    return model_kind(scan) != "linear"
+
+
+def null_model_label(scan: xr.Dataset, linear: str, nonlinear: str) -> str:
+    """The legend text of a PCA or equilibrium overlay: ``linear`` for a linear run,
+    ``nonlinear`` (which names the linear null model) for a nonlinear one."""
+    return nonlinear if is_nonlinear(scan) else linear
 
 
 def temperatures(scan: xr.Dataset) -> np.ndarray:
@@ -41,6 +81,21 @@ def theory_spectrum(scan: xr.Dataset) -> np.ndarray:
     ratio = np.asarray(scan["pca_ratio"].values, dtype=np.float64).ravel()
     ratio = np.sort(ratio[np.isfinite(ratio) & (ratio > PCA_FLOOR)])[::-1]
     return ratio[: n_latents(scan)]
+
+
+def eval_theory_spectrum(scan: xr.Dataset) -> np.ndarray | None:
+    """The evaluation split's ``S_k`` along the training PCs, aligned with
+    :func:`theory_spectrum` (``S_k / V`` of the same component ``k``), for the split-aware
+    equilibrium (docs/science.md §4.7); ``None`` when the scan does not carry it."""
+    if "pca_ratio" not in scan or "pca_eval_ratio" not in scan:
+        return None
+    ratio = np.asarray(scan["pca_ratio"].values, dtype=np.float64).ravel()
+    ev = np.asarray(scan["pca_eval_ratio"].values, dtype=np.float64).ravel()
+    if ev.shape != ratio.shape:
+        return None
+    keep = np.isfinite(ratio) & (ratio > PCA_FLOOR)
+    order = np.argsort(ratio[keep], kind="stable")[::-1]
+    return ev[keep][order][: n_latents(scan)]
 
 
 def rank_colors(scan: xr.Dataset, rho_min: float) -> RankColors:

@@ -6,7 +6,8 @@ coloured ones as grey points), dotted horizontal guides at the best level ``Dn*_
 (spectra ``best_distortion``), dashed equilibrium ``Dn_k(T)``. Right: ``Dn*_k`` against
 ``k`` (joined by a grey line; hollow where the best point is under-equilibrated) with the
 training-PCA reference ``1 - sum_{i<=k} lambda_i/V`` and, where the scan has it, the
-split-matched PCA distortion on the evaluation split. The y range follows the VAE data;
+split-matched PCA distortion on the evaluation split (for a nonlinear run both are the
+linear null model's, and the legend says so; docs/science.md §9). The y range follows the VAE data;
 PCA values below it (an exactly dependent mode leaves ``~1e-16``) are drawn as
 down-triangles on the bottom edge.
 """
@@ -27,6 +28,7 @@ from .common import (
     column,
     grid_values,
     n_latents,
+    null_model_label,
     point_flags,
     positive,
     rank_colors,
@@ -35,6 +37,7 @@ from .common import (
     theory_spectrum,
 )
 from .marks import (
+    below_axis,
     data_handles,
     dot,
     faces,
@@ -43,6 +46,7 @@ from .marks import (
     plot_ranked,
     plot_theory,
 )
+from .seedbars import band
 from .style import (
     GUIDE,
     INACTIVE_COLOR,
@@ -94,7 +98,8 @@ def _distortion_against_t(ax, scan, spectra, dn, colors: RankColors, flags, rho_
         grey_label=grey_rank_label(colors, rho_min, "k"),
     )
     if tk.size:
-        handles.append(handle("equilibrium (PCA)", THEORY))
+        theory = null_model_label(scan, "equilibrium (PCA)", "linear null model (PCA equilibrium)")
+        handles.append(handle(theory, THEORY))
     handles.append(handle(r"best $Dn^*_k$ over the scan", GUIDE))
     ax.legend(handles=handles, loc="lower right")
     panel_label(ax, "a")
@@ -120,6 +125,7 @@ def _best_against_rank(ax, scan, spectra, dn, colors: RankColors, flags) -> None
     handles = [dot(r"VAE $Dn^*_k$", ls="-", lw=0.7, c="0.55", mfc=REFERENCE_COLOR)]
     if (open_best & ok).any():
         handles.append(dot("best point under-equilibrated", mfc="white", mew=0.7))
+    band(ax, spectra, rank, handles)  # the interval across seeds, with >= 2 seeds
     if any(not colors.colored(r) for r in rank[ok]):
         handles.append(dot(rf"k > {colors.n}", color=INACTIVE_COLOR))
     data_min = np.nanmin(np.concatenate([best, positive(dn).ravel(), [1.0]]))
@@ -144,10 +150,13 @@ def _pca_references(ax, scan, spectra, rank, y_lo, handles) -> bool:
     triangles on the bottom edge. Returns whether any value was below."""
     references = []
     pca = column(spectra, "pca_distortion")
-    references.append((pca, "PCA (train)", {"marker": "s", "color": REFERENCE_COLOR}))
+    train = null_model_label(scan, "PCA (train)", "linear null model: PCA (train)")
+    references.append((pca, train, {"marker": "s", "color": REFERENCE_COLOR}))
     if "pca_eval_distortion" in scan:
         ev = np.asarray(scan["pca_eval_distortion"].values, np.float64).ravel()[1:]
         ev = np.concatenate([ev, np.full(max(0, len(rank) - ev.size), np.nan)])
+        # the entry above names PCA the linear null model of a nonlinear run; a longer
+        # label here would widen the legend over the PCA curve
         references.append((ev[: len(rank)], "PCA (eval split)", {"marker": "+", "color": "0.45"}))
     off_scale = False
     for raw, label, kw in references:
@@ -168,19 +177,5 @@ def _pca_references(ax, scan, spectra, rank, y_lo, handles) -> bool:
             **kw,
         )
         handles.append(line)
-        below = np.isfinite(raw) & (raw < y_lo)
-        if below.any():
-            off_scale = True
-            ax.plot(
-                rank[below],
-                np.full(below.sum(), y_lo),
-                ls="none",
-                marker="v",
-                ms=3.5,
-                mew=0,
-                color=kw["color"],
-                clip_on=False,
-                zorder=2,
-                gid="below_axis",
-            )
+        off_scale |= below_axis(ax, rank, raw, y_lo, kw["color"])
     return off_scale

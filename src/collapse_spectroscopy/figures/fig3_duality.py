@@ -6,7 +6,8 @@ where the fit or the utility uses an under-equilibrated point; modes without a f
 positive pair (no threshold fit, or a non-positive utility) are left out. Open squares on
 the diagonal: the PCA prediction ``(lambda_k/V, lambda_k/V)``; grey plus signs: the
 split-matched PCA utility on the evaluation split against ``lambda_k/V`` (where the table
-has it). Log–log with the guide ``u = T``.
+has it). Log–log with the guide ``u = T``. For a nonlinear run the PCA prediction is the
+linear null model's, and the legend says so (docs/science.md §9).
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from .common import (
     by_rank,
     column,
     fit_uses_flagged,
+    null_model_label,
     point_flags,
     positive,
     rank_colors,
     ranks,
 )
 from .marks import dot, faces
+from .seedbars import error_bars
 from .style import COLUMN_WIDTH, style
 
 
@@ -60,7 +63,10 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
                 zorder=2,
                 gid="pca",
             )
-            handles.append(dot(r"PCA $\lambda_k/V$", marker="s", ms=5.0, mfc="none", mew=0.8))
+            pca = null_model_label(
+                scan, r"PCA $\lambda_k/V$", r"linear null model (PCA $\lambda_k/V$)"
+            )
+            handles.append(dot(pca, marker="s", ms=5.0, mfc="none", mew=0.8))
             pts.append(lam[ok])
         ok_ev = np.isfinite(lam) & np.isfinite(ev)
         if ok_ev.any():
@@ -93,6 +99,7 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
         if (open_ & ok).any():
             handles.insert(1, dot("uses an under-equilibrated point", mfc="white", mew=0.7))
         pts += [thr[ok], util[ok]]
+        error_bars(ax, spectra, rank, thr, util, colors, handles)  # with >= 2 seeds
         _square_log_axes(ax, pts, handles)
         ax.legend(handles=handles, loc="upper left", handletextpad=0.3)
         colors.colorbar(fig, ax, fraction=0.05, aspect=25)

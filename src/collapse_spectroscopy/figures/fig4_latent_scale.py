@@ -4,7 +4,8 @@ gap ``J_k = log v_k - l_k`` against ``T`` (two panels, full text width; docs/sci
 
 The equilibrium ``q = 1``, ``J = 0`` is the same for every rank and is drawn once, dashed
 in black. A y axis whose values are all small gets its power of ten in the label
-(``×10^-4``) instead of ``0.00030``-style tick labels.
+(``×10^-4``) instead of ``0.00030``-style tick labels. For a nonlinear run the
+equilibrium is the linear null model's, and the legend says so (docs/science.md §9).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from matplotlib.figure import Figure
 
 from ..spectra import RHO_MIN
 from .axes import T_LABEL, power_label, t_range
-from .common import grid_values, point_flags, rank_colors, temperatures
+from .common import grid_values, null_model_label, point_flags, rank_colors, temperatures
 from .marks import data_handles, grey_rank_label, handle, plot_ranked
 from .style import PAGE_WIDTH, REFERENCE_COLOR, THEORY, panel_label, style
 
@@ -51,7 +52,8 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
             grey=grey,
             grey_label=grey_rank_label(colors, rho_min),
         )
-        handles.append(handle("equilibrium", {**THEORY}))
+        theory = null_model_label(scan, "equilibrium", "linear null model (equilibrium)")
+        handles.append(handle(theory, {**THEORY}))
         fig.legend(
             handles=handles,
             loc="outside upper center",

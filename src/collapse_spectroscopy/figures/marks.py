@@ -65,6 +65,28 @@ def plot_theory(ax, grid, curves, colors: RankColors, first_rank: int = 1):
         ax.plot(grid, curves[:, i], color=colors(rank), gid="theory", **THEORY)
 
 
+def below_axis(ax, x, raw, y_lo: float, color) -> bool:
+    """Values of ``raw`` that a log axis starting at ``y_lo`` cannot show (a PCA distortion
+    of an exactly dependent mode is ~1e-16, or 0) as down-triangles on its bottom edge, at
+    their ``x``. Returns whether there were any."""
+    raw = np.asarray(raw, dtype=np.float64)
+    below = np.isfinite(raw) & (raw < y_lo)
+    if below.any():
+        ax.plot(
+            np.asarray(x)[below],
+            np.full(below.sum(), y_lo),
+            ls="none",
+            marker="v",
+            ms=3.5,
+            mew=0,
+            color=color,
+            clip_on=False,
+            zorder=2,
+            gid="below_axis",
+        )
+    return bool(below.any())
+
+
 def faces(ranks, open_, colors: RankColors):
     """Marker faces of rank-coloured points: white (hollow) where ``open_``."""
     out = [("white" if o else colors(r)) for r, o in zip(ranks, open_, strict=True)]
