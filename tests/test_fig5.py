@@ -414,3 +414,30 @@ def test_workflow_passes_the_null_run_to_the_figures_job(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "runs.nonlin.null_run = 'linn': no such run" in proc.stderr
     assert "Traceback" not in proc.stderr and "Building DAG" not in proc.stderr + proc.stdout
+
+
+def readme_local_worldclim() -> dict:
+    """The README's local_worldclim.yaml, read from the README itself."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("# local_worldclim.yaml\n", 1)[1].split("```", 1)[0]
+    return yaml.safe_load(block)
+
+
+def merged(base: dict, extra: dict) -> dict:
+    """Snakemake's --configfile merge: nested mappings key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and key in out else value
+    return out
+
+
+def test_readme_local_worldclim_recipe_passes_with_the_worldclim_mlp_null_run():
+    """Pointing only `worldclim` at a local copy (the README's recipe) leaves
+    `worldclim_mlp` downloading the archive: the same data, so its null run still holds;
+    another resolution does not."""
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    assert config["runs"]["worldclim_mlp"]["null_run"] == "worldclim"
+    check_config(merged(config, readme_local_worldclim()))
+    other = merged(config, {"runs": {"worldclim": {"dataset": {"resolution": "5m"}}}})
+    with pytest.raises(InputError, match=r"runs.worldclim_mlp.null_run.*\(in resolution\)"):
+        check_config(other)
