@@ -35,12 +35,18 @@ from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
 from . import settings, trainer
-from .engines.base import TrainingProblem
 from .engines.batched import BatchedEngine
 from .errors import InputError, TrainingError
 from .model import LinearVAE
 from .trainer import LOG_COLUMNS, Run, Schedule
-from .training import TrainConfig, TrainResult, check_inputs, resolve_device, seed_streams
+from .training import (
+    TrainConfig,
+    TrainResult,
+    check_inputs,
+    resolve_device,
+    seed_streams,
+    training_problem,
+)
 from .units import temperature_to_beta, total_variance
 
 _MODEL = settings.section_defaults("model")  # the one home of these defaults
@@ -255,17 +261,7 @@ def train_scan_points_batched(
             x_train.shape[1], latents, generator=torch.Generator().manual_seed(s_init), dtype=dtype
         ).to(device)
         problems.append(
-            TrainingProblem(
-                model=model,
-                x_train=x_train,
-                x_val=x_val,
-                beta=beta,
-                sigma2=sigma2,
-                learning_rate=config.learning_rate,
-                batch_size=config.batch_size,
-                shuffle_seed=s_shuffle,
-                noise_seed=s_noise,
-            )
+            training_problem(model, x_train, x_val, beta, sigma2, config, s_shuffle, s_noise)
         )
         identities.append(
             {

@@ -167,6 +167,27 @@ def seed_streams(seed: int) -> tuple[int, int, int]:
     return int(s[0]), int(s[1]), int(s[2])
 
 
+def training_problem(
+    model, x_train, x_val, beta: float, sigma2: float, config: TrainConfig, shuffle_seed, noise_seed
+) -> TrainingProblem:
+    """What an engine trains for one scan point: the model, the splits, beta and the
+    optimizer settings and averaging of ``config``, with the point's shuffle and noise
+    seeds (:func:`seed_streams`)."""
+    return TrainingProblem(
+        model=model,
+        x_train=x_train,
+        x_val=x_val,
+        beta=beta,
+        sigma2=sigma2,
+        learning_rate=config.learning_rate,
+        batch_size=config.batch_size,
+        shuffle_seed=shuffle_seed,
+        noise_seed=noise_seed,
+        average=config.average,
+        average_horizon=config.average_updates,
+    )
+
+
 def check_inputs(x_train, x_val, temperature, sigma2, latents) -> None:
     """Reject bad shapes, empty splits, non-finite data and non-positive T with a clear error."""
     for name, x in (("training split", x_train), ("validation split", x_val)):
@@ -238,19 +259,7 @@ def train_scan_point(
         generator=torch.Generator().manual_seed(s_init),
         dtype=getattr(torch, config.dtype),
     ).to(device)
-    problem = TrainingProblem(
-        model=model,
-        x_train=x_train,
-        x_val=x_val,
-        beta=beta,
-        sigma2=sigma2,
-        learning_rate=config.learning_rate,
-        batch_size=config.batch_size,
-        shuffle_seed=s_shuffle,
-        noise_seed=s_noise,
-        average=config.average,
-        average_horizon=config.average_updates,
-    )
+    problem = training_problem(model, x_train, x_val, beta, sigma2, config, s_shuffle, s_noise)
     engine = make_engine(engine_name, problem)
     if config.average != "none" and not getattr(engine, "averages", False):
         raise InputError(
