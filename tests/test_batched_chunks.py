@@ -28,8 +28,9 @@ import torch
 from collapse_spectroscopy import pointjob, scanfile, settings
 from collapse_spectroscopy.checkpoint import PAUSE_ENV
 from collapse_spectroscopy.pointjob import PointFiles, batch_checkpoint, train_points
+from pause_helpers import wait_paused
 from synthetic_gaussian import gaussian_prepared
-from test_chunks import assert_clean, assert_same_point, checkpoint_update, wait_paused
+from test_chunks import assert_clean, assert_same_point, checkpoint_update
 
 EVAL_EVERY, CHECKPOINT_EVERY, MAX_UPDATES = 250, 500, 2000
 PAUSE_AT = 1250  # between the checkpoints at 1000 and 1500
@@ -220,7 +221,7 @@ def test_an_interrupted_batched_chunk_resumes_bit_identically(prepared, tmp_path
         text=True,
         env={**os.environ, PAUSE_ENV: str(PAUSE_AT)},
     )
-    wait_paused(proc, ckpt)
+    wait_paused(proc, ckpt, PAUSE_AT)
     proc.send_signal(signal.SIGUSR1)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 4, err

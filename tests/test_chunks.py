@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -24,6 +23,7 @@ from collapse_spectroscopy import chunks, scanfile
 from collapse_spectroscopy.checkpoint import PAUSE_ENV
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.workflow_config import check_config
+from pause_helpers import wait_paused
 from synthetic_gaussian import gaussian_prepared
 from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
 
@@ -123,23 +123,6 @@ def test_a_chunk_writes_what_separate_jobs_write(prepared, separate, tmp_path):
     assert_clean(tmp_path)
 
 
-def wait_paused(proc, checkpoint):
-    """Wait until the job waits at PAUSE_AT in the point of ``checkpoint``; it cannot
-    finish first: it blocks until a signal comes."""
-    marker = checkpoint.parent / f"{checkpoint.name}.paused"
-    deadline = time.time() + 300  # only a failed start gets here (it ends, or hangs)
-    try:
-        while not marker.exists():
-            assert proc.poll() is None, f"ended before update {PAUSE_AT}: {proc.communicate()}"
-            assert time.time() < deadline, f"no pause at update {PAUSE_AT} in 300 s"
-            time.sleep(0.05)
-    except BaseException:
-        proc.kill()  # never leave a waiting job behind
-        proc.communicate()
-        raise
-    marker.unlink()
-
-
 def checkpoint_update(path):
     return torch.load(path, weights_only=False)["update"]
 
@@ -158,7 +141,7 @@ def test_an_interrupted_chunk_resumes_where_it_stopped(prepared, separate, tmp_p
         )
 
     proc = start()
-    wait_paused(proc, ckpt["a"])
+    wait_paused(proc, ckpt["a"], PAUSE_AT)
     proc.send_signal(signal.SIGUSR1)  # in point a at update 1250: a checkpoint there, exit 4
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 4, err
@@ -166,7 +149,7 @@ def test_an_interrupted_chunk_resumes_where_it_stopped(prepared, separate, tmp_p
     assert not any(p.exists() for p in out.values())
 
     proc = start()  # a resumes past the pause, finishes; b stops at 1250 and waits
-    wait_paused(proc, ckpt["b"])
+    wait_paused(proc, ckpt["b"], PAUSE_AT)
     proc.send_signal(signal.SIGKILL)  # in point b, 250 updates past its checkpoint at 1000
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL

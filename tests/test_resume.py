@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ import torch
 
 from collapse_spectroscopy import scanfile
 from collapse_spectroscopy.checkpoint import PAUSE_ENV
+from pause_helpers import wait_paused
 from synthetic_gaussian import gaussian_prepared
 
 EVAL_EVERY, CHECKPOINT_EVERY = 250, 500
@@ -90,19 +90,7 @@ def start_paused(cmd, out):
     waits. It cannot finish first: it blocks until a signal comes."""
     env = {**os.environ, PAUSE_ENV: str(PAUSE_AT)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    marker = out.parent / f"{out.with_suffix('.ckpt').name}.paused"
-    deadline = time.time() + 300  # only a failed start gets here (it ends, or hangs)
-    try:
-        while not marker.exists():
-            assert proc.poll() is None, f"ended before update {PAUSE_AT}: {proc.communicate()}"
-            assert time.time() < deadline, f"no pause at update {PAUSE_AT} in 300 s"
-            time.sleep(0.05)
-    except BaseException:
-        proc.kill()  # never leave a waiting job behind
-        proc.communicate()
-        raise
-    assert marker.read_text() == f"{PAUSE_AT}\n"
-    marker.unlink()
+    assert wait_paused(proc, out.with_suffix(".ckpt"), PAUSE_AT) == f"{PAUSE_AT}\n"
     return proc
 
 
