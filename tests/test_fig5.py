@@ -203,7 +203,7 @@ def test_each_figure_declares_only_known_extras_with_defaults():
         assert [p.name for p in kw_only] == list(extras), name  # none unknown
         assert all(p.default is not p.empty for p in kw_only), name
     assert figures.declared_extras(fig5_utility_concentration.draw) == ("tolerances", "null_run")
-    assert figures.declared_extras(fig1_collapse_scan.draw) == ()
+    assert figures.declared_extras(fig1_collapse_scan.draw) == ("fig1_view",)
 
 
 def test_make_figures_passes_each_figure_its_extras(tmp_path, monkeypatch):
@@ -307,8 +307,8 @@ def test_figures_command_names_bad_null_input(tables, monkeypatch, capsys, extra
 def test_figures_command_reads_the_null_run(tables, monkeypatch):
     seen = {}
 
-    def spy(scan, spectra, outdir, rho_min, *, tolerances=None, null_run=None):
-        seen.update(tolerances=tolerances, null_run=null_run)
+    def spy(scan, spectra, outdir, rho_min, *, tolerances=None, null_run=None, fig1_view=None):
+        seen.update(tolerances=tolerances, null_run=null_run, fig1_view=fig1_view)
         return []
 
     monkeypatch.setattr(figures, "make_figures", spy)
@@ -316,6 +316,7 @@ def test_figures_command_reads_the_null_run(tables, monkeypatch):
     null = ["--null-spectra", str(tables / "lin" / "spectra.csv")]
     assert main([*args, str(tables / "out"), *null, "--tolerances", "0.2,0.02"]) == 0
     assert seen["tolerances"] == [0.2, 0.02]
+    assert seen["fig1_view"] == "latents"  # figures.fig1_view's default
     assert seen["null_run"].name == "lin"  # the folder holding the table
     np.testing.assert_array_equal(seen["null_run"].spectra["best_distortion"], BEST[1:])
     assert main([*args, str(tables / "out"), *null, "--null-name", "linear_demo"]) == 0

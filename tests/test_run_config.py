@@ -79,7 +79,7 @@ def test_option_defaults_are_the_schemas(command):
             expected = convert(str(default))
         assert getattr(args, action.dest) == expected, key
         checked += 1
-    assert checked == {"prepare": 12, "train": 15, "spectra": 2, "figures": 2, "maps": 2}[command]
+    assert checked == {"prepare": 12, "train": 15, "spectra": 2, "figures": 3, "maps": 2}[command]
 
 
 def test_the_fit_cut_has_one_home():

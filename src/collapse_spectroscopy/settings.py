@@ -23,7 +23,7 @@ import yaml
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
 # the sections of a run, in workflow order
-SECTIONS = ("dataset", "split", "model", "training", "scan", "spectra", "maps")
+SECTIONS = ("dataset", "split", "model", "training", "scan", "spectra", "figures", "maps")
 
 # The sections each command reads from a run configuration: the one table both sides use.
 # The workflow writes these sections of a run to results/RUN/config/STAGE.json, the
@@ -36,7 +36,7 @@ STAGES = {
     "prepare": ("dataset", "split"),
     "train": ("model", "training"),
     "spectra": ("spectra",),
-    "figures": ("spectra",),
+    "figures": ("spectra", "figures"),
     "maps": ("spectra",),
 }
 

@@ -13,6 +13,8 @@ the checks a schema cannot express:
 * runs named in ``default_runs`` exist; split fractions sum to 1; table-only keys are set
   only for the table source; non-generated sources name a path;
 * a run's ``null_run`` is another run, linear, on the same dataset (:func:`null_run_errors`);
+* ``figures.fig1_view: modes`` only for a linear run (the per-mode totals are the linear
+  VAE's);
 * a scan's *expanded* temperature grid has no two points that would write the same
   scan-point file. :func:`scan_temperatures` and :func:`scan_point_label` are the one
   place the workflow expands a grid and names its files, so the check sees exactly the
@@ -266,6 +268,14 @@ def consistency_errors(config: dict) -> list[str]:
             errors.append(
                 f"config key runs.{name}.dataset.nodata is not used by source 'synthetic' "
                 "(its generated layers declare their own nodata)"
+            )
+        view = (run.get("figures") or {}).get("fig1_view")
+        kind = (run.get("model") or {}).get("kind", "linear")
+        if view == "modes" and kind != "linear":
+            errors.append(
+                f"config key runs.{name}.figures.fig1_view = 'modes' needs the per-mode "
+                f"totals of the linear VAE, but the run has model.kind {kind!r}: expected "
+                "fig1_view latents"
             )
         if ds.get("source") == "table" and ds.get("coarsen", 1) > 1:
             errors.append(

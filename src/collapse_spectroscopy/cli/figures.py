@@ -36,6 +36,14 @@ def register_figures(sub) -> None:
     )
     # figures reads the whole spectra section (settings.STAGES); the tolerances are Fig 5's
     add_tolerances_option(p, "the distortion tolerances eps of n(eps) in Fig 5")
+    config_option(
+        p,
+        "figures.fig1_view",
+        "--fig1-view",
+        choices=["latents", "modes"],
+        help="Fig 1 per ranked latent (the paper's) or per mode: the linear VAE's per-mode "
+        "totals with their fits (docs/science.md §10.1)",
+    )
     # The null run is a relation between two runs, not a setting of this one's stage: the
     # workflow passes it from the run's null_run (its spectra.csv an input of the job)
     p.add_argument(
@@ -74,6 +82,7 @@ def run_figures(args) -> int:
         rho_min=args.rho_min,
         tolerances=tolerances,
         null_run=null_run,
+        fig1_view=args.fig1_view,
     )
     for path in paths:
         print(path)

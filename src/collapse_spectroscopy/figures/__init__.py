@@ -14,9 +14,10 @@ each as PNG (300 dpi) and PDF, atomically (:func:`save_figure`).
 Extra inputs: a figure that reads more than the scan, the table and ``rho_min`` declares
 each extra as a keyword-only parameter of its ``draw``, named as in :data:`EXTRA_INPUTS`,
 with a default; :func:`make_figures` passes every figure the extras it declares and no
-others (Figs 1-4 declare none). The extras are ``tolerances`` (the run's
-``spectra.tolerances``) and ``null_run`` (a :class:`.common.NullRun`: the name and spectra
-table of the linear run the run names as its ``null_run``).
+others. The extras are ``tolerances`` (the run's ``spectra.tolerances``; Fig 5),
+``null_run`` (a :class:`.common.NullRun`: the name and spectra table of the linear run the
+run names as its ``null_run``; Fig 5) and ``fig1_view`` (the run's ``figures.fig1_view``:
+Fig 1 per ranked latent or per mode).
 
 Inputs: ``scan`` is the dataset of :func:`.scanfile.gather` (dims ``T``, ``seed``,
 ``latent`` = rank by signal fraction, ``k``, ``mode``); ``spectra`` is the table of
@@ -85,7 +86,7 @@ NAMES = (
 )
 
 # The extra inputs a figure may declare (keyword-only parameters of its draw), see above.
-EXTRA_INPUTS = ("tolerances", "null_run")
+EXTRA_INPUTS = ("tolerances", "null_run", "fig1_view")
 
 
 class _Registry(Mapping):
@@ -149,6 +150,7 @@ def make_figures(
     *,
     tolerances=None,
     null_run=None,
+    fig1_view=None,
 ) -> list[Path]:
     """Draw every figure of :data:`REGISTRY` and write each as PNG and PDF into ``outdir``;
     return the paths (two per figure).
@@ -156,10 +158,11 @@ def make_figures(
     ``rho_min`` is the fit cut the spectra were computed with (the run's
     ``spectra.rho_min``): it decides which ranks are coloured and is marked in Fig 1b.
     ``tolerances`` (the run's ``spectra.tolerances``) and ``null_run`` (a
-    :class:`.common.NullRun`) go to the figures that declare them; ``None`` leaves a
-    figure's own default (the schema's tolerances; no null run).
+    :class:`.common.NullRun`) and ``fig1_view`` (the run's ``figures.fig1_view``) go to the
+    figures that declare them; ``None`` leaves a figure's own default (the schema's
+    tolerances; no null run; Fig 1 per latent).
     """
-    extras = {"tolerances": tolerances, "null_run": null_run}
+    extras = {"tolerances": tolerances, "null_run": null_run, "fig1_view": fig1_view}
     extras = {k: v for k, v in extras.items() if v is not None}
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,14 @@ split-aware equilibrium instead: the training equilibrium measured on the evalua
 (docs/science.md §4.7), which is what the measured points should follow. For a nonlinear
 run (``model.kind: mlp``) the equilibrium and the PCA thresholds are the linear null
 model's and the legend says so (docs/science.md §9).
+
+``fig1_view="modes"`` (the run's ``figures.fig1_view``) draws the linear VAE's per-mode
+totals instead of the ranked latents (docs/science.md §10.1): colour = PCA mode ``k`` (the
+latents whose decoder column lies closest to training PC ``k``, summed), panel (c) the log
+of the mode's posterior variance ``log v_k`` (equal to ``l_k`` for a latent of constant
+variance, as at equilibrium), and the fits in (b) are the spectra table's
+``mode_collapse_threshold``. A mode spread over several latents then counts once, and its
+``rho`` follows ``1 - T/T_k`` where each member latent alone falls short of it.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from .. import equilibrium
+from ..errors import InputError
 from ..spectra import RHO_MIN
 from .axes import T_LABEL, t_grid, t_range
 from .common import (
@@ -29,19 +38,37 @@ from .common import (
     grid_values,
     null_model_label,
     point_flags,
+    positive,
     rank_colors,
     ranks,
     temperatures,
     theory_spectrum,
 )
 from .marks import data_handles, grey_rank_label, handle, plot_ranked, plot_theory
-from .style import COLUMN_WIDTH, FIT, GUIDE, REFERENCE_COLOR, THEORY, panel_label, style
+from .style import (
+    COLUMN_WIDTH,
+    FIT,
+    GUIDE,
+    REFERENCE_COLOR,
+    THEORY,
+    RankColors,
+    panel_label,
+    style,
+)
 
 PANELS = [  # (scan variable, its equilibrium law, y label, draw seed means)
     ("posterior_mean_square", equilibrium.posterior_mean_square, r"mean square $m_k$", True),
     ("signal_fraction", equilibrium.signal_fraction, r"signal fraction $\rho_k$", False),
     ("posterior_log_variance", equilibrium.posterior_log_variance, r"log-variance $l_k$", True),
 ]
+# the same panels from the per-mode totals (scanfile.PER_MODE); the log of the mode's
+# variance stands for l_k, as at equilibrium, where each latent's variance is constant
+MODE_PANELS = [
+    ("mode_posterior_mean_square", *PANELS[0][1:]),
+    ("mode_signal_fraction", *PANELS[1][1:]),
+    ("mode_posterior_variance", PANELS[2][1], r"log-variance $\log v_k$", True),
+]
+VIEWS = ("latents", "modes")
 
 
 def split_aware_laws(eval_spectrum, n: int) -> dict:
@@ -60,21 +87,53 @@ def split_aware_laws(eval_spectrum, n: int) -> dict:
     }
 
 
-def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> Figure:
-    """Fig 1 of ``scan`` and its spectra table, ranks coloured by the fit cut ``rho_min``."""
+def view_values(scan: xr.Dataset, name: str, view: str) -> np.ndarray:
+    """Panel variable ``name`` on ``(T, seed, rank or mode)``; a mode's variance as its log."""
+    if view == "latents":
+        return grid_values(scan, name)
+    values = grid_values(scan, name, last="mode")
+    return np.log(positive(values)) if name == "mode_posterior_variance" else values
+
+
+def mode_colors(scan: xr.Dataset, rho_min: float) -> RankColors:
+    """Colours of the modes: those with a PCA mode above the floor or whose total rho ever
+    exceeds ``rho_min``, as :func:`.common.rank_colors` does for the ranks."""
+    rho = view_values(scan, "mode_signal_fraction", "modes")
+    peak = np.nan_to_num(rho, nan=-np.inf).reshape(-1, rho.shape[-1]).max(axis=0)
+    active = np.flatnonzero(peak > rho_min)
+    n_active = int(active[-1]) + 1 if active.size else 0
+    return RankColors(min(max(n_active, theory_spectrum(scan).size, 1), rho.shape[-1]))
+
+
+def draw(
+    scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN, *, fig1_view="latents"
+) -> Figure:
+    """Fig 1 of ``scan`` and its spectra table, ranks coloured by the fit cut ``rho_min``;
+    ``fig1_view`` ``modes``: the per-mode totals (the module docstring)."""
+    if fig1_view not in VIEWS:
+        raise InputError(f"figures.fig1_view = {fig1_view!r}: expected one of {', '.join(VIEWS)}")
+    modes = fig1_view == "modes"
+    if modes and "mode_signal_fraction" not in scan:
+        raise InputError(
+            "figures.fig1_view = 'modes': the scan has no per-mode totals (mode_signal_fraction"
+            "; a linear run writes them): expected fig1_view latents"
+        )
     with style():
         t = temperatures(scan)
-        colors = rank_colors(scan, rho_min)
+        colors = mode_colors(scan, rho_min) if modes else rank_colors(scan, rho_min)
         flags = point_flags(scan)
         tk = theory_spectrum(scan)
         laws = split_aware_laws(eval_theory_spectrum(scan), tk.size)
+        laws = {f"mode_{k}" if modes else k: law for k, law in laws.items()}
         grid = t_grid(t)
         fig = Figure(figsize=(COLUMN_WIDTH, 5.8), layout="constrained")
         axes = fig.subplots(3, 1, sharex=True)
         grey = False
-        for ax, letter, (name, law, label, mean) in zip(axes, "abc", PANELS, strict=True):
+        panels = MODE_PANELS if modes else PANELS
+        for ax, letter, (name, law, label, mean) in zip(axes, "abc", panels, strict=True):
             if name in scan:
-                grey |= plot_ranked(ax, t, grid_values(scan, name), colors, flags, mean=mean)
+                values = view_values(scan, name, fig1_view)
+                grey |= plot_ranked(ax, t, values, colors, flags, mean=mean)
             if tk.size:
                 law = laws.get(name, law)
                 plot_theory(ax, grid, law(tk, grid), colors)
@@ -82,7 +141,7 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
             panel_label(ax, letter)
         ax = axes[1]
         lo, hi = t_range(t)
-        thresholds = column(spectra, "collapse_threshold")
+        thresholds = column(spectra, "mode_collapse_threshold" if modes else "collapse_threshold")
         for rank, tk_fit in zip(ranks(spectra), thresholds, strict=True):
             if not (np.isfinite(tk_fit) and tk_fit > 0) or tk_fit <= lo:
                 continue
@@ -114,8 +173,10 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
             scan,
             open_=bool(flags.any()),
             grey=grey,
-            grey_label=grey_rank_label(colors, rho_min),
+            grey_label=grey_rank_label(colors, rho_min, "mode" if modes else "rank"),
         )
+        if modes:
+            handles[0].set_label(f"{handles[0].get_label()}: mode totals")
         handles.append(handle(r"(b) fit $\rho_k = 1-T/T_k$", FIT))
         handles.append(handle(rf"(b) fit cut $\rho_{{min}}$ = {rho_min:g}", GUIDE))
         if tk.size:
@@ -136,5 +197,6 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
             columnspacing=1.0,
             handletextpad=0.4,
         )
-        colors.colorbar(fig, list(axes), fraction=0.04, aspect=40)
+        label = "PCA mode $k$" if modes else "rank $k$"
+        colors.colorbar(fig, list(axes), label=label, fraction=0.04, aspect=40)
         return fig
