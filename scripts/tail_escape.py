@@ -13,9 +13,12 @@ budget fixes it at this batch size and learning rate)? Started from the default,
 mode grow within the budget once the noise is smaller (``--batch-size`` up or
 ``--learning-rate`` down)?
 
-Each line: updates, the validation loss, and for each mode of ``--modes`` its measured
-signal fraction on the evaluation split (``modes.measure_modes``) and the equilibrium's
-(``equilibrium.signal_fraction`` of the training spectrum). The numba engine, float64.
+The header gives each followed mode's rate of leaving collapse under gradient flow
+(:func:`collapse_spectroscopy.equilibrium.escape_rate`): their ratios predict the ratios of
+the escape times from the default start. Each line: updates, the validation loss, and for
+each mode of ``--modes`` its measured signal fraction on the evaluation split
+(``modes.measure_modes``) and the equilibrium's (``equilibrium.signal_fraction`` of the
+training spectrum). The numba engine, float64.
 """
 
 from __future__ import annotations
@@ -94,9 +97,13 @@ def main(argv=None) -> int:
     engine = make_engine("numba", problem)
 
     head = "  ".join(f"rho{k + 1}(eq {expected[k]:.3f})" for k in follow)
+    rate = equilibrium.escape_rate(lam / lam.sum(), args.temperature, V)
+    rates = ", ".join(f"mode {k + 1}: {rate[k]:.3g}" for k in follow)
     print(
         f"# T={args.temperature:g} init={args.init} batch={args.batch_size} "
-        f"lr={args.learning_rate:g} seed={args.seed}\n# updates  val_loss  {head}"
+        f"lr={args.learning_rate:g} seed={args.seed}\n"
+        f"# escape rate from collapse under gradient flow (equilibrium.escape_rate): {rates}\n"
+        f"# updates  val_loss  {head}"
     )
     done, t0 = 0, time.perf_counter()
     while True:

@@ -124,6 +124,28 @@ def sampled_distortion(spectrum, temperature):
     return np.minimum(t, np.clip(tk, 0.0, None)).sum(axis=-1)
 
 
+# --- Leaving the collapsed state (docs/science.md §7b) ---
+
+
+def escape_rate(spectrum, temperature, total_variance: float, sigma2: float = 1.0):
+    """Growth rate of mode ``k`` out of the collapsed state under gradient flow on ``L``.
+
+    At collapse (the latent's encoder gain ``w`` and decoder gain ``u`` along PC ``k`` zero,
+    its posterior variance 1) the loss is, in ``(w, u)``, a quadratic form with Hessian
+    ``[[beta lambda, -lambda/sigma2], [-lambda/sigma2, 1/sigma2]]`` (``lambda = V T_k``,
+    ``beta = T V / sigma2``); the returned rate is minus its smallest eigenvalue: positive
+    (``w, u`` grow like ``exp(rate t)`` in gradient-flow time ``t``) exactly when
+    ``T < T_k``, negative (the collapse is stable) above. For a small mode it is about
+    ``V^2 T_k (T_k - T) / sigma2^2``: quadratic in the mode's size, which is why the tail
+    takes so long to leave collapse from a random start.
+    """
+    tk, t = _grid(spectrum, temperature)
+    V = float(total_variance)
+    lam = V * tk
+    a, b, c = t * V / sigma2 * lam, 1.0 / sigma2, lam / sigma2
+    return 0.5 * (np.sqrt((a - b) ** 2 + 4.0 * c**2) - (a + b))
+
+
 # --- The model at its training equilibrium, measured on another split (docs/science.md §4.7) ---
 
 
