@@ -244,3 +244,38 @@ def test_a_coarsening_study_end_to_end(tmp_path):
     prepared = np.load(wd / "results" / "s__2" / "data" / "prepared.npz")
     assert '"coarsen"' in str(prepared["metadata"])
     assert (wd / "results" / "studies" / "s" / "study.png").stat().st_size > 10_000
+
+
+def test_study_figure_draws_every_fitted_rank_and_ticks_the_values():
+    """Ranks with a fitted threshold are drawn in (a) and (b) even where the compared scan
+    point has fewer active latents (the comparison temperature is a choice; the spectra
+    are the whole scan's), and the x ticks are the values themselves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from collapse_spectroscopy import studyplot
+
+    rows = []
+    for value in (1, 2, 4, 8):
+        for rank in range(1, 7):
+            fitted = rank <= 4
+            rows.append(
+                {
+                    "value": value,
+                    "rank": rank,
+                    "collapse_threshold": 0.5 / rank**2 if fitted else np.nan,
+                    "utility": 0.5 / rank**2 if fitted else 1e-9,
+                    "pca_ratio": 0.5 / rank**2,
+                    "fit_points": 5 if fitted else 0,
+                    "active_latents": 2,
+                    "subspace_angle_deg": 1.0 if rank <= 2 else np.nan,
+                    "map_correlation": 0.99 if rank <= 2 else np.nan,
+                }
+            )
+    fig = studyplot.draw(pd.DataFrame(rows), "dataset.coarsen", 1, "s")
+    ax_t, ax_u, ax_angle, _ = fig.axes[:4]
+    assert len(ax_t.get_lines()) == 4 + 1  # ranks 1-4 and the base run's guide
+    assert len(ax_u.get_lines()) == 4 + 1  # rank 5-6's round-off utilities are not drawn
+    assert len(ax_angle.get_lines()) == 2 + 1
+    assert [t.get_text() for t in ax_angle.get_xticklabels()] == ["1", "2", "4", "8"]
+    assert ax_angle.get_xscale() == "log"

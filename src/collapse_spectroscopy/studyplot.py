@@ -1,9 +1,10 @@
 """The drawing of a study, ``results/studies/NAME/study.png`` (docs/science.md §11).
 
 Four panels against the varied value (x axis: log scale when every value is a positive
-number spanning a factor > 3, else the values as categories in config order), one line
-per rank active at the compared scan point of at least one run, coloured by rank as in
-the paper's figures (:class:`.figures.style.RankColors`):
+number spanning a factor > 3, else the values as categories in config order; ticked at the
+values), one line per rank that is active at the compared scan point of at least one run
+or has a fitted threshold in one, coloured by rank as in the paper's figures
+(:class:`.figures.style.RankColors`):
 (a) the collapse thresholds ``T_k``, (b) the utilities ``u_k``, both log scale, a
 missing value (no fit) left out; (c) the largest principal angle between the leading-k
 decoder subspaces of the run and the base run, (d) the correlation of each rank's latent
@@ -29,12 +30,18 @@ def _x_axis(values: list) -> tuple[np.ndarray, bool]:
 def draw(table: pd.DataFrame, vary: str, base_value, title: str):
     """The study figure from its long table (:func:`.studycompare.study_table`)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullLocator
 
     values = list(dict.fromkeys(table["value"].tolist()))
     x_of, logx = _x_axis(values)
     where = dict(zip(map(repr, values), x_of, strict=True))
-    n_colored = int(table["active_latents"].max()) if len(table) else 1
-    # ranks active at some run's compared scan point; the others' u_k is round-off (~1e-8)
+    # ranks active at some run's compared scan point or with a fitted threshold in some
+    # run (active somewhere in its scan); the others' u_k is round-off (~1e-8)
+    fitted = table.loc[np.isfinite(table["collapse_threshold"].to_numpy(float)), "rank"]
+    n_colored = max(
+        int(table["active_latents"].max()) if len(table) else 1,
+        int(fitted.max()) if len(fitted) else 1,
+    )
     ranks = [k for k in sorted(table["rank"].unique()) if k <= n_colored]
     colors = RankColors(max(n_colored, 1))
     panels = [
@@ -84,8 +91,9 @@ def draw(table: pd.DataFrame, vary: str, base_value, title: str):
                 ax.set_xscale("log")
         for ax in axes[1]:
             ax.set_xlabel(vary)
-            if not logx:
-                ax.set_xticks(x_of, [str(v) for v in values])
+            # the values themselves as ticks: a log axis's 2x10^0 style labels collide
+            ax.set_xticks(x_of, [str(v) for v in values])
+            ax.xaxis.set_minor_locator(NullLocator())
         colors.colorbar(fig, axes, label="rank $k$")
         fig.suptitle(title)
     return fig
