@@ -215,7 +215,7 @@ def test_the_configured_studies_expand_into_runs(tmp_path):
         if line.split()[:1] and line.split()[0] in ("study", "prepare")
     )
     assert stats["study"] == "3"
-    assert stats["prepare"] == str(3 + 2 + 2 + 2)  # derived runs, then worldclim and demo
+    assert stats["prepare"] == str(3 + 3 + 2 + 2)  # derived runs, then worldclim and demo
 
 
 @pytest.mark.slow
