@@ -488,3 +488,22 @@ def test_colours_follow_the_runs_rho_min(scan):
     (cut,) = [ln for ln in fig.axes[1].get_lines() if ln.get_gid() == "rho_min"]
     assert cut.get_ydata()[0] == 0.2
     assert any("0.2" in t for t in legend_texts(fig))
+
+
+@pytest.mark.parametrize("t_lo, t_hi", [(5e-7, 1e-6), (1e-7, 3e-6), (0.02, 0.05)])
+def test_short_temperature_axes_have_readable_ticks(t_lo, t_hi):
+    """A scan over less than a decade (the tail runs: 5e-7 to 1e-6): the T axis of Figs
+    1, 2 and 4 is labelled at a few ticks that never run into each other."""
+    spectrum = np.array([0.6, 0.3, 0.1]) if t_hi > 1e-3 else np.array([0.6, 0.4 - 3e-6, 3e-6])
+    short = equilibrium_scan(spectrum, K=3, temperatures=np.geomspace(t_lo, t_hi, 3))
+    table = table_of(short)
+    for draw, index in (
+        (fig1_collapse_scan.draw, 2),
+        (fig2_truncated_distortion.draw, 0),
+        (fig4_latent_scale.draw, 0),
+    ):
+        fig = draw(short, table)
+        boxes, texts = tick_boxes(fig, fig.axes[index].xaxis)
+        assert len(boxes) >= 2, texts
+        for a, b in itertools.combinations(boxes, 2):
+            assert not a.overlaps(b), texts

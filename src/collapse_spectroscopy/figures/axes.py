@@ -55,15 +55,29 @@ def log_ticks(axis, lo: float, hi: float) -> None:
     ...) once the span is under a decade, and they overlap on a column-wide axis; between
     one and two decades it shows only two or three decade labels. There the labels are
     1, 2, 5 per decade (1..9 below half a decade) in plain numbers, minor ticks unlabelled:
-    at most about 7 labels, each ~0.3 in wide at 7 pt, on an axis of >= 2 in.
+    at most about 7 labels, each ~0.3 in wide at 7 pt, on an axis of >= 2 in. Outside
+    1e-3..1e4 the labels read ``a×10^b``, about twice as wide, and below half a decade
+    they are 1, 2, 3, 5, 7 per decade (a scan from 5e-7 to 1e-6: three labels).
     """
     decades = np.log10(hi / lo)
     if not np.isfinite(decades) or decades >= SHORT_LOG_SPAN:
         return
     subs = (1.0, 2.0, 5.0) if decades >= 0.5 else tuple(float(i) for i in range(1, 10))
+    if decades < 0.5 and not (1e-3 <= lo and hi < 1e4):
+        subs = (1.0, 2.0, 3.0, 5.0, 7.0)  # labels a×10^b are twice as wide: fewer of them
     axis.set_major_locator(LogLocator(base=10.0, subs=subs))
     axis.set_major_formatter(FuncFormatter(lambda v, _: tick_text(v)))
     axis.set_minor_formatter(NullFormatter())
+
+
+def t_axis(ax, t: np.ndarray) -> None:
+    """The temperature axis of ``ax``: log scale over :func:`t_range` of the scanned ``t``,
+    readable ticks (:func:`log_ticks`) and the label."""
+    lo, hi = t_range(t)
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    log_ticks(ax.xaxis, lo, hi)
+    ax.set_xlabel(T_LABEL)
 
 
 def power_label(ax, label: str) -> None:

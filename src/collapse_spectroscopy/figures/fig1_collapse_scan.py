@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 from .. import equilibrium
 from ..errors import InputError
 from ..spectra import RHO_MIN
-from .axes import T_LABEL, t_grid, t_range
+from .axes import t_axis, t_grid, t_range
 from .common import (
     column,
     eval_theory_spectrum,
@@ -166,9 +166,7 @@ def draw(
                     gid="pca_mark",
                 )
         ax.set_ylim(-0.05, 1.05)
-        axes[-1].set_xscale("log")
-        axes[-1].set_xlim(lo, hi)
-        axes[-1].set_xlabel(T_LABEL)
+        t_axis(axes[-1], t)
         handles = data_handles(
             scan,
             open_=bool(flags.any()),

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from .. import equilibrium
 from ..spectra import RHO_MIN
-from .axes import T_LABEL, integer_locator, t_grid, t_range
+from .axes import integer_locator, t_axis, t_grid
 from .common import (
     best_from_flagged,
     by_rank,
@@ -86,10 +86,8 @@ def _distortion_against_t(ax, scan, spectra, dn, colors: RankColors, flags, rho_
     if tk.size:
         curves = positive(equilibrium.truncated_distortion(tk, grid)[:, 1:])
         plot_theory(ax, grid, curves, colors)
-    ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlim(*t_range(t))
-    ax.set_xlabel(T_LABEL)
+    t_axis(ax, t)
     ax.set_ylabel(r"truncated distortion $Dn_k$")
     handles = data_handles(
         scan,

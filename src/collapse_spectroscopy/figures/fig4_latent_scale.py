@@ -15,7 +15,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from ..spectra import RHO_MIN
-from .axes import T_LABEL, power_label, t_range
+from .axes import power_label, t_axis
 from .common import grid_values, null_model_label, point_flags, rank_colors, temperatures
 from .marks import data_handles, grey_rank_label, handle, plot_ranked
 from .style import PAGE_WIDTH, REFERENCE_COLOR, THEORY, panel_label, style
@@ -40,9 +40,7 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
             if name in scan:
                 grey |= plot_ranked(ax, t, grid_values(scan, name), colors, flags)
             ax.axhline(level, color=REFERENCE_COLOR, gid="theory", **THEORY)
-            ax.set_xscale("log")
-            ax.set_xlim(*t_range(t))
-            ax.set_xlabel(T_LABEL)
+            t_axis(ax, t)
             ax.ticklabel_format(axis="y", useOffset=False)  # no "+1" offset near q = 1
             power_label(ax, label)
             panel_label(ax, letter)
