@@ -18,8 +18,10 @@ from collapse_spectroscopy.studycompare import (
     Effective,
     leading_subspace_angles,
     map_correlations,
+    point_warnings,
     resample_map,
 )
+from collapse_spectroscopy.studycompare import Member as StudyMember
 from collapse_spectroscopy.workflow_config import check_config
 from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
 
@@ -279,3 +281,40 @@ def test_study_figure_draws_every_fitted_rank_and_ticks_the_values():
     assert len(ax_angle.get_lines()) == 2 + 1
     assert [t.get_text() for t in ax_angle.get_xticklabels()] == ["1", "2", "4", "8"]
     assert ax_angle.get_xscale() == "log"
+
+
+def _analytic_run(tmp_path, spread_mode=None, stop_reason="converged"):
+    """A run folder with one analytic-equilibrium scan point at T = 0.01 (test_modes.py's
+    spectrum; ``spread_mode`` held by three latents)."""
+    from analytic_scan import point, spread, train_equilibrium
+    from collapse_spectroscopy import scanfile
+    from synthetic_gaussian import gaussian_splits
+
+    spectrum = [0.5, 0.25, 0.13, 0.07, 0.035, 0.012, 0.003, 0.0]
+    xtr, _, _, _, _ = gaussian_splits(spectrum, sizes=(3000, 10, 10), seed=1)
+    params = train_equilibrium(xtr, 0.01, 11)
+    if spread_mode is not None:
+        params = spread(params, spread_mode, [9, 10])
+    ds = point(params, 0.01, xtr, xtr)
+    ds["stop_reason"] = stop_reason
+    path = tmp_path / "run" / "scan" / "T=0.01" / "seed=0.nc"
+    path.parent.mkdir(parents=True)
+    scanfile.write(ds, path, engine=scanfile.POINT_ENGINE)
+    return StudyMember(1, tmp_path / "run", "0.01", 0)
+
+
+def test_compared_point_warnings_name_a_split_mode_and_an_unfinished_point(tmp_path):
+    """A compared point where one mode is spread over three latents, or that stopped at
+    max_updates, is named with what is wrong with it; an equilibrium point is not."""
+    clean = _analytic_run(tmp_path / "a")
+    assert point_warnings(clean, 0.05) == []
+    spread_run = _analytic_run(tmp_path / "b", spread_mode=1)
+    (line,) = point_warnings(spread_run, 0.05)
+    # each of mode 2's three latents keeps a third of its signal: rho = 0.32 / (0.32 +
+    # 0.04) = 0.89 at T = 0.01 (T_2 = 0.25), between mode 3's 1 - 0.01/0.13 = 0.92 and
+    # mode 4's 1 - 0.01/0.07 = 0.86: ranks 3, 4 and 5
+    assert line.endswith("ranks 3, 4 and 5 carry the same PCA mode, 2"), line
+    assert "run 'run', scan point T=0.01, seed 0" in line
+    budget = _analytic_run(tmp_path / "c", stop_reason="max_updates")
+    (line,) = point_warnings(budget, 0.05)
+    assert "under-equilibrated" in line

@@ -162,6 +162,37 @@ def map_correlations(run: Effective, base: Effective) -> np.ndarray:
     return out
 
 
+def point_warnings(member: Member, rho_min: float) -> list[str]:
+    """What makes ``member``'s compared scan point a poor place to compare effective
+    variables, one line each (empty when nothing does): it is under-equilibrated
+    (:func:`.stopping.scan_under_equilibrated`), or two of its active ranks carry one PCA
+    mode (``latent_mode``, linear runs), so that its leading-k decoders and maps compare a
+    mode split over latents rather than the effective variables (docs/science.md §11)."""
+    from . import scanfile
+    from .stopping import scan_under_equilibrated
+
+    path = member.point(".nc")
+    if not path.is_file():
+        return []
+    point = scanfile.read(path)
+    where = f"run {member.name!r}, scan point T={member.temperature}, seed {member.seed}"
+    out = []
+    if scan_under_equilibrated(point).any():
+        out.append(
+            f"{where} is under-equilibrated (it stopped at max_updates still improving): its "
+            "latents may not have turned onto the components yet"
+        )
+    if "latent_mode" in point and "signal_fraction" in point:
+        rho = np.asarray(point["signal_fraction"].values, dtype=np.float64).ravel()
+        held = np.asarray(point["latent_mode"].values).ravel()[rho > rho_min]
+        modes, counts = np.unique(held, return_counts=True)
+        for mode in modes[counts > 1]:
+            ranks = [str(int(r) + 1) for r in np.flatnonzero(held == mode)]
+            listed = f"{', '.join(ranks[:-1])} and {ranks[-1]}"
+            out.append(f"{where}: ranks {listed} carry the same PCA mode, {int(mode)}")
+    return out
+
+
 def study_table(members: list[Member], base: Member, rho_min: float) -> pd.DataFrame:
     """The long table of a study: one row per (value, rank) of each member's spectra
     table, with the scan point compared and the stability columns (module docstring)."""

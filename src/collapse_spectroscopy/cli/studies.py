@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import yaml
@@ -69,6 +70,15 @@ def run_study(args) -> int:
     ]
     base = studycompare.Member(None, Path(args.base[0]), args.base[1], args.seed)
     table = studycompare.study_table(members, base, args.rho_min)
+    # warnings, not errors: the comparison is still written, but the log says where it is
+    # weak and which key moves it (the base point decides every row's angles and maps)
+    for line in studycompare.point_warnings(base, args.rho_min):
+        print(
+            f"collapse-spectroscopy study: warning: {line}; the comparison at this point is "
+            f"unreliable: set studies.{args.name}.temperature to a scan temperature where the "
+            "base run's ranks hold distinct modes (docs/science.md §11)",
+            file=sys.stderr,
+        )
     base_value = next((m.value for m in members if m.run_dir == base.run_dir), None)
     title = f"study {args.name}: {args.vary} (base run {base.name}, seed {args.seed})"
     fig = studyplot.draw(table, args.vary, base_value, title)
