@@ -17,7 +17,7 @@ import xarray as xr
 import test_oracle as oracle
 from collapse_spectroscopy import equilibrium, observables, settings, spectra
 from collapse_spectroscopy.cli import main
-from collapse_spectroscopy.engines import ENGINES, TrainingProblem, engine_class, make_engine
+from collapse_spectroscopy.engines import ENGINES, engine_class, make_engine
 from collapse_spectroscopy.engines.averaging import AVERAGES, polyak_blocks
 from collapse_spectroscopy.engines.layout import pack
 from collapse_spectroscopy.engines.mlp import fixed_draw_loss, validation_seed
@@ -27,6 +27,7 @@ from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.model import LinearVAE, expected_loss
 from collapse_spectroscopy.training import TrainConfig, seed_streams, train_scan_point
 from collapse_spectroscopy.units import temperature_to_beta
+from engine_problems import problem as engine_problem
 from synthetic_gaussian import gaussian_prepared, gaussian_splits
 
 SPECTRUM = [0.5, 0.3, 0.15, 0.05]
@@ -38,20 +39,9 @@ def splits():
     return gaussian_splits(SPECTRUM, sizes=(3000, 1000, 1000), seed=1)
 
 
-def problem(model, x, beta, average="none", horizon=1, *, x_val=None, batch_size=100):
-    return TrainingProblem(
-        model=model,
-        x_train=x,
-        x_val=x if x_val is None else x_val,
-        beta=beta,
-        sigma2=1.0,
-        learning_rate=1e-3,
-        batch_size=batch_size,
-        shuffle_seed=0,
-        noise_seed=0,
-        average=average,
-        average_horizon=horizon,
-    )
+def problem(*args, batch_size=100, **kwargs):
+    # batches of 100: the averaging tests run many short windows on 3,000 samples
+    return engine_problem(*args, batch_size=batch_size, **kwargs)
 
 
 # --- the arithmetic -------------------------------------------------------------------

@@ -9,28 +9,15 @@ import pytest
 import torch
 
 from collapse_spectroscopy import observables, settings
-from collapse_spectroscopy.engines import ENGINES, Engine, TrainingProblem, make_engine
+from collapse_spectroscopy.engines import ENGINES, Engine, make_engine
 from collapse_spectroscopy.engines.torch_engines import AutogradEngine, FastEngine
 from collapse_spectroscopy.errors import InputError, TrainingError
 from collapse_spectroscopy.model import LinearVAE
 from collapse_spectroscopy.training import TrainConfig, train_scan_point
+from engine_problems import problem
 from synthetic_gaussian import gaussian_splits
 
 SPECTRUM = [0.5, 0.3, 0.15, 0.05]
-
-
-def problem(model, x, beta, *, x_val=None, batch_size=256):
-    return TrainingProblem(
-        model=model,
-        x_train=x,
-        x_val=x if x_val is None else x_val,
-        beta=beta,
-        sigma2=1.0,
-        learning_rate=1e-3,
-        batch_size=batch_size,
-        shuffle_seed=0,
-        noise_seed=0,
-    )
 
 
 @pytest.fixture(scope="module")
