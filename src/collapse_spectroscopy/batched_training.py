@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
@@ -43,6 +43,7 @@ from .training import (
     TrainConfig,
     TrainResult,
     check_inputs,
+    point_identity,
     resolve_device,
     seed_streams,
     training_problem,
@@ -263,23 +264,11 @@ def train_scan_points_batched(
         problems.append(
             training_problem(model, x_train, x_val, beta, sigma2, config, s_shuffle, s_noise)
         )
+        unused = ("progress", "checkpoint_every", "device", "engine")
         identities.append(
-            {
-                "T": temperature,
-                "seed": seed,
-                "beta": beta,
-                "latents": int(latents),
-                "sigma2": float(sigma2),
-                "n_train": int(x_train.shape[0]),
-                "n_val": int(x_val.shape[0]),
-                "d": int(x_train.shape[1]),
-                "engine": ENGINE,
-                **{
-                    k: v
-                    for k, v in asdict(config).items()
-                    if k not in ("progress", "checkpoint_every", "device", "engine")
-                },
-            }
+            point_identity(
+                temperature, seed, beta, latents, sigma2, x_train, x_val, ENGINE, config, unused
+            )
         )
         labels.append(f"T={temperature:g} (beta={beta:g}), seed={seed}")
     if checkpoint is not None and on_foreign_checkpoint is not None:

@@ -188,6 +188,25 @@ def training_problem(
     )
 
 
+def point_identity(
+    temperature, seed, beta, latents, sigma2, x_train, x_val, engine: str, config, unused
+) -> dict:
+    """What a scan point's checkpoint must match to be resumed: the point, the data's
+    shape, the engine and every training setting of ``config`` but those in ``unused``."""
+    return {
+        "T": float(temperature),
+        "seed": int(seed),
+        "beta": beta,
+        "latents": int(latents),
+        "sigma2": float(sigma2),
+        "n_train": int(x_train.shape[0]),
+        "n_val": int(x_val.shape[0]),
+        "d": int(x_train.shape[1]),
+        "engine": engine,
+        **{k: v for k, v in asdict(config).items() if k not in unused},
+    }
+
+
 def check_inputs(x_train, x_val, temperature, sigma2, latents) -> None:
     """Reject bad shapes, empty splits, non-finite data and non-positive T with a clear error."""
     for name, x in (("training split", x_train), ("validation split", x_val)):
@@ -271,16 +290,9 @@ def train_scan_point(
     if config.average == "none":
         unused += ("average", "average_horizon")
     identity = {
-        "T": float(temperature),
-        "seed": int(seed),
-        "beta": beta,
-        "latents": int(latents),
-        "sigma2": float(sigma2),
-        "n_train": int(x_train.shape[0]),
-        "n_val": int(x_val.shape[0]),
-        "d": int(x_train.shape[1]),
-        "engine": engine.name,
-        **{k: v for k, v in asdict(config).items() if k not in unused},
+        **point_identity(
+            temperature, seed, beta, latents, sigma2, x_train, x_val, engine.name, config, unused
+        ),
         **model_spec(model),  # nothing for a linear model: its checkpoints stay valid
     }
     label = f"T={temperature:g} (beta={beta:g}), seed={seed}"
