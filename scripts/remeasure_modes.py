@@ -17,18 +17,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from collapse_spectroscopy import modes, scanfile, spectra
+from collapse_spectroscopy import maps, modes, scanfile, spectra
 from collapse_spectroscopy.prepared import load_prepared
-
-
-def params_of(weights: Path) -> dict:
-    state = torch.load(weights, weights_only=False)["state_dict"]
-    sd = {k: v.double().numpy() for k, v in state.items()}
-    names = {"A": "enc_mean.weight", "a": "enc_mean.bias", "B": "enc_logvar.weight"}
-    names |= {"b": "enc_logvar.bias", "W": "dec.weight", "c": "dec.bias"}
-    return {k: sd[v] for k, v in names.items()}
 
 
 def main(run: Path, out: Path) -> int:
@@ -45,7 +36,8 @@ def main(run: Path, out: Path) -> int:
     paths = []
     for nc in sorted((run / "scan").glob("T=*/seed=*.nc")):
         point = scanfile.read(nc)
-        totals = modes.measure_modes(params_of(nc.with_suffix(".pt")), x_eval, ds.x_train, basis)
+        params = maps.load_model(nc.with_suffix(".pt"))[0].numpy_params()
+        totals = modes.measure_modes(params, x_eval, ds.x_train, basis)
         point["pca_eval_ratio"] = ("mode", ratio)
         for name in scanfile.PER_MODE:
             point[name] = ("mode", getattr(totals, name.removeprefix("mode_")))

@@ -37,21 +37,6 @@ from collapse_spectroscopy.prepared import load_prepared
 from collapse_spectroscopy.training import TrainConfig, seed_streams, training_problem
 from collapse_spectroscopy.units import temperature_to_beta, total_variance
 
-PARAM_NAMES = {
-    "A": "enc_mean.weight",
-    "a": "enc_mean.bias",
-    "B": "enc_logvar.weight",
-    "b": "enc_logvar.bias",
-    "W": "dec.weight",
-    "c": "dec.bias",
-}
-
-
-def load_equilibrium(model: LinearVAE, params: dict) -> None:
-    """Copy the analytic equilibrium's arrays into ``model``."""
-    state = {PARAM_NAMES[k]: torch.as_tensor(v, dtype=torch.float64) for k, v in params.items()}
-    model.load_state_dict(state)
-
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -87,8 +72,8 @@ def main(argv=None) -> int:
         dtype=torch.float64,
     )
     if args.init == "equilibrium":
-        load_equilibrium(
-            model, equilibrium.equilibrium_parameters(mean, cov, args.temperature, args.latents)
+        model.load_numpy_params(
+            equilibrium.equilibrium_parameters(mean, cov, args.temperature, args.latents)
         )
     config = TrainConfig(batch_size=args.batch_size, learning_rate=args.learning_rate)
     problem = training_problem(

@@ -143,8 +143,7 @@ def test_equilibrium_parameters_are_the_equilibrium(splits):
 def test_a_training_job_stores_the_mode_totals_of_its_weights(tmp_path):
     """``collapse-spectroscopy train`` writes the totals of the weights it saves and the
     evaluation split's ``pca_eval_ratio`` (pointjob -> scanfile)."""
-    import torch
-
+    from collapse_spectroscopy import maps
     from collapse_spectroscopy.cli import main
     from collapse_spectroscopy.prepared import load_prepared
     from synthetic_gaussian import gaussian_prepared
@@ -154,16 +153,7 @@ def test_a_training_job_stores_the_mode_totals_of_its_weights(tmp_path):
     args = ["train", "--data", str(data), "-T", "0.05", "--out", str(out), "--latents", "6"]
     assert main([*args, "--max-updates", "400", "--eval-every", "200"]) == 0
     point, ds = scanfile.read(out), load_prepared(data)
-    state = torch.load(out.with_suffix(".pt"), weights_only=False)["state_dict"]
-    sd = {k: v.double().numpy() for k, v in state.items()}
-    params = dict(
-        A=sd["enc_mean.weight"],
-        a=sd["enc_mean.bias"],
-        B=sd["enc_logvar.weight"],
-        b=sd["enc_logvar.bias"],
-        W=sd["dec.weight"],
-        c=sd["dec.bias"],
-    )
+    params = maps.load_model(out.with_suffix(".pt"))[0].numpy_params()
     totals = modes.measure_modes(params, ds.x_test, ds.x_train)
     np.testing.assert_allclose(point["mode_signal_fraction"], totals.signal_fraction, atol=1e-12)
     np.testing.assert_allclose(point["mode_latents"], totals.latents, atol=1e-12)

@@ -25,6 +25,17 @@ from torch import nn
 DEFAULT_LATENTS = 32
 
 
+# the affine maps of the observables (docs/science.md §3) and the layers that hold them
+PARAM_NAMES = {
+    "A": "enc_mean.weight",
+    "a": "enc_mean.bias",
+    "B": "enc_logvar.weight",
+    "b": "enc_logvar.bias",
+    "W": "dec.weight",
+    "c": "dec.bias",
+}
+
+
 class LinearVAE(nn.Module):
     """Linear Gaussian VAE with ``d`` features and ``K`` latents (paper: K = 32 > d = 19)."""
 
@@ -63,18 +74,17 @@ class LinearVAE(nn.Module):
 
     def numpy_params(self) -> dict[str, np.ndarray]:
         """The affine maps as float64 arrays ``A, a, B, b, W, c`` (for the observables)."""
-
-        def f(t):
-            return t.detach().cpu().to(torch.float64).numpy().copy()
-
         return {
-            "A": f(self.enc_mean.weight),
-            "a": f(self.enc_mean.bias),
-            "B": f(self.enc_logvar.weight),
-            "b": f(self.enc_logvar.bias),
-            "W": f(self.dec.weight),
-            "c": f(self.dec.bias),
+            key: self.get_parameter(name).detach().cpu().to(torch.float64).numpy().copy()
+            for key, name in PARAM_NAMES.items()
         }
+
+    @torch.no_grad()
+    def load_numpy_params(self, params: dict) -> None:
+        """Set the weights from arrays ``A, a, B, b, W, c`` (:meth:`numpy_params`'s form, e.g.
+        :func:`.equilibrium.equilibrium_parameters`), cast to the model's dtype."""
+        for key, name in PARAM_NAMES.items():
+            self.get_parameter(name).copy_(torch.as_tensor(np.asarray(params[key])))
 
 
 def kl_per_latent(mu: torch.Tensor, logs2: torch.Tensor) -> torch.Tensor:
