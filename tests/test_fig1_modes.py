@@ -67,7 +67,8 @@ def test_modes_view_draws_the_spread_mode_as_one(spread_scan):
     scan, table, tk, temperatures = spread_scan
     fig = fig1_collapse_scan.draw(scan, table, fig1_view="modes")
     ax_m, ax_rho, ax_l = fig.axes[:3]
-    color = fig1_collapse_scan.mode_colors(scan, spectra.RHO_MIN)(SPREAD_MODE + 1)
+    modes = fig1_collapse_scan.rank_colors(scan, spectra.RHO_MIN, "mode_signal_fraction", "mode")
+    color = modes(SPREAD_MODE + 1)
     x, rho = points(ax_rho, color)
     np.testing.assert_allclose(x, temperatures)
     expected = equilibrium.signal_fraction(tk, temperatures)[:, SPREAD_MODE]

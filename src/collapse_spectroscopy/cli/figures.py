@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import settings
 from .runconfig import add_run_config_argument, config_option
 from .spectra import RHO_MIN_KEY, add_tolerances_option, check_rho_min, check_tolerances
 
@@ -40,7 +41,7 @@ def register_figures(sub) -> None:
         p,
         "figures.fig1_view",
         "--fig1-view",
-        choices=["latents", "modes"],
+        choices=settings.key_schema("figures.fig1_view")["enum"],
         help="Fig 1 per ranked latent (the paper's) or per mode: the linear VAE's per-mode "
         "totals with their fits (docs/science.md §10.1)",
     )

@@ -98,13 +98,16 @@ def eval_theory_spectrum(scan: xr.Dataset) -> np.ndarray | None:
     return ev[keep][order][: n_latents(scan)]
 
 
-def rank_colors(scan: xr.Dataset, rho_min: float) -> RankColors:
+def rank_colors(
+    scan: xr.Dataset, rho_min: float, name: str = "signal_fraction", last: str = "latent"
+) -> RankColors:
     """Colours for the ranks whose signal fraction ever exceeds ``rho_min`` or that have a
-    PCA mode (the package docstring)."""
-    K = n_latents(scan)
+    PCA mode (the package docstring); with ``name="mode_signal_fraction"`` and
+    ``last="mode"``, the same for the per-mode totals (Fig 1's mode view)."""
+    K = int(scan.sizes[last])
     n_active = 0
-    if "signal_fraction" in scan:
-        rho = grid_values(scan, "signal_fraction")
+    if name in scan:
+        rho = grid_values(scan, name, last=last)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             peak = np.nanmax(rho.reshape(-1, rho.shape[-1]), axis=0)

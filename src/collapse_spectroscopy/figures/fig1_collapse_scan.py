@@ -28,7 +28,7 @@ import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 
-from .. import equilibrium
+from .. import equilibrium, settings
 from ..errors import InputError
 from ..spectra import RHO_MIN
 from .axes import t_axis, t_grid, t_range
@@ -45,16 +45,7 @@ from .common import (
     theory_spectrum,
 )
 from .marks import data_handles, grey_rank_label, handle, plot_ranked, plot_theory
-from .style import (
-    COLUMN_WIDTH,
-    FIT,
-    GUIDE,
-    REFERENCE_COLOR,
-    THEORY,
-    RankColors,
-    panel_label,
-    style,
-)
+from .style import COLUMN_WIDTH, FIT, GUIDE, REFERENCE_COLOR, THEORY, panel_label, style
 
 PANELS = [  # (scan variable, its equilibrium law, y label, draw seed means)
     ("posterior_mean_square", equilibrium.posterior_mean_square, r"mean square $m_k$", True),
@@ -68,7 +59,7 @@ MODE_PANELS = [
     ("mode_signal_fraction", *PANELS[1][1:]),
     ("mode_posterior_variance", PANELS[2][1], r"log-variance $\log v_k$", True),
 ]
-VIEWS = ("latents", "modes")
+VIEWS = tuple(settings.key_schema("figures.fig1_view")["enum"])  # latents, modes
 
 
 def split_aware_laws(eval_spectrum, n: int) -> dict:
@@ -95,16 +86,6 @@ def view_values(scan: xr.Dataset, name: str, view: str) -> np.ndarray:
     return np.log(positive(values)) if name == "mode_posterior_variance" else values
 
 
-def mode_colors(scan: xr.Dataset, rho_min: float) -> RankColors:
-    """Colours of the modes: those with a PCA mode above the floor or whose total rho ever
-    exceeds ``rho_min``, as :func:`.common.rank_colors` does for the ranks."""
-    rho = view_values(scan, "mode_signal_fraction", "modes")
-    peak = np.nan_to_num(rho, nan=-np.inf).reshape(-1, rho.shape[-1]).max(axis=0)
-    active = np.flatnonzero(peak > rho_min)
-    n_active = int(active[-1]) + 1 if active.size else 0
-    return RankColors(min(max(n_active, theory_spectrum(scan).size, 1), rho.shape[-1]))
-
-
 def draw(
     scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN, *, fig1_view="latents"
 ) -> Figure:
@@ -120,7 +101,12 @@ def draw(
         )
     with style():
         t = temperatures(scan)
-        colors = mode_colors(scan, rho_min) if modes else rank_colors(scan, rho_min)
+        # modes: colours as for the ranks, from the mode totals' rho on dim mode
+        colors = (
+            rank_colors(scan, rho_min, "mode_signal_fraction", "mode")
+            if modes
+            else rank_colors(scan, rho_min)
+        )
         flags = point_flags(scan)
         tk = theory_spectrum(scan)
         laws = split_aware_laws(eval_theory_spectrum(scan), tk.size)
