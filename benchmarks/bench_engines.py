@@ -134,6 +134,16 @@ def numba_compile_seconds(x: np.ndarray, beta: float) -> float:
     return time.perf_counter() - t0
 
 
+def best_seconds(contenders: dict, rounds: int) -> dict:
+    """The fastest of ``rounds`` timings of each contender (a function returning seconds),
+    taken in turn round by round so that a slow spell of the machine hits all of them."""
+    best = dict.fromkeys(contenders, np.inf)
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            best[name] = min(best[name], run())
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--updates", type=int, default=2000, help="updates per contender and round")
@@ -170,10 +180,7 @@ def main() -> None:
         "fast": lambda: run_engine("fast", x, beta, args.updates),
         "numba": lambda: run_engine("numba", x, beta, args.updates),
     }
-    best = dict.fromkeys(contenders, np.inf)
-    for _ in range(args.rounds):
-        for name, run in contenders.items():
-            best[name] = min(best[name], run())
+    best = best_seconds(contenders, args.rounds)
     rates = {name: args.updates / s for name, s in best.items()}
     base = rates["dataloader"]
     labels = {
@@ -251,10 +258,7 @@ def bench_batched(args, x: np.ndarray) -> None:
         "numba": lambda: run_engine("numba", x, beta, args.updates),
         **{f"batched P={p}": (lambda p=p: run_batched(x, p, args.updates)) for p in args.batched},
     }
-    best = dict.fromkeys(contenders, np.inf)
-    for _ in range(args.rounds):
-        for name, run in contenders.items():
-            best[name] = min(best[name], run())
+    best = best_seconds(contenders, args.rounds)
     print("\nbatched engine, training only (P points in one batched model, one CPU core):")
     print(f"  {'':22s} {'updates/s per point':>20s} {'updates/s in all':>17s}")
     for name, seconds in best.items():
@@ -277,10 +281,7 @@ def bench_mlp(args, x: np.ndarray, beta: float) -> None:
         "mlp_dataloader": lambda: run_dataloader(x, beta, args.updates, model_fn, dev),
         "mlp": lambda: run_engine("mlp", x, beta, args.updates, model_fn, dev),
     }
-    best = dict.fromkeys(contenders, np.inf)
-    for _ in range(args.rounds):
-        for name, run in contenders.items():
-            best[name] = min(best[name], run())
+    best = best_seconds(contenders, args.rounds)
     rates = {name: args.updates / s for name, s in best.items()}
     print(f"\nMLP VAE (hidden {args.mlp_hidden}, GELU) on {dev}, training only:")
     print(f"  (e) plain PyTorch DataLoader loop      {rates['mlp_dataloader']:9.0f} updates/s")
