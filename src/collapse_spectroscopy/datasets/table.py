@@ -1,7 +1,12 @@
 """The ``table`` source: samples x features from CSV, Parquet or NetCDF, without geography.
 
 * CSV (``.csv``, also compressed ``.csv.gz`` etc.) and Parquet (``.parquet``, ``.pq``):
-  one row per sample, one column per feature.
+  one row per sample, one column per feature. A CSV's delimiter is the one of ``,`` ``;``
+  tab ``|`` that splits its header into the most fields (:func:`csv_format`); with any
+  delimiter but ``,``, numbers written with a decimal comma (``4,9``) are read as such.
+  Every row must have as many fields as the header: a row with one more (a delimiter at
+  the end of each row) or one fewer is an error naming the line, never a column taken
+  for the row index.
 * NetCDF (``.nc``, ``.nc4``, ``.netcdf``, ``.cdf``): either data variables that share one
   dimension (each variable a feature), or a single two-dimensional variable
   (samples x features; feature names from the second dimension's coordinate if any).
@@ -18,7 +23,9 @@ an error naming the column (:func:`.stack.check_no_undeclared_nodata`).
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +38,64 @@ from .stack import Samples, check_no_undeclared_nodata
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+# the delimiters a CSV may use, "," first: it wins a tie (a file of one column)
+CSV_DELIMITERS = (",", ";", "\t", "|")
+# a number written with a decimal comma, as a field of a CSV not delimited by commas
+_DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d*,\d+([eE][+-]?\d+)?\s*$")
+
+
+def _text_lines(path: Path):
+    """The lines of a (possibly compressed) CSV file, as text; pandas infers the
+    compression from the suffix, as :func:`read_frame` does."""
+    from pandas.io.common import get_handle
+
+    return get_handle(path, "r", compression="infer", encoding="utf-8", errors="replace")
+
+
+def _delimiter_name(delimiter: str) -> str:
+    return "tab" if delimiter == "\t" else repr(delimiter)
+
+
+def csv_format(path: str | os.PathLike) -> tuple[str, str]:
+    """The delimiter and decimal mark of a CSV file, after checking its field counts.
+
+    The delimiter is the one of :data:`CSV_DELIMITERS` that splits the header into the
+    most fields (``,`` for a file of one column); the decimal mark is ``,`` when the
+    delimiter is not a comma and a field reads as a number with a decimal comma (``4,9``),
+    else ``.``. Read with the wrong delimiter, a semicolon CSV of decimal commas becomes
+    one garbage feature (pandas took the extra fields for the row index), so every row
+    must then have exactly as many fields as the header.
+
+    Raises
+    ------
+    InputError
+        An empty file, or a row (named by its line) whose number of fields differs from
+        the header's.
+    """
+    path = Path(path)
+    with _text_lines(path) as handle:
+        lines = iter(handle.handle)
+        header = next((line for line in lines if line.strip()), None)
+        if header is None:
+            raise InputError(f"table {str(path)!r} is empty: expected a header and rows")
+        delimiter = max(CSV_DELIMITERS, key=lambda d: len(next(csv.reader([header], delimiter=d))))
+        fields = next(csv.reader([header], delimiter=delimiter))
+        decimal = "."
+        # line numbers count from the header's line 1; blank lines are skipped, as pandas does
+        for number, row in enumerate(csv.reader(lines, delimiter=delimiter), start=2):
+            if not row:
+                continue
+            if len(row) != len(fields):
+                end = " (a delimiter at the end of the row?)" if row[-1] == "" else ""
+                raise InputError(
+                    f"table {str(path)!r}: line {number} has {len(row)} fields but the "
+                    f"header has {len(fields)} ({', '.join(map(repr, fields))}) with "
+                    f"delimiter {_delimiter_name(delimiter)}{end}: expected as many fields "
+                    "in every row as in the header"
+                )
+            if delimiter != "," and decimal == "." and any(map(_DECIMAL_COMMA.match, row)):
+                decimal = ","
+    return delimiter, decimal
 
 
 def _read_netcdf(path: Path) -> pd.DataFrame:
@@ -73,7 +138,9 @@ def read_frame(path: str | os.PathLike) -> pd.DataFrame:
     name = path.name.lower()
     try:
         if name.endswith(CSV_SUFFIXES):
-            return pd.read_csv(path)
+            delimiter, decimal = csv_format(path)
+            # index_col=False: a column is never taken for the row index
+            return pd.read_csv(path, sep=delimiter, decimal=decimal, index_col=False)
         if name.endswith(PARQUET_SUFFIXES):
             return pd.read_parquet(path)
         if name.endswith(NETCDF_SUFFIXES):
