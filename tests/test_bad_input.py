@@ -76,3 +76,94 @@ def test_an_empty_csv_is_named(tmp_path):
     path.write_text("\n")
     with pytest.raises(InputError, match="is empty: expected a header and rows"):
         read_table(path)
+
+
+# --- a layer edited in place reruns the workflow from prepare ---------------------------------
+
+
+def _write_layers(folder, n_layers=3, seed=0):
+    """``n_layers`` random single-band GeoTIFFs on a global 4-degree grid."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n_layers):
+        band = rng.normal(size=(45, 90)).astype(np.float32)
+        profile = dict(driver="GTiff", height=45, width=90, count=1, dtype="float32")
+        profile |= dict(crs="EPSG:4326", transform=from_origin(-180, 90, 4, 4))
+        with rasterio.open(folder / f"layer_{i}.tif", "w", **profile) as ds:
+            ds.write(band, 1)
+
+
+def _edit_in_place(path):
+    """Rewrite one value of a GeoTIFF inside the same file (the same inode)."""
+    import rasterio
+
+    inode = path.stat().st_ino
+    with rasterio.open(path, "r+") as ds:
+        band = ds.read(1)
+        band[0, 0] += 1
+        ds.write(band, 1)
+    assert path.stat().st_ino == inode
+
+
+DATA_CHANGES = {
+    # dataset section, the file edited in place (from the working directory)
+    "rasters folder": ({"source": "rasters", "path": "layers/"}, "layers/layer_1.tif"),
+    "rasters files": (
+        {"source": "rasters", "path": ["layers/layer_0.tif", "layers/layer_1.tif"]},
+        "layers/layer_1.tif",
+    ),
+    "table": ({"source": "table", "path": "samples.csv"}, "samples.csv"),
+}
+
+
+def _data_change_workdir(tmp_path, dataset):
+    import subprocess
+
+    from workflow_helpers import tiny_config, workdir
+
+    config = tiny_config([0.1])
+    config["runs"]["tiny"]["dataset"] = dataset
+    wd = workdir(tmp_path / "wd", config)
+    _write_layers(wd / "layers")
+    rows = np.random.default_rng(1).normal(size=(300, 3))
+    (wd / "samples.csv").write_text(
+        "a,b,c\n" + "".join(",".join(f"{v:.6f}" for v in row) + "\n" for row in rows)
+    )
+
+    def snakemake(*args):
+        from workflow_helpers import ROOT, SNAKEMAKE
+
+        cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "1"]
+        return subprocess.run([*cmd, *args], capture_output=True, text=True)
+
+    return wd, snakemake
+
+
+@pytest.mark.parametrize(
+    ("case", "triggers"),
+    [(case, []) for case in DATA_CHANGES] + [("rasters folder", ["--rerun-triggers", "mtime"])],
+    ids=[*DATA_CHANGES, "rasters folder, mtime"],
+)
+def test_a_data_file_edited_in_place_reruns_prepare(tmp_path, case, triggers):
+    """Before: the files of dataset.path were no inputs of `prepare`, and after a layer was
+    replaced Snakemake said "Nothing to be done", even with ``--rerun-triggers mtime``."""
+    dataset, edited = DATA_CHANGES[case]
+    wd, snakemake = _data_change_workdir(tmp_path, dataset)
+    target = "results/tiny/data/prepared.npz"
+    proc = snakemake(target)
+    assert proc.returncode == 0, proc.stderr
+    proc = snakemake("-n", target, *triggers)
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
+    if edited.endswith(".tif"):
+        _edit_in_place(wd / edited)
+    else:  # a table: one value changed, the file rewritten where it is
+        path = wd / edited
+        path.write_text(path.read_text().replace(",", ",1", 1))
+    # the edit comes after prepare wrote its outputs (the file system's clock): no sleep
+    proc = snakemake("-n", target, *triggers)
+    assert proc.returncode == 0, proc.stderr
+    assert "rule prepare:" in proc.stdout, proc.stdout
+    assert "updated input files" in proc.stdout.lower(), proc.stdout

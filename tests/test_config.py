@@ -197,6 +197,7 @@ def test_workflow_passes_dataset_keys_to_its_commands(tmp_path):
     }
     config["default_runs"] = ["tiny", "wc"]
     wd = workdir(tmp_path, config)
+    (wd / "samples, 2024.csv").write_text("part,site id,date,x\n")  # dataset.path must exist
     snakemake = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "1"]
     proc = subprocess.run([*snakemake, "-n", "-p"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

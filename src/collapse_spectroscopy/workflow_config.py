@@ -41,6 +41,56 @@ from .errors import InputError
 from .studies import study_errors, study_runs
 
 TABLE_ONLY_KEYS = ("split_column", "drop_columns")
+# the files of a dataset.path folder that a source reads: GeoTIFF layers, a WorldClim zip
+DATASET_FOLDER_SUFFIXES = (".tif", ".tiff", ".zip")
+
+
+def dataset_paths(dataset: dict) -> list[str]:
+    """``dataset.path`` as a list (one string is one path; empty: none)."""
+    paths = dataset.get("path") or []
+    return [paths] if isinstance(paths, str) else [str(p) for p in paths]
+
+
+def dataset_files(dataset: dict) -> list[str]:
+    """The files a run's ``prepare`` job reads from ``dataset.path``: each file named, and
+    the GeoTIFFs and zips directly inside each folder named (docs/science.md §5).
+
+    They are the job's inputs, so that a layer replaced or edited in place (a newer file)
+    reruns ``prepare`` and everything downstream, as a changed key does; a folder's own
+    time stamp would not change when a file inside it is rewritten. A path that does not
+    exist is kept: :func:`dataset_path_errors` reports it before any job.
+    """
+    files = []
+    for path in dataset_paths(dataset):
+        if not os.path.isdir(path):
+            files.append(path)
+            continue
+        inside = (os.path.join(path, name) for name in sorted(os.listdir(path)))
+        files += [
+            f
+            for f in inside
+            if os.path.isfile(f)
+            and not os.path.basename(f).startswith(".")
+            and f.lower().endswith(DATASET_FOLDER_SUFFIXES)
+        ]
+    return files
+
+
+def dataset_path_errors(name: str, dataset: dict) -> list[str]:
+    """Every ``dataset.path`` that does not exist (relative paths: from the working
+    directory, where the workflow runs), by its key: caught before any job, not by the
+    ``prepare`` job minutes later."""
+    paths = dataset.get("path")
+    listed = isinstance(paths, list)
+    errors = []
+    for i, path in enumerate(dataset_paths(dataset)):
+        if not os.path.exists(path):
+            key = f"runs.{name}.dataset.path" + (f"[{i}]" if listed else "")
+            errors.append(
+                f"config key {key} = {path!r}: no such file or folder (from the working "
+                f"directory {os.getcwd()!r}): expected an existing folder, zip or file"
+            )
+    return errors
 
 
 def _key(path) -> str:
@@ -264,10 +314,17 @@ def consistency_errors(config: dict) -> list[str]:
             errors.append(
                 f"config key runs.{name}.dataset.path is required for source {ds['source']!r}"
             )
+        errors += dataset_path_errors(name, ds)
         if ds.get("source") == "synthetic" and "nodata" in ds:
             errors.append(
                 f"config key runs.{name}.dataset.nodata is not used by source 'synthetic' "
                 "(its generated layers declare their own nodata)"
+            )
+        if ds.get("source") == "synthetic" and ds.get("path"):
+            errors.append(
+                f"config key runs.{name}.dataset.path = {ds['path']!r} is not used by source "
+                "'synthetic' (its layers are generated): leave it out, or set dataset.source "
+                "to the source of those files"
             )
         view = (run.get("figures") or {}).get("fig1_view")
         kind = (run.get("model") or {}).get("kind", "linear")
@@ -318,6 +375,14 @@ def download_errors(runs: dict) -> list[str]:
 WORLDCLIM_ACQUISITION_KEYS = ("path", "url", "sha256")
 
 
+def _normalized_paths(dataset: dict) -> dict:
+    """``dataset`` with each ``path`` normalized (no trailing ``/``, no ``./``): the same
+    files written two ways are the same dataset."""
+    if not dataset.get("path"):
+        return dataset
+    return {**dataset, "path": [os.path.normpath(p) for p in dataset_paths(dataset)]}
+
+
 def null_run_errors(runs: dict) -> list[str]:
     """A run's ``null_run`` names another run, of ``model.kind`` linear, whose ``dataset``
     and ``split`` sections equal this run's once the schema's defaults are filled in: the
@@ -345,6 +410,8 @@ def null_run_errors(runs: dict) -> list[str]:
         # same evaluation cells, so the two curves differ only by the decoder
         for section in ("dataset", "split"):
             mine, theirs = this.get(section, {}), other.get(section, {})
+            if section == "dataset":  # data/layers/ and ./data/layers are one folder
+                mine, theirs = _normalized_paths(mine), _normalized_paths(theirs)
             keys = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
             if section == "dataset" and mine.get("source") == theirs.get("source") == "worldclim":
                 # where the archive comes from (a local copy, a mirror) is not which data

@@ -1,4 +1,5 @@
 # Data: acquire the source and build the prepared dataset of a run (docs/science.md §5).
+from collapse_spectroscopy.workflow_config import dataset_files
 
 
 rule fetch_worldclim:
@@ -19,11 +20,20 @@ rule fetch_worldclim:
         "--resolution {wildcards.resolution} {params.args} > {log} 2>&1"
 
 
-# prepare reads the run's dataset and split sections (stage_config in common.smk).
+def dataset_inputs(wildcards):
+    """The files of the run's dataset.path, each file and each layer or zip in a folder
+    (workflow_config.dataset_files): a layer replaced or edited in place reruns prepare.
+    """
+    return dataset_files(run_config(wildcards.run)["dataset"])
+
+
+# prepare reads the run's dataset and split sections (stage_config in common.smk) and the
+# files of its dataset.path.
 rule prepare:
     input:
         run_config=stage_config("prepare"),
         archive=worldclim_archive,
+        data=dataset_inputs,
     output:
         prepared="results/{run}/data/prepared.npz",
         summary="results/{run}/data/split_summary.json",
