@@ -383,18 +383,64 @@ def test_quantities_from_an_under_equilibrated_point_are_hollow(scan):
     right = fig2_truncated_distortion.draw(flagged, table).axes[1]
     (vae,) = [c for c in right.collections if c.get_gid() == "vae"]
     assert face_is_white(vae).all()
-    duality = fig3_duality.draw(flagged, table).axes[0]
-    (vae,) = [c for c in duality.collections if c.get_gid() == "vae"]
-    assert face_is_white(vae).all()
     # flag only the highest temperature instead: above every threshold, in no fit
     # (rho < rho_min) and giving no best level, so nothing is hollow
     flagged = with_outcome(scan, flagged_T=[scan.sizes["T"] - 1])
     right = fig2_truncated_distortion.draw(flagged, table).axes[1]
     (vae,) = [c for c in right.collections if c.get_gid() == "vae"]
     assert not face_is_white(vae).any()
-    duality = fig3_duality.draw(flagged, table).axes[0]
-    (vae,) = [c for c in duality.collections if c.get_gid() == "vae"]
-    assert not face_is_white(vae).any()
+
+
+def vae_of(fig):
+    return [c for c in fig.axes[0].collections if c.get_gid() == "vae"]
+
+
+def test_fig3_draws_hollow_exactly_the_ranks_the_table_flags(tmp_path):
+    """Issue 20: a rank is hollow when ``spectra.csv`` flags it ``under_equilibrated``
+    (leaving the under-equilibrated points out moves its T_k or u_k by more than 5 %), not
+    whenever one of its inputs is such a point. The paper scan's grid (37 points, 1e-6 to
+    1) with its 6 coldest points flagged, at equilibrium (no noise): the leave-out moves
+    u_k by (T'^2 - T_1^2) / (T_k^2 - T_1^2) (docs/science.md §4.3), <= 1 % for ranks 1-14
+    (T_k >= 1e-4) and 6, 11, 25 % for ranks 15-17 (T_k = 4e-5, 3e-5, 2e-5)."""
+    from collapse_spectroscopy.spectra import summarize
+
+    T = np.geomspace(1e-6, 1.0, 37)
+    tk = np.r_[np.geomspace(0.3, 1e-4, 14), 4e-5, 3e-5, 2e-5]
+    base = equilibrium_scan(tk, K=20, temperatures=T, seeds=(0,), noise=0.0)
+    scan = with_outcome(base, flagged_T=range(6))
+    table, _ = summarize(scan)
+    table.to_csv(tmp_path / "spectra.csv", index=False)
+    table = pd.read_csv(tmp_path / "spectra.csv")  # as the figures command reads it
+    assert list(np.flatnonzero(table["under_equilibrated"]) + 1) == [15, 16, 17]
+    (vae,) = vae_of(fig3_duality.draw(scan, table))
+    x = vae.get_offsets()[:, 0]
+    drawn_rank = np.array([1 + int(np.argmin(np.abs(np.log(tk / v)))) for v in x])
+    np.testing.assert_allclose(x, tk[drawn_rank - 1], rtol=1e-9)  # one point per rank
+    assert sorted(drawn_rank[face_is_white(vae)]) == [15, 16, 17]
+    assert sorted(drawn_rank[~face_is_white(vae)]) == list(range(1, 15))  # filled
+    # the same scan without the column (an older table): the figure applies the same rule
+    (vae,) = vae_of(fig3_duality.draw(scan, table.drop(columns="under_equilibrated")))
+    assert sorted(drawn_rank[face_is_white(vae)]) == [15, 16, 17]
+
+
+def test_fig3_eval_marks_and_seed_bars_lie_above_the_circles(scan):
+    """Fig 3's marks of the PCA utility on the eval split and its seed-interval bars used to
+    hide under the VAE circles. They are drawn above them, the circles' faces are
+    translucent tints (a bar of the rank's own colour shows on one), the eval marks' arms
+    reach past a circle they sit on, and they are crosses, unlike the bars' legend "+"."""
+    from collapse_spectroscopy.spectra import summarize
+
+    table, _ = summarize(scan)  # two seeds: interval columns
+    ax = fig3_duality.draw(scan, table).axes[0]
+    (vae,) = [c for c in ax.collections if c.get_gid() == "vae"]
+    bars = [c for c in ax.collections if c.get_gid() == "seed_ci"]
+    (cross,) = [ln for ln in ax.get_lines() if ln.get_gid() == "pca_eval"]
+    assert bars and all(b.get_zorder() > vae.get_zorder() for b in bars)
+    assert cross.get_zorder() > vae.get_zorder()
+    assert not face_is_white(vae).any() and np.all(vae.get_facecolors()[:, 3] < 0.6)
+    # marker size and the circle's diameter sqrt(s), both in points
+    assert cross.get_markersize() > np.sqrt(vae.get_sizes()[0])
+    assert cross.get_marker() == "x"
 
 
 def test_legend_names_grey_ranks_only_when_drawn(scan):

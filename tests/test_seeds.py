@@ -143,3 +143,57 @@ def test_one_seed_gives_nan_columns_in_the_spectra_table():
         for n in ("collapse_threshold", "utility", "best_distortion")
         for e in ("lo", "hi")
     ]
+
+
+def test_intervals_of_non_negative_quantities_stay_non_negative():
+    """Issue 20, item 8: two seeds gave negative ``utility_lo`` and ``best_distortion_lo``.
+    ``Dn*_k`` (positive) gets the interval of its logarithm; ``u_k`` the interval of the
+    values with the lower bound cut at 0 (docs/science.md §4.8)."""
+    from scipy import stats
+
+    u = np.array([1e-3, -2e-4])  # a mode one seed does not resolve
+    ref = stats.t.interval(0.95, 1, loc=u.mean(), scale=stats.sem(u))
+    assert ref[0] < 0  # the old interval
+    assert seeds.scale_interval(u, seeds.NON_NEGATIVE) == pytest.approx((0.0, ref[1]), rel=1e-12)
+    # resolved by every seed: the cut does nothing
+    u = np.array([1.0e-3, 1.1e-3, 0.95e-3])
+    ref = stats.t.interval(0.95, 2, loc=u.mean(), scale=stats.sem(u))
+    assert ref[0] > 0
+    assert seeds.scale_interval(u, seeds.NON_NEGATIVE) == pytest.approx(ref, rel=1e-12)
+    dn = np.array([0.010, 0.014])
+    lo, hi = seeds.scale_interval(dn, seeds.LOG)
+    ref = np.exp(stats.t.interval(0.95, 1, loc=np.log(dn).mean(), scale=stats.sem(np.log(dn))))
+    assert (lo, hi) == pytest.approx(tuple(ref), rel=1e-12) and lo > 0
+    assert stats.t.interval(0.95, 1, loc=dn.mean(), scale=stats.sem(dn))[0] < 0  # the old one
+    # why not logs for u_k: near 0 the log interval's upper bound explodes (the module
+    # docstring's example, 1e-3 and 1e-9: exp(74))
+    assert np.log(seeds.t_interval([1e-3, 1e-9], log=True)[1]) == pytest.approx(74.0, abs=0.1)
+
+
+def test_per_seed_thresholds_follow_the_tables_rule():
+    """Two seeds; at rank 2 seed 1's latent removes no distortion (its ``u_2 < 0``): by the
+    rule of the table (``spectra.rank_threshold``) that seed has no threshold, and the
+    rank's interval needs two seeds. Every lower bound is >= 0."""
+    temps = np.array([0.01, 0.05, 0.1])
+    rho = 1 - temps[:, None] / np.array([0.6, 0.3])
+    dn = np.stack([np.ones(3), 0.5 * np.ones(3), 0.2 * np.ones(3)], axis=1)
+    dn = np.repeat(dn[:, None, :], 2, 1)
+    dn[:, 0, 1] = [0.45, 0.5, 0.6]  # seed 0: Dn*_1 = 0.45
+    dn[:, 1, 2] = 0.55  # seed 1: Dn*_2 = 0.55 > Dn*_1 = 0.5, u_2 < 0
+    scan = xr.Dataset(
+        {
+            "signal_fraction": (("T", "seed", "latent"), np.repeat(rho[:, None, :], 2, 1)),
+            "truncated_distortion": (("T", "seed", "k"), dn),
+            "pca_ratio": (("mode",), [0.6, 0.3, 0.1]),
+        },
+        coords={"T": temps, "seed": [0, 1]},
+    )
+    table, summary = spectra.summarize(scan, rho_min=RHO_MIN)
+    per_seed = summary["seed_intervals"]["per_seed"]
+    assert per_seed["1"]["utility"][1] < 0 and per_seed["1"]["collapse_threshold"][1] is None
+    assert per_seed["0"]["collapse_threshold"][1] == pytest.approx(0.3)
+    assert np.isnan(table["collapse_threshold_lo"][1])  # one seed with a threshold
+    assert np.isfinite(table["collapse_threshold"][1])  # pooled: u_2 = 0.5 - 0.2 > 0
+    for name in ("utility", "best_distortion"):
+        assert (table[f"{name}_lo"] >= 0).all(), name
+    assert table["utility_lo"][1] == 0.0

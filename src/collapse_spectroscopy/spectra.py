@@ -5,7 +5,9 @@ as ``spectra.csv`` (one row per ranked mode; the column names are a contract).
 
 - **Collapse spectrum**: for ranked mode ``k`` the fixed-exponent law
   ``rho_k(T) = 1 - T/T_k`` fitted by least squares on the points with ``rho_k > rho_min``
-  (seeds pooled): ``1/T_k = sum T_i (1 - rho_i) / sum T_i^2``. A free-exponent fit
+  (seeds pooled): ``1/T_k = sum T_i (1 - rho_i) / sum T_i^2``. Whether a rank has a
+  threshold at all is one rule, :func:`rank_threshold`, used by the table, its
+  ``fit_note``, the per-seed intervals and (through the table) the figures. A free-exponent fit
   ``rho = 1 - (T/T_k)^gamma`` is a diagnostic; the model-free crossing threshold, where the
   seed-mean ``rho_k`` falls through ``rho_min`` (linear in ``log T``), assumes no law.
 - **Utility spectrum**: ``Dn*_k`` is the best (lowest) truncated distortion over the scan,
@@ -15,7 +17,8 @@ as ``spectra.csv`` (one row per ranked mode; the column names are a contract).
   utility on the evaluation split (train principal components applied to it).
 
 :func:`summarize` adds the run's summary, with the scan points that ended before the
-protocol's early-stopping test passed (:mod:`.stopping`). The default fit cut
+protocol's early-stopping test passed (:mod:`.stopping`), and flags each rank whose
+threshold or utility depends on them (:func:`under_equilibrated_ranks`). The default fit cut
 :data:`RHO_MIN` is the schema's ``spectra.rho_min`` (:mod:`.settings`, the one home of
 every default).
 """
@@ -31,11 +34,26 @@ import pandas as pd
 from . import equilibrium
 from .concentration import TOLERANCES, utility_concentration
 from .settings import section_defaults
-from .stopping import equilibration_summary
+from .stopping import equilibration_summary, scan_under_equilibrated
 
 RHO_MIN = section_defaults("spectra")["rho_min"]  # the fit cut of a run that names none
 MIN_FIT_POINTS = 2  # the fixed-exponent fit has one parameter: two points make it a fit
 MIN_FREE_FIT_POINTS = 3  # the free-exponent fit has two
+
+# A rank is flagged under-equilibrated when leaving the under-equilibrated scan points out
+# moves its threshold or its utility by more than this fraction (under_equilibrated_ranks).
+# 5 % is the accuracy docs/science.md §7 asks of a reproduced T_k (the oracle test's bound;
+# u_k gets 3 %), and it is above the training noise of the values themselves: the 95 %
+# seed intervals of §4.8 measured 0.6-1.0 % of T_k and 0.3-4.6 % of u_k. A smaller shift is
+# inside what training noise already does and cannot change whether a rank reproduces
+# lambda_k/V; a larger one can, and then comes from the flagged points.
+EQUILIBRATION_TOLERANCE = 0.05
+
+RANK_RULE = (
+    f"a rank is under-equilibrated when leaving the under-equilibrated points out moves its "
+    f"collapse_threshold or utility by more than {EQUILIBRATION_TOLERANCE:.0%}, or makes "
+    "one appear or vanish"
+)
 
 # A PCA ratio below this is float rounding of an exactly dependent feature
 # (docs/science.md §7b), not a mode: summaries leave it out instead of dividing by it.
@@ -89,6 +107,83 @@ def fixed_exponent_threshold(
     if not inv > 0:
         return ThresholdFit(np.nan, int(t.size), "rho does not fall with T (1/T_k <= 0)")
     return ThresholdFit(float(1.0 / inv), int(t.size))
+
+
+def rank_threshold(temperature, rho, utility, rho_min: float = RHO_MIN) -> ThresholdFit:
+    """The collapse threshold ``T_k`` of ranked mode ``k``, by the one rule for when a rank
+    has one (docs/science.md §4.1): the spectra table, its ``fit_note``, the per-seed
+    intervals (:mod:`.seeds`), the per-rank under-equilibrated flag and, through the
+    table, every figure use this function.
+
+    A threshold exists when (1) the fixed-exponent fit :func:`fixed_exponent_threshold`
+    exists: at least :data:`MIN_FIT_POINTS` scan points with ``rho_k > rho_min`` and
+    ``1/T_k > 0``; and (2) the rank's utility ``u_k`` (``utility``, docs/science.md §4.2) is
+    positive. A latent whose ``rho`` exceeds ``rho_min`` while keeping it never lowers the
+    best distortion carries no mode's signal (a spare latent's noise, or float rounding of
+    an exactly dependent feature, §7b), so its "threshold" is not one of the duality's
+    ``T_k = u_k`` (§4.5): the note says why it is NaN instead.
+    """
+    fit = fixed_exponent_threshold(temperature, rho, rho_min)
+    if np.isfinite(fit.threshold) and not utility > 0:
+        note = f"utility {utility:.3g} is not positive: the latent removes no distortion"
+        return ThresholdFit(np.nan, fit.points, note)
+    return fit
+
+
+def rank_values(temperature, rho, truncated, rho_min: float = RHO_MIN):
+    """Each rank's threshold fit (:func:`rank_threshold`) and utility ``u_k`` from the scan
+    points given: ``temperature`` (P,), ``rho`` (P, K), ``truncated`` (P, K+1).
+    Returns ``(fits, utility)``; with no point, every fit is NaN and ``u_k`` is NaN."""
+    t = np.asarray(temperature, dtype=np.float64)
+    rho = np.asarray(rho, dtype=np.float64)
+    K = rho.shape[1]
+    if t.size == 0:
+        return [ThresholdFit(np.nan, 0, "no scan point") for _ in range(K)], np.full(K, np.nan)
+    utility = utilities(best_distortions(truncated))
+    fits = [rank_threshold(t, rho[:, k], utility[k], rho_min) for k in range(K)]
+    return fits, utility
+
+
+def under_equilibrated_ranks(
+    temperature,
+    rho,
+    truncated,
+    flagged,
+    rho_min: float = RHO_MIN,
+    tolerance: float = EQUILIBRATION_TOLERANCE,
+) -> np.ndarray:
+    """Which ranks' values depend on under-equilibrated scan points (docs/science.md §4.1).
+
+    ``flagged`` (P,) marks the points of :func:`.stopping.under_equilibrated`. Each rank's
+    threshold ``T_k`` (:func:`rank_threshold`) and utility ``u_k`` are computed twice, from
+    all points and from the unflagged ones; the rank is flagged when either moves by more
+    than ``tolerance`` of its value (:data:`EQUILIBRATION_TOLERANCE`, argued there), or
+    exists one way and not the other (a threshold that needs a flagged point, a utility
+    with every point flagged). Two missing thresholds are no move. A scan without flagged
+    points flags no rank, and neither does a flagged point that no value uses (a fit
+    leaves out its points with ``rho_k <= rho_min``, ``Dn*_k`` its non-best points).
+    """
+    t = np.asarray(temperature, dtype=np.float64)
+    rho = np.asarray(rho, dtype=np.float64)
+    dn = np.asarray(truncated, dtype=np.float64)
+    flagged = np.asarray(flagged, dtype=bool)
+    if not flagged.any():
+        return np.zeros(rho.shape[1], dtype=bool)
+    fits, util = rank_values(t, rho, dn, rho_min)
+    kept_fits, kept_util = rank_values(t[~flagged], rho[~flagged], dn[~flagged], rho_min)
+    thr = np.array([f.threshold for f in fits])
+    kept_thr = np.array([f.threshold for f in kept_fits])
+    return _moved(thr, kept_thr, tolerance) | _moved(util, kept_util, tolerance)
+
+
+def _moved(value, kept, tolerance) -> np.ndarray:
+    """Does ``kept`` differ from ``value`` by more than ``tolerance`` of ``|value|``, or
+    is exactly one of them NaN?"""
+    value, kept = np.asarray(value, np.float64), np.asarray(kept, np.float64)
+    has, has_kept = np.isfinite(value), np.isfinite(kept)
+    with np.errstate(invalid="ignore"):
+        far = np.abs(kept - value) > tolerance * np.abs(value)
+    return (has != has_kept) | (has & has_kept & far)
 
 
 def free_exponent_fit(
@@ -267,10 +362,9 @@ def spectra_table(
     rho = np.asarray(rho, dtype=np.float64)
     K = rho.shape[1]
     best = best_distortions(truncated)
-    utility = utilities(best)
+    fits, utility = rank_values(t, rho, truncated, rho_min)
     rows = []
-    for k in range(K):
-        fit = fixed_exponent_threshold(t, rho[:, k], rho_min)
+    for k, fit in enumerate(fits):
         free_tk, gamma, free_note = free_exponent_fit(t, rho[:, k], rho_min)
         rows.append(
             {
@@ -281,7 +375,7 @@ def spectra_table(
                 "free_threshold": free_tk,
                 "utility": utility[k],
                 "best_distortion": best[k + 1],
-                "fit_note": fit.note or free_note,
+                "fit_note": _fit_note(fit, free_note),
             }
         )
     df = pd.DataFrame(rows)
@@ -296,6 +390,15 @@ def spectra_table(
     df["crossing_note"] = [c.note for c in crossings]
     extra = [c for c in df.columns if c not in SPECTRA_COLUMNS]
     return df[SPECTRA_COLUMNS + extra]
+
+
+def _fit_note(fit: ThresholdFit, free_note: str) -> str:
+    """``fit_note``: why ``collapse_threshold`` is NaN (:func:`rank_threshold`), and
+    nothing else; where the threshold exists but the free-exponent diagnostic does not,
+    the note names the diagnostic, so that it never reads as the threshold's reason."""
+    if fit.note or not free_note:
+        return fit.note
+    return f"free exponent only: {free_note}"
 
 
 def _pad(values, n):
@@ -319,6 +422,21 @@ def scan_arrays(scan):
     rho, dn, t = rho.reshape(P, -1), dn.reshape(P, -1), t.reshape(P)
     ran = np.all(np.isfinite(rho), axis=1)
     return t[ran], rho[ran], dn[ran]
+
+
+def scan_point_flags(scan) -> np.ndarray:
+    """:func:`.stopping.scan_under_equilibrated` of each point :func:`scan_arrays` keeps,
+    in its order (P,)."""
+    rho = scan["signal_fraction"].transpose("T", "seed", "latent").values
+    P = rho.shape[0] * rho.shape[1]
+    ran = np.all(np.isfinite(rho.reshape(P, -1)), axis=1)
+    return scan_under_equilibrated(scan).reshape(P)[ran]
+
+
+def scan_rank_flags(scan, rho_min: float = RHO_MIN) -> np.ndarray:
+    """:func:`under_equilibrated_ranks` of a gathered scan: one flag per rank ``1..K``."""
+    t, rho, dn = scan_arrays(scan)
+    return under_equilibrated_ranks(t, rho, dn, scan_point_flags(scan), rho_min)
 
 
 def mode_columns(scan, rho_min: float = RHO_MIN) -> dict[str, np.ndarray]:
@@ -378,6 +496,8 @@ def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES):
     table = spectra_table(t, rho, dn, pca_ratio, pca_eval, rho_min=rho_min)
     for name, column in mode_columns(scan, rho_min).items():  # appended after the others
         table[name] = column
+    flags = under_equilibrated_ranks(t, rho, dn, scan_point_flags(scan), rho_min)
+    table["under_equilibrated"] = flags
     from .seeds import with_intervals  # seeds builds on this module's fits
 
     # confidence intervals across seeds (NaN with one seed), after every other column
@@ -414,7 +534,11 @@ def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES):
                 *np.unique([s for s in stop if isinstance(s, str)], return_counts=True), strict=True
             )
         },
-        "under_equilibrated": equilibration_summary(scan),
+        "under_equilibrated": {
+            **equilibration_summary(scan),
+            "ranks": [int(r) for r in table.loc[flags, "rank"]],
+            "rank_rule": RANK_RULE,
+        },
         "seed_intervals": seed_block,
     }
     return table, summary

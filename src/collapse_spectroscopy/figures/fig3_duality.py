@@ -1,13 +1,21 @@
 """Fig 3, the utility–threshold duality: ``u_k`` against ``T_k``, one point per ranked
 mode, one column wide (docs/science.md §4.5, §6).
 
-Filled: the VAE (spectra ``utility`` against the fitted ``collapse_threshold``); hollow
-where the fit or the utility uses an under-equilibrated point; modes without a finite
-positive pair (no threshold fit, or a non-positive utility) are left out. Open squares on
-the diagonal: the PCA prediction ``(lambda_k/V, lambda_k/V)``; grey plus signs: the
+Filled: the VAE (spectra ``utility`` against ``collapse_threshold``); hollow where the
+table flags the rank ``under_equilibrated``: leaving the under-equilibrated scan points out
+moves its threshold or utility by more than :data:`.spectra.EQUILIBRATION_TOLERANCE`
+(:func:`.spectra.under_equilibrated_ranks`, computed from the scan for a table without the
+column). A rank without a threshold (:func:`.spectra.rank_threshold`: too few fit points,
+or a non-positive utility) is left out, as the table leaves it out. Open squares on the
+diagonal: the PCA prediction ``(lambda_k/V, lambda_k/V)``; dark crosses (x): the
 split-matched PCA utility on the evaluation split against ``lambda_k/V`` (where the table
 has it). Log–log with the guide ``u = T``. For a nonlinear run the PCA prediction is the
 linear null model's, and the legend says so (docs/science.md §9).
+
+Layers, bottom to top: guide, squares, the VAE circles, the seed-interval bars, the
+crosses. A circle is drawn with a translucent face (:data:`VAE_FACE_ALPHA`), so that a bar
+of its own colour shorter than the circle shows on it: a filled circle is tinted in its
+rank's colour, a hollow one white.
 """
 
 from __future__ import annotations
@@ -15,24 +23,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import xarray as xr
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from ..spectra import PCA_FLOOR, RHO_MIN
+from ..spectra import EQUILIBRATION_TOLERANCE, PCA_FLOOR, RHO_MIN, scan_rank_flags
 from .axes import log_ticks
-from .common import (
-    best_from_flagged,
-    by_rank,
-    column,
-    fit_uses_flagged,
-    null_model_label,
-    point_flags,
-    positive,
-    rank_colors,
-    ranks,
-)
-from .marks import dot, faces
-from .seedbars import error_bars
+from .common import by_rank, column, null_model_label, positive, rank_colors, ranks
+from .marks import dot
+from .seedbars import BAR, error_bars
 from .style import COLUMN_WIDTH, style
+
+VAE_FACE_ALPHA = 0.45  # a tint: the bars and plus signs above show through the circle
+VAE_ZORDER = 3  # above the squares (2), below the seed bars (seedbars.BAR) and the crosses
+CROSS_ZORDER = BAR["zorder"] + 0.5
+UNDER_EQUILIBRATED_TEXT = (
+    f"moves > {100 * EQUILIBRATION_TOLERANCE:g} % without\nunder-equilibrated points"
+)
 
 
 def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> Figure:
@@ -45,7 +51,7 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
         lam = column(spectra, "pca_ratio")
         lam = np.where(np.isfinite(lam) & (lam > PCA_FLOOR), lam, np.nan)
         ev = positive(column(spectra, "pca_eval_utility"))
-        open_ = _uses_flagged(scan, rank, rho_min)
+        open_ = rank_flags(scan, spectra, rank, rho_min)
         fig = Figure(figsize=(COLUMN_WIDTH, 3.0), layout="constrained")
         ax = fig.subplots()
 
@@ -74,11 +80,11 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
                 lam[ok_ev],
                 ev[ok_ev],
                 ls="none",
-                marker="+",
-                ms=4.5,
-                mew=0.7,
-                color="0.4",
-                zorder=3,
+                marker="x",  # not "+": the seed-interval bars' legend entry is one
+                ms=4.5,  # arms reach past a VAE circle sitting on it
+                mew=0.8,
+                color="0.2",
+                zorder=CROSS_ZORDER,
                 label=r"PCA utility, eval split",
                 gid="pca_eval",
             )
@@ -90,14 +96,14 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
             util[ok],
             s=16,
             linewidths=0.7,
-            zorder=4,
-            facecolors=faces(rank[ok], open_[ok], colors),
+            zorder=VAE_ZORDER,
+            facecolors=_faces(rank[ok], open_[ok], colors),
             edgecolors=[colors(r) for r in rank[ok]] or "k",
             gid="vae",
         )
-        handles.insert(0, dot(r"VAE $(T_k, u_k)$"))
+        handles.insert(0, dot(r"VAE $(T_k, u_k)$", mfc=_tint("0.15"), mec="0.15", mew=0.7))
         if (open_ & ok).any():
-            handles.insert(1, dot("uses an under-equilibrated point", mfc="white", mew=0.7))
+            handles.insert(1, dot(UNDER_EQUILIBRATED_TEXT, mfc="white", mew=0.7))
         pts += [thr[ok], util[ok]]
         error_bars(ax, spectra, rank, thr, util, colors, handles)  # with >= 2 seeds
         _square_log_axes(ax, pts, handles)
@@ -106,16 +112,27 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
         return fig
 
 
-def _uses_flagged(scan, rank, rho_min) -> np.ndarray:
-    """For each rank: do ``T_k`` (its threshold fit) or ``u_k`` (``Dn*_k`` and
-    ``Dn*_{k-1}``) use an under-equilibrated point?"""
-    flags = point_flags(scan)
-    best_open = best_from_flagged(scan, flags)
-    return (
-        by_rank(fit_uses_flagged(scan, flags, rho_min), rank)
-        | by_rank(best_open, rank, offset=1)  # Dn*_k
-        | by_rank(best_open, rank)  # Dn*_{k-1}
-    )
+def rank_flags(scan, spectra, rank, rho_min) -> np.ndarray:
+    """For each rank of ``rank``: is it ``under_equilibrated``? The table's column where it
+    has one (so the figure says what ``spectra.csv`` says), else the same rule applied to
+    the scan (:func:`.spectra.scan_rank_flags`)."""
+    if "under_equilibrated" in spectra:
+        table = spectra.sort_values("rank") if "rank" in spectra else spectra
+        return table["under_equilibrated"].astype(str).str.lower().eq("true").to_numpy()
+    if "signal_fraction" not in scan or "truncated_distortion" not in scan:
+        return np.zeros(rank.size, dtype=bool)
+    return by_rank(scan_rank_flags(scan, rho_min), rank)
+
+
+def _tint(color):
+    """``color`` with the VAE circles' face alpha."""
+    return to_rgba(color, VAE_FACE_ALPHA)
+
+
+def _faces(ranks, open_, colors):
+    """Circle faces: white where ``open_`` (under-equilibrated), else the rank's tint."""
+    out = [("white" if o else _tint(colors(r))) for r, o in zip(ranks, open_, strict=True)]
+    return out or "k"
 
 
 def _square_log_axes(ax, pts, handles) -> None:
