@@ -161,17 +161,17 @@ def draw(
         )
         if modes:
             handles[0].set_label(f"{handles[0].get_label()}: mode totals")
-        handles.append(handle(r"(b) fit $\rho_k = 1-T/T_k$", FIT))
-        handles.append(handle(rf"(b) fit cut $\rho_{{min}}$ = {rho_min:g}", GUIDE))
+        # each of these marks is drawn in one panel only, so the legend names no panel;
+        # that (a, b)'s equilibrium is measured on the eval split is the caption's to say
+        handles.append(handle(r"fit $\rho_k = 1-T/T_k$", FIT))
+        handles.append(handle(rf"fit cut $\rho_{{min}}$ = {rho_min:g}", GUIDE))
         if tk.size:
             theory = null_model_label(
                 scan, "equilibrium (PCA)", "linear null model (PCA equilibrium)"
             )
             pca_tk = null_model_label(
-                scan, r"(b) PCA $T_k = \lambda_k/V$", r"(b) linear null model $T_k = \lambda_k/V$"
+                scan, r"PCA $T_k = \lambda_k/V$", r"null model $T_k = \lambda_k/V$"
             )
-            if laws:  # (a) and (b): the training equilibrium seen on the eval split
-                theory += "; (a, b) on the eval split"
             handles.append(handle(theory, THEORY))
             handles.append(handle(pca_tk, {"ls": "none", "marker": "v", "ms": 4}))
         fig.legend(
@@ -182,5 +182,6 @@ def draw(
             handletextpad=0.4,
         )
         label = "PCA mode $k$" if modes else "rank $k$"
-        colors.colorbar(fig, list(axes), label=label, fraction=0.04, aspect=40)
+        upto = int(scan.sizes["mode" if modes else "latent"]) if grey else None
+        colors.colorbar(fig, list(axes), label=label, fraction=0.04, aspect=40, upto=upto)
         return fig

@@ -10,6 +10,13 @@ split-matched PCA distortion on the evaluation split (for a nonlinear run both a
 linear null model's, and the legend says so; docs/science.md §9). The y range follows the VAE data;
 PCA values below it (an exactly dependent mode leaves ``~1e-16``) are drawn as
 down-triangles on the bottom edge.
+
+Ranks past the coloured ones (latents never active) sit on a flat grey plateau in (b): a
+collapsed latent carries no signal, so keeping it leaves ``Dn*_k = Dn*_n`` up to scatter,
+and that level is the best the active latents reach, usually at the lowest scanned ``T``
+(the finite-``T`` shortfall of docs/science.md §4.3). A note on the panel says so, and the
+colour bar runs on to ``K`` with a grey segment for those ranks, so that it spans the rank
+axis.
 """
 
 from __future__ import annotations
@@ -67,14 +74,19 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
         fig = Figure(figsize=(PAGE_WIDTH, 2.9), layout="constrained")
         left, right = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1.25, 1]})
         dn = grid_values(scan, "truncated_distortion", last="k")[:, :, 1:]  # k = 1..K
-        _distortion_against_t(left, scan, spectra, dn, colors, flags, rho_min)
-        _best_against_rank(right, scan, spectra, dn, colors, flags)
-        colors.colorbar(fig, [left, right], fraction=0.035, aspect=25)
+        grey = _distortion_against_t(left, scan, spectra, dn, colors, flags, rho_min)
+        grey |= _best_against_rank(right, scan, spectra, dn, colors, flags, rho_min)
+        # the bar spans the rank axis of (b), grey ranks included, one rank to a rank
+        upto = n_latents(scan) if grey else None
+        colors.colorbar(
+            fig, [left, right], fraction=0.035, aspect=25, upto=upto, spacing="proportional"
+        )
         return fig
 
 
-def _distortion_against_t(ax, scan, spectra, dn, colors: RankColors, flags, rho_min) -> None:
-    """Panel (a): ``Dn_k(T)``, the guides at ``Dn*_k`` and the equilibrium."""
+def _distortion_against_t(ax, scan, spectra, dn, colors: RankColors, flags, rho_min) -> bool:
+    """Panel (a): ``Dn_k(T)``, the guides at ``Dn*_k`` and the equilibrium. Returns
+    whether grey (never active) ranks were drawn."""
     t = temperatures(scan)
     tk = theory_spectrum(scan)
     grid = t_grid(t)
@@ -101,10 +113,12 @@ def _distortion_against_t(ax, scan, spectra, dn, colors: RankColors, flags, rho_
     handles.append(handle(r"best $Dn^*_k$ over the scan", GUIDE))
     ax.legend(handles=handles, loc="lower right")
     panel_label(ax, "a")
+    return grey
 
 
-def _best_against_rank(ax, scan, spectra, dn, colors: RankColors, flags) -> None:
-    """Panel (b): ``Dn*_k`` against ``k`` with the PCA references."""
+def _best_against_rank(ax, scan, spectra, dn, colors: RankColors, flags, rho_min) -> bool:
+    """Panel (b): ``Dn*_k`` against ``k`` with the PCA references. Returns whether grey
+    (never active) ranks were drawn."""
     rank = ranks(spectra)
     best = positive(column(spectra, "best_distortion"))
     ax.plot(rank, best, color="0.55", lw=0.7, zorder=1)
@@ -124,8 +138,10 @@ def _best_against_rank(ax, scan, spectra, dn, colors: RankColors, flags) -> None
     if (open_best & ok).any():
         handles.append(dot("best point under-equilibrated", mfc="white", mew=0.7))
     band(ax, spectra, rank, handles)  # the interval across seeds, with >= 2 seeds
-    if any(not colors.colored(r) for r in rank[ok]):
-        handles.append(dot(rf"k > {colors.n}", color=INACTIVE_COLOR))
+    grey = any(not colors.colored(r) for r in rank[ok])
+    if grey:
+        handles.append(dot(grey_rank_label(colors, rho_min, "k"), color=INACTIVE_COLOR))
+        _plateau_note(ax, scan, dn, best, rank, colors)
     data_min = np.nanmin(np.concatenate([best, positive(dn).ravel(), [1.0]]))
     y_lo = data_min / 2.5
     y_hi = 1.6
@@ -140,6 +156,41 @@ def _best_against_rank(ax, scan, spectra, dn, colors: RankColors, flags) -> None
     ax.tick_params(labelleft=True)
     ax.legend(handles=handles, loc="upper right")
     panel_label(ax, "b")
+    return grey
+
+
+def lowest_t_of_best(scan, dn, n: int) -> bool:
+    """Is ``Dn*_n`` (the best level of rank ``n``, ``dn (T, seed, k = 1..K)``) reached at
+    the lowest scanned temperature? Then the grey plateau is set by the scan's range."""
+    column = dn[:, :, n - 1]
+    if not np.isfinite(column).any():
+        return False
+    i_t = np.unravel_index(np.nanargmin(column), column.shape)[0]
+    return bool(temperatures(scan)[i_t] == temperatures(scan).min())
+
+
+def _plateau_note(ax, scan, dn, best, rank, colors: RankColors) -> None:
+    """Say on panel (b) why the grey ranks are flat: a latent that is never active adds
+    nothing, so ``Dn*_k`` stays at ``Dn*_n``; where that level is taken at the lowest
+    scanned ``T``, it is the finite-``T`` shortfall there (docs/science.md §4.3), which a
+    lower ``T`` would lower."""
+    n = colors.n
+    level = best[rank == n]
+    if level.size == 0 or not np.isfinite(level[0]):
+        return
+    text = rf"k > {n}: never active, $Dn^*_k \approx Dn^*_{{{n}}}$"
+    if lowest_t_of_best(scan, dn, n):
+        text += f"\nits level at the lowest T scanned ({temperatures(scan).min():g})"
+    ax.text(
+        rank.max() + 0.4,
+        level[0] * 1.8,
+        text,
+        ha="right",
+        va="bottom",
+        fontsize=6.5,
+        color="0.35",
+        gid="grey_note",
+    )
 
 
 def _pca_references(ax, scan, spectra, rank, y_lo, handles) -> bool:

@@ -136,13 +136,31 @@ class RankColors:
             ticks.append(self.n)
         return ticks
 
-    def colorbar(self, fig, ax, *, label: str = "rank $k$", **kwargs):
-        """A discrete colour bar of the coloured ranks beside ``ax`` (an Axes or a list)."""
-        sm = mpl.cm.ScalarMappable(norm=self.norm, cmap=self.cmap)
+    def colorbar(self, fig, ax, *, label: str = "rank $k$", upto: int | None = None, **kwargs):
+        """A discrete colour bar of the coloured ranks beside ``ax`` (an Axes or a list).
+
+        ``upto`` (the number of latents ``K``, when the figure draws grey ranks beyond
+        :attr:`n`): the bar runs on to ``K`` with one grey segment ``n+1..K``, so that it
+        names every rank drawn and says what grey is. With ``spacing="proportional"`` the
+        segment is as long as those ranks, for a figure with a rank axis (Fig 2b); by
+        default it is as long as one rank.
+        """
+        ticks, labels = self.ticks(), None
+        if upto is not None and upto > self.n:
+            colors = [*self.cmap(np.arange(self.n)), mpl.colors.to_rgba(INACTIVE_COLOR)]
+            cmap = ListedColormap(colors, name="rank_and_grey")
+            norm = BoundaryNorm([*np.arange(0.5, self.n + 1.0), upto + 0.5], cmap.N)
+            grey_mid = (self.n + 1 + upto) / 2
+            grey_text = str(upto) if upto == self.n + 1 else f"{self.n + 1}\u2013{upto}"
+            labels = [str(t) for t in ticks] + [grey_text]
+            ticks = [*ticks, grey_mid]
+        else:
+            cmap, norm = self.cmap, self.norm
+        sm = mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
         kwargs = {"fraction": 0.05, "pad": 0.02, "aspect": 30, **kwargs}
         cb = fig.colorbar(sm, ax=ax, **kwargs)
         cb.set_label(label)
-        cb.set_ticks(self.ticks())
+        cb.set_ticks(ticks, labels=labels)
         cb.ax.yaxis.set_minor_locator(mpl.ticker.NullLocator())
         cb.ax.tick_params(direction="out", length=2.0)
         cb.ax.invert_yaxis()  # rank 1 (most active) at the top
