@@ -44,7 +44,9 @@ def check_spectra_against_truth(table, truth, temperatures, n_train, n_test):
 
     ``table``: spectra.csv of a scan over ``temperatures`` on data with the declared
     normalized spectrum ``truth`` (``lambda_k / V``, descending); ``n_train``, ``n_test``:
-    the split sizes. Returns the ranks checked (thresholds, utilities), 0-based.
+    the effective split sizes, i.e. the sample counts divided by the design effect of the
+    cells' spatial correlation (tests/spatial_sampling.py; 1 for i.i.d. samples). Returns
+    the ranks checked (thresholds, utilities), 0-based.
 
     - Collapse thresholds, for the modes whose ``T_k`` lies inside the scanned range and
       that have a fit: ``T_k`` within ``3 sqrt(2/n_train) + 0.02`` (relative). The fit
