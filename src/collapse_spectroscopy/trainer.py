@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,6 +29,9 @@ from .engines.base import Engine
 from .errors import TrainingError
 
 LOG_COLUMNS = ["update", "train_loss", "val_loss", "val_distortion", "val_rate", "elapsed_s"]
+#: Seconds between two progress lines in a job's log (the first window always gets one),
+#: so that a long training is never silent for minutes.
+PROGRESS_EVERY_S = 10.0
 
 
 class Schedule(Protocol):
@@ -59,10 +64,50 @@ class Run:
         return self.elapsed_before + time.perf_counter() - self.t0
 
 
-def train(engine: Engine, config: Schedule, *, label: str, identity: dict, checkpoint=None) -> Run:
+class Progress:
+    """One line on stderr (the job's log) after the first validation window and then at
+    most every :data:`PROGRESS_EVERY_S` seconds: the update, the window's mean batch loss,
+    the validation loss and the best one, what ``describe(model)`` says (the active
+    latents), and the updates/s since the previous line (training only: a job's start-up
+    and the kernels' compile are not in it)."""
+
+    def __init__(self, label: str, max_updates: int, describe: Callable | None, run: Run):
+        self.label, self.max_updates, self.describe = label, max_updates, describe
+        self.last_t, self.last_update = time.perf_counter(), run.update
+        self.lines = 0
+
+    def after_window(self, engine: Engine, run: Run) -> None:
+        now = time.perf_counter()
+        if self.lines and now - self.last_t < PROGRESS_EVERY_S:
+            return
+        rate = (run.update - self.last_update) / max(now - self.last_t, 1e-9)
+        _, train_loss, val, *_ = run.rows[-1]
+        extra = f", {self.describe(engine.sync_model())}" if self.describe else ""
+        print(
+            f"{self.label}: update {run.update:,}/{self.max_updates:,}, batch loss "
+            f"{train_loss:.6g}, validation loss {val:.6g} (best {run.best_loss:.6g} at "
+            f"{run.best_update:,}){extra}, {rate:,.0f} updates/s",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.last_t, self.last_update = now, run.update
+        self.lines += 1
+
+
+def train(
+    engine: Engine,
+    config: Schedule,
+    *,
+    label: str,
+    identity: dict,
+    checkpoint=None,
+    describe: Callable | None = None,
+) -> Run:
     """Train ``engine`` by the protocol; ``label`` (``T=..., seed=...``) names the training in
-    errors, ``identity`` is what a checkpoint must belong to."""
+    errors and progress lines, ``identity`` is what a checkpoint must belong to;
+    ``describe(model)``, if given, adds to each progress line (:class:`Progress`)."""
     run = resume(engine, checkpoint, identity)
+    progress = Progress(label, config.max_updates, describe, run)
     bar = tqdm(
         total=config.max_updates,
         disable=None if config.progress is None else not config.progress,  # None: on a tty
@@ -79,6 +124,7 @@ def train(engine: Engine, config: Schedule, *, label: str, identity: dict, check
                 window = min(config.eval_every, config.max_updates - run.update)
                 losses = run_window(engine, run, window, label)
                 validate(engine, run, losses, label)
+                progress.after_window(engine, run)
                 bar.update(run.update - bar.n)
                 bar.set_postfix(best_val=f"{run.best_loss:.5g}", refresh=False)
                 if patience_ran_out(run, config):

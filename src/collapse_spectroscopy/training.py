@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -207,6 +208,30 @@ def point_identity(
     }
 
 
+#: How many validation samples a progress line's count of active latents looks at: enough
+#: to tell rho = 0.05 from 0 (its sampling error ~ 1/sqrt(n) ~ 0.02), cheap every 10 s.
+PROGRESS_SAMPLES = 2048
+
+
+def active_latents(x_val: np.ndarray, rho_min: float | None = None) -> Callable:
+    """``describe(model)`` for the trainer's progress lines: how many latents have a signal
+    fraction ``rho = E mu^2 / (E mu^2 + E s2)`` above ``rho_min`` (default
+    ``spectra.rho_min``, docs/science.md §3) on the first validation samples."""
+    if rho_min is None:
+        rho_min = settings.section_defaults("spectra")["rho_min"]
+    x = x_val[:PROGRESS_SAMPLES]
+
+    def describe(model) -> str:
+        w = next(model.parameters())
+        with torch.no_grad():
+            mu, logs2 = model.encode(torch.as_tensor(x, dtype=w.dtype, device=w.device))
+            m, v = (mu**2).mean(0), torch.exp(logs2).mean(0)
+            rho = (m / (m + v)).cpu().numpy()
+        return f"{int(np.count_nonzero(rho > rho_min))} of {rho.size} latents active"
+
+    return describe
+
+
 def check_inputs(x_train, x_val, temperature, sigma2, latents) -> None:
     """Reject bad shapes, empty splits, non-finite data and non-positive T with a clear error."""
     for name, x in (("training split", x_train), ("validation split", x_val)):
@@ -296,7 +321,14 @@ def train_scan_point(
         **model_spec(model),  # nothing for a linear model: its checkpoints stay valid
     }
     label = f"T={temperature:g} (beta={beta:g}), seed={seed}"
-    run = trainer.train(engine, config, label=label, identity=identity, checkpoint=checkpoint)
+    run = trainer.train(
+        engine,
+        config,
+        label=label,
+        identity=identity,
+        checkpoint=checkpoint,
+        describe=active_latents(x_val),
+    )
     model.load_state_dict(run.best_state)
     return TrainResult(
         model=model.cpu(),

@@ -20,6 +20,10 @@ training dtype), and the state carries the average.
 
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -53,6 +57,10 @@ class ValidationSet:
         self.chunks = np.ascontiguousarray(blocks.reshape(nc, VAL_CHUNK, d + 1).transpose(0, 2, 1))
         self.counts = np.full(nc, VAL_CHUNK, dtype=np.int64)
         self.counts[-1] = n - (nc - 1) * VAL_CHUNK
+
+
+#: dtypes whose entry points this process has compiled or loaded (:meth:`NumbaEngine._warm_up`)
+_READY: set = set()
 
 
 class NumbaEngine:
@@ -95,6 +103,30 @@ class NumbaEngine:
         self._ls = np.empty((K, VAL_CHUNK), dtype=self.dtype)
         self.average = problem.average
         self.avg_state = numpy_state(problem.average, problem.average_horizon, self.p)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Compile (first run on a machine) or load from numba's on-disk cache the entry
+        points for this dtype, before training starts: so that a job's log says why its
+        first minute is silent, and the training's updates/s leaves the compile out.
+        Zero updates and zero validation chunks: nothing of the state changes."""
+        if self.dtype in _READY:
+            return
+        fresh = not Path(run_window._cache._cache_file._index_path).exists()
+        if fresh:
+            print(
+                "compiling the training kernels (first run only: 20 s to a few minutes; "
+                "later runs load them from numba's cache)",
+                file=sys.stderr,
+                flush=True,
+            )
+        t0 = time.perf_counter()
+        self.run_batches(np.zeros(0, np.int64), np.zeros(0, np.int64))
+        variance_sums(self.val.chunks[:0], self.val.counts[:0], self.p, self.d, self.K, self._ls)
+        took = time.perf_counter() - t0
+        how = "compiled" if run_window.stats.cache_misses else "loaded from the cache"
+        print(f"training kernels {how} in {took:.1f} s", file=sys.stderr, flush=True)
+        _READY.add(self.dtype)
 
     def run_window(self, n_updates: int) -> np.ndarray:
         chunks = [min(CALL_UPDATES, n_updates - k) for k in range(0, n_updates, CALL_UPDATES)]

@@ -1,0 +1,78 @@
+"""What a training job's log says while it runs (issue 20, items 2 and 4): a line when the
+numba kernels are made ready (compiled or loaded from the cache), and progress lines with
+the update, the losses, the active latents and updates/s, so a job is never silent.
+
+No test depends on timing: the first validation window always gets a progress line, and
+the interval between lines is set to 0 where a test wants one line per window.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from collapse_spectroscopy import trainer
+from collapse_spectroscopy.engines.numba import engine as numba_engine
+from collapse_spectroscopy.training import TrainConfig, train_scan_point
+from synthetic_gaussian import gaussian_splits
+
+SPECTRUM = [0.6, 0.3, 0.1, 0.0]
+LINE = re.compile(
+    r"T=0\.05 \(beta=[0-9.e+-]+\), seed=0: update ([0-9,]+)/[0-9,]+, batch loss [0-9.e+-]+, "
+    r"validation loss [0-9.e+-]+ \(best [0-9.e+-]+ at [0-9,]+\), (\d) of 4 latents active, "
+    r"[0-9,]+ updates/s"
+)
+
+
+def progress_lines(text: str) -> list[re.Match]:
+    return [m for m in map(LINE.fullmatch, text.splitlines()) if m]
+
+
+@pytest.fixture(scope="module")
+def splits():
+    xtr, xva, _, _, _ = gaussian_splits(SPECTRUM, sizes=(3000, 1000, 1000), seed=3)
+    return xtr, xva
+
+
+def test_one_progress_line_per_window_with_the_active_latents(splits, capsys, monkeypatch):
+    """With the interval at 0 every validation window logs a line. At T = 0.05 the modes
+    with lambda/V = 0.6, 0.3, 0.1 are active and the structural zero is not (docs/science.md
+    §2: a mode is active below T_k = lambda_k / V); trained to early stopping, the last line
+    counts 3 of 4 (the collapsed latent's rho is ~1e-3 at equilibrium, far below 0.05)."""
+    monkeypatch.setattr(trainer, "PROGRESS_EVERY_S", 0.0)
+    config = TrainConfig(max_updates=40_000, eval_every=500, patience=0.25)
+    result = train_scan_point(*splits, 0.05, latents=4, config=config)
+    lines = progress_lines(capsys.readouterr().err)
+    assert [int(m.group(1).replace(",", "")) for m in lines] == list(
+        range(500, result.updates_run + 1, 500)
+    )
+    assert lines[-1].group(2) == "3"
+
+
+def test_first_window_always_logs_and_later_ones_wait(splits, capsys, monkeypatch):
+    """With an interval no run reaches, exactly the first window's line is written."""
+    monkeypatch.setattr(trainer, "PROGRESS_EVERY_S", 1e9)
+    train_scan_point(*splits, 0.05, latents=4, config=TrainConfig(max_updates=2000, eval_every=500))
+    lines = progress_lines(capsys.readouterr().err)
+    assert [m.group(1) for m in lines] == ["500"]
+
+
+def test_the_kernels_line_comes_before_training_and_once(splits, capsys, monkeypatch):
+    """A process says once that it made the kernels ready (here: loaded from the cache or
+    compiled, whichever this machine's cache holds), before the first progress line; the
+    compile is not part of the training's elapsed time (it happens in the engine's
+    construction, before the trainer's clock starts)."""
+    monkeypatch.setattr(numba_engine, "_READY", set())
+    config = TrainConfig(max_updates=1000, eval_every=500)
+    train_scan_point(*splits, 0.05, latents=4, config=config)
+    err = capsys.readouterr().err
+    ready = [i for i, s in enumerate(err.splitlines()) if s.startswith("training kernels ")]
+    first = next(i for i, s in enumerate(err.splitlines()) if LINE.fullmatch(s))
+    assert len(ready) == 1 and ready[0] < first
+    assert re.fullmatch(
+        r"training kernels (compiled|loaded from the cache) in [0-9.]+ s",
+        err.splitlines()[ready[0]],
+    )
+    train_scan_point(*splits, 0.05, latents=4, config=config)
+    assert "training kernels " not in capsys.readouterr().err
