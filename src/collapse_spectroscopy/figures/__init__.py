@@ -50,8 +50,9 @@ hollow circles and PCA squares as below.
 - **Under-equilibrated points** (:func:`.stopping.under_equilibrated`: stopped at
   ``max_updates`` before the early-stopping test passed) are hollow markers. A quantity
   built from such a point is hollow too: in Fig 2b a ``Dn*_k`` whose best scan point is
-  one; in Fig 3 a mode whose threshold fit (points with ``rho_k > rho_min``) or utility
-  (``Dn*_k`` and ``Dn*_{k-1}``) uses one. Filled means every input passed the test.
+  one; in Fig 3 a rank the spectra table flags ``under_equilibrated`` (leaving such
+  points out moves its threshold or utility by more than 5 %,
+  :func:`.spectra.under_equilibrated_ranks`).
 - **Figure sizes**: Figs 1 and 3 are one column wide (3.4 in), Figs 2, 4 and 5 (two panels
   side by side) the full text width (7 in).
 - **Theory**: the analytic equilibrium (:mod:`.equilibrium`) of the *training* PCA

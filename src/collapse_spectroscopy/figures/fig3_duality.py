@@ -33,7 +33,7 @@ from .marks import dot
 from .seedbars import BAR, error_bars
 from .style import COLUMN_WIDTH, style
 
-VAE_FACE_ALPHA = 0.45  # a tint: the bars and plus signs above show through the circle
+VAE_FACE_ALPHA = 0.45  # a tint: a bar of the same colour drawn above stays visible on it
 VAE_ZORDER = 3  # above the squares (2), below the seed bars (seedbars.BAR) and the crosses
 CROSS_ZORDER = BAR["zorder"] + 0.5
 UNDER_EQUILIBRATED_TEXT = (
