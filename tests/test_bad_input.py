@@ -167,3 +167,108 @@ def test_a_data_file_edited_in_place_reruns_prepare(tmp_path, case, triggers):
     assert proc.returncode == 0, proc.stderr
     assert "rule prepare:" in proc.stdout, proc.stdout
     assert "updated input files" in proc.stdout.lower(), proc.stdout
+
+
+# --- configuration probes, refused before any job ----------------------------------------------
+
+
+def _run(**sections) -> dict:
+    """A run of one scan point on the synthetic source, with ``sections`` replaced."""
+    return {"dataset": {"source": "synthetic"}, "scan": {"temperatures": [0.1]}, **sections}
+
+
+def _config_errors(run: dict, **other_runs) -> str:
+    """check_config's message for a config with run ``r`` (and ``other_runs``)."""
+    from collapse_spectroscopy.workflow_config import check_config
+
+    runs = {"r": _run(**run), **{name: _run(**other) for name, other in other_runs.items()}}
+    with pytest.raises(InputError) as info:
+        check_config({"default_runs": ["r"], "runs": runs})
+    return str(info.value)
+
+
+def test_absurd_latents_are_refused_before_any_job(monkeypatch):
+    """Before: ``model.latents: 100000`` passed the check, trained 3 minutes and ended in
+    a MemoryError traceback on one (100000, 100000) float64 array (74.5 GiB). The bound
+    is 40 bytes per pair of latents (measured: workflow_config.BYTES_PER_LATENT_PAIR)."""
+    from collapse_spectroscopy import workflow_config
+
+    monkeypatch.setattr(workflow_config, "machine_memory_bytes", lambda: 64 * 2**30)
+    message = _config_errors({"dataset": {"source": "synthetic"}, "model": {"latents": 100000}})
+    assert "config key runs.r.model.latents = 100000: a training job would need at least " in (
+        message
+    )
+    # 40 x 1e10 bytes = 373 GiB; the largest K with 40 K^2 <= 64 GiB is 41448
+    assert "373 GiB" in message and "this machine's 64 GiB: expected at most 41448" in message
+    workflow_config.check_config({"runs": {"r": _run(model={"latents": 41448})}})
+
+
+@pytest.mark.parametrize(
+    ("model", "key"),
+    [({"hidden": [64]}, "hidden"), ({"activation": "gelu"}, "activation")],
+)
+def test_a_linear_run_refuses_mlp_keys(model, key):
+    """Before: a linear run took ``hidden`` and ``activation`` without a word."""
+    message = _config_errors({"model": model})
+    assert f"config key runs.r.model.{key} = " in message and "applies to model.kind mlp" in message
+
+
+def test_an_average_longer_than_the_training_is_refused():
+    """Before: average_horizon far above max_updates averaged in the initial weights (best
+    validation loss 1.26 against 0.709 without averaging), silently."""
+    training = {"max_updates": 1000, "average": "ema", "average_horizon": 5000}
+    message = _config_errors({"training": training})
+    assert "config key runs.r.training.average_horizon = 5000: an average over 5000 " in message
+    assert "longer than training.max_updates = 1000" in message
+    from collapse_spectroscopy.workflow_config import check_config
+
+    for fine in ({**training, "average_horizon": 1000}, {**training, "average": "none"}):
+        check_config({"runs": {"r": _run(training=fine)}})
+
+
+def test_dataset_paths_are_checked_before_any_job(tmp_path, monkeypatch):
+    """Before: a nonexistent dataset.path passed the check and ``-n``, and the prepare job
+    then called the folder a "layer file"; a study could vary dataset.source against the
+    base run's path; a trailing ``/`` made a null_run another dataset."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "layers").mkdir()
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n")
+    message = _config_errors({"dataset": {"source": "rasters", "path": "no/such/folder"}})
+    assert "config key runs.r.dataset.path = 'no/such/folder': no such file or folder" in message
+    message = _config_errors({"dataset": {"source": "rasters", "path": ["layers", "gone.tif"]}})
+    assert "config key runs.r.dataset.path[1] = 'gone.tif': no such file or folder" in message
+    message = _config_errors({"dataset": {"source": "table", "path": "layers"}})
+    assert "config key runs.r.dataset.path = 'layers': not a table for source 'table'" in message
+    message = _config_errors({"dataset": {"source": "rasters", "path": "t.csv"}})
+    assert "config key runs.r.dataset.path = 't.csv': not a layer file" in message
+    message = _config_errors({"dataset": {"source": "synthetic", "path": "layers"}})
+    assert "config key runs.r.dataset.path = 'layers' is not used by source 'synthetic'" in message
+    # a study varying the source keeps the base run's path: its derived run is checked
+    from collapse_spectroscopy.workflow_config import check_config
+
+    base = _run(dataset={"source": "rasters", "path": "layers"})
+    study = {"s": {"run": "r", "vary": "dataset.source", "values": ["rasters", "table"]}}
+    with pytest.raises(InputError, match="not a table for source 'table'"):
+        check_config({"runs": {"r": base}, "studies": study})
+    # the same folder written two ways is the same dataset for a null run
+    mlp = {**base, "model": {"kind": "mlp"}, "null_run": "lin"}
+    lin = _run(dataset={"source": "rasters", "path": "./layers/"})
+    check_config({"runs": {"r": mlp, "lin": lin}})
+
+
+def test_too_few_training_samples_name_the_subsample(tmp_path, capsys):
+    """Before: with 1 or 2 training samples left, one run blamed "constant features"
+    without naming the subsample; the other exited 0 with pca_ratio 1 and thresholds of
+    31.7 on a scan that ends at 0.1. The minimum is d + 1 (a full-rank covariance)."""
+    path = tmp_path / "t.csv"
+    rows = np.random.default_rng(0).normal(size=(100, 3))
+    path.write_text("a,b,c\n" + "".join(f"{x:.6f},{y:.6f},{z:.6f}\n" for x, y, z in rows))
+    argv = ["prepare", "--source", "table", "--path", str(path)]
+    out = tmp_path / "out"
+    assert main([*argv, "--train-subsample", "0.05", "--out", str(out)]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("collapse-spectroscopy prepare: error: split.train_subsample = 0.05 ")
+    # 5 % of the training split (60 of 100 samples, +- a few) rounds to 3 samples
+    assert "keeps 3 of the " in line and "expected at least 4 (the 3 features + 1" in line
+    assert not out.exists()
+    assert main([*argv, "--train-subsample", "0.5", "--out", str(out)]) == 0

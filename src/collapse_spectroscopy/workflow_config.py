@@ -80,17 +80,41 @@ def dataset_path_errors(name: str, dataset: dict) -> list[str]:
     """Every ``dataset.path`` that does not exist (relative paths: from the working
     directory, where the workflow runs), by its key: caught before any job, not by the
     ``prepare`` job minutes later."""
-    paths = dataset.get("path")
-    listed = isinstance(paths, list)
+    listed = isinstance(dataset.get("path"), list)
+    source = dataset.get("source")
     errors = []
     for i, path in enumerate(dataset_paths(dataset)):
+        key = f"config key runs.{name}.dataset.path" + (f"[{i}]" if listed else "")
         if not os.path.exists(path):
-            key = f"runs.{name}.dataset.path" + (f"[{i}]" if listed else "")
             errors.append(
-                f"config key {key} = {path!r}: no such file or folder (from the working "
-                f"directory {os.getcwd()!r}): expected an existing folder, zip or file"
+                f"{key} = {path!r}: no such file or folder (from the working directory "
+                f"{os.getcwd()!r}): expected an existing folder, zip or file"
             )
+        elif (expected := _path_kind_error(source, path)) is not None:
+            errors.append(f"{key} = {path!r}: {expected}")
     return errors
+
+
+def _path_kind_error(source: str | None, path: str) -> str | None:
+    """What is wrong with an existing ``path`` for ``source``: a folder given to the table
+    source, a file of another format (a study that varies ``dataset.source`` keeps the
+    base run's path); None when it is of the right kind."""
+    from .datasets.rasters import RASTER_SUFFIXES
+    from .datasets.table import CSV_SUFFIXES, NETCDF_SUFFIXES, PARQUET_SUFFIXES
+
+    name = path.lower()
+    if source == "table":
+        if os.path.isdir(path) or not name.endswith(
+            CSV_SUFFIXES + PARQUET_SUFFIXES + NETCDF_SUFFIXES
+        ):
+            return "not a table for source 'table': expected one CSV, Parquet or NetCDF file"
+    elif source == "rasters" and os.path.isfile(path):
+        if not name.endswith((*RASTER_SUFFIXES, ".zip")):
+            return (
+                "not a layer file for source 'rasters': expected a folder, a .zip, or "
+                ".tif/.tiff files"
+            )
+    return None
 
 
 def _key(path) -> str:
@@ -326,6 +350,7 @@ def consistency_errors(config: dict) -> list[str]:
                 "'synthetic' (its layers are generated): leave it out, or set dataset.source "
                 "to the source of those files"
             )
+        errors += model_errors(name, run) + averaging_errors(name, run)
         view = (run.get("figures") or {}).get("fig1_view")
         kind = (run.get("model") or {}).get("kind", "linear")
         if view == "modes" and kind != "linear":
@@ -346,6 +371,67 @@ def consistency_errors(config: dict) -> list[str]:
                     f"not {ds.get('source')!r}"
                 )
     return errors + download_errors(runs) + null_run_errors(runs)
+
+
+# Bytes a training job holds per pair of latents at its peak: five K x K float64 matrices
+# of the measurement (second moments of the posterior, the decoder's Gram matrix, ...).
+# Measured (peak RSS of `train`, linear, fast engine, d = 8, n = 1000/300/300): K = 1000,
+# 2000, 4000, 8000 took 0.58, 0.70, 1.19, 3.12 GB, a 0.54 GB base plus 40.2 bytes x K^2
+# (the differences 4000 -> 8000 and 1000 -> 2000 agree to 2 %); model.latents = 100000
+# failed on allocating one (100000, 100000) float64 array, 74.5 GiB.
+BYTES_PER_LATENT_PAIR = 40
+
+
+def machine_memory_bytes() -> int:
+    """The physical memory of this machine (where the workflow checks its configuration)."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def model_errors(name: str, run: dict) -> list[str]:
+    """``model.latents`` beyond what a training job can hold in memory (a lower bound of
+    its need, :data:`BYTES_PER_LATENT_PAIR` x K^2, against this machine's memory: such a
+    run would train for minutes and then fail on its first K x K matrix); ``hidden`` or
+    ``activation`` for a linear model, which has neither (docs/science.md §9)."""
+    model = run.get("model") or {}
+    errors = []
+    latents = model.get("latents", settings.section_defaults("model")["latents"])
+    need, have = BYTES_PER_LATENT_PAIR * latents**2, machine_memory_bytes()
+    if need > have:
+        most = math.isqrt(have // BYTES_PER_LATENT_PAIR)
+        errors.append(
+            f"config key runs.{name}.model.latents = {latents}: a training job would need at "
+            f"least {need / 2**30:.3g} GiB ({BYTES_PER_LATENT_PAIR} bytes per pair of "
+            f"latents), more than this machine's {have / 2**30:.3g} GiB: expected at most "
+            f"{most} latents (a few more than the features are plenty: the surplus collapse)"
+        )
+    if model.get("kind", "linear") == "linear":
+        errors += [
+            f"config key runs.{name}.model.{key} = {model[key]!r} applies to model.kind mlp "
+            "only; the linear VAE has no hidden layers: leave it out, or set model.kind mlp"
+            for key in ("hidden", "activation")
+            if key in model
+        ]
+    return errors
+
+
+def averaging_errors(name: str, run: dict) -> list[str]:
+    """``training.average_horizon`` longer than the training: the average would hold every
+    update since the initial weights whatever the budget (ema is the plain mean of the
+    updates so far until the horizon, polyak's tail reaches back to the start), so the
+    weights validated and measured are not the trained ones (docs/science.md §5.4)."""
+    training = {**settings.section_defaults("training"), **(run.get("training") or {})}
+    if training["average"] == "none":
+        return []
+    horizon, budget = training["average_horizon"], training["max_updates"]
+    updates = horizon * budget if horizon < 1 else horizon  # < 1: a fraction of the budget
+    if updates <= budget:
+        return []
+    return [
+        f"config key runs.{name}.training.average_horizon = {horizon}: an average over "
+        f"{updates:g} updates is longer than training.max_updates = {budget}, so it would "
+        "average in the initial weights: expected at most max_updates (or a fraction < 1 "
+        "of it; the default 0.02)"
+    ]
 
 
 def download_errors(runs: dict) -> list[str]:

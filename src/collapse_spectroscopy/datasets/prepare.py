@@ -99,6 +99,30 @@ def standardization(
     return mean, std
 
 
+def check_train_size(n_train: int, n_split: int, samples, subsample: float) -> None:
+    """Refuse fewer training samples than features + 1: below that the training
+    covariance is singular, so some PCA ratios are 0 and the rest, like the collapse
+    thresholds they anchor (docs/science.md §4), are those of a handful of points, not of
+    the data (1 sample: every feature looks constant; 2: one PCA ratio of 1 and thresholds
+    far outside the scan). Names ``split.train_subsample`` when it is what removed them."""
+    d = len(samples.feature_names)
+    if n_train > d:
+        return
+    if subsample < 1:
+        cause = (
+            f"split.train_subsample = {subsample:g} keeps {n_train} of the {n_split} "
+            "samples of the training split"
+        )
+        fix = "a larger split.train_subsample"
+    else:
+        cause = f"the training split holds {n_train} samples"
+        fix = "more data or a larger training share (split.fractions)"
+    raise InputError(
+        f"{cause}: expected at least {d + 1} (the {d} features + 1, for a full-rank "
+        f"training covariance): use {fix}"
+    )
+
+
 def _standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return ((x.astype(np.float64) - mean) / std).astype(np.float32)
 
@@ -198,6 +222,7 @@ def prepare(
         masks = {name: result.mask(name) for name in SPLITS}
         masks["train"] = subsample_train(masks["train"], subsample, seed)
         train = masks["train"]
+        check_train_size(int(train.sum()), int(result.mask("train").sum()), samples, subsample)
         mean, std = standardization(samples.x, train, samples.feature_names)
         xs = {name: _standardize(samples.x[masks[name]], mean, std) for name in SPLITS}
         index = samples.index

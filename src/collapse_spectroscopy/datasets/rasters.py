@@ -170,7 +170,9 @@ def layers_from_paths(
     layers = []
     for p in paths:
         if not p.exists():
-            raise InputError(f"{key}: layer file {str(p)!r} does not exist")
+            raise InputError(
+                f"{key}: {str(p)!r} does not exist: expected a folder, a .zip, or .tif/.tiff files"
+            )
         if p.is_dir() or not _is_raster_name(p.name):
             raise InputError(
                 f"{key}: {str(p)!r} is not a GeoTIFF file; expected one folder, one .zip, or a "
