@@ -49,15 +49,17 @@ MIN_FREE_FIT_POINTS = 3  # the free-exponent fit has two
 # lambda_k/V; a larger one can, and then comes from the flagged points.
 EQUILIBRATION_TOLERANCE = 0.05
 
-RANK_RULE = (
-    f"a rank is under-equilibrated when leaving the under-equilibrated points out moves its "
-    f"collapse_threshold or utility by more than {EQUILIBRATION_TOLERANCE:.0%}, or makes "
-    "one appear or vanish"
-)
-
 # A PCA ratio below this is float rounding of an exactly dependent feature
 # (docs/science.md §7b), not a mode: summaries leave it out instead of dividing by it.
+# In the same units (a fraction of V), a smaller move of a utility or threshold is
+# rounding too, not a move (under_equilibrated_ranks: a spare latent's u_k ~ 1e-16).
 PCA_FLOOR = 1e-12
+
+RANK_RULE = (
+    "a rank is under-equilibrated when leaving the under-equilibrated points out moves its "
+    f"collapse_threshold or utility by more than {100 * EQUILIBRATION_TOLERANCE:g} % "
+    f"(and {PCA_FLOOR:g}), or makes one appear or vanish"
+)
 
 SPECTRA_COLUMNS = [
     "rank",
@@ -157,9 +159,10 @@ def under_equilibrated_ranks(
     ``flagged`` (P,) marks the points of :func:`.stopping.under_equilibrated`. Each rank's
     threshold ``T_k`` (:func:`rank_threshold`) and utility ``u_k`` are computed twice, from
     all points and from the unflagged ones; the rank is flagged when either moves by more
-    than ``tolerance`` of its value (:data:`EQUILIBRATION_TOLERANCE`, argued there), or
-    exists one way and not the other (a threshold that needs a flagged point, a utility
-    with every point flagged). Two missing thresholds are no move. A scan without flagged
+    than ``tolerance`` of its value (:data:`EQUILIBRATION_TOLERANCE`, argued there) and
+    more than float rounding (:data:`PCA_FLOOR`), or exists one way and not the other (a
+    threshold that needs a flagged point, a utility with every point flagged). Two
+    missing thresholds are no move. A scan without flagged
     points flags no rank, and neither does a flagged point that no value uses (a fit
     leaves out its points with ``rho_k <= rho_min``, ``Dn*_k`` its non-best points).
     """
@@ -176,13 +179,13 @@ def under_equilibrated_ranks(
     return _moved(thr, kept_thr, tolerance) | _moved(util, kept_util, tolerance)
 
 
-def _moved(value, kept, tolerance) -> np.ndarray:
-    """Does ``kept`` differ from ``value`` by more than ``tolerance`` of ``|value|``, or
-    is exactly one of them NaN?"""
+def _moved(value, kept, tolerance, floor: float = PCA_FLOOR) -> np.ndarray:
+    """Does ``kept`` differ from ``value`` by more than ``tolerance`` of ``|value|`` and
+    more than ``floor``, or is exactly one of them NaN?"""
     value, kept = np.asarray(value, np.float64), np.asarray(kept, np.float64)
     has, has_kept = np.isfinite(value), np.isfinite(kept)
     with np.errstate(invalid="ignore"):
-        far = np.abs(kept - value) > tolerance * np.abs(value)
+        far = np.abs(kept - value) > np.maximum(tolerance * np.abs(value), floor)
     return (has != has_kept) | (has & has_kept & far)
 
 
