@@ -136,14 +136,15 @@ def test_steps_jump_exactly_at_the_curves_levels(drawn):
 
 def test_panel_a_draws_the_curves_and_the_tolerances(drawn):
     left = drawn.axes[0]
+    # k >= 1: Dn*_0 = 1 for every model is not drawn (the rank axis starts at 1, as Fig 2b's)
     (vae,) = lines(left, "curve_vae")
-    np.testing.assert_array_equal(vae.get_ydata(), BEST)
-    np.testing.assert_array_equal(vae.get_xdata(), [0, 1, 2, 3])
+    np.testing.assert_array_equal(vae.get_ydata(), BEST[1:])
+    np.testing.assert_array_equal(vae.get_xdata(), [1, 2, 3])
     (pca,) = lines(left, "curve_pca")
     # 1 - cumsum: 0.5 + 0.3 + 0.15 leaves 0.05 up to rounding; the 0 at k = 4 is off the
     # log axis and drawn as a triangle on the bottom edge instead
-    np.testing.assert_allclose(pca.get_ydata()[:4], [1.0, 0.5, 0.2, 0.05], rtol=1e-12)
-    np.testing.assert_array_equal(pca.get_xdata(), [0, 1, 2, 3])
+    np.testing.assert_allclose(pca.get_ydata()[:3], [0.5, 0.2, 0.05], rtol=1e-12)
+    np.testing.assert_array_equal(pca.get_xdata(), [1, 2, 3])
     assert points(left, "below_axis").keys() == {4.0}
     guides = sorted(ln.get_ydata()[0] for ln in lines(left, "tolerance"))
     assert guides == sorted(EPS)
@@ -166,7 +167,7 @@ def test_null_run_is_drawn_only_when_given():
     )
     left, right = fig.axes
     (curve,) = lines(left, "curve_null")
-    np.testing.assert_array_equal(curve.get_ydata(), null_best)
+    np.testing.assert_array_equal(curve.get_ydata(), null_best[1:])  # k >= 1
     # null: 0.1 -> k=3 (0.06); 0.01 and 0.001 -> never within its 3 latents
     assert points(right, "n_null") == {0.1: 3}
     assert any(t.startswith("linear VAE, run lin, PR = ") for t in legend_texts(fig))
@@ -177,12 +178,13 @@ def test_null_run_is_drawn_only_when_given():
 
 def test_under_equilibrated_best_points_are_hollow():
     # every Dn*_k comes from the first temperature: flag it and the VAE's points (k >= 1)
-    # and its n(eps) markers are hollow; Dn*_0 = 1 is by definition and never is
+    # and its n(eps) markers are hollow; Dn*_0 = 1 is by definition and never is (it is not
+    # drawn: the rank axis starts at 1)
     scan, table = concentration_scan(flagged_T=[0])
     fig = fig5_utility_concentration.draw(scan, table, tolerances=EPS)
     left, right = fig.axes
     assert points(left, "open").keys() == {1.0, 2.0, 3.0}
-    assert points(left, "vae").keys() == {0.0}
+    assert not lines(left, "vae")
     assert points(right, "n_vae_open") == N_VAE and not lines(right, "n_vae")
     assert "best point under-equilibrated" in legend_texts(fig)
     # flag the other temperature instead: it gives no best level, nothing is hollow

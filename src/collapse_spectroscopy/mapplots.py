@@ -5,6 +5,10 @@ not in :data:`.figures.REGISTRY`. Built without pyplot, in the figures' style.
   the input grid, diverging colour map centred at 0, symmetric robust limits (the 98th
   percentile of ``|mu_k|``), a colour bar per panel, lon/lat (or CRS) ticks.
 - :func:`draw_loadings`: the rank x feature heatmap of the loadings, same colour map.
+
+Both give each rank's ``rho`` as :func:`rho_text` writes it, with the decimals of the
+GeoTIFF's band descriptions (:meth:`.maps.LatentMaps.labels`), so that a map, its
+loadings row and its band read the same number.
 """
 
 from __future__ import annotations
@@ -21,6 +25,12 @@ ROBUST_PERCENTILE = (
     98  # colour limits +-P98 of |values|: a few extreme cells do not wash out the rest
 )
 SIGN_NOTE = "each latent's sign: its largest-|loading| feature positive"
+RHO_DECIMALS = 3  # as the band descriptions ``rank k, rho=0.xxx`` of latent_means.tif
+
+
+def rho_text(rho: float) -> str:
+    """A rank's signal fraction as the maps, the loadings and the GeoTIFF write it."""
+    return f"{rho:.{RHO_DECIMALS}f}"
 
 
 def robust_limit(values: np.ndarray) -> float:
@@ -64,7 +74,7 @@ def draw_latent_means(bands: np.ndarray, maps: LatentMaps, grid: Grid, title: st
                 interpolation="nearest",
             )
             ax.set_facecolor("0.9")  # no data: light grey, unlike 0 (white)
-            ax.set_title(f"rank {i + 1}: $\\rho$ = {maps.rho[i]:.3f}", fontsize=7)
+            ax.set_title(f"rank {i + 1}: $\\rho$ = {rho_text(maps.rho[i])}", fontsize=7)
             if geographic:
                 ax.set_xlabel("longitude (°)", fontsize=6)
                 ax.set_ylabel("latitude (°)", fontsize=6)
@@ -99,7 +109,8 @@ def draw_loadings(maps: LatentMaps, title: str):
         im = ax.imshow(maps.loadings, cmap=CMAP, vmin=-lim, vmax=lim, aspect="auto")
         ax.set_xticks(range(d), maps.feature_names, rotation=90, fontsize=6)
         ax.set_yticks(
-            range(n), [f"{k} ($\\rho$={r:.2f})" for k, r in zip(maps.ranks, maps.rho, strict=True)]
+            range(n),
+            [f"{k} ($\\rho$ = {rho_text(r)})" for k, r in zip(maps.ranks, maps.rho, strict=True)],
         )
         ax.tick_params(axis="y", labelsize=6)
         ax.set_xlabel("feature", fontsize=7)

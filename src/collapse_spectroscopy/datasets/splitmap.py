@@ -1,7 +1,9 @@
 """The split map: the spatial blocks coloured by split (geopandas + matplotlib).
 
 Blocks are drawn as the squares they are, in the equal-area CRS EPSG:6933 where they
-were cut (axes in km), over the outline of the projected globe. For a table without
+were cut (axes in km), over the outline of the projected globe, and the axes show the
+blocks' extent (:func:`map_extent`): a region of a few degrees fills the map instead of a
+corner of the world. For a table without
 geography the "map" is a bar chart of the samples per split, so that every run writes
 the same files.
 """
@@ -40,8 +42,27 @@ def blocks_geodataframe(split: SplitResult):
     return gpd.GeoDataFrame(b.copy(), geometry=geom, crs="EPSG:6933")
 
 
+def map_extent(bounds, block_m: float, globe_bounds) -> tuple[float, float, float, float]:
+    """The axes' ``(x0, x1, y0, y1)`` (m): the blocks' ``bounds`` ``(minx, miny, maxx,
+    maxy)`` widened by half a block on each side (the outer blocks keep a margin), within
+    the globe's ``globe_bounds``."""
+    minx, miny, maxx, maxy = bounds
+    gx0, gy0, gx1, gy1 = globe_bounds
+    pad = 0.5 * block_m
+    return max(minx - pad, gx0), min(maxx + pad, gx1), max(miny - pad, gy0), min(maxy + pad, gy1)
+
+
 def draw_split_map(split: SplitResult, summary: dict, paths, title: str = "") -> None:
     """Draw the split map and save it to each of ``paths`` (format from the suffix), atomically."""
+    fig = split_map_figure(split, summary, title)
+    for path in paths:
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=150, format=path.suffix.lstrip(".") or None)
+
+
+def split_map_figure(split: SplitResult, summary: dict, title: str = ""):
+    """The split map (a bar chart of the counts for a table without geography)."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
     from matplotlib.ticker import FuncFormatter
@@ -81,6 +102,11 @@ def draw_split_map(split: SplitResult, summary: dict, paths, title: str = "") ->
             f"seed {p['seed']}, area targets {p['fractions']}"
         )
         ax.set_aspect("equal")
+        if len(gdf):
+            block_m = float(split.blocks["size_m"].max())
+            x0, x1, y0, y1 = map_extent(gdf.total_bounds, block_m, globe.total_bounds)
+            ax.set_xlim(x0, x1)
+            ax.set_ylim(y0, y1)
     else:
         fig = Figure(figsize=(6, 4), layout="constrained")
         ax = fig.subplots()
@@ -94,7 +120,4 @@ def draw_split_map(split: SplitResult, summary: dict, paths, title: str = "") ->
         ax.set_ylabel("samples")
         ax.set_ylim(0, 1.12 * max(counts.values()))
         ax.set_title(title or f"Split of a table without geography ({split.method})")
-    for path in paths:
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=150, format=path.suffix.lstrip(".") or None)
+    return fig

@@ -105,16 +105,35 @@ def rank_colors(
     PCA mode (the package docstring); with ``name="mode_signal_fraction"`` and
     ``last="mode"``, the same for the per-mode totals (Fig 1's mode view)."""
     K = int(scan.sizes[last])
-    n_active = 0
-    if name in scan:
-        rho = grid_values(scan, name, last=last)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            peak = np.nanmax(rho.reshape(-1, rho.shape[-1]), axis=0)
-        active = np.flatnonzero(np.nan_to_num(peak, nan=-np.inf) > rho_min)
-        n_active = int(active[-1]) + 1 if active.size else 0
-    n = max(n_active, theory_spectrum(scan).size, 1)
+    n = max(n_active(scan, rho_min, name, last), theory_spectrum(scan).size, 1)
     return RankColors(min(n, K))
+
+
+def n_active(
+    scan: xr.Dataset, rho_min: float, name: str = "signal_fraction", last: str = "latent"
+) -> int:
+    """The highest rank whose signal fraction exceeds ``rho_min`` at some scan point (0 if
+    none, or if the scan has no ``name``): the ranks past it are latents that are never
+    active, which carry no signal at any ``T`` (docs/science.md §6)."""
+    if name not in scan:
+        return 0
+    rho = grid_values(scan, name, last=last)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        peak = np.nanmax(rho.reshape(-1, rho.shape[-1]), axis=0)
+    active = np.flatnonzero(np.nan_to_num(peak, nan=-np.inf) > rho_min)
+    return int(active[-1]) + 1 if active.size else 0
+
+
+def table_n_active(spectra: pd.DataFrame) -> int | None:
+    """:func:`n_active` from a spectra table: the highest rank with ``fit_points > 0``
+    (scan points with ``rho_k > rho_min``, at the ``rho_min`` the table was computed with);
+    ``None`` for a table without the column."""
+    if "fit_points" not in spectra:
+        return None
+    points = np.nan_to_num(np.asarray(spectra["fit_points"], dtype=np.float64))
+    active = np.flatnonzero(points > 0)
+    return int(np.asarray(spectra["rank"])[active[-1]]) if active.size else 0
 
 
 def point_flags(scan: xr.Dataset) -> np.ndarray:

@@ -84,8 +84,9 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
             grey_label=grey_rank_label(colors, rho_min),
         )
         theory = null_model_label(scan, "equilibrium", "linear null model (equilibrium)")
-        handles.append(handle(f"{theory} q = 1", {**THEORY}))
-        floor_label = rf"J $\leq$ {J_FLOOR:g}: $\approx$ 0, the {theory}"
+        handles.append(handle(theory, {**THEORY}))  # q = 1 in (a)
+        expected = null_model_label(scan, "as at equilibrium", "as in the null model")
+        floor_label = rf"J $\leq$ {J_FLOOR:g}: $\approx$ 0, {expected}"
         handles.append(Patch(color=FLOOR_COLOR, lw=0, label=floor_label))
         fig.legend(
             handles=handles,

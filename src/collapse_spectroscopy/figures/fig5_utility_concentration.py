@@ -1,29 +1,36 @@
 """Fig 5, utility concentration: how many variables a distortion tolerance needs, the VAE
 against the linear null model (two panels, full text width; docs/science.md §9).
 
-(a) ``Dn*_k`` against ``k`` (log y, from ``Dn*_0 = 1``): the VAE (spectra
-``best_distortion``; hollow where the best scan point is under-equilibrated), the PCA
+(a) ``Dn*_k`` against ``k >= 1`` (log y; ``Dn*_0 = 1`` for every model, by definition;
+the rank axis starts at 1, as Fig 2b's): the VAE (spectra ``best_distortion``; hollow
+where the best scan point is under-equilibrated), the PCA
 truncation curve ``1 - sum_{i<=k} lambda_i/V`` of the training spectrum over all its
 components (the linear null model), the split-matched PCA distortion on the evaluation
 split where the scan has it, and, when the run names a linear ``null_run`` on the same
 dataset, that run's measured ``Dn*_k``; dotted guides at the run's tolerances ``eps``.
 The y range holds every curve and tolerance; a PCA level at float rounding of 0 (at most
 :data:`.spectra.PCA_FLOOR`: an exactly dependent feature) is a down-triangle on the bottom
-edge, as in Fig 2b.
+edge, as in Fig 2b. The VAE's ranks past its last active one (a latent whose ``rho``
+never exceeds ``rho_min``, as in Figs 1-4) are grey points off its line: they carry no
+signal, and their ``Dn*_k`` differ from the last active one's by scatter (``~1e-8``).
 
 (b) ``n(eps) = min{k : Dn*_k <= eps}`` against ``eps`` (log x) as step curves for the VAE,
 PCA and the null run, all from :func:`.concentration.variables_needed` (the function that
 writes ``summary.json``). A step curve of a truncation curve is exact: ``n`` only changes
-at the curve's own levels, and it is evaluated there and at the tolerances. Markers: the
-values at the run's tolerances (``summary.json``'s ``utility_concentration``). A curve
-stops where its model never reaches ``eps`` (the VAE within ``K`` latents). The legend
-gives each model's participation ratio (:func:`.concentration.participation_ratio` of the
-positive utilities, or of ``lambda_k/V``).
+at the curve's own levels, and it is evaluated there and at the tolerances. Markers, in
+each model's marker and colour: the values at the run's tolerances (``summary.json``'s
+``utility_concentration``). A VAE counts its active latents only (the null run too, by its
+table's ``fit_points``): the scatter of the spare latents' levels made ``n`` climb to
+``K - 1`` at one ``eps`` just below the last active level, a vertical line that read as
+"11 variables needed". A curve stops where its model never reaches ``eps``; a tolerance it
+never reaches is an up-triangle on the top edge, in its colour ("not reached"). The
+legend gives each model's participation ratio PR (:func:`.concentration.participation_ratio`
+of the positive utilities, or of ``lambda_k/V``); the caption says what PR is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -35,19 +42,38 @@ from matplotlib.ticker import MaxNLocator
 from ..concentration import TOLERANCES, participation_ratio, variables_needed
 from ..spectra import PCA_FLOOR, RHO_MIN, pca_truncation_distortion
 from .axes import integer_locator
-from .common import NullRun, best_from_flagged, column, point_flags, positive
-from .marks import below_axis, dot
-from .style import GUIDE, PAGE_WIDTH, REFERENCE_COLOR, RankColors, panel_label, style
+from .common import (
+    NullRun,
+    best_from_flagged,
+    column,
+    n_active,
+    point_flags,
+    positive,
+    table_n_active,
+)
+from .marks import below_axis, dot, grey_rank_label
+from .style import (
+    GUIDE,
+    INACTIVE_COLOR,
+    INACTIVE_POINTS,
+    PAGE_WIDTH,
+    REFERENCE_COLOR,
+    RankColors,
+    panel_label,
+    style,
+)
 
 VAE_COLOR = RankColors(1)(1)  # the colour of rank 1 in Figs 1-4: the run's VAE
 NULL_COLOR = "#D55E00"  # vermillion (Okabe-Ito): the measured linear null run
 EVAL_COLOR = "0.45"  # the split-matched PCA, as in Fig 2b
 
 # line and marker of each curve; the null run is a broad pale band under the thin dashed
-# PCA curve it should follow (a linear VAE's Dn*_k is PCA's, docs/science.md §4.5)
+# PCA curve it should follow (a linear VAE's Dn*_k is PCA's, docs/science.md §4.5). PCA's
+# open square is larger than the VAE's dot: where they agree the dot sits inside it, not
+# over its rim (which read as a third, "coloured square" mark)
 LOOK = {
     "vae": {"color": VAE_COLOR, "ls": "-", "lw": 0.9, "marker": "o", "ms": 3.2, "zorder": 4},
-    "pca": {"color": REFERENCE_COLOR, "ls": "--", "lw": 0.7, "marker": "s", "ms": 3.2,
+    "pca": {"color": REFERENCE_COLOR, "ls": "--", "lw": 0.7, "marker": "s", "ms": 5.0,
             "mfc": "none", "mew": 0.7, "zorder": 3},
     "pca_eval": {"color": EVAL_COLOR, "ls": "--", "lw": 0.5, "marker": "+", "ms": 3.5,
                  "mew": 0.7, "zorder": 2.5},
@@ -59,14 +85,16 @@ LOOK = {
 @dataclass(frozen=True)
 class Curve:
     """One truncation curve ``levels[k]``, ``k = 0, 1, ...`` (``levels[0] = 1``), with the
-    weights of its participation ratio and, for the VAE, which levels come from an
-    under-equilibrated scan point."""
+    weights of its participation ratio, for the VAE which levels come from an
+    under-equilibrated scan point, and the levels of a VAE's never-active ranks
+    (``spare``, ``k = levels.size, ...``), which ``n(eps)`` does not count."""
 
     key: str
     label: str
     levels: np.ndarray
     weights: np.ndarray | None = None
     open_: np.ndarray | None = None
+    spare: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def needed(self, eps) -> np.ndarray:
         """``n(eps)`` at each ``eps`` (NaN where the curve never reaches it)."""
@@ -80,15 +108,32 @@ class Curve:
         return f"{self.label}, PR = {'n/a' if pr is None else format(pr, '.3g')}"
 
 
-def curves(scan: xr.Dataset, spectra: pd.DataFrame, null_run: NullRun | None = None):
+def split_active(levels: np.ndarray, active: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``levels`` (``k = 0..K``) as the counted ones, ``k = 0..active``, and the spare ones
+    past them; all counted when ``active`` is unknown (``None``)."""
+    if active is None:
+        return levels, np.zeros(0)
+    return levels[: active + 1], levels[active + 1 :]
+
+
+def curves(
+    scan: xr.Dataset,
+    spectra: pd.DataFrame,
+    null_run: NullRun | None = None,
+    rho_min: float = RHO_MIN,
+):
     """The curves of Fig 5: VAE, PCA (train), PCA (eval split, panel a only) and the null
-    run, those the inputs have."""
+    run, those the inputs have. A VAE counts its ranks up to the last whose ``rho`` ever
+    exceeds ``rho_min`` (from the scan, or for the null run its table's ``fit_points``)."""
     best = np.r_[1.0, column(spectra, "best_distortion")]  # Dn*_0 = 1 by definition
     open_ = np.zeros(best.size, dtype=bool)
     if "truncated_distortion" in scan:
         flags = best_from_flagged(scan, point_flags(scan))
         open_[: min(best.size, flags.size)] = flags[: best.size]
-    out = [Curve("vae", "VAE", best, column(spectra, "utility"), open_)]
+    active = n_active(scan, rho_min) if "signal_fraction" in scan else table_n_active(spectra)
+    best, spare = split_active(best, active)
+    vae = Curve("vae", "VAE", best, column(spectra, "utility"), open_[: best.size], spare)
+    out = [vae]
     ratio = (
         np.asarray(scan["pca_ratio"].values, dtype=np.float64).ravel()
         if "pca_ratio" in scan
@@ -103,6 +148,7 @@ def curves(scan: xr.Dataset, spectra: pd.DataFrame, null_run: NullRun | None = N
         out.append(Curve("pca_eval", "PCA, eval split", ev))
     if null_run is not None:
         levels = np.r_[1.0, column(null_run.spectra, "best_distortion")]
+        levels, _ = split_active(levels, table_n_active(null_run.spectra))
         label = f"linear VAE, run {null_run.name}"
         out.append(Curve("null", label, levels, column(null_run.spectra, "utility")))
     return out
@@ -117,69 +163,83 @@ def draw(
     null_run: NullRun | None = None,
 ) -> Figure:
     """Fig 5 of ``scan`` and its spectra table at the distortion tolerances ``tolerances``
-    (the run's ``spectra.tolerances``), beside the linear ``null_run`` if given. ``rho_min``
-    is not used (every figure takes the same arguments)."""
+    (the run's ``spectra.tolerances``), beside the linear ``null_run`` if given; the VAE
+    counts the ranks whose ``rho`` ever exceeds ``rho_min``."""
     with style():
         eps = np.sort(np.asarray(tolerances, dtype=np.float64).ravel())
-        drawn = curves(scan, spectra, null_run)
+        drawn = curves(scan, spectra, null_run, rho_min)
         fig = Figure(figsize=(PAGE_WIDTH, 3.3), layout="constrained")
         left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
         off_scale = _levels_against_k(left, drawn, eps)
-        _needed_against_eps(right, [c for c in drawn if c.weights is not None], eps)
-        # one legend above both panels: a concentrating VAE fills any corner of either
+        unreached = _needed_against_eps(right, [c for c in drawn if c.weights is not None], eps)
+        # one legend above both panels: a concentrating VAE fills any corner of either. Each
+        # model's entry shows its line and its marker, as drawn in both panels; the marks
+        # are drawn in one panel each, so no entry names a panel
         handles = [Line2D([], [], label=c.legend_label(), **LOOK[c.key]) for c in drawn]
         vae = LOOK["vae"]
         if any(ln.get_gid() in ("open", "n_vae_open") for ax in (left, right) for ln in ax.lines):
             handles.append(dot("best point under-equilibrated", mfc="white", mew=0.7,
                                mec=vae["color"], color=vae["color"]))  # fmt: skip
+        spare = next((c for c in drawn if c.key == "vae" and c.spare.size), None)
+        if spare is not None:
+            label = "VAE " + grey_rank_label(RankColors(spare.levels.size - 1), rho_min, "k")
+            handles.append(dot(label, color=INACTIVE_COLOR, ms=3.0))
         if off_scale:
-            handles.append(dot("(a) PCA below the axis (~0)", marker="v", ms=3.5))
-        eps_text = ", ".join(f"{e:g}" for e in eps[::-1])
-        label = rf"(a) tolerances $\epsilon$ = {eps_text}"
-        handles.append(Line2D([], [], color=REFERENCE_COLOR, label=label, **GUIDE))
-        handles.append(dot(r"(b) markers: $n(\epsilon)$ at the tolerances (summary.json)"))
+            handles.append(dot("PCA below the axis (~0)", marker="v", ms=3.5))
+        handles.append(
+            Line2D([], [], color=REFERENCE_COLOR, label=r"tolerances $\epsilon$", **GUIDE)
+        )
+        if unreached:
+            handles.append(dot(r"$\epsilon$ not reached", marker="^", ms=3.5))
         fig.legend(
             handles=handles,
             loc="outside upper center",
-            ncols=3,
+            ncols=4,
             columnspacing=1.2,
             handletextpad=0.4,
-            title="PR: participation ratio of the utilities",
         )
         return fig
 
 
 def _levels_against_k(ax, drawn: list[Curve], eps: np.ndarray) -> bool:
-    """Panel (a): the truncation curves against ``k``, the tolerances as guides. Returns
-    whether a PCA value lies below the axis (drawn as a triangle on its bottom edge)."""
+    """Panel (a): the truncation curves against ``k >= 1``, the VAE's never-active ranks as
+    grey points, the tolerances as guides. Returns whether a PCA value lies below the axis
+    (drawn as a triangle on its bottom edge)."""
     # the y range holds every level but a PCA level at float rounding of 0 (an exactly
     # dependent feature), which goes to the bottom edge as a triangle
     shown = [np.where(c.levels > PCA_FLOOR, c.levels, np.nan) for c in drawn]
-    y_lo = np.nanmin(np.concatenate([*shown, eps, [1.0]])) / 2.5
+    spare = [c.spare for c in drawn]
+    y_lo = np.nanmin(np.concatenate([*shown, *spare, eps, [1.0]])) / 2.5
     off_scale = False
     for c in drawn:
-        k = np.arange(c.levels.size)
+        # k = 0 is Dn*_0 = 1 for every model: the rank axis starts at 1, as in Fig 2b
+        k = np.arange(1, c.levels.size)
         look = LOOK[c.key]
-        values = positive(c.levels)
+        raw = c.levels[1:]
+        values = positive(raw)
         if c.key.startswith("pca"):
-            off_scale |= below_axis(ax, k, c.levels, y_lo, look["color"])
+            off_scale |= below_axis(ax, k, raw, y_lo, look["color"])
             values = np.where(values >= y_lo, values, np.nan)
         ok = np.isfinite(values)
         if c.key == "vae":  # a hollow marker: the best point is under-equilibrated
             line = {key: v for key, v in look.items() if key not in ("marker", "ms")}
             ax.plot(k[ok], values[ok], gid="curve_vae", **line)
-            for sel, face, gid in ((~c.open_, look["color"], "vae"), (c.open_, "white", "open")):
+            open_ = c.open_[1:]
+            for sel, face, gid in ((~open_, look["color"], "vae"), (open_, "white", "open")):
                 if (sel & ok).any():
                     ax.plot(k[sel & ok], values[sel & ok], ls="none", marker="o", ms=3.2,
                             mfc=face, mec=look["color"], mew=0.7, zorder=5, gid=gid)  # fmt: skip
+            k_spare = np.arange(c.levels.size, c.levels.size + c.spare.size)
+            ax.plot(k_spare, positive(c.spare), color=INACTIVE_COLOR, gid="vae_spare",
+                    **{**INACTIVE_POINTS, "ms": 3.2, "alpha": 1.0})  # fmt: skip
         else:
             ax.plot(k[ok], values[ok], gid=f"curve_{c.key}", **look)
     for e in eps:
         ax.axhline(e, color=REFERENCE_COLOR, gid="tolerance", **GUIDE)
-    n_max = max(c.levels.size for c in drawn) - 1
+    n_max = max(c.levels.size + c.spare.size for c in drawn) - 1
     ax.set_yscale("log")
     ax.set_ylim(y_lo, 1.6)
-    ax.set_xlim(-0.4, n_max + 0.4)
+    ax.set_xlim(0.3, max(n_max, 1) + 0.7)  # Fig 2b's rank axis
     ax.xaxis.set_major_locator(integer_locator(max(n_max, 1)))
     ax.set_xlabel(r"rank $k$ (latents or components kept)")
     ax.set_ylabel(r"best truncated distortion $Dn^*_k$")
@@ -187,32 +247,50 @@ def _levels_against_k(ax, drawn: list[Curve], eps: np.ndarray) -> bool:
     return off_scale
 
 
-def _needed_against_eps(ax, drawn: list[Curve], eps: np.ndarray) -> None:
-    """Panel (b): ``n(eps)`` as exact step curves, markers at the tolerances."""
+def _needed_against_eps(ax, drawn: list[Curve], eps: np.ndarray) -> bool:
+    """Panel (b): ``n(eps)`` as exact step curves, markers at the tolerances, and at a
+    tolerance a model never reaches an up-triangle on the top edge in its colour. Returns
+    whether there was one."""
     x_lo, x_hi = eps.min() / 3.0, max(eps.max(), 1.0) * 1.5
+    n_top = 0.0
+    n_rows = 0  # models with a tolerance they never reach
     for c in drawn:
         look = LOOK[c.key]
         jumps = positive(c.levels)
         jumps = jumps[np.isfinite(jumps) & (jumps > x_lo) & (jumps < x_hi)]
         grid = np.unique(np.concatenate([[x_lo, x_hi], eps, jumps]))
         line = {key: v for key, v in look.items() if key not in ("marker", "ms", "mfc", "mew")}
-        ax.step(grid, c.needed(grid), where="post", gid=f"step_{c.key}", **line)
+        n_grid = c.needed(grid)
+        ax.step(grid, n_grid, where="post", gid=f"step_{c.key}", **line)
+        if np.isfinite(n_grid).any():
+            n_top = max(n_top, float(np.nanmax(n_grid)))
         n_eps = c.needed(eps)
         at = np.isfinite(n_eps)
         open_ = np.zeros(eps.size, dtype=bool)
         if c.open_ is not None:
             open_[at] = c.open_[n_eps[at].astype(int)]
+        kw = {key: v for key, v in look.items() if key not in ("ls", "lw", "alpha")}
+        kw["zorder"] = look["zorder"] + 2  # markers above every step line
         for sel, gid in ((at & ~open_, f"n_{c.key}"), (at & open_, f"n_{c.key}_open")):
             if sel.any():
-                kw = {key: v for key, v in look.items() if key not in ("ls", "lw", "alpha")}
-                kw["zorder"] = look["zorder"] + 2  # markers above every step line
-                if gid.endswith("_open"):
-                    kw = {**kw, "mfc": "white", "mec": look["color"], "mew": 0.7}
-                ax.plot(eps[sel], n_eps[sel], ls="none", gid=gid, **kw)
+                mk = (
+                    {**kw, "mfc": "white", "mec": look["color"], "mew": 0.7}
+                    if "open" in gid
+                    else kw
+                )
+                ax.plot(eps[sel], n_eps[sel], ls="none", gid=gid, **mk)
+        if (~at).any():  # n(eps) is undefined there: say so, along the top edge
+            # one row per model that misses a tolerance, so that none hides another's
+            row = 0.96 - 0.05 * n_rows
+            n_rows += 1
+            ax.plot(eps[~at], np.full((~at).sum(), row), transform=ax.get_xaxis_transform(),
+                    ls="none", marker="^", ms=4.5, mew=0, color=look["color"],
+                    zorder=kw["zorder"], gid=f"unreached_{c.key}")  # fmt: skip
     ax.set_xscale("log")
     ax.set_xlim(x_lo, x_hi)
-    ax.set_ylim(bottom=-0.3)
+    ax.set_ylim(-0.3, n_top + 0.8 + 0.35 * max(n_rows - 1, 0))  # room for the rows
     ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=3))
     ax.set_xlabel(r"distortion tolerance $\epsilon$")
     ax.set_ylabel(r"variables needed $n(\epsilon)$")
     panel_label(ax, "b")
+    return n_rows > 0
