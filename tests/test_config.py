@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 import yaml
 
+from collapse_spectroscopy import settings
 from collapse_spectroscopy.cli import build_parser
 from collapse_spectroscopy.cli.runconfig import with_run_config
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.workflow_config import (
     check_config,
+    coerce_text_scalars,
     scan_point_label,
     scan_temperatures,
     temperature_grid_errors,
@@ -51,10 +53,10 @@ HOLES = {
         "config key runs.tiny.scan.temperatures.max: .inf",
         "finite",
     ),
-    "1e-3 read as text": (
-        "    scan: {temperatures: {min: 1e-3, max: 0.5, num: 4}}\n",
-        "config key runs.tiny.scan.temperatures.min: '1e-3' is not of type 'number'",
-        "write 1.0e-3",
+    "text that spells no number": (
+        "    scan: {temperatures: {min: 1e-3x, max: 0.5, num: 4}}\n",
+        "config key runs.tiny.scan.temperatures.min: '1e-3x' is not of type 'number'",
+        "",
     ),
 }
 
@@ -134,13 +136,32 @@ def test_number_hints_and_strict_integers():
         + "    training: {learning_rate: 5E-4, max_updates: 1.0e+5, batch_size: 2e2}\n"
         + "    scan: {temperatures: [0.1, '0.2']}\n"
     )
-    assert "runs.tiny.training.learning_rate: '5E-4'" in message
-    assert "write 5.0e-4" in message
-    assert yaml.safe_load("x: 5.0e-4")["x"] == 5e-4  # the hint is itself a YAML number
+    # text that spells a number where a number is wanted is read as one (below); an
+    # integer key still refuses a float, with a hint how to write it
+    assert "learning_rate" not in message and "temperatures" not in message
     assert "runs.tiny.training.max_updates: 100000.0 is not of type 'integer'" in message
     assert "write 100000" in message
     assert "runs.tiny.training.batch_size: '2e2'" in message and "write 200" in message
-    assert "runs.tiny.scan.temperatures[1]" in message and "without quotes" in message
+
+
+def test_text_that_spells_a_number_is_read_as_one():
+    """Snakemake hands the values of a nested ``--config 'runs={...}'`` over as text: the
+    README's one-line three-seed command gave '12' for latents and '0' for a seed. Such
+    text is read as YAML where the schema wants a number, an integer or a boolean (YAML
+    1.1's text '1e-3' too); text that spells none stays an error."""
+    config = yaml.safe_load(
+        TINY.replace("{latents: 6}", "{latents: '6'}")
+        + "    training: {learning_rate: 1e-3, gpu: 'false'}\n"
+        + "    scan: {temperatures: {min: '0.001', max: '0.7', num: '4'}, seeds: ['0', '1']}\n"
+    )
+    converted = coerce_text_scalars(config, settings.load_schema())
+    check_config(config)  # no error
+    run = config["runs"]["tiny"]
+    assert run["model"]["latents"] == 6 and run["scan"]["seeds"] == [0, 1]
+    assert run["scan"]["temperatures"] == {"min": 0.001, "max": 0.7, "num": 4}
+    assert run["training"] == {"learning_rate": 1e-3, "gpu": False}
+    assert "runs.tiny.model.latents" in converted and "runs.tiny.scan.seeds[1]" in converted
+    assert coerce_text_scalars(config, settings.load_schema()) == []  # nothing left
 
 
 def test_non_finite_anywhere_and_dataset_keys():

@@ -269,6 +269,65 @@ def _message(error) -> str:
     return f"config key {_key(where)}: {error.message}{why}{_number_hint(error)}"
 
 
+def _all_errors(errors):
+    """Every error and, recursively, the sub-errors of its oneOf/anyOf alternatives."""
+    for error in errors:
+        yield error
+        yield from _all_errors(error.context or [])
+
+
+def _scalar_from_text(text: str, wanted: list[str]):
+    """The number or boolean that ``text`` spells, if the schema wants one; else None."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    if isinstance(value, str) and "number" in wanted:  # YAML 1.1 reads 1e-3 as text
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool):
+        return value if "boolean" in wanted else None
+    if isinstance(value, int) and ("integer" in wanted or "number" in wanted):
+        return value
+    if isinstance(value, float) and "number" in wanted and math.isfinite(value):
+        return value
+    return None
+
+
+def coerce_text_scalars(config: dict, schema: dict) -> list[str]:
+    """Read as YAML, in place, each text value where the schema expects a number, an
+    integer or a boolean and the text spells one; returns the keys converted.
+
+    Snakemake hands the values inside a nested ``--config 'runs={...}'`` over as text
+    (``'12'`` for ``12``), so without this the README's own one-line commands were
+    refused; a config file's ``latents: "12"`` is read the same way. Text that spells no
+    such value is left for the schema check to report."""
+    validator = _Validator(schema)
+    converted = []
+    for _ in range(64):  # a converted value can reveal another inside a oneOf
+        fixes = []
+        for error in _all_errors(validator.iter_errors(config)):
+            if error.validator != "type" or not isinstance(error.instance, str):
+                continue
+            wanted = error.validator_value
+            wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+            value = _scalar_from_text(error.instance, wanted)
+            if value is not None and error.absolute_path:
+                fixes.append((list(error.absolute_path), value))
+        if not fixes:
+            break
+        for path, value in fixes:
+            node = config
+            for part in path[:-1]:
+                node = node[part]
+            if isinstance(node[path[-1]], str):
+                node[path[-1]] = value
+                converted.append(_key(path))
+    return converted
+
+
 def schema_errors(config: dict, schema: dict) -> list[str]:
     """Every schema violation as ``"config key <path>: <what is wrong>"``."""
     validator = _Validator(schema)
@@ -522,6 +581,7 @@ def with_study_runs(config: dict) -> dict:
 def check_config(config: dict) -> None:
     """Raise :class:`InputError` listing every problem of ``config``, each by its key,
     against the package's schema (:mod:`.settings`)."""
+    coerce_text_scalars(config, settings.load_schema())
     errors = nonfinite_errors(config)
     errors += schema_errors(config, settings.load_schema())
     if not errors:
