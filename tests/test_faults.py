@@ -355,6 +355,33 @@ def test_workflow_with_read_only_records_says_so_in_one_line(tmp_path):
 
 
 @pytest.mark.skipif(not mounts_allowed(), reason=NO_MOUNTS)
+def test_a_full_results_disk_tells_the_terminal_why(tmp_path):
+    """Before: the job's one line went to its log, on the same full disk, so the user saw
+    only ``returned non-zero exit status 1`` and an empty log. Now the line also reaches
+    Snakemake's stderr (cli.ERROR_FD_ENV, set by the workflow's shell prefix), with exit
+    status 5; with room again, the rerun finishes."""
+    wd = workdir(tmp_path / "wd", tiny_config([0.1]))
+    with full_disk(wd / "results", free_bytes=256 * 1024) as results:
+        stage = "results/tiny/config/prepare.json"
+        assert snakemake(wd, stage).returncode == 0  # the job's settings, before the disk fills
+        st = os.statvfs(results)
+        with open(results / "filler2", "wb") as fh:
+            fh.write(b"\0" * (st.f_bavail * st.f_frsize))
+        proc = snakemake(wd, "results/tiny/data/prepared.npz")
+        assert proc.returncode != 0
+        line = next(x for x in proc.stderr.splitlines() if x.startswith("collapse-spectroscopy"))
+        assert line.startswith("collapse-spectroscopy prepare: cannot write 'results/tiny/data/")
+        assert line.endswith("No space left on device (ENOSPC)")
+        assert "exit status 5" in proc.stderr
+        assert (results / "tiny" / "logs" / "prepare.log").read_bytes() == b""  # lost there
+        assert not (results / "tiny" / "data" / "prepared.npz").exists()
+        (results / "filler").unlink()
+        (results / "filler2").unlink()
+        proc = snakemake(wd, "results/tiny/data/prepared.npz")
+        assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.skipif(not mounts_allowed(), reason=NO_MOUNTS)
 def test_split_map_copy_never_leaves_a_truncated_png(tmp_path):
     """The whole working directory on a disk that fills during the copy. Before: plain
     `cp` left a truncated PNG (20,480 of 80,000 bytes here) under the output's name, since

@@ -7,6 +7,7 @@ import sys
 from snakemake.utils import validate
 
 from collapse_spectroscopy import settings
+from collapse_spectroscopy.cli import ERROR_FD_ENV
 from collapse_spectroscopy.chunks import scan_chunks
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.studies import study_runs
@@ -36,6 +37,11 @@ validate(config, schema=str(settings.SCHEMA_PATH))
 
 # envs/collapse-spectroscopy.yaml installs the project from this checkout (conda route).
 export_project_root(workflow.basedir)
+
+# Each job writes its stderr to its log (`> {log} 2>&1`), on the results disk, where a full
+# disk loses the command's one error line. fd 3 keeps Snakemake's own stderr, and the
+# command writes that line there too (cli.ERROR_FD_ENV), so it reaches the terminal.
+shell.prefix(f"set -euo pipefail; exec 3>&2; export {ERROR_FD_ENV}=3; ")
 
 
 def run_config(run):

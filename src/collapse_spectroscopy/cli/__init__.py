@@ -30,13 +30,20 @@ traceback, and an exit status that says which kind it was:
     argparse's status for a bad option);
 3
     training failed (a non-finite loss): the message names T, seed and update;
+2 also: out of memory (a ``MemoryError``, or torch's failed allocation): the problem is
+    too large for the machine, the message says what to shrink;
 4
-    interrupted by SIGTERM/SIGUSR1 after writing a checkpoint: rerun to resume;
+    interrupted: by SIGTERM, SIGUSR1 or SIGINT (Ctrl-C) during training, after writing a
+    checkpoint; by SIGINT anywhere else, with no output half written: rerun to resume;
 5
     a fault of the file system: the message names the path and the cause, e.g.
     ``cannot write 'results/demo/scan.nc': No space left on device (ENOSPC)`` (also
     read-only, EROFS; no permission, EACCES; missing, ENOENT). No output is left half
     written: each is written under a temporary name and renamed into place when complete.
+
+Where the log is the terminal's only copy of that line (a workflow job writes its stderr to
+its log, which a full disk cannot take), the line also goes to the file descriptor named
+by :data:`ERROR_FD_ENV`: the workflow's shell prefix points it at Snakemake's own stderr.
 
 Before a subcommand does any work, the outputs its options name (:data:`OUTPUT_OPTIONS`)
 are checked for writing, so that a read-only or misplaced destination fails in a second,
@@ -46,6 +53,7 @@ not after the work.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -67,6 +75,11 @@ from .runconfig import with_run_config
 # The options by which subcommands name what they write (argparse dest names): every
 # subcommand uses these names for its outputs, and only for outputs.
 OUTPUT_OPTIONS = ("out", "out_dir", "weights", "log", "summary", "dest")
+
+# The file descriptor (a number) to which the one error line also goes, when it is not
+# stderr's own file (workflow/rules/common.smk sets it for every job: the job's stderr is
+# its log file, on the results disk, where a full disk loses the line).
+ERROR_FD_ENV = "COLLAPSE_SPECTROSCOPY_ERROR_FD"
 
 # the subcommands, in workflow order: (name, module of this package, its register function)
 COMMANDS = [
@@ -110,11 +123,55 @@ def output_paths(args: argparse.Namespace) -> list[str]:
     return [os.fspath(v) for name in OUTPUT_OPTIONS if (v := getattr(args, name, None))]
 
 
+def report(line: str) -> None:
+    """Write the one error line to stderr and to :data:`ERROR_FD_ENV`'s descriptor; a
+    stream that cannot take it (a full or read-only disk) is skipped, never a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
+    fd = os.environ.get(ERROR_FD_ENV, "")
+    if not fd.isdigit():
+        return
+    with contextlib.suppress(OSError, ValueError):
+        mine, theirs = os.fstat(int(fd)), os.fstat(sys.stderr.fileno())
+        if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
+            os.write(int(fd), f"{line}\n".encode())
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """What an allocation that failed asked for, in one line (numpy's ``MemoryError``,
+    torch's ``RuntimeError`` from its CPU allocator, CUDA's ``OutOfMemoryError``); None
+    for any other exception."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, MemoryError):
+        return text or "an allocation failed"
+    memory_words = ("not enough memory", "can't allocate memory", "out of memory")
+    if isinstance(exc, RuntimeError) and (
+        type(exc).__name__ == "OutOfMemoryError" or any(w in text for w in memory_words)
+    ):
+        return text.split("] ")[-1]  # torch prefixes "[enforce fail at alloc_cpu.cpp:N] "
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     names = [name for name, _, _ in COMMANDS]
+    command = argv[0] if argv and argv[0] in names else None
+    try:
+        return _main(argv, command)
+    except KeyboardInterrupt:
+        # SIGINT (Ctrl-C) outside a training (which checkpoints on it, then exits 4):
+        # every output is written under a temporary name, removed on the way out
+        report(
+            f"collapse-spectroscopy{f' {command}' if command else ''}: interrupted: SIGINT "
+            "(Ctrl-C) before the command finished; no output is left half written: rerun "
+            "it to finish"
+        )
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str], command: str | None) -> int:
     # a command first: its parser alone (anything else, e.g. --help: every parser)
-    parser = build_parser(argv[0] if argv and argv[0] in names else None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     outputs = output_paths(args)
     try:
@@ -124,16 +181,24 @@ def main(argv: list[str] | None = None) -> int:
             check_writable(path)
         result = args.func(args)
     except InputError as exc:
-        print(f"collapse-spectroscopy {args.command}: error: {exc}", file=sys.stderr)
+        report(f"collapse-spectroscopy {args.command}: error: {exc}")
         return EXIT_INPUT
     except TrainingError as exc:
-        print(f"collapse-spectroscopy {args.command}: training failed: {exc}", file=sys.stderr)
+        report(f"collapse-spectroscopy {args.command}: training failed: {exc}")
         return EXIT_TRAINING
     except Interrupted as exc:
-        print(f"collapse-spectroscopy {args.command}: interrupted: {exc}", file=sys.stderr)
+        report(f"collapse-spectroscopy {args.command}: interrupted: {exc}")
         return EXIT_INTERRUPTED
     except OSError as exc:
-        message = describe_os_error(exc, outputs)
-        print(f"collapse-spectroscopy {args.command}: {message}", file=sys.stderr)
+        report(f"collapse-spectroscopy {args.command}: {describe_os_error(exc, outputs)}")
         return EXIT_IO
+    except (MemoryError, RuntimeError) as exc:
+        if (what := out_of_memory(exc)) is None:
+            raise
+        report(
+            f"collapse-spectroscopy {args.command}: error: out of memory ({what}): expected "
+            "a smaller problem (model.latents, model.hidden, the dataset's size) or a "
+            "machine with more memory"
+        )
+        return EXIT_INPUT
     return int(result or 0)
