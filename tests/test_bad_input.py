@@ -5,6 +5,10 @@ change it comes with (the docstrings say how).
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+
 import numpy as np
 import pytest
 
@@ -272,3 +276,130 @@ def test_too_few_training_samples_name_the_subsample(tmp_path, capsys):
     assert "keeps 3 of the " in line and "expected at least 4 (the 3 features + 1" in line
     assert not out.exists()
     assert main([*argv, "--train-subsample", "0.5", "--out", str(out)]) == 0
+
+
+# --- Ctrl-C (SIGINT) ------------------------------------------------------------------------
+
+CLI = [sys.executable, "-m", "collapse_spectroscopy.cli"]
+PAUSE_AT = 500  # the test-only pause: between the checkpoints at 250 and 750
+
+
+def _failure_lines(err: str) -> list[str]:
+    """The command's own lines on stderr (progress lines aside): a failure is one."""
+    assert "Traceback" not in err, err
+    return [line for line in err.splitlines() if line.startswith("collapse-spectroscopy")]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    from synthetic_gaussian import gaussian_prepared
+
+    path = tmp_path_factory.mktemp("sigint") / "prepared.npz"
+    gaussian_prepared([0.6, 0.3, 0.1, 0.0], sizes=(1000, 300, 300), seed=2).save(path)
+    return path
+
+
+def _train(prepared, out):
+    return [
+        *CLI, "train", "--data", str(prepared), "-T", "0.1", "--out", str(out),
+        "--latents", "4", "--max-updates", "1000", "--patience", "5000",
+        "--eval-every", "250", "--checkpoint-every", "250", "--engine", "numba", "--no-progress",
+    ]  # fmt: skip
+
+
+def test_sigint_during_training_checkpoints_and_exits_4(prepared, tmp_path):
+    """Before: Ctrl-C printed a KeyboardInterrupt traceback and wrote no checkpoint (the
+    rerun fell back to the last periodic one). Now SIGINT is SIGTERM's twin: a checkpoint
+    at the update it came, one line, exit 4, and the rerun resumes there."""
+    import subprocess
+
+    import torch
+
+    from collapse_spectroscopy.checkpoint import PAUSE_ENV
+    from pause_helpers import wait_paused
+
+    out = tmp_path / "p.nc"
+    env = {**os.environ, PAUSE_ENV: str(PAUSE_AT)}
+    proc = subprocess.Popen(
+        _train(prepared, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert wait_paused(proc, out.with_suffix(".ckpt"), PAUSE_AT) == f"{PAUSE_AT}\n"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 4, err
+    (line,) = _failure_lines(err)
+    assert line.startswith(f"collapse-spectroscopy train: interrupted: SIGINT at update {PAUSE_AT}")
+    assert not out.exists()
+    assert torch.load(out.with_suffix(".ckpt"), weights_only=False)["update"] == PAUSE_AT
+    rerun = subprocess.run(_train(prepared, out), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resumed from a checkpoint at update {PAUSE_AT}" in rerun.stdout
+    assert out.exists() and not out.with_suffix(".ckpt").exists()
+
+
+# A Ctrl-C at a known point, with no timer: the command's first atomic write sends SIGINT to
+# its own process half-way through the file; Python raises KeyboardInterrupt right after.
+SIGINT_MID_WRITE = """
+import os, signal, sys
+from collapse_spectroscopy import io
+
+real = io.atomic_path
+
+def interrupted(path):
+    cm = real(path)
+    tmp = cm.__enter__()
+    try:
+        tmp.write_bytes(b"half a file")
+        os.kill(os.getpid(), signal.SIGINT)
+        raise AssertionError("no KeyboardInterrupt after SIGINT")
+    except BaseException:
+        if not cm.__exit__(*sys.exc_info()):
+            raise
+
+io.atomic_path = interrupted
+from collapse_spectroscopy.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def scan_inputs(prepared, tmp_path_factory):
+    import subprocess
+
+    root = tmp_path_factory.mktemp("scan")
+    points = []
+    for T in (0.05, 0.3):
+        point = root / f"T{T}.nc"
+        cmd = _train(prepared, point)
+        cmd[cmd.index("-T") + 1] = str(T)
+        subprocess.run(cmd, check=True, capture_output=True)
+        points.append(point)
+    scan = root / "scan.nc"
+    subprocess.run([*CLI, "gather", *map(str, points), "--out", str(scan)], check=True)
+    return points, scan
+
+
+@pytest.mark.parametrize("command", ["gather", "spectra", "prepare"])
+def test_sigint_in_any_command_is_one_line_and_exit_4(scan_inputs, tmp_path, command):
+    """Before: Ctrl-C during gather or spectra printed a KeyboardInterrupt traceback."""
+    import subprocess
+
+    points, scan = scan_inputs
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = {
+        "gather": [*map(str, points), "--out", str(out / "scan.nc")],
+        "spectra": [str(scan), "--out", str(out / "s.csv"), "--summary", str(out / "s.json")],
+        "prepare": ["--out", str(out / "data")],
+    }[command]
+    proc = subprocess.run(
+        [sys.executable, "-c", SIGINT_MID_WRITE, command, *argv], capture_output=True, text=True
+    )
+    assert proc.returncode == 4, proc.stderr
+    assert _failure_lines(proc.stderr) == [
+        f"collapse-spectroscopy {command}: interrupted: SIGINT (Ctrl-C) before the command "
+        "finished; no output is left half written: rerun it to finish"
+    ]
+    assert sorted(p.name for p in out.iterdir()) == []  # nothing, not even a temporary
+    rerun = subprocess.run([*CLI, command, *argv], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr

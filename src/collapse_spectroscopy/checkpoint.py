@@ -11,11 +11,11 @@ observables to a run that was never interrupted.
 A checkpoint names what it belongs to (T, seed, beta, data shape, the training options);
 a checkpoint of anything else is an error, never silently used.
 
-SIGTERM and SIGUSR1 (SLURM's warning before a time limit or a preemption) do not stop
-training at once: they set a flag; at the end of the current validation window (at most
-``eval_every`` updates, well under a second with the default engine) the trainer writes a
-checkpoint and raises :class:`Interrupted`, which the CLI turns into exit status 4 so
-that Snakemake's ``restart-times`` or a requeue resumes the job.
+SIGTERM and SIGUSR1 (SLURM's warning before a time limit or a preemption), and SIGINT
+(Ctrl-C), do not stop training at once: they set a flag; at the end of the current
+validation window (at most ``eval_every`` updates, well under a second with the default
+engine) the trainer writes a checkpoint and raises :class:`Interrupted`, which the CLI
+turns into exit status 4 so that Snakemake's ``restart-times`` or a requeue resumes the job.
 
 For tests only, :data:`PAUSE_ENV` stops a training at a known update and waits there for
 a signal (:func:`pause`), so that kill and interrupt tests never race a timer.
@@ -34,7 +34,9 @@ import torch
 from .errors import InputError, Interrupted  # noqa: F401 (ckpt.Interrupted, as before)
 from .io import atomic_path, save_torch
 
-SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+# SIGINT too: Ctrl-C at a terminal (to the whole process group) checkpoints like SLURM's
+# signals, rather than ending in a KeyboardInterrupt traceback with no checkpoint.
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 # Test-only (tests/test_resume.py, tests/test_workflow.py): a kill or interrupt test must
 # signal a training at a known update; a sleep before the signal races the training, which
