@@ -403,3 +403,40 @@ def test_sigint_in_any_command_is_one_line_and_exit_4(scan_inputs, tmp_path, com
     assert sorted(p.name for p in out.iterdir()) == []  # nothing, not even a temporary
     rerun = subprocess.run([*CLI, command, *argv], capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
+
+
+# --- out of memory ----------------------------------------------------------------------------
+
+# A real failed allocation, the same on every machine: 2^45 float64 (256 TiB) is more than a
+# 64-bit process can address, whatever the memory and the kernel's overcommit policy.
+HUGE = 2**45
+
+
+@pytest.mark.parametrize(
+    ("allocate", "words"),
+    [
+        (lambda: np.ones(HUGE), "Unable to allocate 256. TiB for an array with shape"),
+        (
+            lambda: __import__("torch").empty(HUGE),
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate",
+        ),
+    ],
+    ids=["numpy", "torch"],
+)
+def test_out_of_memory_in_training_is_one_line(
+    prepared, tmp_path, capsys, monkeypatch, allocate, words
+):
+    """Before: ``model.latents: 100000`` trained for minutes and ended in a MemoryError
+    traceback; torch's failed allocation is a RuntimeError, which gave one too."""
+    from collapse_spectroscopy import pointjob
+
+    def train_scan_point(*args, **kwargs):
+        allocate()
+
+    monkeypatch.setattr(pointjob, "train_scan_point", train_scan_point)
+    out = tmp_path / "p.nc"
+    assert main(_train(prepared, out)[3:]) == 2
+    (line,) = _failure_lines(capsys.readouterr().err)
+    assert line.startswith("collapse-spectroscopy train: error: out of memory (")
+    assert words in line and "expected a smaller problem (model.latents" in line
+    assert list(tmp_path.iterdir()) == []
