@@ -104,7 +104,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Posterior collapse as spectral pruning: train a temperature scan of "
         "linear beta-VAEs and measure its collapse, utility and PCA spectra.",
         epilog="Exit status: 0 success; 2 bad input; 3 training failed; 4 interrupted "
-        "(SIGTERM, SIGUSR1, Ctrl-C; training writes a checkpoint first: rerun to resume); 5 a file-system fault (read-only, disk full, "
+        "(SIGTERM, SIGUSR1, Ctrl-C; training writes a checkpoint first: rerun to resume); "
+        "5 a file-system fault (read-only, disk full, "
         "no permission, missing file). Each failure is one line naming the file, key or "
         "value.",
     )
