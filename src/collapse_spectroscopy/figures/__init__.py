@@ -39,7 +39,8 @@ hollow circles and PCA squares as below.
   ``lambda_k/V`` above :data:`.spectra.PCA_FLOOR` (capped at ``K``). Higher ranks --
   latents that never become active, e.g. the spare latents of ``K = 32 > d = 19`` -- are
   drawn as small light-grey points without mean lines, fits, guides or theory, behind the
-  coloured data; the legend says so (``rank > n``) whenever they are drawn.
+  coloured data; the legend says so (``rank > n``) whenever they are drawn, and the colour
+  bar ends in a grey segment ``n+1..K`` (:meth:`.style.RankColors.colorbar`).
 - **Data**: one small filled marker per (T, seed) (seeds pooled) and a thin solid line
   through the seed mean (``nanmean``, connected across temperatures where no seed ran).
   With one seed the legend has one entry (``VAE, seed s``: the line just joins the
@@ -53,6 +54,9 @@ hollow circles and PCA squares as below.
   one; in Fig 3 a rank the spectra table flags ``under_equilibrated`` (leaving such
   points out moves its threshold or utility by more than 5 %,
   :func:`.spectra.under_equilibrated_ranks`).
+- **Legends** name what each mark is, in the mark's own look, without panel prefixes (a
+  mark drawn in one panel only needs none) or titles; what needs a sentence is in the
+  caption.
 - **Figure sizes**: Figs 1 and 3 are one column wide (3.4 in), Figs 2, 4 and 5 (two panels
   side by side) the full text width (7 in).
 - **Theory**: the analytic equilibrium (:mod:`.equilibrium`) of the *training* PCA
