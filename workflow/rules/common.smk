@@ -14,6 +14,7 @@ from collapse_spectroscopy.studies import study_runs
 from collapse_spectroscopy.figures import REGISTRY as FIGURE_REGISTRY
 from collapse_spectroscopy.workflow_config import (
     check_config,
+    dataset_files,
     export_project_root,
     scan_point_label,
     scan_temperatures,
@@ -151,6 +152,13 @@ def worldclim_archive(wildcards):
     if ds["source"] == "worldclim" and not ds.get("path"):
         return f"resources/worldclim/wc2.1_{ds['resolution']}_bio.zip"
     return []
+
+
+def dataset_inputs(wildcards):
+    """The files of the run's dataset.path, each file and each layer or zip in a folder
+    (workflow_config.dataset_files): a layer replaced or edited in place reruns prepare.
+    """
+    return dataset_files(run_config(wildcards.run)["dataset"])
 
 
 def fetch_args(wildcards):

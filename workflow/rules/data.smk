@@ -1,5 +1,4 @@
 # Data: acquire the source and build the prepared dataset of a run (docs/science.md §5).
-from collapse_spectroscopy.workflow_config import dataset_files
 
 
 rule fetch_worldclim:
@@ -20,15 +19,8 @@ rule fetch_worldclim:
         "--resolution {wildcards.resolution} {params.args} > {log} 2>&1"
 
 
-def dataset_inputs(wildcards):
-    """The files of the run's dataset.path, each file and each layer or zip in a folder
-    (workflow_config.dataset_files): a layer replaced or edited in place reruns prepare.
-    """
-    return dataset_files(run_config(wildcards.run)["dataset"])
-
-
 # prepare reads the run's dataset and split sections (stage_config in common.smk) and the
-# files of its dataset.path.
+# files of its dataset.path (dataset_inputs in common.smk).
 rule prepare:
     input:
         run_config=stage_config("prepare"),
