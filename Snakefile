@@ -8,10 +8,15 @@
 
 
 import sys
+import time
 
 from snakemake.utils import min_version
 
+from collapse_spectroscopy.cli.run_summary import built_runs, summary_lines
 from collapse_spectroscopy.io import why_not_writable
+
+# when this invocation started: the runs whose summary.json is newer were built by it
+STARTED = time.time()
 
 min_version("9.0")
 
@@ -45,6 +50,14 @@ onstart:
         sys.exit(
             f"collapse-spectroscopy workflow: cannot write 'results' (every run's outputs): {cause}"
         )
+
+
+# After the last job, a few lines per run built (results folder, the figure to open first,
+# thresholds and utilities against PCA, under-equilibrated points), so that the end of
+# Snakemake's output says what happened.
+onsuccess:
+    for name in built_runs("results", config["runs"], STARTED):
+        print("\n".join(summary_lines(f"results/{name}", name)))
 
 
 rule all:

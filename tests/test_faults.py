@@ -15,6 +15,7 @@ import contextlib
 import errno
 import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -173,8 +174,17 @@ def inputs(tmp_path_factory):
     return {"data": data, "points": points, "scan": scan, "table": table}
 
 
+#: What a training job logs on stderr besides a failure: the numba kernels made ready and
+#: its progress lines (trainer.Progress). Never a traceback.
+_LOG_LINE = re.compile(
+    r"(compiling the training kernels .*|training kernels .* in [0-9.]+ s"
+    r"|T=\S+ \(beta=\S+\), seed=\d+: update .* updates/s)"
+)
+
+
 def _one_line(err: str) -> str:
-    lines = err.strip().splitlines()
+    """The one failure line of ``err``, once a training's own log lines are set aside."""
+    lines = [line for line in err.strip().splitlines() if not _LOG_LINE.fullmatch(line)]
     assert len(lines) == 1, err
     return lines[0]
 

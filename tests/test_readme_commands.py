@@ -57,9 +57,9 @@ def yaml_files() -> dict[str, str]:
         head = re.match(r"# (\S+\.yaml)\n", block)
         if head:
             files[head.group(1)] = block
-    seeds = re.search(r"`seeds\.yaml` holding `([^`]+)`", README.replace("\n", " "))
+    seeds = re.search(r"`seeds\.yaml` holding `([^`]+)` and\s+`([^`]+)`", README)
     if seeds:
-        files["seeds.yaml"] = seeds.group(1) + "\n"
+        files["seeds.yaml"] = seeds.group(1) + "\n" + seeds.group(2) + "\n"
     return files
 
 

@@ -48,8 +48,12 @@ def test_end_to_end_outputs_agree(tmp_path):
     """
     temperatures = [0.01, 0.05, 0.12, 0.3]
     wd = workdir(tmp_path, tiny_config(temperatures, max_updates=20_000, eval_every=500))
-    snakemake(wd)
+    proc = snakemake(wd)
     res = wd / "results" / "tiny"
+    # the run ends with its summary (Snakefile onsuccess, cli/run_summary.py)
+    said = proc.stdout + proc.stderr
+    assert "tiny: results in results/tiny/ -- open results/tiny/figures/fig3_duality.png" in said
+    assert "of 4 scan points under-equilibrated" in said
 
     # the spectra table's PCA column is the PCA of the training split, recomputed here
     ds = load_prepared(res / "data" / "prepared.npz")

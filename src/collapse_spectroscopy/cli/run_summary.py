@@ -1,0 +1,62 @@
+"""What the workflow prints when it ends well (issue 20, item 4): a few lines per run it
+built, read from the run's ``summary.json`` (docs/science.md §4), so that after hundreds of
+lines of Snakemake's own output the user sees where the results are, which figure to open
+first and whether the numbers can be trusted."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+#: The figure that shows the paper's claim at a glance (docs/science.md §6).
+FIRST_FIGURE = "figures/fig3_duality.png"
+
+
+def _spread(ratios: dict) -> str:
+    """'within x %' of the largest deviation of ``value / pca`` from 1, over the ranks."""
+    values = [v for v in ratios.values() if v is not None and math.isfinite(v)]
+    if not values:
+        return "none to compare"
+    worst = max(abs(v - 1.0) for v in values)
+    return f"within {100 * worst:.1f} % (ranks 1-{len(values)})"
+
+
+def summary_lines(results: str | Path, run: str) -> list[str]:
+    """The lines for run ``run`` whose outputs are in ``results`` (``results/RUN``)."""
+    folder = Path(results)
+    path = folder / "summary.json"
+    try:
+        s = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return [f"{run}: no readable summary ({path}: {exc})"]
+    under = s.get("under_equilibrated", {})
+    lines = [
+        f"{run}: results in {folder}/ -- open {folder / FIRST_FIGURE} first",
+        f"  {s.get('scan_points', '?')} scan points, T from {s['T_range'][0]:g} to "
+        f"{s['T_range'][1]:g}; {s.get('modes_with_threshold', 0)} modes with a threshold",
+        f"  thresholds / PCA ratios: {_spread(s.get('threshold_over_pca', {}))}; "
+        f"utilities / PCA ratios: {_spread(s.get('utility_over_pca', {}))}",
+    ]
+    count, of = under.get("count", 0), under.get("of", s.get("scan_points", "?"))
+    flagged = under.get("ranks")
+    warn = f"{count} of {of} scan points under-equilibrated"
+    if count:
+        warn += " (they stopped at training.max_updates: see logs/spectra.log"
+        warn += f"; ranks relying on them: {flagged})" if flagged else ")"
+    lines.append("  " + warn)
+    return lines
+
+
+def built_runs(results_root: str | Path, runs, since: float) -> list[str]:
+    """The runs among ``runs`` whose ``summary.json`` was written at or after ``since``
+    (a time.time()): the ones this invocation of the workflow built."""
+    out = []
+    for run in runs:
+        path = Path(results_root) / run / "summary.json"
+        try:
+            if path.stat().st_mtime >= since:
+                out.append(run)
+        except OSError:
+            continue
+    return out

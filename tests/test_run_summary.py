@@ -1,0 +1,50 @@
+"""The workflow's closing summary (issue 20, item 4): what it says of a run, from the run's
+summary.json, and that a real Snakemake run ends with it (tests/test_workflow.py)."""
+
+import json
+import os
+import time
+
+from collapse_spectroscopy.cli.run_summary import built_runs, summary_lines
+
+
+def write_summary(folder, **extra):
+    folder.mkdir(parents=True)
+    summary = {
+        "scan_points": 14,
+        "T_range": [0.001, 0.7],
+        "modes_with_threshold": 3,
+        "threshold_over_pca": {"1": 1.01, "2": 0.97, "3": None},
+        "utility_over_pca": {"1": 1.002, "2": 0.9, "3": 1.05},
+        "under_equilibrated": {"count": 2, "of": 14, "ranks": [3]},
+        **extra,
+    }
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_summary_lines_say_where_what_and_how_far(tmp_path):
+    write_summary(tmp_path / "demo")
+    lines = summary_lines(tmp_path / "demo", "demo")
+    assert lines[0] == (
+        f"demo: results in {tmp_path / 'demo'}/ -- open "
+        f"{tmp_path / 'demo' / 'figures' / 'fig3_duality.png'} first"
+    )
+    assert "14 scan points, T from 0.001 to 0.7; 3 modes with a threshold" in lines[1]
+    # the largest |ratio - 1|: 3 % of the thresholds (rank 3 has none), 10 % of utilities
+    assert "thresholds / PCA ratios: within 3.0 % (ranks 1-2)" in lines[2]
+    assert "utilities / PCA ratios: within 10.0 % (ranks 1-3)" in lines[2]
+    assert "2 of 14 scan points under-equilibrated" in lines[3] and "[3]" in lines[3]
+
+
+def test_a_missing_summary_is_one_line(tmp_path):
+    lines = summary_lines(tmp_path / "gone", "gone")
+    assert len(lines) == 1 and lines[0].startswith("gone: no readable summary")
+
+
+def test_only_runs_written_since_the_start_are_built(tmp_path):
+    write_summary(tmp_path / "old")
+    write_summary(tmp_path / "new")
+    start = time.time()
+    os.utime(tmp_path / "old" / "summary.json", (start - 100, start - 100))
+    os.utime(tmp_path / "new" / "summary.json", (start + 1, start + 1))
+    assert built_runs(tmp_path, ["old", "new", "absent"], start) == ["new"]
