@@ -412,28 +412,32 @@ def _pad(values, n):
     return out
 
 
+def _flat_rho(scan) -> tuple[np.ndarray, np.ndarray]:
+    """A gathered scan's ``rho`` flattened over its (T, seed) points, (P, K), and which
+    points were run (finite ``rho``), (P,): the points :func:`scan_arrays` keeps."""
+    rho = scan["signal_fraction"].transpose("T", "seed", "latent").values
+    rho = rho.reshape(rho.shape[0] * rho.shape[1], -1)
+    return rho, np.all(np.isfinite(rho), axis=1)
+
+
 def scan_arrays(scan):
     """Flatten a gathered scan's (T, seed) points into ``(T, rho, Dn)`` arrays.
 
     Points that were not run (NaN rho) are dropped. Returns ``T`` (P,), ``rho`` (P, K),
     ``Dn`` (P, K+1).
     """
-    rho = scan["signal_fraction"].transpose("T", "seed", "latent").values
+    rho, ran = _flat_rho(scan)
     dn = scan["truncated_distortion"].transpose("T", "seed", "k").values
-    t = np.broadcast_to(scan["T"].values[:, None], rho.shape[:2])
-    P = rho.shape[0] * rho.shape[1]
-    rho, dn, t = rho.reshape(P, -1), dn.reshape(P, -1), t.reshape(P)
-    ran = np.all(np.isfinite(rho), axis=1)
+    t = np.broadcast_to(scan["T"].values[:, None], dn.shape[:2])
+    dn, t = dn.reshape(ran.size, -1), t.reshape(ran.size)
     return t[ran], rho[ran], dn[ran]
 
 
 def scan_point_flags(scan) -> np.ndarray:
     """:func:`.stopping.scan_under_equilibrated` of each point :func:`scan_arrays` keeps,
     in its order (P,)."""
-    rho = scan["signal_fraction"].transpose("T", "seed", "latent").values
-    P = rho.shape[0] * rho.shape[1]
-    ran = np.all(np.isfinite(rho.reshape(P, -1)), axis=1)
-    return scan_under_equilibrated(scan).reshape(P)[ran]
+    _, ran = _flat_rho(scan)
+    return scan_under_equilibrated(scan).reshape(ran.size)[ran]
 
 
 def scan_rank_flags(scan, rho_min: float = RHO_MIN) -> np.ndarray:

@@ -49,6 +49,7 @@ from .engines.averaging import AVERAGES
 from .errors import InputError
 from .families import build_model, check_model, model_spec
 from .model import LinearVAE
+from .observables import latent_observables
 from .stopping import patience_updates
 from .trainer import LOG_COLUMNS
 from .units import temperature_to_beta, total_variance
@@ -225,8 +226,9 @@ def active_latents(x_val: np.ndarray, rho_min: float | None = None) -> Callable:
         w = next(model.parameters())
         with torch.no_grad():
             mu, logs2 = model.encode(torch.as_tensor(x, dtype=w.dtype, device=w.device))
-            m, v = (mu**2).mean(0), torch.exp(logs2).mean(0)
-            rho = (m / (m + v)).cpu().numpy()
+            moments = ((mu**2).mean(0), torch.exp(logs2).mean(0), logs2.mean(0))
+        m, v, l = (a.double().cpu().numpy() for a in moments)
+        rho = latent_observables(m, v, l)["signal_fraction"]
         return f"{int(np.count_nonzero(rho > rho_min))} of {rho.size} latents active"
 
     return describe

@@ -134,8 +134,9 @@ def _unit_diagonal_rotation(u0, lam, theta, max_steps: int = 100):
     def jacobian(t):
         a = _antisymmetric(t, k)
         inv = np.linalg.inv(eye - a)
-        u = u0 @ inv @ (eye + a)
-        right = eye + inv @ (eye + a)  # d(Cayley) = (I - A)^-1 dA (I + Cayley)
+        cayley = inv @ (eye + a)
+        u = u0 @ cayley
+        right = eye + cayley  # d(Cayley) = (I - A)^-1 dA (I + Cayley)
         jac = np.empty((u.shape[0] - 1, t.size))
         for j, (p, q) in enumerate(zip(*iu, strict=True)):
             da = np.zeros((k, k))
@@ -203,16 +204,28 @@ def _cell_centres(resolution_deg: float) -> tuple[np.ndarray, np.ndarray]:
     return la, p
 
 
+def plane_waves(
+    p: np.ndarray, rng, count: int, wavenumbers: tuple[float, float], by_wavenumber=False
+) -> np.ndarray:
+    """A smooth random field at the unit vectors ``p`` (..., 3): the sum of ``count`` plane
+    waves in 3-D, each with a direction, a wavenumber uniform in ``wavenumbers`` and a
+    phase drawn from ``rng`` in that order; each divided by its wavenumber if
+    ``by_wavenumber`` (long waves dominate: the land mask's continents)."""
+    field = np.zeros(p.shape[:-1])
+    for _ in range(count):
+        k = rng.normal(size=3)
+        wavenumber = rng.uniform(*wavenumbers)
+        k *= wavenumber / np.linalg.norm(k)
+        wave = np.cos(p @ k + rng.uniform(0, 2 * np.pi))
+        field += wave / wavenumber if by_wavenumber else wave
+    return field
+
+
 def land_mask(seed: int = 0, resolution_deg: float = RESOLUTION_DEG) -> np.ndarray:
     """Boolean (rows, cols) land-like mask of the global grid, row 0 = northernmost."""
     la, p = _cell_centres(resolution_deg)
     rng = np.random.default_rng([seed, 1])
-    field = np.zeros(la.shape)
-    for _ in range(24):
-        k = rng.normal(size=3)
-        wavenumber = rng.uniform(2.0, 8.0)
-        k *= wavenumber / np.linalg.norm(k)
-        field += np.cos(p @ k + rng.uniform(0, 2 * np.pi)) / wavenumber
+    field = plane_waves(p, rng, 24, (2.0, 8.0), by_wavenumber=True)
     w = np.cos(la)  # cell area is proportional to cos(lat) on a lon/lat grid
     order = np.argsort(field, axis=None)[::-1]
     cum = np.cumsum(w.ravel()[order]) / w.sum()
@@ -236,14 +249,10 @@ def source_fields(
     p = p[mask]
     rng = np.random.default_rng([seed, 2])
     white = rng.standard_normal((p.shape[0], k))
-    smooth = np.zeros_like(white)
     wave_rng = np.random.default_rng([seed, 3])
-    lo, hi = SMOOTH_WAVENUMBERS
-    for j in range(k):
-        for _ in range(SMOOTH_WAVES):
-            v = wave_rng.normal(size=3)
-            v *= wave_rng.uniform(lo, hi) / np.linalg.norm(v)
-            smooth[:, j] += np.cos(p @ v + wave_rng.uniform(0.0, 2.0 * np.pi))
+    smooth = np.stack(
+        [plane_waves(p, wave_rng, SMOOTH_WAVES, SMOOTH_WAVENUMBERS) for _ in range(k)], axis=1
+    )
     smooth = (smooth - smooth.mean(0)) / smooth.std(0)
     g = np.sqrt(1.0 - SMOOTH_SHARE) * white + np.sqrt(SMOOTH_SHARE) * smooth
     g -= g.mean(0)

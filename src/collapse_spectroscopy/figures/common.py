@@ -154,16 +154,6 @@ def best_from_flagged(scan: xr.Dataset, flags: np.ndarray) -> np.ndarray:
     return out
 
 
-def fit_uses_flagged(scan: xr.Dataset, flags: np.ndarray, rho_min: float) -> np.ndarray:
-    """For each rank: does its threshold fit use a flagged point (``rho_k > rho_min``)?"""
-    if "signal_fraction" not in scan:
-        return np.zeros(n_latents(scan), dtype=bool)
-    rho = grid_values(scan, "signal_fraction")
-    with np.errstate(invalid="ignore"):
-        fitted = np.nan_to_num(rho, nan=-np.inf) > rho_min
-    return (fitted & np.broadcast_to(flags, rho.shape[:2])[:, :, None]).any(axis=(0, 1))
-
-
 def by_rank(mask: np.ndarray, ranks: np.ndarray, offset: int = 0) -> np.ndarray:
     """``mask[rank - 1 + offset]`` for each rank, False outside the mask."""
     idx = np.asarray(ranks, dtype=int) - 1 + offset
