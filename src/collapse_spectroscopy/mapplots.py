@@ -6,9 +6,9 @@ not in :data:`.figures.REGISTRY`. Built without pyplot, in the figures' style.
   percentile of ``|mu_k|``), a colour bar per panel, lon/lat (or CRS) ticks.
 - :func:`draw_loadings`: the rank x feature heatmap of the loadings, same colour map.
 
-Both give each rank's ``rho`` as :func:`rho_text` writes it, with the decimals of the
-GeoTIFF's band descriptions (:meth:`.maps.LatentMaps.labels`), so that a map, its
-loadings row and its band read the same number.
+Both give each rank's ``rho`` as :func:`.maps.rho_text` writes it, as the GeoTIFF's band
+descriptions do (:meth:`.maps.LatentMaps.labels`), so that a map, its loadings row and
+its band read the same number.
 """
 
 from __future__ import annotations
@@ -18,19 +18,13 @@ import math
 import numpy as np
 
 from .figures.style import PAGE_WIDTH, style
-from .maps import Grid, LatentMaps
+from .maps import Grid, LatentMaps, rho_text
 
 CMAP = "RdBu_r"  # diverging: blue negative, white 0, red positive
 ROBUST_PERCENTILE = (
     98  # colour limits +-P98 of |values|: a few extreme cells do not wash out the rest
 )
 SIGN_NOTE = "each latent's sign: its largest-|loading| feature positive"
-RHO_DECIMALS = 3  # as the band descriptions ``rank k, rho=0.xxx`` of latent_means.tif
-
-
-def rho_text(rho: float) -> str:
-    """A rank's signal fraction as the maps, the loadings and the GeoTIFF write it."""
-    return f"{rho:.{RHO_DECIMALS}f}"
 
 
 def robust_limit(values: np.ndarray) -> float:

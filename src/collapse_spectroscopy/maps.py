@@ -29,6 +29,15 @@ from .families import build_model, model_kind, numpy_codec
 from .io import atomic_path
 from .prepared import SPLITS, PreparedDataset
 
+RHO_DECIMALS = 3  # a rank's rho in band descriptions, map titles and loadings rows
+
+
+def rho_text(rho: float) -> str:
+    """A rank's signal fraction as the GeoTIFF's band descriptions, the maps and the
+    loadings write it (one format, so that they read the same number)."""
+    return f"{rho:.{RHO_DECIMALS}f}"
+
+
 CHUNK = 65536
 
 #: the files of one map folder, results/RUN/maps/T=.../
@@ -73,7 +82,7 @@ class LatentMaps:
 
     def labels(self) -> list[str]:
         """``rank k, rho=...`` for each active rank (band descriptions, panel titles)."""
-        return [f"rank {k}, rho={r:.3f}" for k, r in zip(self.ranks, self.rho, strict=True)]
+        return [f"rank {k}, rho={rho_text(r)}" for k, r in zip(self.ranks, self.rho, strict=True)]
 
 
 def load_model(weights: str | os.PathLike):
