@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 from collapse_spectroscopy import scanfile, settings
-from collapse_spectroscopy.cli import main
+from collapse_spectroscopy.cli import build_parser, main
 from synthetic_gaussian import gaussian_prepared
 
 SPECTRUM = [0.6, 0.3, 0.1, 0.0]
@@ -172,8 +172,6 @@ def test_beta_and_train_reject_a_foreign_data_file(tmp_path, capsys):
 
 
 def test_train_help_shows_the_real_defaults():
-    from collapse_spectroscopy.cli import build_parser
-
     parser = build_parser()
     train_parser = parser._subparsers._group_actions[0].choices["train"]
     text = " ".join(train_parser.format_help().split())  # undo argparse's line wrapping
@@ -181,10 +179,24 @@ def test_train_help_shows_the_real_defaults():
     for action in train_parser._actions:
         if action.default is None or action.dest == "help":
             continue
-        assert f"default: {action.default})" in text, action.dest
+        default = action.default
+        if isinstance(default, list):  # as typed on the command line: --hidden 64 64
+            default = " ".join(map(str, default))
+        assert f"default: {default})" in text, action.dest
         shown += 1
     assert shown == 18
     # the defaults are the schema's, shown with the configuration key that sets them
     training = settings.section_defaults("training")
     assert f"(training.max_updates; default: {training['max_updates']})" in text
     assert f"(training.learning_rate; default: {training['learning_rate']})" in text
+
+
+def test_help_names_the_workflow_and_shows_list_defaults_as_typed():
+    """The top help says what the tool measures (linear and MLP VAEs) and that Snakemake
+    is the usual entry point; a list option's default reads as it is typed (issue 20.7:
+    `train --help` showed "default: ['64', '64']")."""
+    top = " ".join(build_parser().format_help().split())
+    assert "linear, or MLP" in top and "Snakemake workflow" in top
+    train_parser = build_parser("train")._subparsers._group_actions[0].choices["train"]
+    train = " ".join(train_parser.format_help().split())
+    assert "(model.hidden; default: 64 64)" in train and "['64'" not in train

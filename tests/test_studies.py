@@ -195,29 +195,51 @@ def test_a_bad_study_stops_the_workflow_before_any_job(tmp_path):
     assert "Traceback" not in result.stderr and not (wd / "results").exists()
 
 
-def test_the_configured_studies_expand_into_runs(tmp_path):
-    """A dry run of `studies` on the project's config: the derived runs' training jobs
-    and one study job per study, without the base runs' values trained twice."""
+def _planned_jobs(tmp_path, *config_args) -> dict[str, str]:
+    """Jobs per rule of a dry run of `studies` on the project's config (``--config``
+    arguments added, if any)."""
     result = _snakemake(
         tmp_path,
         "--configfile",
         str(ROOT / "config" / "config.yaml"),
+        *(("--config", *config_args) if config_args else ()),
         "-n",
         "studies",
         "--quiet",
         "rules",
     )
     assert result.returncode == 0, result.stderr
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    for study in ("worldclim_resolution", "worldclim_size", "demo_size"):
-        assert study in config["studies"]
-    stats = dict(
+    return dict(
         line.split()[:2]
         for line in result.stdout.splitlines()
         if line.split()[:1] and line.split()[0] in ("study", "prepare")
     )
+
+
+def test_the_configured_studies_expand_into_runs(tmp_path):
+    """A dry run of `studies` on the project's config: the derived runs' training jobs
+    and one study job per study, without the base runs' values trained twice. The config's
+    `default_studies` names only the cheap synthetic study (the WorldClim ones download
+    the archive and cost ~34 CPU-minutes); named, the others are planned as well."""
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for study in ("worldclim_resolution", "worldclim_size", "demo_size"):
+        assert study in config["studies"]
+    assert config["default_studies"] == ["demo_size"]
+    stats = _planned_jobs(tmp_path)
+    assert stats == {"study": "1", "prepare": str(2 + 1)}  # demo_size's derived runs, demo
+    every = "default_studies=[worldclim_resolution, worldclim_size, demo_size]"
+    stats = _planned_jobs(tmp_path / "every", every)
     assert stats["study"] == "3"
     assert stats["prepare"] == str(3 + 3 + 2 + 2)  # derived runs, then worldclim and demo
+
+
+def test_default_studies_must_name_configured_studies():
+    config = _config()
+    config["default_studies"] = ["s", "nope"]
+    with pytest.raises(InputError, match=r"config key default_studies: unknown study\(s\) 'nope'"):
+        check_config(config)
+    config["default_studies"] = ["s"]
+    check_config(config)
 
 
 @pytest.mark.slow

@@ -26,6 +26,12 @@ from spatial_sampling import mode_design_effects
 from workflow_helpers import ROOT, SNAKEMAKE, check_spectra_against_truth, tiny_config, workdir
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def snakemake(wd, *args, check=True, **kwargs):
     cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "2", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
@@ -112,6 +118,11 @@ def test_end_to_end_outputs_agree(tmp_path):
     )
     thresholds, utilities = check_spectra_against_truth(table, truth, temperatures, n_train, n_test)
     assert len(thresholds) >= 3 and len(utilities) >= 6  # T_k 0.25, 0.15, 0.08; u_1..u_6
+
+    # every output follows the umask; the split map's copy beside the figures too (it was
+    # written 0600 by mktemp, unreadable to others on a shared cluster)
+    for png in (res / "data" / "split_map.png", res / "figures" / "split_map.png"):
+        assert png.stat().st_mode & 0o777 == 0o666 & ~current_umask(), png
 
     for name in (
         "fig1_collapse_scan",

@@ -374,15 +374,22 @@ def temperature_grid_errors(name: str, grid) -> list[str]:
     ]
 
 
+def _unknown_names(config: dict, key: str, known, kind: str) -> list[str]:
+    """The names listed under ``key`` (``default_runs``, ``default_studies``) that are not
+    configured, as one error naming the key."""
+    unknown = [name for name in config.get(key) or [] if name not in known]
+    if not unknown:
+        return []
+    return [
+        f"config key {key}: unknown {kind}(s) {', '.join(map(repr, unknown))}"
+        f" (configured: {', '.join(sorted(known)) or 'none'})"
+    ]
+
+
 def consistency_errors(config: dict) -> list[str]:
     runs = config.get("runs", {})
-    errors = []
-    unknown = [r for r in config.get("default_runs", []) if r not in runs]
-    if unknown:
-        errors.append(
-            f"config key default_runs: unknown run(s) {', '.join(map(repr, unknown))}"
-            f" (configured: {', '.join(sorted(runs))})"
-        )
+    errors = _unknown_names(config, "default_runs", runs, "run")
+    errors += _unknown_names(config, "default_studies", config.get("studies", {}), "study")
     for name, run in runs.items():
         fractions = run.get("split", {}).get("fractions")
         if fractions and abs(sum(fractions) - 1.0) > 1e-9:

@@ -37,7 +37,8 @@ localrules:
 
 # The copy goes to a temporary name and is renamed into place only when complete, so a
 # full disk never leaves a truncated PNG under the output's name; the trap removes the
-# temporary file whatever happens.
+# temporary file whatever happens. mktemp makes its file 0600: the copy takes its source's
+# mode (written under the user's umask), so that others can read it as every other output.
 rule split_map_figure:
     input:
         "results/{run}/data/split_map.png",
@@ -50,4 +51,4 @@ rule split_map_figure:
     threads: 1
     shell:
         "(tmp=$(mktemp {output}.tmp-XXXXXX) && trap 'rm -f $tmp' EXIT && "
-        "cp {input} $tmp && mv $tmp {output}) 2> {log}"
+        "cp {input} $tmp && chmod --reference={input} $tmp && mv $tmp {output}) 2> {log}"

@@ -66,9 +66,11 @@ def study_args(wildcards):
 
 
 def study_targets():
-    """The table and figure of every configured study."""
+    """The table and figure of each study of `default_studies` (absent: every configured
+    study), as `default_runs` selects the runs of `all`."""
+    chosen = config.get("default_studies", list(config.get("studies", {})))
     return [
         f"results/studies/{study}/{name}"
-        for study in config.get("studies", {})
+        for study in chosen
         for name in ("spectra.csv", "study.png")
     ]

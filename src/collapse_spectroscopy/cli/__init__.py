@@ -102,7 +102,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="collapse-spectroscopy",
         description="Posterior collapse as spectral pruning: train a temperature scan of "
-        "linear beta-VAEs and measure its collapse, utility and PCA spectra.",
+        "beta-VAEs (linear, or MLP for nonlinear runs) and measure its collapse, utility "
+        "and PCA spectra. The usual entry point is the Snakemake workflow (`snakemake "
+        "--cores N` in the project folder, README), which runs these commands, one per "
+        "rule, with each run's settings; use them directly to rerun or inspect one step.",
         epilog="Exit status: 0 success; 2 bad input; 3 training failed; 4 interrupted "
         "(SIGTERM, SIGUSR1, Ctrl-C; training writes a checkpoint first: rerun to resume); "
         "5 a file-system fault (read-only, disk full, "

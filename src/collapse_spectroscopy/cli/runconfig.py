@@ -85,7 +85,12 @@ def config_option(
         # a programming error: the workflow would not rerun this command when key changes
         raise ValueError(f"{command} reads {key}, outside its stage {settings.STAGES[command]}")
     kwargs.setdefault("default", schema_default(key))
-    shown = "; default: %(default)s" if show_default and kwargs["default"] is not None else ""
+    default = kwargs["default"]
+    shown = ""
+    if show_default and isinstance(default, list | tuple):  # as typed: --hidden 64 64
+        shown = "; default: " + " ".join(str(v) for v in default).replace("%", "%%")
+    elif show_default and default is not None:
+        shown = "; default: %(default)s"
     parser.add_argument(flag, *aliases, help=f"{help} ({key}{shown})", **kwargs)
     if to_argv is None:
         to_argv = list_argv if kwargs.get("nargs") in ("*", "+") else scalar_argv
