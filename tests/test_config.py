@@ -110,6 +110,29 @@ def test_a_good_grid_plans_exactly_its_scan_points(tmp_path):
     assert len(planned) == 5
 
 
+@pytest.mark.parametrize(
+    "grid, digits",
+    [
+        ({"min": 1.0e-6, "max": 1.0, "num": 37}, 4),  # the paper's 6 per decade
+        ({"min": 0.001, "max": 0.7, "num": 14}, 4),  # the demo's
+        ({"min": 0.1, "max": 0.2, "num": 2000}, 5),  # dense: 4 digits would collide
+    ],
+)
+def test_grid_temperatures_have_short_labels_that_round_trip(grid, digits):
+    """A {min, max, num} grid's T are geomspace's rounded to the fewest significant digits
+    (>= 4) that keep them distinct (issue 20.7: folder names like
+    T=0.0016552122635755085). Each label reads back as its T, no two collide, no T moves
+    by more than half a unit in its last kept digit, and the ends stay as written."""
+    temps = scan_temperatures(grid)
+    raw = np.geomspace(grid["min"], grid["max"], grid["num"])
+    labels = [scan_point_label(t) for t in temps]
+    assert len(set(labels)) == grid["num"]
+    assert all(float(label) == t for label, t in zip(labels, temps, strict=True))
+    np.testing.assert_allclose(temps, raw, rtol=0.5 * 10.0 ** (1 - digits), atol=0)
+    assert temps[0] == grid["min"] and temps[-1] == grid["max"]
+    assert max(len(label.replace(".", "").lstrip("0").split("e")[0]) for label in labels) == digits
+
+
 def test_duplicates_in_explicit_lists_and_labels():
     # two spellings of one float: YAML reads both as 0.1 and the schema names the key
     message = errors_of(TINY + "    scan: {temperatures: [0.1, 0.10000000000000001]}\n")

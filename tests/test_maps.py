@@ -26,7 +26,7 @@ from collapse_spectroscopy import scanfile
 from collapse_spectroscopy.cli import main
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.prepared import SPLITS, load_prepared
-from collapse_spectroscopy.workflow_config import check_config, map_points
+from collapse_spectroscopy.workflow_config import check_config, map_points, scan_temperatures
 
 BUDGET = ["--max-updates", "20000", "--patience", "0.5", "--eval-every", "1000"]
 
@@ -222,7 +222,7 @@ def test_bad_map_temperature_is_a_config_error():
 def test_default_map_temperatures_are_the_nearest_scan_points_inside_the_scan():
     run = {"scan": {"temperatures": {"min": 0.001, "max": 0.7, "num": 14}, "seeds": [4, 2]}}
     temps, seed = map_points(run)
-    grid = np.geomspace(0.001, 0.7, 14)
+    grid = np.asarray(scan_temperatures(run["scan"]["temperatures"]))
     # 1e-2 -> the nearest grid point in log T; 1e-3 is the grid's end; 1e-4 lies outside
     assert temps == [grid[np.argmin(np.abs(np.log(grid / 1e-2)))], 0.001] and seed == 4
     assert map_points({"scan": {"temperatures": [0.05, 0.3]}}) == ([], 0)

@@ -135,20 +135,36 @@ _Validator = jsonschema.validators.extend(
 )
 
 
+#: The fewest significant digits of a grid's temperatures (:func:`scan_temperatures`).
+GRID_DIGITS = 4
+
+
 def scan_temperatures(grid) -> list[float]:
     """The temperatures T of a scan (``scan.temperatures``), as floats in config order.
 
     A list is taken as given; ``{min, max, num}`` is ``num`` log-spaced values from ``min``
-    to ``max``, both included (``numpy.geomspace``).
+    to ``max``, both included (``numpy.geomspace``), each rounded to the fewest significant
+    digits, at least :data:`GRID_DIGITS`, that keep the grid's distinct values distinct.
+    The T of a scan point is its file name (:func:`scan_point_label`), so the names stay
+    short (``T=0.001655``, not ``T=0.0016552122635755085``); the rounding moves a T by at
+    most 5e-5 of itself, far inside any threshold's resolution, and leaves ends written
+    with at most 4 digits (``1.0e-3``, ``0.7``) as they are.
     """
-    if isinstance(grid, dict):
-        return [float(t) for t in np.geomspace(grid["min"], grid["max"], grid["num"])]
-    return [float(t) for t in grid]
+    if not isinstance(grid, dict):
+        return [float(t) for t in grid]
+    raw = [float(t) for t in np.geomspace(grid["min"], grid["max"], grid["num"])]
+    for digits in range(GRID_DIGITS, 18):  # 17 significant digits round-trip any float
+        rounded = [float(f"{t:.{digits}g}") for t in raw]
+        if len(set(rounded)) == len(set(raw)):
+            return rounded
+    return raw
 
 
 #: the default ``maps.temperatures``: those of these inside the scan's range
 MAP_TEMPERATURES = (1e-2, 1e-3, 1e-4)
-_RANGE_ROUNDING = 1e-9  # relative: a bound written as 1.0e-3 and the geomspace end agree
+# relative: a bound written in full (3.1622776601683795e-05) is inside the scan whose end
+# scan_temperatures rounded to 4 digits (by at most 5e-5 of itself)
+_RANGE_ROUNDING = 1e-4
 
 
 def _inside(t: float, temps: list[float]) -> bool:
