@@ -208,12 +208,21 @@ def test_points_are_dealt_round_robin():
     assert chunks.scan_chunks(points, 100) == [points]
 
 
-@pytest.mark.parametrize("value", [0, -1, 1.5, "2"])
+@pytest.mark.parametrize("value", [0, -1, 1.5, "two", "1.5"])
 def test_a_bad_points_per_job_names_the_key(value):
     config = tiny_config([0.1])
     config["runs"]["tiny"]["scan"]["points_per_job"] = value
     with pytest.raises(InputError, match=r"runs\.tiny\.scan\.points_per_job"):
         check_config(config)
+
+
+def test_points_per_job_as_text_is_read_as_the_integer_it_spells():
+    """Snakemake hands nested --config values over as text: '2' is 2 (workflow_config.
+    coerce_text_scalars); text that spells no integer stays an error (above)."""
+    config = tiny_config([0.1])
+    config["runs"]["tiny"]["scan"]["points_per_job"] = "2"
+    check_config(config)
+    assert config["runs"]["tiny"]["scan"]["points_per_job"] == 2
 
 
 def snakemake(wd, *args, check=True):

@@ -244,15 +244,22 @@ def test_default_studies_must_name_configured_studies():
 
 @pytest.mark.slow
 def test_a_coarsening_study_end_to_end(tmp_path):
-    """The tiny synthetic run and its 2 x 2 coarsening (3 temperatures, 600 updates, one
-    training job per run: ~1 min on 2 busy cores). The table's contract columns; the base
+    """The tiny synthetic run and its 2 x 2 coarsening (3 temperatures, 20k updates, one
+    training job per run: ~25 s on 2 quiet cores). The table's contract columns; the base
     run's rows compare it with itself (angles 0, map correlations 1, to float rounding);
     the coarse run's two
-    leading effective variables survive: the synthetic layers are smooth on the 1-degree
-    grid, so their leading modes change little under 2 x 2 block means (angles < 15
-    degrees, maps correlate > 0.9; measured 2-3 degrees and > 0.999)."""
+    leading effective variables survive: under 2 x 2 block means the synthetic layers'
+    white part averages out and their smooth part stays, each with the declared
+    covariance's shape, so their leading PCA subspaces turn by < 0.4 degrees; the trained
+    runs' decoder subspaces within 15 degrees, maps correlate > 0.9."""
     config = _config()
     config["runs"]["tiny"]["scan"]["points_per_job"] = 3  # one training job per run
+    # 20k updates (as test_workflow's end-to-end run): with 600 the latents of ranks 2-3
+    # are still turning, so the leading-2 decoder subspaces of two runs differ by whatever
+    # the unfinished training left (16-63 degrees measured on the spatially structured
+    # synthetic layers, whose full and 2 x 2 PCA subspaces agree to 0.4 degrees); at 20k
+    # the comparison measures the data (~0.3 s of training per job with the numba engine)
+    config["runs"]["tiny"]["training"]["max_updates"] = 20_000
     wd = workdir(tmp_path, config)
     result = _snakemake(wd, "studies")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -22,8 +22,9 @@ generated deterministically from a seed (``numpy.random.default_rng``):
   wavenumbers in :data:`SMOOTH_WAVENUMBERS`, i.e. features of ~2-10 degrees), with
   ``s =`` :data:`SMOOTH_SHARE`; neighbouring cells correlate at ~0.6, so latent maps show
   regions, not salt and pepper.
-* **Exact spectrum.** The fields are then centred and whitened over the land cells
-  (``g <- g L^-T`` with ``L`` the Cholesky factor of their covariance), so that over all
+* **Exact spectrum.** The white and the smooth parts are each whitened over the land
+  cells, then the fields once more (``g <- g L^-T`` with ``L`` the Cholesky factor of
+  their covariance), so that over all
   land cells their sample covariance is the identity and the sample correlation matrix of
   the layers is ``C`` to float32 rounding: the stack's own PCA spectrum *is* the declared
   one. A subset of cells, such as the spatial training split, estimates it with sampling
@@ -240,10 +241,11 @@ def source_fields(
     sample mean over the land cells is 0 and sample covariance (``ddof = 0``) the identity.
 
     Each is ``sqrt(1 - s)`` white noise plus ``sqrt(s)`` of a smooth field (``s =``
-    :data:`SMOOTH_SHARE`), the smooth part a sum of random plane waves on the sphere;
-    then all ``k`` are centred and whitened together (Cholesky), which keeps them smooth
-    (each becomes a combination of the others) and makes the declared spectrum exact over
-    the land cells (module docstring).
+    :data:`SMOOTH_SHARE`), the smooth part a sum of random plane waves on the sphere. The
+    white and the smooth parts are whitened each on its own (:func:`whitened`), so that a
+    coarse-grained stack keeps the covariance's shape, and then the sum once more, which
+    makes the declared spectrum exact over the land cells (module docstring); whitening
+    keeps the fields smooth (each becomes a combination of the others).
     """
     _, p = _cell_centres(resolution_deg)
     p = p[mask]
@@ -253,9 +255,19 @@ def source_fields(
     smooth = np.stack(
         [plane_waves(p, wave_rng, SMOOTH_WAVES, SMOOTH_WAVENUMBERS) for _ in range(k)], axis=1
     )
-    smooth = (smooth - smooth.mean(0)) / smooth.std(0)
-    g = np.sqrt(1.0 - SMOOTH_SHARE) * white + np.sqrt(SMOOTH_SHARE) * smooth
-    g -= g.mean(0)
+    # each part white on its own first: averaging neighbours (dataset.coarsen) then
+    # shrinks the white part's covariance to ~I/4 and leaves the smooth part's ~I, so the
+    # coarse layers keep C's shape; whitened only together, the smooth fields' sample
+    # cross-correlations (few independent patches) turned the coarse modes by ~40 degrees
+    g = np.sqrt(1.0 - SMOOTH_SHARE) * whitened(white) + np.sqrt(SMOOTH_SHARE) * whitened(smooth)
+    return whitened(g)  # their small cross-covariance (~1/sqrt(n)) removed: exactly white
+
+
+def whitened(fields: np.ndarray) -> np.ndarray:
+    """``fields`` (n, k) centred and whitened: sample mean 0 and sample covariance
+    (``ddof = 0``) the identity, by the Cholesky factor ``L`` of their covariance
+    (``fields <- fields L^-T``: each stays a combination of the fields before it)."""
+    g = fields - fields.mean(0)
     chol = np.linalg.cholesky(g.T @ g / g.shape[0])
     return np.linalg.solve(chol, g.T).T
 
