@@ -151,6 +151,7 @@ def _data_change_workdir(tmp_path, dataset):
     [(case, []) for case in DATA_CHANGES] + [("rasters folder", ["--rerun-triggers", "mtime"])],
     ids=[*DATA_CHANGES, "rasters folder, mtime"],
 )
+@pytest.mark.slow
 def test_a_data_file_edited_in_place_reruns_prepare(tmp_path, case, triggers):
     """Before: the files of dataset.path were no inputs of `prepare`, and after a layer was
     replaced Snakemake said "Nothing to be done", even with ``--rerun-triggers mtime``."""
@@ -307,6 +308,7 @@ def _train(prepared, out):
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_sigint_during_training_checkpoints_and_exits_4(prepared, tmp_path):
     """Before: Ctrl-C printed a KeyboardInterrupt traceback and wrote no checkpoint (the
     rerun fell back to the last periodic one). Now SIGINT is SIGTERM's twin: a checkpoint
@@ -380,6 +382,7 @@ def scan_inputs(prepared, tmp_path_factory):
 
 
 @pytest.mark.parametrize("command", ["gather", "spectra", "prepare"])
+@pytest.mark.slow
 def test_sigint_in_any_command_is_one_line_and_exit_4(scan_inputs, tmp_path, command):
     """Before: Ctrl-C during gather or spectra printed a KeyboardInterrupt traceback."""
     import subprocess

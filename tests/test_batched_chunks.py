@@ -203,6 +203,7 @@ def chunk_cmd(prepared, folder):
     return cmd
 
 
+@pytest.mark.slow
 def test_an_interrupted_batched_chunk_resumes_bit_identically(prepared, tmp_path):
     """Through the CLI (float32): SIGUSR1 at update 1250 writes the batch checkpoint there
     and exits 4 with no point written; the rerun resumes and writes what a chunk never

@@ -115,6 +115,7 @@ def assert_clean(folder):
     assert not list(folder.glob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_a_chunk_writes_what_separate_jobs_write(prepared, separate, tmp_path):
     run = subprocess.run(chunk_cmd(prepared, tmp_path), check=True, capture_output=True, text=True)
     for t, s, name in POINTS:
@@ -127,6 +128,7 @@ def checkpoint_update(path):
     return torch.load(path, weights_only=False)["update"]
 
 
+@pytest.mark.slow
 def test_an_interrupted_chunk_resumes_where_it_stopped(prepared, separate, tmp_path):
     """SIGUSR1 in the first point (exit 4), a rerun finishes it and is SIGKILLed in the
     second; the last rerun keeps the first, resumes the second, trains the third."""

@@ -46,6 +46,7 @@ def train(prepared, out, T, seed=0, *extra):
     )
 
 
+@pytest.mark.slow
 def test_train_gather_spectra_figures(prepared, tmp_path):
     points = []
     for T in (0.02, 0.2, 0.45):

@@ -221,6 +221,7 @@ def test_runs_sharing_a_download_agree_on_url():
         check_config(config)
 
 
+@pytest.mark.slow
 def test_workflow_passes_dataset_keys_to_its_commands(tmp_path):
     """dataset.drop_columns, split_column and nodata reach the prepare command; a
     worldclim run's url and sha256 reach the download (fetch) and prepare: through the

@@ -1071,6 +1071,7 @@ def test_table_undeclared_fill_and_declared_nodata(tmp_path, capsys):
 # --------------------------------------------------------------------------- table advice
 
 
+@pytest.mark.slow
 def test_table_advice_names_real_config_keys(tmp_path, capsys):
     """The advice for an id column names keys the schema accepts, and following it
     through the real workflow (a path with a comma, too) drops the column."""

@@ -252,6 +252,7 @@ def test_windows_are_the_per_update_batches(n, bs):
     assert np.array_equal(np.concatenate(rows), np.concatenate(ref))
 
 
+@pytest.mark.slow
 def test_a_cold_and_a_warm_compile_cache_give_the_same_point(tmp_path):
     """The first training after an empty numba cache (the engine compiled in the process)
     and a later one (the compiled code loaded from the cache) give the same scan point, bit

@@ -365,6 +365,7 @@ def test_workflow_with_read_only_records_says_so_in_one_line(tmp_path):
 
 
 @pytest.mark.skipif(not mounts_allowed(), reason=NO_MOUNTS)
+@pytest.mark.slow
 def test_a_full_results_disk_tells_the_terminal_why(tmp_path):
     """Before: the job's one line went to its log, on the same full disk, so the user saw
     only ``returned non-zero exit status 1`` and an empty log. Now the line also reaches
@@ -392,6 +393,7 @@ def test_a_full_results_disk_tells_the_terminal_why(tmp_path):
 
 
 @pytest.mark.skipif(not mounts_allowed(), reason=NO_MOUNTS)
+@pytest.mark.slow
 def test_split_map_copy_never_leaves_a_truncated_png(tmp_path):
     """The whole working directory on a disk that fills during the copy. Before: plain
     `cp` left a truncated PNG (20,480 of 80,000 bytes here) under the output's name, since

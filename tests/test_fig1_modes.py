@@ -115,6 +115,7 @@ def test_modes_view_needs_mode_totals(spread_scan):
         fig1_collapse_scan.draw(scan, table, fig1_view="rank")
 
 
+@pytest.mark.slow
 def test_make_figures_passes_the_view_to_fig1_only(spread_scan, tmp_path):
     scan, table, _, _ = spread_scan
     paths = make_figures(scan, table, tmp_path, rho_min=spectra.RHO_MIN, fig1_view="modes")
@@ -152,6 +153,7 @@ def test_config_refuses_modes_view_for_a_nonlinear_run():
         check_config(bad)
 
 
+@pytest.mark.slow
 def test_workflow_passes_fig1_view_to_the_figures_command(tmp_path):
     """figures.fig1_view reaches the figures command through the stage file the workflow
     writes (results/RUN/config/figures.json), read back by the command's own parser."""

@@ -152,6 +152,7 @@ def written(scan, tmp_path_factory):
     return outdir, figures.make_figures(scan, table, outdir, rho_min=RHO_MIN)
 
 
+@pytest.mark.slow
 def test_make_figures_writes_eight_valid_files(written):
     outdir, paths = written
     names = {p.name for p in paths}

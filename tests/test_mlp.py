@@ -213,6 +213,7 @@ def train_cmd(prepared, out):
     ]
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_is_bit_identical(prepared, tmp_path):
     ref = tmp_path / "ref" / "p.nc"
     done = subprocess.run(train_cmd(prepared, ref), capture_output=True, text=True)

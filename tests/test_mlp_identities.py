@@ -224,6 +224,7 @@ def train_cmd(prepared, out):
     ]
 
 
+@pytest.mark.slow
 def test_two_cli_runs_of_one_seed_write_identical_observables(tmp_path):
     prepared = tmp_path / "prepared.npz"
     gaussian_prepared(SPECTRUM, sizes=(2000, 500, 500), seed=6).save(prepared)

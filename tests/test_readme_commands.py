@@ -25,6 +25,9 @@ import pytest
 from test_datasets import small_stack
 from workflow_helpers import ROOT
 
+# every command runs Snakemake or the CLI in a subprocess (~1.5 s each, ~40 s in all)
+pytestmark = pytest.mark.slow
+
 README = (ROOT / "README.md").read_text()
 WORLDCLIM = Path(
     os.environ.get("COLLAPSE_WORLDCLIM_DIR", ROOT.parent / "shared" / "data" / "worldclim-2.1-10m")

@@ -99,6 +99,7 @@ def checkpoint_update(out):
 
 
 @pytest.mark.parametrize("engine", ["numba", "fast"])
+@pytest.mark.slow
 def test_sigkill_then_rerun_is_bit_identical(prepared, reference, tmp_path, engine):
     out = tmp_path / "killed" / "p.nc"
     proc = start_paused(train_cmd(prepared, out, engine), out)
@@ -117,6 +118,7 @@ def test_sigkill_then_rerun_is_bit_identical(prepared, reference, tmp_path, engi
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+@pytest.mark.slow
 def test_signal_writes_a_checkpoint_and_exits_4(prepared, reference, tmp_path, sig):
     out = tmp_path / "sig" / "p.nc"
     proc = start_paused(train_cmd(prepared, out, "numba"), out)
@@ -134,6 +136,7 @@ def test_signal_writes_a_checkpoint_and_exits_4(prepared, reference, tmp_path, s
     assert_same_point(reference("numba"), out)
 
 
+@pytest.mark.slow
 def test_a_foreign_checkpoint_is_refused(prepared, tmp_path):
     out = tmp_path / "p.nc"
     proc = start_paused(train_cmd(prepared, out, "numba"), out)

@@ -260,6 +260,7 @@ def test_bad_config_names_the_key_before_any_job(tmp_path, patch, key):
     assert not (wd / "results").exists()
 
 
+@pytest.mark.slow
 def test_a_diverging_training_job_fails_cleanly(tmp_path):
     """A non-finite loss: the rule log names T, seed and update; no scan-point file stays."""
     wd = workdir(tmp_path, tiny_config([0.1], learning_rate=1e30))  # Adam steps of 1e30
