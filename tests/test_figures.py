@@ -422,6 +422,16 @@ def test_fig3_draws_hollow_exactly_the_ranks_the_table_flags(tmp_path):
     # the same scan without the column (an older table): the figure applies the same rule
     (vae,) = vae_of(fig3_duality.draw(scan, table.drop(columns="under_equilibrated")))
     assert sorted(drawn_rank[face_is_white(vae)]) == [15, 16, 17]
+    # Fig 1 says the same of its fit bands: dotted for exactly the flagged ranks
+    fig = fig1_collapse_scan.draw(scan, table)
+    lines = fig.axes[1].get_lines()
+    end = {ln.get_gid(): [] for ln in lines}
+    for ln in lines:
+        end[ln.get_gid()].append(ln.get_xdata()[-1])  # a band ends at its rank's T_k
+    assert sorted(end["fit_flagged"]) == pytest.approx(sorted(tk[14:17]))
+    assert sorted(end["fit"]) == pytest.approx(sorted(tk[:14]))
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "fit of an under-equilibrated rank" in labels
 
 
 def test_fig3_eval_marks_and_seed_bars_lie_above_the_circles(scan):

@@ -15,7 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from ..scanfile import point_grid
-from ..spectra import PCA_FLOOR
+from ..spectra import PCA_FLOOR, scan_rank_flags
 from ..stopping import scan_under_equilibrated
 from .style import RankColors
 
@@ -189,3 +189,15 @@ def nanmean(a, axis):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(a, axis=axis)
+
+
+def rank_flags(scan, spectra, rank, rho_min) -> np.ndarray:
+    """For each rank of ``rank``: is it ``under_equilibrated``? The table's column where it
+    has one (so the figure says what ``spectra.csv`` says), else the same rule applied to
+    the scan (:func:`.spectra.scan_rank_flags`)."""
+    if "under_equilibrated" in spectra:
+        table = spectra.sort_values("rank") if "rank" in spectra else spectra
+        return table["under_equilibrated"].astype(str).str.lower().eq("true").to_numpy()
+    if "signal_fraction" not in scan or "truncated_distortion" not in scan:
+        return np.zeros(rank.size, dtype=bool)
+    return by_rank(scan_rank_flags(scan, rho_min), rank)

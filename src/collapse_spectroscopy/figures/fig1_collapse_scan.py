@@ -2,7 +2,8 @@
 one column wide; docs/science.md §6).
 
 Middle panel: the fixed-exponent fits ``rho = 1 - T/T_k`` (spectra ``collapse_threshold``,
-broad pale bands, drawn for ``T < T_k``) replace the seed-mean lines, a dotted line marks
+broad pale bands, drawn for ``T < T_k``; dotted for a rank the table flags
+``under_equilibrated``, docs/science.md §4.1) replace the seed-mean lines, a dotted line marks
 ``rho_min`` (only points above it enter the fits), and the PCA-predicted thresholds
 ``lambda_k/V`` inside the scanned range are marked by triangles on the top edge. Dashed:
 the analytic equilibrium of every panel; where the scan stores the evaluation split's
@@ -40,12 +41,16 @@ from .common import (
     point_flags,
     positive,
     rank_colors,
+    rank_flags,
     ranks,
     temperatures,
     theory_spectrum,
 )
 from .marks import data_handles, grey_rank_label, handle, plot_ranked, plot_theory
 from .style import COLUMN_WIDTH, FIT, GUIDE, REFERENCE_COLOR, THEORY, panel_label, style
+
+# the fit band of a rank spectra.csv flags under_equilibrated: dotted, the hollow of a band
+FIT_FLAGGED = {**FIT, "ls": (0, (1, 0.8))}
 
 PANELS = [  # (scan variable, its equilibrium law, y label, draw seed means)
     ("posterior_mean_square", equilibrium.posterior_mean_square, r"mean square $m_k$", True),
@@ -128,13 +133,21 @@ def draw(
         ax = axes[1]
         lo, hi = t_range(t)
         thresholds = column(spectra, "mode_collapse_threshold" if modes else "collapse_threshold")
-        for rank, tk_fit in zip(ranks(spectra), thresholds, strict=True):
+        # a rank spectra.csv flags under_equilibrated (its T_k or u_k moves by more than
+        # 5 % without the under-equilibrated points): its band dotted, as Fig 3's circle
+        # is hollow; the flag is the ranked latents', so the mode view draws none
+        rank_of = ranks(spectra)
+        flagged = (
+            np.zeros(rank_of.size, bool) if modes else rank_flags(scan, spectra, rank_of, rho_min)
+        )
+        for rank, tk_fit, weak in zip(rank_of, thresholds, flagged, strict=True):
             if not (np.isfinite(tk_fit) and tk_fit > 0) or tk_fit <= lo:
                 continue
             # the fitted law is the equilibrium's rho = 1 - T/T_k at the fitted T_k
             tt = np.geomspace(lo, min(tk_fit, hi), 80)
             fit = equilibrium.signal_fraction([tk_fit], tt)[:, 0]
-            ax.plot(tt, fit, color=colors(rank), gid="fit", **FIT)
+            style_ = FIT_FLAGGED if weak else FIT
+            ax.plot(tt, fit, color=colors(rank), gid="fit_flagged" if weak else "fit", **style_)
         ax.axhline(rho_min, color=REFERENCE_COLOR, gid="rho_min", **GUIDE)
         for rank, lam in enumerate(tk, start=1):
             if lo <= lam <= hi:
@@ -164,6 +177,8 @@ def draw(
         # each of these marks is drawn in one panel only, so the legend names no panel;
         # that (a, b)'s equilibrium is measured on the eval split is the caption's to say
         handles.append(handle(r"fit $\rho_k = 1-T/T_k$", FIT))
+        if flagged.any():
+            handles.append(handle("fit of an under-equilibrated rank", FIT_FLAGGED))
         handles.append(handle(rf"fit cut $\rho_{{min}}$ = {rho_min:g}", GUIDE))
         if tk.size:
             theory = null_model_label(

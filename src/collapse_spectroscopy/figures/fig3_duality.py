@@ -26,9 +26,9 @@ import xarray as xr
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from ..spectra import EQUILIBRATION_TOLERANCE, PCA_FLOOR, RHO_MIN, scan_rank_flags
+from ..spectra import EQUILIBRATION_TOLERANCE, PCA_FLOOR, RHO_MIN
 from .axes import log_ticks
-from .common import by_rank, column, null_model_label, positive, rank_colors, ranks
+from .common import column, null_model_label, positive, rank_colors, rank_flags, ranks
 from .marks import dot
 from .seedbars import BAR, error_bars
 from .style import COLUMN_WIDTH, style
@@ -110,18 +110,6 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
         ax.legend(handles=handles, loc="upper left", handletextpad=0.3)
         colors.colorbar(fig, ax, fraction=0.05, aspect=25)
         return fig
-
-
-def rank_flags(scan, spectra, rank, rho_min) -> np.ndarray:
-    """For each rank of ``rank``: is it ``under_equilibrated``? The table's column where it
-    has one (so the figure says what ``spectra.csv`` says), else the same rule applied to
-    the scan (:func:`.spectra.scan_rank_flags`)."""
-    if "under_equilibrated" in spectra:
-        table = spectra.sort_values("rank") if "rank" in spectra else spectra
-        return table["under_equilibrated"].astype(str).str.lower().eq("true").to_numpy()
-    if "signal_fraction" not in scan or "truncated_distortion" not in scan:
-        return np.zeros(rank.size, dtype=bool)
-    return by_rank(scan_rank_flags(scan, rho_min), rank)
 
 
 def _tint(color):
