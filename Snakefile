@@ -13,7 +13,7 @@ import time
 from snakemake.utils import min_version
 
 from collapse_spectroscopy.cli.run_summary import built_runs, summary_lines
-from collapse_spectroscopy.io import why_not_writable
+from collapse_spectroscopy.store.atomic import why_not_writable
 
 # when this invocation started: the runs whose summary.json is newer were built by it
 STARTED = time.time()

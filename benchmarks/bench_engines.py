@@ -52,11 +52,11 @@ import torch  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from collapse_spectroscopy.engines import TrainingProblem, make_engine  # noqa: E402
-from collapse_spectroscopy.mlp_vae import MLPVAE  # noqa: E402
-from collapse_spectroscopy.model import LinearVAE, sampled_loss  # noqa: E402
-from collapse_spectroscopy.training import TrainConfig, train_scan_point  # noqa: E402
-from collapse_spectroscopy.units import temperature_to_beta, total_variance  # noqa: E402
+from collapse_spectroscopy.analysis.temperature import temperature_to_beta, total_variance  # noqa: E402
+from collapse_spectroscopy.models.linear import LinearVAE, sampled_loss  # noqa: E402
+from collapse_spectroscopy.models.mlp import MLPVAE  # noqa: E402
+from collapse_spectroscopy.training.engines import TrainingProblem, make_engine  # noqa: E402
+from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point  # noqa: E402
 
 D, K, BATCH, N_TRAIN = 19, 32, 256, 100_000
 T = 0.01  # a temperature inside the WorldClim scan range
@@ -222,7 +222,7 @@ def main() -> None:
 def run_batched(x: np.ndarray, points: int, updates: int) -> float:
     """``updates`` updates of ``points`` points (temperatures spread over the WorldClim
     scan's decades, seeds 0..P-1) in one batched engine, a window at a time; seconds."""
-    from collapse_spectroscopy.engines.batched import BatchedEngine
+    from collapse_spectroscopy.training.engines.batched import BatchedEngine
 
     V = total_variance(x)
     problems = [

@@ -44,8 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from collapse_spectroscopy.chunks import scan_chunks
-from collapse_spectroscopy.prepared import PreparedDataset
+from collapse_spectroscopy.jobs.chunks import scan_chunks
+from collapse_spectroscopy.store.prepared import PreparedDataset
 
 N_SAMPLES, D = 808_053, 19  # WorldClim 2.1 at 10': land cells, bioclimatic variables
 FRACTIONS = (0.6, 0.2, 0.2)

@@ -30,13 +30,13 @@ import time
 import numpy as np
 import torch
 
-from collapse_spectroscopy import observables
-from collapse_spectroscopy.engines import TrainingProblem
-from collapse_spectroscopy.engines.batched import BatchedEngine
-from collapse_spectroscopy.engines.torch_engines import FastEngine
-from collapse_spectroscopy.model import LinearVAE
-from collapse_spectroscopy.training import TrainConfig, train_scan_point
-from collapse_spectroscopy.units import temperature_to_beta, total_variance
+from collapse_spectroscopy.analysis import observables
+from collapse_spectroscopy.analysis.temperature import temperature_to_beta, total_variance
+from collapse_spectroscopy.models.linear import LinearVAE
+from collapse_spectroscopy.training.engines import TrainingProblem
+from collapse_spectroscopy.training.engines.batched import BatchedEngine
+from collapse_spectroscopy.training.engines.torch_engines import FastEngine
+from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
 
 
 def data(n=200_000, d=19, seed=0):

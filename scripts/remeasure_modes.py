@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from collapse_spectroscopy import maps, modes, scanfile, spectra
-from collapse_spectroscopy.prepared import load_prepared
+from collapse_spectroscopy.analysis import modes, pca, spectra
+from collapse_spectroscopy.maps import latent_maps
+from collapse_spectroscopy.store import scanfile
+from collapse_spectroscopy.store.prepared import load_prepared
 
 
 def main(run: Path, out: Path) -> int:
@@ -30,13 +32,13 @@ def main(run: Path, out: Path) -> int:
         return 2
     ds = load_prepared(run / "data/prepared.npz")
     x_eval = ds.split(train_cfg["training"]["eval_split"])
-    basis = spectra.pca_basis(ds.x_train)
-    ratio = spectra.pca_eval_ratio(ds.x_train, x_eval, basis)
+    basis = pca.pca_basis(ds.x_train)
+    ratio = pca.pca_eval_ratio(ds.x_train, x_eval, basis)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for nc in sorted((run / "scan").glob("T=*/seed=*.nc")):
         point = scanfile.read(nc)
-        params = maps.load_model(nc.with_suffix(".pt"))[0].numpy_params()
+        params = latent_maps.load_model(nc.with_suffix(".pt"))[0].numpy_params()
         totals = modes.measure_modes(params, x_eval, ds.x_train, basis)
         point["pca_eval_ratio"] = ("mode", ratio)
         for name in scanfile.PER_MODE:

@@ -14,7 +14,7 @@ mode grow within the budget once the noise is smaller (``--batch-size`` up or
 ``--learning-rate`` down)?
 
 The header gives each followed mode's rate of leaving collapse under gradient flow
-(:func:`collapse_spectroscopy.equilibrium.escape_rate`): their ratios predict the ratios of
+(:func:`collapse_spectroscopy.analysis.equilibrium.escape_rate`): their ratios predict the ratios of
 the escape times from the default start. Each line: updates, the validation loss, and for
 each mode of ``--modes`` its measured signal fraction on the evaluation split
 (``modes.measure_modes``) and the equilibrium's (``equilibrium.signal_fraction`` of the
@@ -30,12 +30,12 @@ import time
 import numpy as np
 import torch
 
-from collapse_spectroscopy import equilibrium, modes, spectra
-from collapse_spectroscopy.engines import make_engine
-from collapse_spectroscopy.model import LinearVAE
-from collapse_spectroscopy.prepared import load_prepared
-from collapse_spectroscopy.training import TrainConfig, seed_streams, training_problem
-from collapse_spectroscopy.units import temperature_to_beta, total_variance
+from collapse_spectroscopy.analysis import equilibrium, modes, pca
+from collapse_spectroscopy.analysis.temperature import temperature_to_beta, total_variance
+from collapse_spectroscopy.models.linear import LinearVAE
+from collapse_spectroscopy.store.prepared import load_prepared
+from collapse_spectroscopy.training.engines import make_engine
+from collapse_spectroscopy.training.scan_point import TrainConfig, seed_streams, training_problem
 
 
 def main(argv=None) -> int:
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     ds = load_prepared(args.prepared)
     x_train, x_eval = ds.x_train.astype(np.float64), ds.split(args.eval_split).astype(np.float64)
     follow = [int(k) - 1 for k in args.modes.split(",")]
-    basis = spectra.pca_basis(x_train)
+    basis = pca.pca_basis(x_train)
     mean = modes.training_mean(x_train)
     cov = np.cov(x_train, rowvar=False, bias=True)
     lam = np.clip(np.sort(np.linalg.eigvalsh(cov))[::-1], 0.0, None)

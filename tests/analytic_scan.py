@@ -13,7 +13,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from collapse_spectroscopy import equilibrium, modes, observables, scanfile, spectra
+from collapse_spectroscopy.analysis import equilibrium, modes, observables, pca
+from collapse_spectroscopy.store import scanfile
 
 SPREAD = np.sqrt([1 / 3, 1 / 3, 1 / 3])  # one latent rotated evenly into three
 
@@ -53,7 +54,7 @@ def spread(params, latent, into, weights=SPREAD):
 def point(params, temperature, x_eval, x_train, seed=0):
     """The scan-point dataset of a model given by its parameters."""
     obs = observables.measure(params, x_eval, x_train, seed=seed)
-    basis = spectra.pca_basis(x_train)
+    basis = pca.pca_basis(x_train)
     train = SimpleNamespace(
         beta=temperature * x_train.shape[1],
         total_variance=float(x_train.shape[1]),
@@ -70,9 +71,9 @@ def point(params, temperature, x_eval, x_train, seed=0):
         seed=seed,
         obs=obs,
         train=train,
-        pca_ratio=spectra.pca_spectrum(x_train),
-        pca_eval_distortion=spectra.pca_eval_distortion(x_train, x_eval),
-        pca_eval_ratio=spectra.pca_eval_ratio(x_train, x_eval, basis),
+        pca_ratio=pca.pca_spectrum(x_train),
+        pca_eval_distortion=pca.pca_eval_distortion(x_train, x_eval),
+        pca_eval_ratio=pca.pca_eval_ratio(x_train, x_eval, basis),
         modes=modes.measure_modes(params, x_eval, x_train, basis),
     )
 

@@ -4,7 +4,7 @@ and averaging tests."""
 
 from __future__ import annotations
 
-from collapse_spectroscopy.engines import TrainingProblem
+from collapse_spectroscopy.training.engines import TrainingProblem
 
 
 def problem(model, x, beta, average="none", horizon=1, *, x_val=None, batch_size=256):

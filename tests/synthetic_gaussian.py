@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import random_correlation
 
-from collapse_spectroscopy.prepared import PreparedDataset
+from collapse_spectroscopy.store.prepared import PreparedDataset
 
 
 def gaussian_splits(spectrum, sizes=(40_000, 20_000, 40_000), seed=0):

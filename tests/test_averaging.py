@@ -15,18 +15,19 @@ import torch
 import xarray as xr
 
 import test_oracle as oracle
-from collapse_spectroscopy import equilibrium, observables, settings, spectra
+from collapse_spectroscopy.analysis import equilibrium, observables, pca, spectra
+from collapse_spectroscopy.analysis.temperature import temperature_to_beta
 from collapse_spectroscopy.cli import main
-from collapse_spectroscopy.engines import ENGINES, engine_class, make_engine
-from collapse_spectroscopy.engines.averaging import AVERAGES, polyak_blocks
-from collapse_spectroscopy.engines.layout import pack
-from collapse_spectroscopy.engines.mlp import fixed_draw_loss, validation_seed
-from collapse_spectroscopy.engines.numba.engine import NumbaEngine
-from collapse_spectroscopy.engines.torch_engines import AutogradEngine
+from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.errors import InputError
-from collapse_spectroscopy.model import LinearVAE, expected_loss
-from collapse_spectroscopy.training import TrainConfig, seed_streams, train_scan_point
-from collapse_spectroscopy.units import temperature_to_beta
+from collapse_spectroscopy.models.linear import LinearVAE, expected_loss
+from collapse_spectroscopy.training.engines import ENGINES, engine_class, make_engine
+from collapse_spectroscopy.training.engines.averaging import AVERAGES, polyak_blocks
+from collapse_spectroscopy.training.engines.layout import pack
+from collapse_spectroscopy.training.engines.mlp import fixed_draw_loss, validation_seed
+from collapse_spectroscopy.training.engines.numba.engine import NumbaEngine
+from collapse_spectroscopy.training.engines.torch_engines import AutogradEngine
+from collapse_spectroscopy.training.scan_point import TrainConfig, seed_streams, train_scan_point
 from engine_problems import problem as engine_problem
 from synthetic_gaussian import gaussian_prepared, gaussian_splits
 
@@ -353,7 +354,7 @@ def test_averaged_weights_are_closer_to_equilibrium_than_the_best_iterate():
     x64 = xtr.astype(np.float64)
     T = 0.02
     beta = temperature_to_beta(T, float(np.trace(np.cov(x64.T, bias=True))), 1.0)
-    tk = spectra.pca_spectrum(xtr)
+    tk = pca.pca_spectrum(xtr)
     rho_eq = equilibrium.signal_fraction(tk, T)
     for seed in (0, 1, 2):
         out = {}
@@ -391,7 +392,7 @@ def test_the_oracle_scan_passes_with_averaging(kind):
     analytic equilibrium. Averaging may not buy accuracy here (the noise floor at batch
     256 and lr 1e-3 is below these tolerances) but it must not cost any."""
     xtr, xva, xte, _, _ = gaussian_splits(oracle.SPECTRUM, seed=0)
-    tk = spectra.pca_spectrum(xtr)
+    tk = pca.pca_spectrum(xtr)
     config = TrainConfig(
         max_updates=30_000,
         patience=0.2,

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from collapse_spectroscopy.cli import main
+from collapse_spectroscopy.config import checks
 from collapse_spectroscopy.datasets.table import read_table
 from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.jobs import train_job
 
 
 def _one_line(err: str) -> str:
@@ -184,7 +186,7 @@ def _run(**sections) -> dict:
 
 def _config_errors(run: dict, **other_runs) -> str:
     """check_config's message for a config with run ``r`` (and ``other_runs``)."""
-    from collapse_spectroscopy.workflow_config import check_config
+    from collapse_spectroscopy.config.checks import check_config
 
     runs = {"r": _run(**run), **{name: _run(**other) for name, other in other_runs.items()}}
     with pytest.raises(InputError) as info:
@@ -195,17 +197,16 @@ def _config_errors(run: dict, **other_runs) -> str:
 def test_absurd_latents_are_refused_before_any_job(monkeypatch):
     """Before: ``model.latents: 100000`` passed the check, trained 3 minutes and ended in
     a MemoryError traceback on one (100000, 100000) float64 array (74.5 GiB). The bound
-    is 40 bytes per pair of latents (measured: workflow_config.BYTES_PER_LATENT_PAIR)."""
-    from collapse_spectroscopy import workflow_config
+    is 40 bytes per pair of latents (measured: checks.BYTES_PER_LATENT_PAIR)."""
 
-    monkeypatch.setattr(workflow_config, "machine_memory_bytes", lambda: 64 * 2**30)
+    monkeypatch.setattr(checks, "machine_memory_bytes", lambda: 64 * 2**30)
     message = _config_errors({"dataset": {"source": "synthetic"}, "model": {"latents": 100000}})
     assert "config key runs.r.model.latents = 100000: a training job would need at least " in (
         message
     )
     # 40 x 1e10 bytes = 373 GiB; the largest K with 40 K^2 <= 64 GiB is 41448
     assert "373 GiB" in message and "this machine's 64 GiB: expected at most 41448" in message
-    workflow_config.check_config({"runs": {"r": _run(model={"latents": 41448})}})
+    checks.check_config({"runs": {"r": _run(model={"latents": 41448})}})
 
 
 @pytest.mark.parametrize(
@@ -225,7 +226,7 @@ def test_an_average_longer_than_the_training_is_refused():
     message = _config_errors({"training": training})
     assert "config key runs.r.training.average_horizon = 5000: an average over 5000 " in message
     assert "longer than training.max_updates = 1000" in message
-    from collapse_spectroscopy.workflow_config import check_config
+    from collapse_spectroscopy.config.checks import check_config
 
     for fine in ({**training, "average_horizon": 1000}, {**training, "average": "none"}):
         check_config({"runs": {"r": _run(training=fine)}})
@@ -249,7 +250,7 @@ def test_dataset_paths_are_checked_before_any_job(tmp_path, monkeypatch):
     message = _config_errors({"dataset": {"source": "synthetic", "path": "layers"}})
     assert "config key runs.r.dataset.path = 'layers' is not used by source 'synthetic'" in message
     # a study varying the source keeps the base run's path: its derived run is checked
-    from collapse_spectroscopy.workflow_config import check_config
+    from collapse_spectroscopy.config.checks import check_config
 
     base = _run(dataset={"source": "rasters", "path": "layers"})
     study = {"s": {"run": "r", "vary": "dataset.source", "values": ["rasters", "table"]}}
@@ -317,7 +318,7 @@ def test_sigint_during_training_checkpoints_and_exits_4(prepared, tmp_path):
 
     import torch
 
-    from collapse_spectroscopy.checkpoint import PAUSE_ENV
+    from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
     from pause_helpers import wait_paused
 
     out = tmp_path / "p.nc"
@@ -343,9 +344,9 @@ def test_sigint_during_training_checkpoints_and_exits_4(prepared, tmp_path):
 # its own process half-way through the file; Python raises KeyboardInterrupt right after.
 SIGINT_MID_WRITE = """
 import os, signal, sys
-from collapse_spectroscopy import io
+from collapse_spectroscopy.store import atomic
 
-real = io.atomic_path
+real = atomic.atomic_path
 
 def interrupted(path):
     cm = real(path)
@@ -358,7 +359,7 @@ def interrupted(path):
         if not cm.__exit__(*sys.exc_info()):
             raise
 
-io.atomic_path = interrupted
+atomic.atomic_path = interrupted
 from collapse_spectroscopy.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -431,12 +432,11 @@ def test_out_of_memory_in_training_is_one_line(
 ):
     """Before: ``model.latents: 100000`` trained for minutes and ended in a MemoryError
     traceback; torch's failed allocation is a RuntimeError, which gave one too."""
-    from collapse_spectroscopy import pointjob
 
     def train_scan_point(*args, **kwargs):
         allocate()
 
-    monkeypatch.setattr(pointjob, "train_scan_point", train_scan_point)
+    monkeypatch.setattr(train_job, "train_scan_point", train_scan_point)
     out = tmp_path / "p.nc"
     assert main(_train(prepared, out)[3:]) == 2
     (line,) = _failure_lines(capsys.readouterr().err)

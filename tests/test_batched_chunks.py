@@ -25,9 +25,11 @@ import pandas as pd
 import pytest
 import torch
 
-from collapse_spectroscopy import pointjob, scanfile, settings
-from collapse_spectroscopy.checkpoint import PAUSE_ENV
-from collapse_spectroscopy.pointjob import PointFiles, batch_checkpoint, train_points
+from collapse_spectroscopy.config import settings
+from collapse_spectroscopy.jobs import train_job
+from collapse_spectroscopy.jobs.train_job import PointFiles, batch_checkpoint, train_points
+from collapse_spectroscopy.store import scanfile
+from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
 from pause_helpers import wait_paused
 from synthetic_gaussian import gaussian_prepared
 from test_chunks import assert_clean, assert_same_point, checkpoint_update
@@ -154,7 +156,7 @@ def test_a_rerun_keeps_the_written_points_and_retrains_the_rest(
     """A batched chunk killed while writing its second point: the rerun keeps the first
     (not retrained: the same inode), deletes the checkpoint of the three points (it belongs
     to another training now) and trains the two left, as a batch, to the oracle."""
-    measure_and_write = pointjob.measure_and_write
+    measure_and_write = train_job.measure_and_write
     calls = []
 
     def dies_at_the_second(point, *args):
@@ -163,7 +165,7 @@ def test_a_rerun_keeps_the_written_points_and_retrains_the_rest(
             raise Killed
         measure_and_write(point, *args)
 
-    monkeypatch.setattr(pointjob, "measure_and_write", dies_at_the_second)
+    monkeypatch.setattr(train_job, "measure_and_write", dies_at_the_second)
     with pytest.raises(Killed):
         run_job(prepared, tmp_path, "batched", dtype="float64")
     monkeypatch.undo()

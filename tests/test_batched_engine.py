@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from collapse_spectroscopy.batched_training import train_batch, train_scan_points_batched
-from collapse_spectroscopy.checkpoint import load as load_checkpoint
-from collapse_spectroscopy.engines import batched as batched_module
-from collapse_spectroscopy.engines.base import TrainingProblem
-from collapse_spectroscopy.engines.batched import BatchedEngine
-from collapse_spectroscopy.engines.torch_engines import FastEngine
 from collapse_spectroscopy.errors import InputError, TrainingError
-from collapse_spectroscopy.model import LinearVAE, expected_loss
-from collapse_spectroscopy.training import TrainConfig, train_scan_point
+from collapse_spectroscopy.models.linear import LinearVAE, expected_loss
+from collapse_spectroscopy.training.batched import train_batch, train_scan_points_batched
+from collapse_spectroscopy.training.checkpoint import load as load_checkpoint
+from collapse_spectroscopy.training.engines import batched as batched_module
+from collapse_spectroscopy.training.engines.base import TrainingProblem
+from collapse_spectroscopy.training.engines.batched import BatchedEngine
+from collapse_spectroscopy.training.engines.torch_engines import FastEngine
+from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
 from synthetic_gaussian import gaussian_splits
 
 SPECTRUM = [0.5, 0.3, 0.15, 0.05]

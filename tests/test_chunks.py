@@ -19,10 +19,11 @@ import pytest
 import torch
 import yaml
 
-from collapse_spectroscopy import chunks, scanfile
-from collapse_spectroscopy.checkpoint import PAUSE_ENV
+from collapse_spectroscopy.config.checks import check_config
 from collapse_spectroscopy.errors import InputError
-from collapse_spectroscopy.workflow_config import check_config
+from collapse_spectroscopy.jobs import chunks
+from collapse_spectroscopy.store import scanfile
+from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
 from pause_helpers import wait_paused
 from synthetic_gaussian import gaussian_prepared
 from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
@@ -176,7 +177,7 @@ def test_an_interrupted_chunk_resumes_where_it_stopped(prepared, separate, tmp_p
 
 
 def chunks_point(out):
-    from collapse_spectroscopy.pointjob import PointFiles
+    from collapse_spectroscopy.jobs.train_job import PointFiles
 
     return PointFiles.of(0.05, 2, out)
 

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from collapse_spectroscopy import scanfile, settings
 from collapse_spectroscopy.cli import build_parser, main
+from collapse_spectroscopy.config import settings
+from collapse_spectroscopy.store import scanfile
 from synthetic_gaussian import gaussian_prepared
 
 SPECTRUM = [0.6, 0.3, 0.1, 0.0]

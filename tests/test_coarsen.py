@@ -13,7 +13,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from scipy.stats import random_correlation
 
-from collapse_spectroscopy import equilibrium, spectra
+from collapse_spectroscopy.analysis import equilibrium, pca, thresholds
 from collapse_spectroscopy.datasets.coarsen import CoarsenOptions, coarsen_samples
 from collapse_spectroscopy.datasets.prepare import SplitOptions, prepare
 from collapse_spectroscopy.datasets.rasters import RasterStack
@@ -21,7 +21,7 @@ from collapse_spectroscopy.datasets.sources import SourceOptions
 from collapse_spectroscopy.datasets.split import subsample_train
 from collapse_spectroscopy.datasets.stack import row_areas_km2_geographic, stack_samples
 from collapse_spectroscopy.errors import InputError
-from collapse_spectroscopy.prepared import load_prepared
+from collapse_spectroscopy.store.prepared import load_prepared
 
 
 def _stack(layers, valid, transform, crs) -> RasterStack:
@@ -194,10 +194,10 @@ def test_fitted_threshold_error_shrinks_as_one_over_sqrt_n():
         train = np.ones(n_train, dtype=bool)
         for f in fractions:
             kept = x[subsample_train(train, f, seed=rep)]
-            ratio = spectra.pca_spectrum((kept - kept.mean(0)) / kept.std(0))
+            ratio = pca.pca_spectrum((kept - kept.mean(0)) / kept.std(0))
             for k, tk in enumerate(truth):
                 rho = equilibrium.signal_fraction(ratio, temperatures)[:, k]
-                fit = spectra.fixed_exponent_threshold(temperatures, rho, rho_min=0.0)
+                fit = thresholds.fixed_exponent_threshold(temperatures, rho, rho_min=0.0)
                 errors[f].append(fit.threshold / tk - 1)
     rms = {f: np.sqrt(np.mean(np.square(e))) for f, e in errors.items()}
     for small, large in ((0.01, 0.1), (0.1, 1.0)):

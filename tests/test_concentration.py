@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from collapse_spectroscopy import concentration, equilibrium, spectra
+from collapse_spectroscopy.analysis import concentration, equilibrium, pca, spectra, thresholds
 
 # hand-built best truncated distortions Dn*_k, k = 0..5 (a level that rises again, as an
 # independently minimized Dn*_k may, and a plateau) and a PCA spectrum of d = 6 modes
@@ -24,7 +24,7 @@ def naive_needed(levels, eps):
 
 @pytest.mark.parametrize("eps", [1.5, 1.0, 0.5, 0.4, 0.1, 0.05, 0.03, 0.012, 0.01, 0.0031, 1e-3])
 def test_variables_needed_against_a_naive_loop(eps):
-    pca_distortion = spectra.pca_truncation_distortion(PCA_RATIO)
+    pca_distortion = pca.pca_truncation_distortion(PCA_RATIO)
     assert concentration.variables_needed(BEST, eps) == naive_needed(BEST, eps)
     assert concentration.variables_needed(pca_distortion, eps) == naive_needed(pca_distortion, eps)
 
@@ -37,7 +37,7 @@ def test_variables_needed_by_hand():
     assert concentration.variables_needed(BEST, 0.01) == 5
     assert concentration.variables_needed(BEST, 0.003) is None  # never reached
     # PCA: 1 - cumsum = 1, 0.5, 0.3, 0.15, 0.05, 0.01, 0 (up to rounding)
-    pca_distortion = spectra.pca_truncation_distortion(PCA_RATIO)
+    pca_distortion = pca.pca_truncation_distortion(PCA_RATIO)
     assert concentration.variables_needed(pca_distortion, 0.2) == 3
     assert concentration.variables_needed(pca_distortion, 0.001) == 6
     # a point that did not reach a level (NaN) never counts as reaching it
@@ -62,9 +62,9 @@ def test_participation_ratio_by_hand():
 
 
 def test_utility_concentration_block():
-    pca_distortion = spectra.pca_truncation_distortion(PCA_RATIO)
+    pca_distortion = pca.pca_truncation_distortion(PCA_RATIO)
     block = concentration.utility_concentration(
-        BEST, spectra.utilities(BEST), pca_distortion, PCA_RATIO, tolerances=[0.1, 0.011, 0.003]
+        BEST, thresholds.utilities(BEST), pca_distortion, PCA_RATIO, tolerances=[0.1, 0.011, 0.003]
     )
     # (0.011, not 0.01: the PCA level 1 - 0.99 rounds to 0.010000000000000009)
     assert block["eps"] == [0.1, 0.011, 0.003]
@@ -78,7 +78,7 @@ def test_utility_concentration_block():
 
 
 def test_default_tolerances_are_the_schemas():
-    from collapse_spectroscopy.settings import section_defaults
+    from collapse_spectroscopy.config.settings import section_defaults
 
     assert list(concentration.TOLERANCES) == section_defaults("spectra")["tolerances"]
     assert list(concentration.TOLERANCES) == [0.1, 0.03, 0.01, 0.003, 0.001]
@@ -118,7 +118,7 @@ def test_summary_has_the_utility_concentration():
     scan = equilibrium_scan()
     _, summary = spectra.summarize(scan, tolerances=[0.5, 0.05, 0.001])
     block = summary["utility_concentration"]
-    best = spectra.best_distortions(scan["truncated_distortion"].values[:, 0, :])
+    best = thresholds.best_distortions(scan["truncated_distortion"].values[:, 0, :])
     pca_distortion = 1 - np.concatenate([[0], np.cumsum(TK / TK.sum())])
     assert block["eps"] == [0.5, 0.05, 0.001]
     assert block["n_vae"] == [naive_needed(best, e) for e in block["eps"]]
@@ -134,8 +134,8 @@ def test_summary_has_the_utility_concentration():
 
 
 def test_spectra_command_takes_tolerances_from_the_run_config(tmp_path):
-    from collapse_spectroscopy import scanfile
     from collapse_spectroscopy.cli import main
+    from collapse_spectroscopy.store import scanfile
 
     scan_path = tmp_path / "scan.nc"
     scanfile.write(equilibrium_scan(), scan_path)
@@ -161,8 +161,8 @@ def test_spectra_command_takes_tolerances_from_the_run_config(tmp_path):
 
 @pytest.mark.parametrize("eps", ["0", "-0.1", "nan", "inf", "x"])
 def test_bad_tolerance_is_one_clear_line(tmp_path, capsys, eps):
-    from collapse_spectroscopy import scanfile
     from collapse_spectroscopy.cli import main
+    from collapse_spectroscopy.store import scanfile
 
     scan_path = tmp_path / "scan.nc"
     scanfile.write(equilibrium_scan(), scan_path)
@@ -177,8 +177,8 @@ def test_bad_tolerance_is_one_clear_line(tmp_path, capsys, eps):
 
 
 def test_run_config_with_a_zero_tolerance_names_the_key(tmp_path, capsys):
-    from collapse_spectroscopy import scanfile
     from collapse_spectroscopy.cli import main
+    from collapse_spectroscopy.store import scanfile
 
     scan_path = tmp_path / "scan.nc"
     scanfile.write(equilibrium_scan(), scan_path)

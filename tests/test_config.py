@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 import yaml
 
-from collapse_spectroscopy import settings
 from collapse_spectroscopy.cli import build_parser
 from collapse_spectroscopy.cli.runconfig import with_run_config
-from collapse_spectroscopy.errors import InputError
-from collapse_spectroscopy.workflow_config import (
-    check_config,
-    coerce_text_scalars,
+from collapse_spectroscopy.config import settings
+from collapse_spectroscopy.config.checks import check_config
+from collapse_spectroscopy.config.grid import (
     scan_point_label,
     scan_temperatures,
     temperature_grid_errors,
 )
+from collapse_spectroscopy.config.validate import coerce_text_scalars
+from collapse_spectroscopy.errors import InputError
 from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
 
 TINY = """\

@@ -1,7 +1,7 @@
 """config/README.md describes every configuration key as the schema declares it.
 
 The key reference in config/README.md (between the two ``config-reference`` markers) is
-generated from ``src/collapse_spectroscopy/config.schema.yaml``, the one home of every
+generated from ``src/collapse_spectroscopy/config/schema.yaml``, the one home of every
 default, so the two cannot drift: the test fails on any difference and names the command
 that rewrites it (``python tests/test_config_docs.py``).
 """
@@ -9,7 +9,7 @@ that rewrites it (``python tests/test_config_docs.py``).
 import sys
 from pathlib import Path
 
-from collapse_spectroscopy import settings
+from collapse_spectroscopy.config import settings
 
 README = Path(__file__).resolve().parents[1] / "config" / "README.md"
 BEGIN = "<!-- config-reference: generated from the schema by tests/test_config_docs.py -->"

@@ -26,7 +26,8 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from collapse_spectroscopy import cli, settings
+from collapse_spectroscopy import cli
+from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.datasets import synthetic, synthetic_manifold, worldclim
 from collapse_spectroscopy.datasets.prepare import OUTPUTS, SYNTHETIC_DIR, SplitOptions, prepare
 from collapse_spectroscopy.datasets.rasters import (
@@ -47,7 +48,7 @@ from collapse_spectroscopy.datasets.stack import (
     undeclared_nodata,
 )
 from collapse_spectroscopy.errors import InputError
-from collapse_spectroscopy.prepared import load_prepared
+from collapse_spectroscopy.store.prepared import load_prepared
 from spatial_sampling import autocorrelation, mode_design_effects
 from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
 

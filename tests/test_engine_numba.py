@@ -11,17 +11,18 @@ import torch
 from numba import njit
 from scipy import stats
 
-from collapse_spectroscopy import observables, scanfile
-from collapse_spectroscopy.engines import TrainingProblem
-from collapse_spectroscopy.engines.batches import BatchStream
-from collapse_spectroscopy.engines.numba import update
-from collapse_spectroscopy.engines.numba.engine import NumbaEngine
-from collapse_spectroscopy.engines.numba.rng import draw_normals
-from collapse_spectroscopy.engines.numba.vecmath import vexp, vlog, vsincos
-from collapse_spectroscopy.engines.torch_engines import AutogradEngine
+from collapse_spectroscopy.analysis import observables
 from collapse_spectroscopy.errors import TrainingError
-from collapse_spectroscopy.model import LinearVAE
-from collapse_spectroscopy.training import TrainConfig, seed_streams, train_scan_point
+from collapse_spectroscopy.models.linear import LinearVAE
+from collapse_spectroscopy.store import scanfile
+from collapse_spectroscopy.training.engines import TrainingProblem
+from collapse_spectroscopy.training.engines.batches import BatchStream
+from collapse_spectroscopy.training.engines.numba import update
+from collapse_spectroscopy.training.engines.numba.engine import NumbaEngine
+from collapse_spectroscopy.training.engines.numba.rng import draw_normals
+from collapse_spectroscopy.training.engines.numba.vecmath import vexp, vlog, vsincos
+from collapse_spectroscopy.training.engines.torch_engines import AutogradEngine
+from collapse_spectroscopy.training.scan_point import TrainConfig, seed_streams, train_scan_point
 from synthetic_gaussian import gaussian_prepared, gaussian_splits
 
 SPECTRUM = [0.5, 0.3, 0.15, 0.05]
@@ -316,7 +317,7 @@ def test_validation_loss_is_the_expected_sampled_loss(dtype, rtol):
     here; checked below) and of ``E_x sum_j s2_j / 2`` of R: that term dropped, halved or
     doubled, or ``s`` in place of ``s^2``, is tens of SE off.
     """
-    from collapse_spectroscopy.model import expected_loss
+    from collapse_spectroscopy.models.linear import expected_loss
 
     model = LinearVAE(7, 5, generator=torch.Generator().manual_seed(1), dtype=dtype)
     with torch.no_grad():  # a non-trivial posterior variance

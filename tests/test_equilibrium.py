@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from collapse_spectroscopy import equilibrium as eq
+from collapse_spectroscopy.analysis import equilibrium as eq
 
 TK = np.array([0.5, 0.25, 0.13, 0.07, 0.035, 0.012, 0.003, 0.0])
 

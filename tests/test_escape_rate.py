@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from collapse_spectroscopy import equilibrium
-from collapse_spectroscopy.model import kl_per_latent
+from collapse_spectroscopy.analysis import equilibrium
+from collapse_spectroscopy.models.linear import kl_per_latent
 
 
 def expected_loss_of(A, W, x, beta, sigma2):

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from collapse_spectroscopy import io as csio
-from collapse_spectroscopy import pointjob
 from collapse_spectroscopy.cli import main
 from collapse_spectroscopy.errors import WriteError, describe_os_error
+from collapse_spectroscopy.jobs import train_job
+from collapse_spectroscopy.store import atomic as csio
 from synthetic_gaussian import gaussian_prepared
 from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
 
@@ -216,7 +216,7 @@ def test_read_only_output_fails_before_any_work(command, inputs, read_only, caps
     def no_training(*args, **kwargs):
         raise AssertionError("training started although the output cannot be written")
 
-    monkeypatch.setattr(pointjob, "train_scan_point", no_training)
+    monkeypatch.setattr(train_job, "train_scan_point", no_training)
     argv, output = COMMANDS[command]
     assert main([command, *argv(inputs, read_only)]) == 5
     line = _one_line(capsys.readouterr().err)
@@ -229,10 +229,10 @@ def test_read_only_output_fails_before_any_work(command, inputs, read_only, caps
 
 def test_train_point_checks_its_outputs_before_training(inputs, read_only, monkeypatch):
     """The library call, not only the CLI, refuses before training (the weights' folder)."""
-    monkeypatch.setattr(pointjob, "train_scan_point", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(train_job, "train_scan_point", lambda *a, **k: pytest.fail("trained"))
     out = read_only.parent / "w" / "p.nc"
     with pytest.raises(WriteError) as info:
-        pointjob.train_point(
+        train_job.train_point(
             data=inputs["data"],
             temperature=0.1,
             seed=0,

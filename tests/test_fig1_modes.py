@@ -23,12 +23,12 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 from analytic_scan import gathered_scan  # noqa: E402
-from collapse_spectroscopy import equilibrium, spectra  # noqa: E402
+from collapse_spectroscopy.analysis import equilibrium, pca, spectra, thresholds  # noqa: E402
 from collapse_spectroscopy.cli import build_parser, main  # noqa: E402
 from collapse_spectroscopy.cli.runconfig import with_run_config  # noqa: E402
+from collapse_spectroscopy.config.checks import check_config  # noqa: E402
 from collapse_spectroscopy.errors import InputError  # noqa: E402
 from collapse_spectroscopy.figures import fig1_collapse_scan, make_figures  # noqa: E402
-from collapse_spectroscopy.workflow_config import check_config  # noqa: E402
 from synthetic_gaussian import gaussian_splits  # noqa: E402
 from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir  # noqa: E402
 
@@ -46,7 +46,7 @@ def spread_scan(tmp_path_factory):
         tmp_path_factory.mktemp("spread"), temperatures, xtr, xtr, LATENTS, SPREAD_MODE
     )
     table, _ = spectra.summarize(scan)
-    return scan, table, spectra.pca_spectrum(xtr), temperatures
+    return scan, table, pca.pca_spectrum(xtr), temperatures
 
 
 def lines(ax, gid, color):
@@ -67,7 +67,7 @@ def test_modes_view_draws_the_spread_mode_as_one(spread_scan):
     scan, table, tk, temperatures = spread_scan
     fig = fig1_collapse_scan.draw(scan, table, fig1_view="modes")
     ax_m, ax_rho, ax_l = fig.axes[:3]
-    modes = fig1_collapse_scan.rank_colors(scan, spectra.RHO_MIN, "mode_signal_fraction", "mode")
+    modes = fig1_collapse_scan.rank_colors(scan, thresholds.RHO_MIN, "mode_signal_fraction", "mode")
     color = modes(SPREAD_MODE + 1)
     x, rho = points(ax_rho, color)
     np.testing.assert_allclose(x, temperatures)
@@ -98,7 +98,7 @@ def test_latents_view_of_the_same_scan_splits_the_mode(spread_scan):
     fig = fig1_collapse_scan.draw(scan, table)
     ax_rho = fig.axes[1]
     expected = equilibrium.signal_fraction(tk, temperatures)[:, SPREAD_MODE]
-    colors = fig1_collapse_scan.rank_colors(scan, spectra.RHO_MIN)
+    colors = fig1_collapse_scan.rank_colors(scan, thresholds.RHO_MIN)
     for rank in range(1, colors.n + 1):
         x, rho = points(ax_rho, colors(rank))
         if x.size == temperatures.size:
@@ -118,7 +118,7 @@ def test_modes_view_needs_mode_totals(spread_scan):
 @pytest.mark.slow
 def test_make_figures_passes_the_view_to_fig1_only(spread_scan, tmp_path):
     scan, table, _, _ = spread_scan
-    paths = make_figures(scan, table, tmp_path, rho_min=spectra.RHO_MIN, fig1_view="modes")
+    paths = make_figures(scan, table, tmp_path, rho_min=thresholds.RHO_MIN, fig1_view="modes")
     assert len(paths) == 10 and all(p.stat().st_size > 0 for p in paths)
 
 

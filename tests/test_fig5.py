@@ -29,8 +29,9 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from collapse_spectroscopy import figures  # noqa: E402
 from collapse_spectroscopy.cli import main  # noqa: E402
+from collapse_spectroscopy.config.checks import check_config  # noqa: E402
 from collapse_spectroscopy.errors import InputError  # noqa: E402
-from collapse_spectroscopy.figures import (  # noqa: E402
+from collapse_spectroscopy.figures import (
     fig1_collapse_scan,
     fig2_truncated_distortion,
     fig3_duality,
@@ -38,7 +39,6 @@ from collapse_spectroscopy.figures import (  # noqa: E402
     fig5_utility_concentration,
 )
 from collapse_spectroscopy.figures.common import NullRun, is_nonlinear  # noqa: E402
-from collapse_spectroscopy.workflow_config import check_config  # noqa: E402
 from test_figures import equilibrium_scan, legend_texts, table_of, with_outcome  # noqa: E402
 from workflow_helpers import ROOT, SNAKEMAKE  # noqa: E402
 

@@ -23,14 +23,14 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
-from collapse_spectroscopy.figures import (  # noqa: E402
+from collapse_spectroscopy.analysis.thresholds import RHO_MIN  # noqa: E402
+from collapse_spectroscopy.figures import (
     fig1_collapse_scan,
     fig2_truncated_distortion,
     fig4_latent_scale,
     fig5_utility_concentration,
 )
 from collapse_spectroscopy.figures.common import NullRun  # noqa: E402
-from collapse_spectroscopy.spectra import RHO_MIN  # noqa: E402
 from test_fig5 import concentration_scan, lines  # noqa: E402
 from test_figures import SPECTRUM, equilibrium_scan, legend_texts, render, table_of  # noqa: E402
 
@@ -276,8 +276,8 @@ def test_legends_name_no_panels_and_have_no_title(scan, name):
 
 
 def test_maps_loadings_and_bands_write_rho_to_the_same_decimals():
-    from collapse_spectroscopy.mapplots import draw_latent_means, draw_loadings
-    from collapse_spectroscopy.maps import Grid, LatentMaps
+    from collapse_spectroscopy.figures.maps import draw_latent_means, draw_loadings
+    from collapse_spectroscopy.maps.latent_maps import Grid, LatentMaps
 
     rho = np.array([0.98765, 0.5, 0.061])
     maps = LatentMaps(

@@ -20,8 +20,12 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from collapse_spectroscopy import equilibrium, figures  # noqa: E402
-from collapse_spectroscopy.figures import (  # noqa: E402
+from collapse_spectroscopy import figures
+from collapse_spectroscopy.analysis import equilibrium  # noqa: E402
+from collapse_spectroscopy.analysis.pca import PCA_FLOOR, pca_truncation_distortion
+from collapse_spectroscopy.analysis.spectra import spectra_table
+from collapse_spectroscopy.analysis.thresholds import RHO_MIN
+from collapse_spectroscopy.figures import (
     fig1_collapse_scan,
     fig2_truncated_distortion,
     fig3_duality,
@@ -29,12 +33,6 @@ from collapse_spectroscopy.figures import (  # noqa: E402
 )
 from collapse_spectroscopy.figures.common import rank_colors  # noqa: E402
 from collapse_spectroscopy.figures.marks import UNDER_EQUILIBRATED_LABEL  # noqa: E402
-from collapse_spectroscopy.spectra import (  # noqa: E402
-    PCA_FLOOR,
-    RHO_MIN,
-    pca_truncation_distortion,
-    spectra_table,
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECTRUM = np.array([0.5, 0.25, 0.13, 0.07, 0.035, 0.012, 0.003, 0.0])
@@ -403,7 +401,7 @@ def test_fig3_draws_hollow_exactly_the_ranks_the_table_flags(tmp_path):
     1) with its 6 coldest points flagged, at equilibrium (no noise): the leave-out moves
     u_k by (T'^2 - T_1^2) / (T_k^2 - T_1^2) (docs/science.md §4.3), <= 1 % for ranks 1-14
     (T_k >= 1e-4) and 6, 11, 25 % for ranks 15-17 (T_k = 4e-5, 3e-5, 2e-5)."""
-    from collapse_spectroscopy.spectra import summarize
+    from collapse_spectroscopy.analysis.spectra import summarize
 
     T = np.geomspace(1e-6, 1.0, 37)
     tk = np.r_[np.geomspace(0.3, 1e-4, 14), 4e-5, 3e-5, 2e-5]
@@ -439,7 +437,7 @@ def test_fig3_eval_marks_and_seed_bars_lie_above_the_circles(scan):
     hide under the VAE circles. They are drawn above them, the circles' faces are
     translucent tints (a bar of the rank's own colour shows on one), the eval marks' arms
     reach past a circle they sit on, and they are crosses, unlike the bars' legend "+"."""
-    from collapse_spectroscopy.spectra import summarize
+    from collapse_spectroscopy.analysis.spectra import summarize
 
     table, _ = summarize(scan)  # two seeds: interval columns
     ax = fig3_duality.draw(scan, table).axes[0]

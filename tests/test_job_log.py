@@ -12,9 +12,9 @@ import re
 
 import pytest
 
-from collapse_spectroscopy import trainer
-from collapse_spectroscopy.engines.numba import engine as numba_engine
-from collapse_spectroscopy.training import TrainConfig, train_scan_point
+from collapse_spectroscopy.training import protocol
+from collapse_spectroscopy.training.engines.numba import engine as numba_engine
+from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
 from synthetic_gaussian import gaussian_splits
 
 SPECTRUM = [0.6, 0.3, 0.1, 0.0]
@@ -40,7 +40,7 @@ def test_one_progress_line_per_window_with_the_active_latents(splits, capsys, mo
     with lambda/V = 0.6, 0.3, 0.1 are active and the structural zero is not (docs/science.md
     §2: a mode is active below T_k = lambda_k / V); trained to early stopping, the last line
     counts 3 of 4 (the collapsed latent's rho is ~1e-3 at equilibrium, far below 0.05)."""
-    monkeypatch.setattr(trainer, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(protocol, "PROGRESS_EVERY_S", 0.0)
     config = TrainConfig(max_updates=40_000, eval_every=500, patience=0.25)
     result = train_scan_point(*splits, 0.05, latents=4, config=config)
     lines = progress_lines(capsys.readouterr().err)
@@ -52,7 +52,7 @@ def test_one_progress_line_per_window_with_the_active_latents(splits, capsys, mo
 
 def test_first_window_always_logs_and_later_ones_wait(splits, capsys, monkeypatch):
     """With an interval no run reaches, exactly the first window's line is written."""
-    monkeypatch.setattr(trainer, "PROGRESS_EVERY_S", 1e9)
+    monkeypatch.setattr(protocol, "PROGRESS_EVERY_S", 1e9)
     train_scan_point(*splits, 0.05, latents=4, config=TrainConfig(max_updates=2000, eval_every=500))
     lines = progress_lines(capsys.readouterr().err)
     assert [m.group(1) for m in lines] == ["500"]

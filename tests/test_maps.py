@@ -22,11 +22,12 @@ import pandas as pd
 import pytest
 import rasterio
 
-from collapse_spectroscopy import scanfile
 from collapse_spectroscopy.cli import main
+from collapse_spectroscopy.config.checks import check_config
+from collapse_spectroscopy.config.grid import map_points, scan_temperatures
 from collapse_spectroscopy.errors import InputError
-from collapse_spectroscopy.prepared import SPLITS, load_prepared
-from collapse_spectroscopy.workflow_config import check_config, map_points, scan_temperatures
+from collapse_spectroscopy.store import scanfile
+from collapse_spectroscopy.store.prepared import SPLITS, load_prepared
 
 BUDGET = ["--max-updates", "20000", "--patience", "0.5", "--eval-every", "1000"]
 
@@ -118,8 +119,8 @@ def test_mlp_loadings_are_the_mean_decoder_jacobian(synthetic_run):
     independent computation) on the same weights."""
     import torch
 
-    from collapse_spectroscopy import maps
-    from collapse_spectroscopy.mlp_vae import MLPVAE
+    from collapse_spectroscopy.maps import latent_maps
+    from collapse_spectroscopy.models.mlp import MLPVAE
 
     data, _, _ = synthetic_run
     ds = load_prepared(data)
@@ -128,7 +129,7 @@ def test_mlp_loadings_are_the_mean_decoder_jacobian(synthetic_run):
     )
     xs = [ds.split(s) for s in SPLITS]
     cols = np.array([2, 0])
-    jac = maps.mean_decoder_jacobian(model, xs, cols)
+    jac = latent_maps.mean_decoder_jacobian(model, xs, cols)
     x = torch.from_numpy(np.concatenate(xs).astype(np.float64))
     h = 1e-5  # central differences: error ~h^2 * f''' ~ 1e-10, far below the 1e-6 bound
     with torch.no_grad():

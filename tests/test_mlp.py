@@ -16,15 +16,17 @@ import numpy as np
 import pytest
 import torch
 
-from collapse_spectroscopy import observables, scanfile, settings
-from collapse_spectroscopy.checkpoint import PAUSE_ENV
-from collapse_spectroscopy.engines import TrainingProblem, make_engine, resolve_engine
-from collapse_spectroscopy.engines.mlp import fixed_draw_loss, validation_seed
+from collapse_spectroscopy.analysis import observables
+from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.errors import InputError, TrainingError
-from collapse_spectroscopy.families import FAMILIES, build_model, numpy_codec
-from collapse_spectroscopy.mlp_vae import ACTIVATIONS, MLPVAE
-from collapse_spectroscopy.model import LinearVAE, expected_loss
-from collapse_spectroscopy.training import TrainConfig, train_scan_point
+from collapse_spectroscopy.models.families import FAMILIES, build_model, numpy_codec
+from collapse_spectroscopy.models.linear import LinearVAE, expected_loss
+from collapse_spectroscopy.models.mlp import ACTIVATIONS, MLPVAE
+from collapse_spectroscopy.store import scanfile
+from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
+from collapse_spectroscopy.training.engines import TrainingProblem, make_engine, resolve_engine
+from collapse_spectroscopy.training.engines.mlp import fixed_draw_loss, validation_seed
+from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
 from synthetic_gaussian import gaussian_prepared, gaussian_splits
 
 SPECTRUM = [0.5, 0.3, 0.15, 0.05, 0.0]

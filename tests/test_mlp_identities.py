@@ -41,11 +41,12 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from collapse_spectroscopy import observables, scanfile
-from collapse_spectroscopy.engines.mlp import fixed_draw_loss
-from collapse_spectroscopy.families import numpy_codec
-from collapse_spectroscopy.mlp_vae import MLPVAE
-from collapse_spectroscopy.training import TrainConfig, train_scan_point
+from collapse_spectroscopy.analysis import observables
+from collapse_spectroscopy.models.families import numpy_codec
+from collapse_spectroscopy.models.mlp import MLPVAE
+from collapse_spectroscopy.store import scanfile
+from collapse_spectroscopy.training.engines.mlp import fixed_draw_loss
+from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
 from synthetic_gaussian import gaussian_prepared, gaussian_splits
 
 SPECTRUM = [0.5, 0.3, 0.15, 0.05, 0.0]

@@ -46,9 +46,9 @@ gives utilities 0.55-0.90 and thresholds 0.49-0.93 times ``lambda_k / V``.
 import numpy as np
 import pytest
 
-from collapse_spectroscopy import observables, spectra
-from collapse_spectroscopy.families import numpy_codec
-from collapse_spectroscopy.training import TrainConfig, train_scan_point
+from collapse_spectroscopy.analysis import observables, pca, spectra
+from collapse_spectroscopy.models.families import numpy_codec
+from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
 from synthetic_gaussian import gaussian_splits
 
 SPECTRUM = [0.5, 0.3, 0.15, 0.05]
@@ -62,7 +62,7 @@ def mlp_scan(data_seed=0, train_seed=0):
     """Train and measure every temperature the way the workflow's jobs do (train_scan_point,
     measure_decoded on the test split, spectra_table over the scan)."""
     xtr, xva, xte, _, _ = gaussian_splits(SPECTRUM, sizes=SIZES, seed=data_seed)
-    tk = spectra.pca_spectrum(xtr)
+    tk = pca.pca_spectrum(xtr)
     config = TrainConfig(**CONFIG, device="cpu")
     points = []
     for T in TEMPERATURES:

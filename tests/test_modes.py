@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from analytic_scan import gathered_scan, spread, train_equilibrium
-from collapse_spectroscopy import equilibrium, modes, observables, scanfile, spectra
+from collapse_spectroscopy.analysis import equilibrium, modes, observables, pca, spectra
+from collapse_spectroscopy.store import scanfile
 from synthetic_gaussian import gaussian_splits
 
 SPECTRUM = [0.5, 0.25, 0.13, 0.07, 0.035, 0.012, 0.003, 0.0]
@@ -59,7 +60,7 @@ def test_mode_spread_over_three_latents_recovers_the_single_latent(splits, weigh
     # participation ratio of the delivered signal c_i^2 m_i = c_i^4 m: n for an even split
     c4 = weights**4
     assert totals.latents[k] == pytest.approx(c4.sum() ** 2 / (c4 @ c4), rel=1e-12)
-    active = spectra.pca_spectrum(xtr) > T
+    active = pca.pca_spectrum(xtr) > T
     assert active.sum() == 4
     np.testing.assert_allclose(np.delete(totals.latents, k), np.delete(active, k), rtol=1e-12)
     # the symptom the totals cure: each latent alone, and the unweighted totals, are low
@@ -77,7 +78,7 @@ def test_collapsed_and_unassigned_modes_are_at_the_prior(splits):
     the mode: m = 0, v = 1, rho = 0, no latents."""
     xtr, xte = splits
     totals = modes.measure_modes(train_equilibrium(xtr, 0.02, LATENTS), xte, xtr)
-    collapsed = spectra.pca_spectrum(xtr) <= 0.02
+    collapsed = pca.pca_spectrum(xtr) <= 0.02
     assert collapsed.sum() == 3
     np.testing.assert_array_equal(totals.signal_fraction[collapsed], 0.0)
     np.testing.assert_array_equal(totals.posterior_mean_square[collapsed], 0.0)
@@ -91,7 +92,7 @@ def test_mode_thresholds_of_an_equilibrium_scan_are_the_pca_ratios(splits, tmp_p
     every T: the mode fits give lambda_k/V and mode 2 spans 3 latents, where the per-rank
     fit of the spread mode is far off."""
     xtr, _ = splits
-    tk = spectra.pca_spectrum(xtr)
+    tk = pca.pca_spectrum(xtr)
     temperatures = np.geomspace(1e-3, 0.7, 14)
     scan = gathered_scan(tmp_path, temperatures, xtr, xtr, LATENTS, spread_mode=1)
     assert scan["mode_signal_fraction"].dims == ("T", "seed", "mode")
@@ -129,7 +130,7 @@ def test_scan_without_mode_totals_gives_nan_columns(splits, tmp_path):
 def test_equilibrium_parameters_are_the_equilibrium(splits):
     """Measured on the training split, the parameters give the closed forms of §3."""
     xtr, _ = splits
-    tk = spectra.pca_spectrum(xtr)
+    tk = pca.pca_spectrum(xtr)
     for T in (0.004, 0.05, 0.3):
         obs = observables.measure(train_equilibrium(xtr, T, LATENTS), xtr, xtr)
         for name, law in [
@@ -143,9 +144,9 @@ def test_equilibrium_parameters_are_the_equilibrium(splits):
 def test_a_training_job_stores_the_mode_totals_of_its_weights(tmp_path):
     """``collapse-spectroscopy train`` writes the totals of the weights it saves and the
     evaluation split's ``pca_eval_ratio`` (pointjob -> scanfile)."""
-    from collapse_spectroscopy import maps
     from collapse_spectroscopy.cli import main
-    from collapse_spectroscopy.prepared import load_prepared
+    from collapse_spectroscopy.maps import latent_maps
+    from collapse_spectroscopy.store.prepared import load_prepared
     from synthetic_gaussian import gaussian_prepared
 
     data, out = tmp_path / "prepared.npz", tmp_path / "point.nc"
@@ -153,11 +154,11 @@ def test_a_training_job_stores_the_mode_totals_of_its_weights(tmp_path):
     args = ["train", "--data", str(data), "-T", "0.05", "--out", str(out), "--latents", "6"]
     assert main([*args, "--max-updates", "400", "--eval-every", "200"]) == 0
     point, ds = scanfile.read(out), load_prepared(data)
-    params = maps.load_model(out.with_suffix(".pt"))[0].numpy_params()
+    params = latent_maps.load_model(out.with_suffix(".pt"))[0].numpy_params()
     totals = modes.measure_modes(params, ds.x_test, ds.x_train)
     np.testing.assert_allclose(point["mode_signal_fraction"], totals.signal_fraction, atol=1e-12)
     np.testing.assert_allclose(point["mode_latents"], totals.latents, atol=1e-12)
     np.testing.assert_allclose(
-        point["pca_eval_ratio"], spectra.pca_eval_ratio(ds.x_train, ds.x_test), atol=1e-15
+        point["pca_eval_ratio"], pca.pca_eval_ratio(ds.x_train, ds.x_test), atol=1e-15
     )
     assert sorted(point["latent_mode"].values) == sorted(totals.mode_of_latent + 1)

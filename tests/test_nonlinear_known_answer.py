@@ -19,7 +19,8 @@ import sys
 import numpy as np
 import pytest
 
-from collapse_spectroscopy import cli, scanfile
+from collapse_spectroscopy import cli
+from collapse_spectroscopy.store import scanfile
 
 T = 0.01
 

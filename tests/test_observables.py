@@ -4,7 +4,7 @@ samples and the invariances of docs/science.md §3."""
 import numpy as np
 import pytest
 
-from collapse_spectroscopy import observables as ob
+from collapse_spectroscopy.analysis import observables as ob
 from collapse_spectroscopy.errors import InputError
 
 

@@ -39,8 +39,8 @@ Tolerances, argued:
 import numpy as np
 import pytest
 
-from collapse_spectroscopy import equilibrium, observables, spectra
-from collapse_spectroscopy.training import TrainConfig, train_scan_point
+from collapse_spectroscopy.analysis import equilibrium, observables, pca, spectra
+from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
 from synthetic_gaussian import gaussian_splits
 
 SPECTRUM = [0.5, 0.25, 0.13, 0.07, 0.035, 0.012, 0.003, 0.0]
@@ -55,7 +55,7 @@ SPARE = 4  # spare latents of the K > d scan
 def run_scan(latents):
     """Train and measure every temperature with ``latents`` latents; the spectra table."""
     xtr, xva, xte, _, _ = gaussian_splits(SPECTRUM, seed=0)
-    tk = spectra.pca_spectrum(xtr)
+    tk = pca.pca_spectrum(xtr)
     config = TrainConfig(
         max_updates=30_000, patience=0.2, eval_every=1000, batch_size=256, learning_rate=1e-3
     )

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from collapse_spectroscopy import equilibrium, spectra
+from collapse_spectroscopy.analysis import equilibrium, spectra, thresholds
 
-TOL = spectra.EQUILIBRATION_TOLERANCE
+TOL = thresholds.EQUILIBRATION_TOLERANCE
 PATIENCE, BUDGET = 3000, 12000
 
 
@@ -118,11 +118,11 @@ def test_a_threshold_moved_by_an_unrelaxed_point_is_flagged():
     near = [8, 9]
     rho = equilibrium.signal_fraction(tk, T)
     rho[near, 1] -= 0.2
-    assert np.all(rho[near, 2] == 0) and np.all(rho[near, 1] > spectra.RHO_MIN)
+    assert np.all(rho[near, 2] == 0) and np.all(rho[near, 1] > thresholds.RHO_MIN)
     scan = law_scan(tk, T, flagged_T=near, rho=rho)
 
     def lstsq_threshold(t, r):
-        keep = r > spectra.RHO_MIN
+        keep = r > thresholds.RHO_MIN
         x = np.linalg.lstsq(t[keep, None], 1 - r[keep], rcond=None)[0][0]
         return 1 / x
 
@@ -142,7 +142,7 @@ def test_a_threshold_that_needs_a_flagged_point_is_flagged():
     T = 0.001 * 2.0 ** np.arange(10)
     tk = [0.9, 0.5, 0.007]
     rho = equilibrium.signal_fraction(tk, T)
-    assert np.sum(rho[:, 2] > spectra.RHO_MIN) == 3
+    assert np.sum(rho[:, 2] > thresholds.RHO_MIN) == 3
     table, _ = spectra.summarize(law_scan(tk, T, flagged_T=[1, 2]))
     assert np.isfinite(table["collapse_threshold"][2])
     assert list(table["under_equilibrated"]) == [False, False, True]
@@ -171,7 +171,7 @@ def test_moved_compares_relative_shifts_and_existence():
     value = np.array([1.0, 1.0, np.nan, np.nan, 1.0, 0.0, -2.0, 1e-16, 0.0])
     kept = np.array([1.04, 1.06, np.nan, 1.0, np.nan, 0.0, -2.2, -3e-16, 1e-9])
     expected = [False, True, False, True, True, False, True, False, True]
-    np.testing.assert_array_equal(spectra._moved(value, kept, 0.05), expected)
+    np.testing.assert_array_equal(thresholds._moved(value, kept, 0.05), expected)
 
 
 def test_the_column_survives_the_csv(tmp_path):
@@ -214,7 +214,7 @@ def test_a_latent_that_removes_no_distortion_has_no_threshold():
     scan = tail_scan()
     t, rho, _ = spectra.scan_arrays(scan)
     for k, points in ((3, 3), (4, 2)):  # the fit alone would give a threshold
-        fit = spectra.fixed_exponent_threshold(t, rho[:, k])
+        fit = thresholds.fixed_exponent_threshold(t, rho[:, k])
         assert fit.points == points and np.isfinite(fit.threshold)
     table, summary = spectra.summarize(scan)
     assert list(table["utility"][3:] < 0) == [True, True]

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from collapse_spectroscopy import scanfile
-from collapse_spectroscopy.checkpoint import PAUSE_ENV
+from collapse_spectroscopy.store import scanfile
+from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
 from pause_helpers import wait_paused
 from synthetic_gaussian import gaussian_prepared
 

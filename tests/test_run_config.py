@@ -19,10 +19,11 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from collapse_spectroscopy import settings, spectra
+from collapse_spectroscopy.analysis import thresholds
 from collapse_spectroscopy.cli import build_parser, main
 from collapse_spectroscopy.cli.runconfig import config_option, with_run_config
-from collapse_spectroscopy.engines import ENGINES
+from collapse_spectroscopy.config import settings
+from collapse_spectroscopy.training.engines import ENGINES
 from workflow_helpers import ROOT
 
 # the arguments each command needs besides its configuration
@@ -83,8 +84,8 @@ def test_option_defaults_are_the_schemas(command):
 
 
 def test_the_fit_cut_has_one_home():
-    assert spectra.RHO_MIN == settings.section_defaults("spectra")["rho_min"]
-    assert parse("spectra").rho_min == parse("figures").rho_min == spectra.RHO_MIN
+    assert thresholds.RHO_MIN == settings.section_defaults("spectra")["rho_min"]
+    assert parse("spectra").rho_min == parse("figures").rho_min == thresholds.RHO_MIN
 
 
 # ---- what common.smk wrote before the run configuration, verbatim -------------------
@@ -296,7 +297,7 @@ def test_library_defaults_are_the_schema_defaults():
     import inspect
 
     from collapse_spectroscopy.datasets import sources, split
-    from collapse_spectroscopy.training import train_scan_point
+    from collapse_spectroscopy.training.scan_point import train_scan_point
 
     sig = inspect.signature(train_scan_point).parameters
     model = settings.section_defaults("model")

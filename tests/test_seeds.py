@@ -33,8 +33,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from collapse_spectroscopy import observables, seeds, spectra
-from collapse_spectroscopy.training import TrainConfig, train_scan_point
+from collapse_spectroscopy.analysis import observables, pca, seed_intervals, spectra
+from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
 from synthetic_gaussian import gaussian_splits
 
 SPECTRUM = [0.5, 0.27, 0.15, 0.06, 0.02]
@@ -61,7 +61,7 @@ def scan():
             rho.append(obs.per_latent["signal_fraction"])
             dn.append(obs.truncated_distortion)
     return {
-        "tk": spectra.pca_spectrum(xtr),
+        "tk": pca.pca_spectrum(xtr),
         "args": (np.array(t), np.array(s), np.array(rho), np.array(dn)),
     }
 
@@ -84,7 +84,7 @@ def coverage(scan, intervals) -> tuple[int, int, list]:
 
 @pytest.mark.slow
 def test_seed_intervals_contain_the_true_spectrum(scan):
-    intervals, per_seed = seeds.interval_columns(*scan["args"], RHO_MIN)
+    intervals, per_seed = seed_intervals.interval_columns(*scan["args"], RHO_MIN)
     hits, total, misses = coverage(scan, intervals)
     assert total >= 8  # four or five modes inside the scan, two quantities each
     assert hits >= 0.9 * total, f"{hits}/{total} intervals contain lambda_k/V; misses {misses}"
@@ -98,16 +98,16 @@ def test_t_interval_against_scipy_and_by_hand():
     from scipy import stats
 
     v = np.array([1.0, 1.2, 0.9, 1.1, 1.05])
-    lo, hi = seeds.t_interval(v)
+    lo, hi = seed_intervals.t_interval(v)
     # an independent computation: scipy's own t-interval of the mean
     ref = stats.t.interval(0.95, v.size - 1, loc=v.mean(), scale=stats.sem(v))
     assert (lo, hi) == pytest.approx(ref, rel=1e-12)
-    lo, hi = seeds.t_interval(v, log=True)
+    lo, hi = seed_intervals.t_interval(v, log=True)
     ref = np.exp(stats.t.interval(0.95, 4, loc=np.log(v).mean(), scale=stats.sem(np.log(v))))
     assert (lo, hi) == pytest.approx(tuple(ref), rel=1e-12)
-    assert np.isnan(seeds.t_interval([1.0, np.nan])).all()  # one finite value: no spread
+    assert np.isnan(seed_intervals.t_interval([1.0, np.nan])).all()  # one finite value: no spread
     # two seeds: t_1 = 12.71 (the width few seeds require)
-    lo, hi = seeds.t_interval([1.0, 2.0])
+    lo, hi = seed_intervals.t_interval([1.0, 2.0])
     assert hi - lo == pytest.approx(2 * 12.7062 * 0.5, rel=1e-4)
 
 
@@ -154,25 +154,31 @@ def test_intervals_of_non_negative_quantities_stay_non_negative():
     u = np.array([1e-3, -2e-4])  # a mode one seed does not resolve
     ref = stats.t.interval(0.95, 1, loc=u.mean(), scale=stats.sem(u))
     assert ref[0] < 0  # the old interval
-    assert seeds.scale_interval(u, seeds.NON_NEGATIVE) == pytest.approx((0.0, ref[1]), rel=1e-12)
+    assert seed_intervals.scale_interval(u, seed_intervals.NON_NEGATIVE) == pytest.approx(
+        (0.0, ref[1]), rel=1e-12
+    )
     # resolved by every seed: the cut does nothing
     u = np.array([1.0e-3, 1.1e-3, 0.95e-3])
     ref = stats.t.interval(0.95, 2, loc=u.mean(), scale=stats.sem(u))
     assert ref[0] > 0
-    assert seeds.scale_interval(u, seeds.NON_NEGATIVE) == pytest.approx(ref, rel=1e-12)
+    assert seed_intervals.scale_interval(u, seed_intervals.NON_NEGATIVE) == pytest.approx(
+        ref, rel=1e-12
+    )
     dn = np.array([0.010, 0.014])
-    lo, hi = seeds.scale_interval(dn, seeds.LOG)
+    lo, hi = seed_intervals.scale_interval(dn, seed_intervals.LOG)
     ref = np.exp(stats.t.interval(0.95, 1, loc=np.log(dn).mean(), scale=stats.sem(np.log(dn))))
     assert (lo, hi) == pytest.approx(tuple(ref), rel=1e-12) and lo > 0
     assert stats.t.interval(0.95, 1, loc=dn.mean(), scale=stats.sem(dn))[0] < 0  # the old one
     # why not logs for u_k: near 0 the log interval's upper bound explodes (the module
     # docstring's example, 1e-3 and 1e-9: exp(74))
-    assert np.log(seeds.t_interval([1e-3, 1e-9], log=True)[1]) == pytest.approx(74.0, abs=0.1)
+    assert np.log(seed_intervals.t_interval([1e-3, 1e-9], log=True)[1]) == pytest.approx(
+        74.0, abs=0.1
+    )
 
 
 def test_per_seed_thresholds_follow_the_tables_rule():
     """Two seeds; at rank 2 seed 1's latent removes no distortion (its ``u_2 < 0``): by the
-    rule of the table (``spectra.rank_threshold``) that seed has no threshold, and the
+    rule of the table (``thresholds.rank_threshold``) that seed has no threshold, and the
     rank's interval needs two seeds. Every lower bound is >= 0."""
     temps = np.array([0.01, 0.05, 0.1])
     rho = 1 - temps[:, None] / np.array([0.6, 0.3])

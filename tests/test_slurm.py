@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import yaml
 
-from collapse_spectroscopy import scanfile
+from collapse_spectroscopy.store import scanfile
 from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
 
 PROFILE = ROOT / "profiles" / "slurm"

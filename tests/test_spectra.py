@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from collapse_spectroscopy import equilibrium, spectra, stopping
+from collapse_spectroscopy.analysis import equilibrium, pca, spectra, thresholds
+from collapse_spectroscopy.training import stopping
 
 TK = np.array([0.4, 0.2, 0.08, 0.03, 0.01])
 
@@ -22,7 +23,7 @@ def noisy_scan(noise=0.01, seeds=3, seed=0):
 def test_fixed_exponent_fit_recovers_noisy_thresholds():
     T, rho = noisy_scan()
     for k, tk in enumerate(TK):
-        fit = spectra.fixed_exponent_threshold(T, rho[:, k])
+        fit = thresholds.fixed_exponent_threshold(T, rho[:, k])
         # noise 0.01 on rho over >= 9 points (3 seeds): the least-squares slope 1/T_k is
         # known to ~0.01 / sqrt(sum (T/T_k)^2) ~ 0.5 %; points just above rho_min near
         # the threshold add a bias of the clipped noise, so 3 % is a safe, failing bound
@@ -33,7 +34,7 @@ def test_fixed_exponent_fit_recovers_noisy_thresholds():
 def test_free_exponent_fit_recovers_exponent_one():
     T, rho = noisy_scan(noise=0.005)
     for k, tk in enumerate(TK[:4]):
-        t_free, gamma, note = spectra.free_exponent_fit(T, rho[:, k])
+        t_free, gamma, note = thresholds.free_exponent_fit(T, rho[:, k])
         assert note == ""
         assert gamma == pytest.approx(1.0, abs=0.1), k
         assert t_free == pytest.approx(tk, rel=0.05), k
@@ -42,7 +43,7 @@ def test_free_exponent_fit_recovers_exponent_one():
 def test_free_exponent_fit_recovers_another_exponent():
     T = np.geomspace(0.01, 0.3, 15)
     rho = 1 - (T / 0.25) ** 0.6
-    t_free, gamma, _ = spectra.free_exponent_fit(T, rho)
+    t_free, gamma, _ = thresholds.free_exponent_fit(T, rho)
     assert gamma == pytest.approx(0.6, rel=1e-4)
     assert t_free == pytest.approx(0.25, rel=1e-4)
 
@@ -51,17 +52,17 @@ def test_exact_law_is_fitted_exactly():
     T = np.geomspace(0.001, 0.5, 12)
     rho = equilibrium.signal_fraction(TK, T)
     for k, tk in enumerate(TK):
-        assert spectra.fixed_exponent_threshold(T, rho[:, k]).threshold == pytest.approx(
+        assert thresholds.fixed_exponent_threshold(T, rho[:, k]).threshold == pytest.approx(
             tk, rel=1e-12
         )
 
 
 @pytest.mark.parametrize("rho", [[0.0, 0.0, 0.0], [0.5, 0.01, 0.0], [np.nan, 0.02, 0.0]])
 def test_too_few_points_give_nan_with_a_reason(rho):
-    fit = spectra.fixed_exponent_threshold([0.01, 0.1, 1.0], rho)
+    fit = thresholds.fixed_exponent_threshold([0.01, 0.1, 1.0], rho)
     assert np.isnan(fit.threshold)
     assert "need 2" in fit.note
-    t_free, gamma, note = spectra.free_exponent_fit([0.01, 0.1, 1.0], rho)
+    t_free, gamma, note = thresholds.free_exponent_fit([0.01, 0.1, 1.0], rho)
     assert np.isnan(t_free) and np.isnan(gamma) and "need 3" in note
 
 
@@ -77,20 +78,20 @@ def test_spectra_table_records_why_a_fit_is_missing():
 def test_utilities_from_best_truncated_distortions():
     # two scan points; the best level of each k may come from different points
     dn = np.array([[0.97, 0.5, 0.30, 0.30], [1.02, 0.6, 0.25, 0.2]])
-    best = spectra.best_distortions(dn)
+    best = thresholds.best_distortions(dn)
     np.testing.assert_array_equal(best, [1.0, 0.5, 0.25, 0.2])  # Dn*_0 = 1 by definition
-    np.testing.assert_allclose(spectra.utilities(best), [0.5, 0.25, 0.05])
+    np.testing.assert_allclose(thresholds.utilities(best), [0.5, 0.25, 0.05])
 
 
 def test_table_utilities_are_utilities_of_the_best_levels():
-    # the table's u_k and the PCA eval utilities are spectra.utilities(), written as the
+    # the table's u_k and the PCA eval utilities are thresholds.utilities(), written as the
     # equation's difference: equal levels (a latent that removes nothing) give +0, never
     # -0, which the CSV would show as "-0"
     dn = np.array([[1.0, 0.4, 0.4, 0.1], [1.0, 0.5, 0.45, 0.3]])
     pca_eval = np.array([1.0, 0.6, 0.6, 0.2])
     table = spectra.spectra_table([0.01, 0.1], np.full((2, 3), 0.5), dn, pca_eval=pca_eval)
     u = table["utility"].to_numpy()
-    np.testing.assert_array_equal(u, spectra.utilities(spectra.best_distortions(dn)))
+    np.testing.assert_array_equal(u, thresholds.utilities(thresholds.best_distortions(dn)))
     np.testing.assert_array_equal(u, [1.0 - 0.4, 0.0, 0.4 - 0.1])
     assert not np.signbit(u[1])
     ev = table["pca_eval_utility"].to_numpy()
@@ -101,7 +102,7 @@ def test_table_utilities_are_utilities_of_the_best_levels():
 def test_small_utilities_survive_in_float64():
     # a utility of 1e-7 under distortions of ~0.5 needs float64 differences
     dn = np.array([[1.0, 0.5, 0.5 - 1e-7]])
-    assert spectra.utilities(spectra.best_distortions(dn))[1] == pytest.approx(1e-7, rel=1e-6)
+    assert thresholds.utilities(thresholds.best_distortions(dn))[1] == pytest.approx(1e-7, rel=1e-6)
 
 
 def test_pca_spectrum_against_a_naive_power_iteration():
@@ -111,7 +112,7 @@ def test_pca_spectrum_against_a_naive_power_iteration():
         @ np.diag([3.0, 2.0, 1.0, 0.5])
         @ np.linalg.qr(rng.standard_normal((4, 4)))[0]
     )
-    ratio = spectra.pca_spectrum(x)
+    ratio = pca.pca_spectrum(x)
     # independent computation: repeated power iteration with deflation on the covariance
     c = np.cov(x, rowvar=False, bias=True)
     lams = []
@@ -126,15 +127,15 @@ def test_pca_spectrum_against_a_naive_power_iteration():
     np.testing.assert_allclose(
         ratio, np.array(lams) / np.trace(np.cov(x, rowvar=False, bias=True)), rtol=1e-8
     )
-    assert spectra.pca_truncation_distortion(ratio)[-1] == pytest.approx(0.0, abs=1e-12)
+    assert pca.pca_truncation_distortion(ratio)[-1] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_split_matched_pca_on_the_training_split_is_the_pca_truncation():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3000, 5)) * [2.0, 1.5, 1.0, 0.5, 0.1]
     np.testing.assert_allclose(
-        spectra.pca_eval_distortion(x, x),
-        spectra.pca_truncation_distortion(spectra.pca_spectrum(x)),
+        pca.pca_eval_distortion(x, x),
+        pca.pca_truncation_distortion(pca.pca_spectrum(x)),
         atol=1e-12,
     )
 
@@ -203,7 +204,7 @@ def test_under_equilibrated_rule():
     "patience, max_updates", [(0.25, 12000), (0.1, 500000), (0.0001, 500), (5000, 12000)]
 )
 def test_patience_updates_is_the_trainers_rule(patience, max_updates):
-    from collapse_spectroscopy.training import TrainConfig
+    from collapse_spectroscopy.training.scan_point import TrainConfig
 
     config = TrainConfig(patience=patience, max_updates=max_updates)
     training = {"patience": patience, "max_updates": max_updates}
@@ -247,8 +248,8 @@ def test_summary_without_patience_counts_every_budget_stop():
 
 
 def test_spectra_command_warns_in_one_line(tmp_path, capsys):
-    from collapse_spectroscopy import scanfile
     from collapse_spectroscopy.cli import main
+    from collapse_spectroscopy.store import scanfile
 
     scan_path = tmp_path / "scan.nc"
     scanfile.write(outcome_scan(), scan_path)
@@ -271,8 +272,8 @@ def test_spectra_command_warns_in_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("command", ["spectra", "figures"])
 @pytest.mark.parametrize("rho_min", ["1.5", "-0.1", "nan"])
 def test_rho_min_outside_0_1_is_one_clear_line(tmp_path, capsys, command, rho_min):
-    from collapse_spectroscopy import scanfile
     from collapse_spectroscopy.cli import main
+    from collapse_spectroscopy.store import scanfile
 
     scan_path = tmp_path / "scan.nc"
     scanfile.write(outcome_scan(), scan_path)
@@ -308,15 +309,15 @@ def test_crossing_threshold_of_the_mean_field_law_within_its_interpolation_error
     # bracket; the equilibrium's rho = 0 above T_k would bend the chord at T_k.
     T = np.geomspace(0.002, 0.9, num)
     rho = 1 - T / tk
-    fit = spectra.crossing_threshold(np.repeat(T, 2), np.repeat(rho, 2))  # two equal seeds
-    t_c = tk * (1 - spectra.RHO_MIN)
+    fit = thresholds.crossing_threshold(np.repeat(T, 2), np.repeat(rho, 2))  # two equal seeds
+    t_c = tk * (1 - thresholds.RHO_MIN)
     b = np.searchsorted(T, t_c)
     t_a, t_b = T[b - 1], T[b]
     s = np.log(fit.threshold)
     g = (s - np.log(t_a)) * (np.log(t_b) - s)
     assert g > 0 and fit.note == ""
     assert t_a * g / 2 * (1 - 1e-9) <= t_c - fit.threshold <= t_b * g / 2 * (1 + 1e-9)
-    assert fit.points == np.sum(rho > spectra.RHO_MIN)
+    assert fit.points == np.sum(rho > thresholds.RHO_MIN)
 
 
 def test_crossing_threshold_is_exact_where_rho_is_linear_in_log_t():
@@ -324,7 +325,7 @@ def test_crossing_threshold_is_exact_where_rho_is_linear_in_log_t():
     # and the crossing of 0.05 is at log T = (0.3 - 0.05) / 0.1 = 2.5
     T = np.geomspace(0.01, 1e3, 9)
     rho = np.clip(0.3 - 0.1 * np.log(T), 0, None)
-    fit = spectra.crossing_threshold(T, rho, rho_min=0.05)
+    fit = thresholds.crossing_threshold(T, rho, rho_min=0.05)
     assert fit.threshold == pytest.approx(np.exp(2.5), rel=1e-12)
 
 
@@ -337,9 +338,9 @@ def test_crossing_threshold_averages_the_seeds_at_each_temperature():
     d = np.linspace(0.01, 0.09, T.size)
     t = np.concatenate([T, T, [T[4]]])
     rho = np.concatenate([line + d, line - d, [np.nan]])
-    fit = spectra.crossing_threshold(t, rho, rho_min=0.05)
+    fit = thresholds.crossing_threshold(t, rho, rho_min=0.05)
     assert fit.threshold == pytest.approx(np.exp(2.5), rel=1e-12)
-    per_seed = [spectra.crossing_threshold(T, r, 0.05).threshold for r in (line + d, line - d)]
+    per_seed = [thresholds.crossing_threshold(T, r, 0.05).threshold for r in (line + d, line - d)]
     assert abs(np.mean(per_seed) - np.exp(2.5)) > 1e-3 * np.exp(2.5)
 
 
@@ -347,7 +348,7 @@ def test_crossing_threshold_takes_the_highest_crossing():
     # down through 0.05 twice: between 1 and 2, and between 4 and 8; the threshold is the
     # hotter one, log T* = log 4 + (0.3 - 0.05) / (0.3 - 0.02) log 2
     T = [1.0, 2.0, 4.0, 8.0, 16.0]
-    fit = spectra.crossing_threshold(T, [0.9, 0.01, 0.3, 0.02, 0.0], rho_min=0.05)
+    fit = thresholds.crossing_threshold(T, [0.9, 0.01, 0.3, 0.02, 0.0], rho_min=0.05)
     assert fit.threshold == pytest.approx(4.0 * 2 ** (0.25 / 0.28), rel=1e-12)
     assert fit.points == 2 and "2 times" in fit.note
 
@@ -363,7 +364,7 @@ def test_crossing_threshold_takes_the_highest_crossing():
     ],
 )
 def test_crossing_threshold_outside_the_scan_is_nan_with_a_reason(rho, reason):
-    fit = spectra.crossing_threshold([0.01, 0.1, 1.0], rho)
+    fit = thresholds.crossing_threshold([0.01, 0.1, 1.0], rho)
     assert np.isnan(fit.threshold)
     assert reason in fit.note
 
@@ -381,6 +382,6 @@ def test_crossing_columns_come_after_the_existing_ones():
         "crossing_threshold",
         "crossing_note",
     ]
-    fit = spectra.crossing_threshold(T, rho[:, 0])
+    fit = thresholds.crossing_threshold(T, rho[:, 0])
     assert table.crossing_threshold[0] == fit.threshold
     assert np.isnan(table.crossing_threshold[1]) and "never above" in table.crossing_note[1]

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from analytic_scan import gathered_scan, train_equilibrium
-from collapse_spectroscopy import equilibrium, observables, spectra
+from collapse_spectroscopy.analysis import equilibrium, observables, pca, spectra
 from synthetic_gaussian import gaussian_splits
 from test_equilibrium import _population_loss
 
@@ -37,7 +37,7 @@ def splits():
 def squeezed(xtr, x_eval, k=2, factor=0.5):
     """``x_eval`` with its coordinate along training PC ``k`` (about the training mean)
     scaled by ``factor``: that mode's rho drops below the next one's on this split."""
-    _, vecs = spectra.pca_basis(xtr)
+    _, vecs = pca.pca_basis(xtr)
     e, mean = vecs[:, k], xtr.astype(np.float64).mean(axis=0)
     return x_eval + (factor - 1.0) * np.outer((x_eval - mean) @ e, e)
 
@@ -71,8 +71,8 @@ def test_split_equilibrium_agrees_with_direct_measurement(splits, T, squeeze):
     xtr, x_eval = splits
     if squeeze:
         x_eval = squeezed(xtr, x_eval)
-    tk = spectra.pca_spectrum(xtr)
-    ev = spectra.pca_eval_ratio(xtr, x_eval)
+    tk = pca.pca_spectrum(xtr)
+    ev = pca.pca_eval_ratio(xtr, x_eval)
     obs = observables.measure(train_equilibrium(xtr, T, LATENTS), x_eval, xtr)
     rho = equilibrium.split_signal_fraction(tk, ev, T)
     np.testing.assert_allclose(raw(obs, "signal_fraction")[:D], rho, atol=1e-10)
@@ -98,7 +98,7 @@ def test_split_references_are_the_fits_of_a_measured_equilibrium_scan(splits, tm
     and utilities of the data equal the split-aware references (the same fit on the
     expected curve at the same temperatures), which differ from lambda_k/V."""
     xtr, x_eval = splits
-    tk = spectra.pca_spectrum(xtr)
+    tk = pca.pca_spectrum(xtr)
     temperatures = np.geomspace(1e-3, 0.7, 12)
     table, _ = spectra.summarize(gathered_scan(tmp_path, temperatures, xtr, x_eval, LATENTS))
     rows = table.iloc[:D]

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from collapse_spectroscopy.config.checks import check_config
+from collapse_spectroscopy.config.studies import study_members, study_runs, value_label
 from collapse_spectroscopy.errors import InputError
-from collapse_spectroscopy.maps import Grid
-from collapse_spectroscopy.studies import study_members, study_runs, value_label
-from collapse_spectroscopy.studycompare import (
+from collapse_spectroscopy.maps.latent_maps import Grid
+from collapse_spectroscopy.studies.compare import (
     STUDY_COLUMNS,
     Effective,
     leading_subspace_angles,
@@ -21,8 +22,7 @@ from collapse_spectroscopy.studycompare import (
     point_warnings,
     resample_map,
 )
-from collapse_spectroscopy.studycompare import Member as StudyMember
-from collapse_spectroscopy.workflow_config import check_config
+from collapse_spectroscopy.studies.compare import Member as StudyMember
 from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
 
 
@@ -284,7 +284,7 @@ def test_study_figure_draws_every_fitted_rank_and_ticks_the_values():
     import matplotlib
 
     matplotlib.use("Agg")
-    from collapse_spectroscopy import studyplot
+    from collapse_spectroscopy.figures import study
 
     rows = []
     for value in (1, 2, 4, 8):
@@ -303,7 +303,7 @@ def test_study_figure_draws_every_fitted_rank_and_ticks_the_values():
                     "map_correlation": 0.99 if rank <= 2 else np.nan,
                 }
             )
-    fig = studyplot.draw(pd.DataFrame(rows), "dataset.coarsen", 1, "s")
+    fig = study.draw(pd.DataFrame(rows), "dataset.coarsen", 1, "s")
     ax_t, ax_u, ax_angle, _ = fig.axes[:4]
     assert len(ax_t.get_lines()) == 4 + 1  # ranks 1-4 and the base run's guide
     assert len(ax_u.get_lines()) == 4 + 1  # rank 5-6's round-off utilities are not drawn
@@ -316,7 +316,7 @@ def _analytic_run(tmp_path, spread_mode=None, stop_reason="converged"):
     """A run folder with one analytic-equilibrium scan point at T = 0.01 (test_modes.py's
     spectrum; ``spread_mode`` held by three latents)."""
     from analytic_scan import point, spread, train_equilibrium
-    from collapse_spectroscopy import scanfile
+    from collapse_spectroscopy.store import scanfile
     from synthetic_gaussian import gaussian_splits
 
     spectrum = [0.5, 0.25, 0.13, 0.07, 0.035, 0.012, 0.003, 0.0]

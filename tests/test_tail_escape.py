@@ -13,7 +13,7 @@ import importlib.util
 
 import numpy as np
 
-from collapse_spectroscopy import equilibrium, spectra
+from collapse_spectroscopy.analysis import equilibrium, pca
 from synthetic_gaussian import gaussian_prepared
 from workflow_helpers import ROOT
 
@@ -39,7 +39,7 @@ def test_equilibrium_start_is_the_equilibrium(tmp_path, capsys):
     args += ["--eval-split", "train", "--modes", "1,6,7,8", "--init", "equilibrium"]
     assert load_script().main([*args, "--updates", "0"]) == 0
     (line,) = rows(capsys.readouterr().out)
-    tk = spectra.pca_spectrum(ds.x_train)
+    tk = pca.pca_spectrum(ds.x_train)
     expected = equilibrium.signal_fraction(tk, T)[[0, 5, 6, 7]]
     assert 0.2 < expected[2] < 0.6 and expected[3] == 0.0
     assert line[0] == 0

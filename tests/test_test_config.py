@@ -16,7 +16,7 @@ import subprocess
 import pytest
 import yaml
 
-from collapse_spectroscopy import settings
+from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.figures import REGISTRY
 from workflow_helpers import ROOT, SNAKEMAKE
 

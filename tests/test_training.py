@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from collapse_spectroscopy import observables, settings
-from collapse_spectroscopy.engines import ENGINES, Engine, make_engine
-from collapse_spectroscopy.engines.torch_engines import AutogradEngine, FastEngine
+from collapse_spectroscopy.analysis import observables
+from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.errors import InputError, TrainingError
-from collapse_spectroscopy.model import LinearVAE
-from collapse_spectroscopy.training import TrainConfig, train_scan_point
+from collapse_spectroscopy.models.linear import LinearVAE
+from collapse_spectroscopy.training.engines import ENGINES, Engine, make_engine
+from collapse_spectroscopy.training.engines.torch_engines import AutogradEngine, FastEngine
+from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
 from engine_problems import problem
 from synthetic_gaussian import gaussian_splits
 
@@ -84,7 +85,7 @@ def test_early_stopping_keeps_the_best_weights(splits):
     assert r.best_val_loss == r.log["val_loss"].min()
     assert r.log.loc[r.log.val_loss.idxmin(), "update"] == r.best_update
     # the returned model is the best one: its validation loss is the logged best
-    from collapse_spectroscopy.model import expected_loss
+    from collapse_spectroscopy.models.linear import expected_loss
 
     val, _, _ = expected_loss(r.model, torch.as_tensor(xva), r.beta)
     assert val == pytest.approx(r.best_val_loss, rel=1e-6)
@@ -210,7 +211,7 @@ def test_torch_engines_do_not_import_numba(tmp_path):
     """A training with a torch engine neither imports numba nor needs it."""
     code = (
         "import sys, numpy as np\n"
-        "from collapse_spectroscopy.training import TrainConfig, train_scan_point\n"
+        "from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point\n"
         "x = np.random.default_rng(0).standard_normal((300, 3)).astype(np.float32)\n"
         "cfg = TrainConfig(engine='fast', max_updates=20, eval_every=10, device='cpu')\n"
         "train_scan_point(x, x, 0.1, latents=2, config=cfg)\n"

@@ -18,10 +18,10 @@ import pandas as pd
 import pytest
 import rasterio
 
-from collapse_spectroscopy import scanfile
-from collapse_spectroscopy.checkpoint import PAUSE_ENV
 from collapse_spectroscopy.datasets import synthetic
-from collapse_spectroscopy.prepared import load_prepared
+from collapse_spectroscopy.store import scanfile
+from collapse_spectroscopy.store.prepared import load_prepared
+from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
 from spatial_sampling import mode_design_effects
 from workflow_helpers import ROOT, SNAKEMAKE, check_spectra_against_truth, tiny_config, workdir
 

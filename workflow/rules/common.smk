@@ -6,26 +6,22 @@ import sys
 
 from snakemake.utils import validate
 
-from collapse_spectroscopy import settings
 from collapse_spectroscopy.cli import ERROR_FD_ENV
-from collapse_spectroscopy.chunks import scan_chunks
+from collapse_spectroscopy.config import settings
+from collapse_spectroscopy.config.checks import check_config, export_project_root
+from collapse_spectroscopy.config.dataset_paths import dataset_files
+from collapse_spectroscopy.config.grid import scan_point_label, scan_temperatures
+from collapse_spectroscopy.config.studies import study_runs
 from collapse_spectroscopy.errors import InputError
-from collapse_spectroscopy.studies import study_runs
 from collapse_spectroscopy.figures import REGISTRY as FIGURE_REGISTRY
-from collapse_spectroscopy.workflow_config import (
-    check_config,
-    dataset_files,
-    export_project_root,
-    scan_point_label,
-    scan_temperatures,
-)
+from collapse_spectroscopy.jobs.chunks import scan_chunks
 
 # First the project's check, which names the offending config key (and checks what a
 # schema cannot: finite numbers, default_runs exist, fractions sum to 1, distinct scan
 # points, ...): a bad config stops here, before any job, with exit status 2 and one line
 # per problem (no traceback); then Snakemake's validate, which fills in the defaults
 # (settings.resolve_run fills in the same ones, for the CLI and the tests). Both read the
-# schema inside the package (src/collapse_spectroscopy/config.schema.yaml), the one home of
+# schema inside the package (src/collapse_spectroscopy/config/schema.yaml), the one home of
 # every default.
 try:
     check_config(config)

@@ -2,7 +2,7 @@
 # maps' outputs and command (kept apart from the rules, as the Snakemake linter asks).
 import re
 
-from collapse_spectroscopy.workflow_config import map_points
+from collapse_spectroscopy.config.grid import map_points
 
 
 def map_runs(table):

@@ -8,7 +8,7 @@
 # chunk of points (rules train_chunk_<run>_<i>, one per chunk: Snakemake sees each point's
 # files as outputs of its chunk's job; a rule's outputs cannot be computed from a
 # wildcard, so each chunk is a rule of its own). A chunk job trains its points one after
-# another in one process (src/collapse_spectroscopy/chunks.py: a rerun keeps the points
+# another in one process (src/collapse_spectroscopy/jobs/chunks.py: a rerun keeps the points
 # already written, resumes the interrupted one). Every job runs the same command
 # (TRAIN_SHELL), its points given by --point arguments made from its outputs: a param
 # derived from the outputs, which Snakemake's params trigger ignores, so changing

@@ -4,7 +4,7 @@
 import json
 import re
 
-from collapse_spectroscopy.studies import study_members
+from collapse_spectroscopy.config.studies import study_members
 
 
 def study_names():

@@ -16,7 +16,7 @@ this file a table of contents:
 ``argtypes``  the argument types they share
 
 The options a configuration key sets take their defaults from the schema
-(:mod:`collapse_spectroscopy.settings`) and, with ``--run-config FILE`` (the workflow passes
+(:mod:`collapse_spectroscopy.config.settings`) and, with ``--run-config FILE`` (the workflow passes
 ``results/RUN/config/COMMAND.json``), their values from the run's configuration; an option
 given explicitly wins.
 
@@ -58,8 +58,9 @@ import importlib
 import os
 import sys
 
-from .. import __version__
-from ..errors import (
+from collapse_spectroscopy import __version__
+from collapse_spectroscopy.cli.runconfig import with_run_config
+from collapse_spectroscopy.errors import (
     EXIT_INPUT,
     EXIT_INTERRUPTED,
     EXIT_IO,
@@ -69,8 +70,7 @@ from ..errors import (
     TrainingError,
     describe_os_error,
 )
-from ..io import check_writable
-from .runconfig import with_run_config
+from collapse_spectroscopy.store.atomic import check_writable
 
 # The options by which subcommands name what they write (argparse dest names): every
 # subcommand uses these names for its outputs, and only for outputs.

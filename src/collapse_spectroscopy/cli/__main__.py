@@ -2,6 +2,6 @@
 
 import sys
 
-from . import main
+from collapse_spectroscopy.cli import main
 
 sys.exit(main())

@@ -7,7 +7,7 @@ import math
 import zipfile
 from pathlib import Path
 
-from ..errors import InputError
+from collapse_spectroscopy.errors import InputError
 
 
 def finite_float(text: str) -> float:

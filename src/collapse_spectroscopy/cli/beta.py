@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .. import settings
-from .argtypes import check_prepared_file, positive_float
+from collapse_spectroscopy.cli.argtypes import check_prepared_file, positive_float
+from collapse_spectroscopy.config import settings
 
 
 def register_beta(sub) -> None:
@@ -40,10 +40,14 @@ def register_beta(sub) -> None:
 
 
 def run_beta(args) -> int:
-    from ..units import beta_to_temperature, temperature_to_beta, total_variance
+    from collapse_spectroscopy.analysis.temperature import (
+        beta_to_temperature,
+        temperature_to_beta,
+        total_variance,
+    )
 
     if args.data is not None:
-        from ..prepared import load_prepared
+        from collapse_spectroscopy.store.prepared import load_prepared
 
         check_prepared_file(args.data)
         V = total_variance(load_prepared(args.data).x_train)

@@ -10,25 +10,29 @@ import argparse
 import json
 import sys
 
-from ..datasets.coarsen import CoarsenOptions
-from ..datasets.prepare import OUTPUTS, SYNTHETIC_DIR, SplitOptions, prepare
-from ..datasets.sources import (
+from collapse_spectroscopy.cli.argtypes import finite_float
+from collapse_spectroscopy.cli.runconfig import (
+    add_run_config_argument,
+    config_option,
+    schema_default,
+)
+from collapse_spectroscopy.datasets.coarsen import CoarsenOptions
+from collapse_spectroscopy.datasets.prepare import OUTPUTS, SYNTHETIC_DIR, SplitOptions, prepare
+from collapse_spectroscopy.datasets.sources import (
     DEFAULT_CACHE_DIR,
     DEFAULT_SOURCE,
     SOURCES,
     SYNTHETIC_KINDS,
     SourceOptions,
 )
-from ..datasets.split import check_fractions
-from ..datasets.worldclim import (
+from collapse_spectroscopy.datasets.split import check_fractions
+from collapse_spectroscopy.datasets.worldclim import (
     RESOLUTIONS,
     archive_name,
     archive_url,
     fetch_archive,
     unpack_archive,
 )
-from .argtypes import finite_float
-from .runconfig import add_run_config_argument, config_option, schema_default
 
 PREPARE_DESCRIPTION = f"""\
 Build the prepared dataset of one run from a source: keep the grid cells valid in every

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import settings
-from .runconfig import add_run_config_argument, config_option
-from .spectra import RHO_MIN_KEY, add_tolerances_option, check_rho_min, check_tolerances
+from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
+from collapse_spectroscopy.cli.spectra import (
+    RHO_MIN_KEY,
+    add_tolerances_option,
+    check_rho_min,
+    check_tolerances,
+)
+from collapse_spectroscopy.config import settings
 
 
 def register_figures(sub) -> None:
@@ -65,9 +70,9 @@ def register_figures(sub) -> None:
 def run_figures(args) -> int:
     import pandas as pd
 
-    from .. import scanfile
-    from ..errors import InputError
-    from ..figures import make_figures
+    from collapse_spectroscopy.errors import InputError
+    from collapse_spectroscopy.figures import make_figures
+    from collapse_spectroscopy.store import scanfile
 
     scan = scanfile.read(args.scan)
     if not args.spectra.is_file():
@@ -94,8 +99,8 @@ def read_null_run(path: Path | None, name: str | None):
     """The :class:`.figures.common.NullRun` of ``--null-spectra`` (None without it)."""
     import pandas as pd
 
-    from ..errors import InputError
-    from ..figures.common import NullRun
+    from collapse_spectroscopy.errors import InputError
+    from collapse_spectroscopy.figures.common import NullRun
 
     if path is None:
         if name is not None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .runconfig import add_run_config_argument, config_option
-from .spectra import RHO_MIN_KEY, add_tolerances_option, check_rho_min
+from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
+from collapse_spectroscopy.cli.spectra import RHO_MIN_KEY, add_tolerances_option, check_rho_min
 
 
 def register_maps(sub) -> None:
@@ -37,37 +37,38 @@ def register_maps(sub) -> None:
 
 
 def run_maps(args) -> int:
-    from .. import maps, scanfile
-    from ..io import all_or_none, atomic_path
-    from ..prepared import load_prepared
+    from collapse_spectroscopy.maps import latent_maps
+    from collapse_spectroscopy.store import scanfile
+    from collapse_spectroscopy.store.atomic import all_or_none, atomic_path
+    from collapse_spectroscopy.store.prepared import load_prepared
 
     check_rho_min(args.rho_min)
     point = scanfile.read(args.point)
     weights = args.weights or args.point.with_suffix(".pt")
-    model, _ = maps.load_model(weights)
+    model, _ = latent_maps.load_model(weights)
     ds = load_prepared(args.data)
-    grid = maps.dataset_grid(ds)
-    result = maps.latent_maps(ds, model, point, args.rho_min)
+    grid = latent_maps.dataset_grid(ds)
+    result = latent_maps.latent_maps(ds, model, point, args.rho_min)
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    files = {k: out / v for k, v in maps.FILES.items()}
+    files = {k: out / v for k, v in latent_maps.FILES.items()}
     title = f"T = {result.temperature:.4g}, seed {result.seed} ({result.kind})"
     with all_or_none() as written:  # the maps of a scan point exist together or not at all
         if grid is not None:
-            from ..mapplots import draw_latent_means
+            from collapse_spectroscopy.figures.maps import draw_latent_means
 
-            maps.write_geotiff(files["geotiff"], result, ds, grid)
+            latent_maps.write_geotiff(files["geotiff"], result, ds, grid)
             written.append(files["geotiff"])
-            bands = maps.grid_bands(result, ds, grid)
+            bands = latent_maps.grid_bands(result, ds, grid)
             fig = draw_latent_means(bands, result, grid, f"posterior means $\\mu_k(x)$, {title}")
             _save_png(fig, files["means_png"], atomic_path)
             written.append(files["means_png"])
         else:
-            maps.write_means_table(files["means_csv"], result, ds)
+            latent_maps.write_means_table(files["means_csv"], result, ds)
             written.append(files["means_csv"])
-        maps.write_loadings(files["loadings_csv"], result)
+        latent_maps.write_loadings(files["loadings_csv"], result)
         written.append(files["loadings_csv"])
-        from ..mapplots import draw_loadings
+        from collapse_spectroscopy.figures.maps import draw_loadings
 
         _save_png(draw_loadings(result, f"loadings, {title}"), files["loadings_png"], atomic_path)
         written.append(files["loadings_png"])
@@ -77,7 +78,7 @@ def run_maps(args) -> int:
 
 
 def _save_png(fig, path: Path, atomic_path) -> None:
-    from ..figures.style import DPI, style
+    from collapse_spectroscopy.figures.style import DPI, style
 
     with style(), atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight")

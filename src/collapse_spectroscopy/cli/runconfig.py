@@ -2,7 +2,7 @@
 
 For each run and command (stage), the workflow writes the sections of the run's resolved
 configuration (every key of the schema, defaults filled in) that the command reads,
-:data:`collapse_spectroscopy.settings.STAGES`, to ``results/RUN/config/STAGE.json``, and
+:data:`collapse_spectroscopy.config.settings.STAGES`, to ``results/RUN/config/STAGE.json``, and
 hands its path to the command's jobs: a key reruns exactly the jobs whose stage reads it.
 A command reads only its stage's sections of the file it is given (a whole resolved run
 works too).
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import yaml
 
-from .. import settings
-from ..errors import InputError
-from ..workflow_config import nonfinite_errors, schema_errors
+from collapse_spectroscopy.config import settings
+from collapse_spectroscopy.config.validate import nonfinite_errors, schema_errors
+from collapse_spectroscopy.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import settings
-from ..errors import InputError
-from .argtypes import check_prepared_file, patience, positive_float
-from .runconfig import add_run_config_argument, config_option
+from collapse_spectroscopy.cli.argtypes import check_prepared_file, patience, positive_float
+from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
+from collapse_spectroscopy.config import settings
+from collapse_spectroscopy.errors import InputError
 
 TRAIN_DESCRIPTION = (
     "Train the beta-VAE (linear, or MLP with --kind mlp: docs/science.md §9) at one "
@@ -185,7 +185,7 @@ def register_train(sub) -> None:
 
 def widths(values) -> list[int]:
     """``--hidden`` as integers (list options stay text, as the schema's default is given;
-    :func:`collapse_spectroscopy.families.check_model` then checks each is >= 1)."""
+    :func:`collapse_spectroscopy.models.families.check_model` then checks each is >= 1)."""
     try:
         return [int(v) for v in values]
     except ValueError:
@@ -194,7 +194,7 @@ def widths(values) -> list[int]:
 
 def scan_points(args) -> list:
     """The job's scan points: ``-T --seed --out [--weights --log]``, or every ``--point``."""
-    from ..pointjob import PointFiles
+    from collapse_spectroscopy.jobs.train_job import PointFiles
 
     if not args.point:
         if args.temperature is None or args.out is None:
@@ -220,7 +220,7 @@ def scan_points(args) -> list:
 
 
 def run_train(args) -> int:
-    from ..pointjob import train_points
+    from collapse_spectroscopy.jobs.train_job import train_points
 
     check_prepared_file(args.data)
     points = scan_points(args)
@@ -274,7 +274,7 @@ def register_gather(sub) -> None:
 
 
 def run_gather(args) -> int:
-    from .. import scanfile
+    from collapse_spectroscopy.store import scanfile
 
     scan = scanfile.gather(args.points)
     scanfile.write(scan, args.out)

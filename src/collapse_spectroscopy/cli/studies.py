@@ -59,20 +59,19 @@ def register_study(sub) -> None:
 
 
 def run_study(args) -> int:
-    from .. import studycompare, studyplot
-    from ..figures.style import DPI, style
-    from ..io import all_or_none, atomic_path
-    from .spectra import check_rho_min
+    from collapse_spectroscopy.cli.spectra import check_rho_min
+    from collapse_spectroscopy.figures import study
+    from collapse_spectroscopy.figures.style import DPI, style
+    from collapse_spectroscopy.store.atomic import all_or_none, atomic_path
+    from collapse_spectroscopy.studies import compare
 
     check_rho_min(args.rho_min)
-    members = [
-        studycompare.Member(yaml.safe_load(v), Path(d), t, args.seed) for v, d, t in args.member
-    ]
-    base = studycompare.Member(None, Path(args.base[0]), args.base[1], args.seed)
-    table = studycompare.study_table(members, base, args.rho_min)
+    members = [compare.Member(yaml.safe_load(v), Path(d), t, args.seed) for v, d, t in args.member]
+    base = compare.Member(None, Path(args.base[0]), args.base[1], args.seed)
+    table = compare.study_table(members, base, args.rho_min)
     # warnings, not errors: the comparison is still written, but the log says where it is
     # weak and which key moves it (the base point decides every row's angles and maps)
-    for line in studycompare.point_warnings(base, args.rho_min):
+    for line in compare.point_warnings(base, args.rho_min):
         print(
             f"collapse-spectroscopy study: warning: {line}; the comparison at this point is "
             f"unreliable: set studies.{args.name}.temperature to a scan temperature where the "
@@ -81,9 +80,9 @@ def run_study(args) -> int:
         )
     base_value = next((m.value for m in members if m.run_dir == base.run_dir), None)
     title = f"study {args.name}: {args.vary} (base run {base.name}, seed {args.seed})"
-    fig = studyplot.draw(table, args.vary, base_value, title)
+    fig = study.draw(table, args.vary, base_value, title)
     with all_or_none() as written:
-        studycompare.write_table(args.out, table)
+        compare.write_table(args.out, table)
         written.append(args.out)
         with style(), atomic_path(args.figure) as tmp:
             fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})

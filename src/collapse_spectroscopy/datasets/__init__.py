@@ -15,7 +15,7 @@ Modules, in the order data flows through them:
                subcommand: ``collapse_spectroscopy.cli.data``)
 """
 
-from .prepare import OUTPUTS, SplitOptions, prepare
-from .sources import SOURCES, SourceOptions
+from collapse_spectroscopy.datasets.prepare import OUTPUTS, SplitOptions, prepare
+from collapse_spectroscopy.datasets.sources import SOURCES, SourceOptions
 
 __all__ = ["OUTPUTS", "SOURCES", "SourceOptions", "SplitOptions", "prepare"]

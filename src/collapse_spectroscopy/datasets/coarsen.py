@@ -32,10 +32,10 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 
-from ..errors import InputError
-from ..settings import section_defaults
-from .rasters import RasterStack
-from .stack import Samples, row_areas_km2_geographic, stack_samples
+from collapse_spectroscopy.config.settings import section_defaults
+from collapse_spectroscopy.datasets.rasters import RasterStack
+from collapse_spectroscopy.datasets.stack import Samples, row_areas_km2_geographic, stack_samples
+from collapse_spectroscopy.errors import InputError
 
 _DEFAULTS = section_defaults("dataset")  # the schema is the one home of these defaults
 

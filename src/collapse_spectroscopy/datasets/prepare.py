@@ -3,7 +3,7 @@
 Outputs, all in one folder ``out`` (names in :data:`OUTPUTS`):
 
 ``prepared.npz``
-    The prepared dataset (:mod:`collapse_spectroscopy.prepared`): standardized float32
+    The prepared dataset (:mod:`collapse_spectroscopy.store.prepared`): standardized float32
     samples per split, the training mean/std, feature names, the synthetic gaussian
     kind's declared spectrum, and metadata (source, split rule and parameters, counts, areas).
 ``split_summary.json``
@@ -35,13 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
-from ..errors import InputError
-from ..io import atomic_path, check_writable, write_json
-from ..prepared import PreparedDataset
-from .coarsen import CoarsenOptions, coarsen_samples
-from .sources import SourceOptions, check_source, load_samples
-from .split import (
+from collapse_spectroscopy import __version__
+from collapse_spectroscopy.datasets.coarsen import CoarsenOptions, coarsen_samples
+from collapse_spectroscopy.datasets.sources import SourceOptions, check_source, load_samples
+from collapse_spectroscopy.datasets.split import (
     DEFAULT_BLOCK_KM,
     DEFAULT_FRACTIONS,
     SPLITS,
@@ -55,7 +52,10 @@ from .split import (
     split_summary,
     subsample_train,
 )
-from .splitmap import draw_split_map
+from collapse_spectroscopy.datasets.splitmap import draw_split_map
+from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.store.atomic import atomic_path, check_writable, write_json
+from collapse_spectroscopy.store.prepared import PreparedDataset
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from natsort import natsorted
 from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioIOError
 
-from ..errors import InputError
+from collapse_spectroscopy.errors import InputError
 
 RASTER_SUFFIXES = (".tif", ".tiff")
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..settings import section_defaults
-from . import synthetic, synthetic_manifold, worldclim
-from .rasters import layers_from_paths, read_stack
-from .stack import Samples, stack_samples
-from .table import read_table
+from collapse_spectroscopy.config.settings import section_defaults
+from collapse_spectroscopy.datasets import synthetic, synthetic_manifold, worldclim
+from collapse_spectroscopy.datasets.rasters import layers_from_paths, read_stack
+from collapse_spectroscopy.datasets.stack import Samples, stack_samples
+from collapse_spectroscopy.datasets.table import read_table
+from collapse_spectroscopy.errors import InputError
 
 SOURCES = ("worldclim", "rasters", "synthetic", "table")
 SYNTHETIC_KINDS = ("gaussian", "manifold")

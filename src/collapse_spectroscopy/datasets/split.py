@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 import pyproj
 
-from ..errors import InputError
-from ..settings import section_defaults
+from collapse_spectroscopy.config.settings import section_defaults
+from collapse_spectroscopy.errors import InputError
 
 SPLITS = ("train", "val", "test")
 EQUAL_AREA_CRS = "EPSG:6933"

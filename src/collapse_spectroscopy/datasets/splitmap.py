@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..io import atomic_path
-from .split import SPLITS, SplitResult
+from collapse_spectroscopy.datasets.split import SPLITS, SplitResult
+from collapse_spectroscopy.store.atomic import atomic_path
 
 COLORS = {"train": "#4477AA", "val": "#EE7733", "test": "#228833"}  # Paul Tol, bright
 LABELS = {"train": "training", "val": "validation", "test": "test"}

@@ -26,8 +26,8 @@ import numpy as np
 import pyproj
 from affine import Affine
 
-from ..errors import InputError
-from .rasters import RasterStack
+from collapse_spectroscopy.datasets.rasters import RasterStack
+from collapse_spectroscopy.errors import InputError
 
 #: Points per east-west cell edge when outlining a lon/lat cell on the ellipsoid.
 EDGE_POINTS = 16

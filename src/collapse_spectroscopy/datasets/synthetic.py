@@ -57,8 +57,8 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-from ..errors import InputError
-from ..io import atomic_directory, json_default
+from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.store.atomic import atomic_directory, json_default
 
 #: Declared normalized spectrum lambda_k / V of the synthetic layers (descending, sums to 1).
 SPECTRUM = (0.45, 0.25, 0.15, 0.08, 0.045, 0.02, 0.005, 0.0)

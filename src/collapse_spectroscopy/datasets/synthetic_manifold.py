@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
-from .synthetic import NODATA, RESOLUTION_DEG, land_mask, layer_names
+from collapse_spectroscopy.datasets.synthetic import NODATA, RESOLUTION_DEG, land_mask, layer_names
+from collapse_spectroscopy.errors import InputError
 
 FIELD_WAVES = 64
 FIELD_WAVENUMBERS = (3.0, 12.0)  # per unit radius of the sphere

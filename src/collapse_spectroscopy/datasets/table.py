@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
-from .rasters import value_in_dtype
-from .stack import Samples, check_no_undeclared_nodata
+from collapse_spectroscopy.datasets.rasters import value_in_dtype
+from collapse_spectroscopy.datasets.stack import Samples, check_no_undeclared_nodata
+from collapse_spectroscopy.errors import InputError
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")

@@ -25,9 +25,9 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from ..errors import InputError
-from ..io import atomic_directory
-from .rasters import LayerSource, _file_layer, open_zip, zip_layer
+from collapse_spectroscopy.datasets.rasters import LayerSource, _file_layer, open_zip, zip_layer
+from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.store.atomic import atomic_directory
 
 log = logging.getLogger(__name__)
 

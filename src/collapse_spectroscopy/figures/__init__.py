@@ -120,8 +120,8 @@ def save_figure(fig, outdir: str | os.PathLike, stem: str) -> list[Path]:
 
     Timestamps are left out of the PDF so that identical inputs give identical files.
     """
-    from ..io import atomic_path
-    from .style import DPI, style
+    from collapse_spectroscopy.figures.style import DPI, style
+    from collapse_spectroscopy.store.atomic import atomic_path
 
     paths = []
     with style():

@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..scanfile import point_grid
-from ..spectra import PCA_FLOOR, scan_rank_flags
-from ..stopping import scan_under_equilibrated
-from .style import RankColors
+from collapse_spectroscopy.analysis.pca import PCA_FLOOR
+from collapse_spectroscopy.analysis.spectra import scan_rank_flags
+from collapse_spectroscopy.figures.style import RankColors
+from collapse_spectroscopy.store.scanfile import point_grid
+from collapse_spectroscopy.training.stopping import scan_under_equilibrated
 
 
 @dataclass(frozen=True)

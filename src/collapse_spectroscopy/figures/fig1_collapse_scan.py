@@ -29,11 +29,12 @@ import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 
-from .. import equilibrium, settings
-from ..errors import InputError
-from ..spectra import RHO_MIN
-from .axes import t_axis, t_grid, t_range
-from .common import (
+from collapse_spectroscopy.analysis import equilibrium
+from collapse_spectroscopy.analysis.thresholds import RHO_MIN
+from collapse_spectroscopy.config import settings
+from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.figures.axes import t_axis, t_grid, t_range
+from collapse_spectroscopy.figures.common import (
     column,
     eval_theory_spectrum,
     grid_values,
@@ -46,8 +47,22 @@ from .common import (
     temperatures,
     theory_spectrum,
 )
-from .marks import data_handles, grey_rank_label, handle, plot_ranked, plot_theory
-from .style import COLUMN_WIDTH, FIT, GUIDE, REFERENCE_COLOR, THEORY, panel_label, style
+from collapse_spectroscopy.figures.marks import (
+    data_handles,
+    grey_rank_label,
+    handle,
+    plot_ranked,
+    plot_theory,
+)
+from collapse_spectroscopy.figures.style import (
+    COLUMN_WIDTH,
+    FIT,
+    GUIDE,
+    REFERENCE_COLOR,
+    THEORY,
+    panel_label,
+    style,
+)
 
 # the fit band of a rank spectra.csv flags under_equilibrated: dotted, the hollow of a band
 FIT_FLAGGED = {**FIT, "ls": (0, (1, 0.8))}

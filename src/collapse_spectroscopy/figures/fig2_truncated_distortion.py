@@ -26,10 +26,10 @@ import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 
-from .. import equilibrium
-from ..spectra import RHO_MIN
-from .axes import integer_locator, t_axis, t_grid
-from .common import (
+from collapse_spectroscopy.analysis import equilibrium
+from collapse_spectroscopy.analysis.thresholds import RHO_MIN
+from collapse_spectroscopy.figures.axes import integer_locator, t_axis, t_grid
+from collapse_spectroscopy.figures.common import (
     best_from_flagged,
     by_rank,
     column,
@@ -43,7 +43,7 @@ from .common import (
     temperatures,
     theory_spectrum,
 )
-from .marks import (
+from collapse_spectroscopy.figures.marks import (
     below_axis,
     data_handles,
     dot,
@@ -53,8 +53,8 @@ from .marks import (
     plot_ranked,
     plot_theory,
 )
-from .seedbars import band
-from .style import (
+from collapse_spectroscopy.figures.seedbars import band
+from collapse_spectroscopy.figures.style import (
     GUIDE,
     INACTIVE_COLOR,
     PAGE_WIDTH,

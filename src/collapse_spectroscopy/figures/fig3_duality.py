@@ -26,12 +26,20 @@ import xarray as xr
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from ..spectra import EQUILIBRATION_TOLERANCE, PCA_FLOOR, RHO_MIN
-from .axes import log_ticks
-from .common import column, null_model_label, positive, rank_colors, rank_flags, ranks
-from .marks import dot
-from .seedbars import BAR, error_bars
-from .style import COLUMN_WIDTH, style
+from collapse_spectroscopy.analysis.pca import PCA_FLOOR
+from collapse_spectroscopy.analysis.thresholds import EQUILIBRATION_TOLERANCE, RHO_MIN
+from collapse_spectroscopy.figures.axes import log_ticks
+from collapse_spectroscopy.figures.common import (
+    column,
+    null_model_label,
+    positive,
+    rank_colors,
+    rank_flags,
+    ranks,
+)
+from collapse_spectroscopy.figures.marks import dot
+from collapse_spectroscopy.figures.seedbars import BAR, error_bars
+from collapse_spectroscopy.figures.style import COLUMN_WIDTH, style
 
 VAE_FACE_ALPHA = 0.45  # a tint: a bar of the same colour drawn above stays visible on it
 VAE_ZORDER = 3  # above the squares (2), below the seed bars (seedbars.BAR) and the crosses

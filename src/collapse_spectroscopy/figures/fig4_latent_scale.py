@@ -26,9 +26,9 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ..spectra import RHO_MIN
-from .axes import log_ticks, power_label, t_axis
-from .common import (
+from collapse_spectroscopy.analysis.thresholds import RHO_MIN
+from collapse_spectroscopy.figures.axes import log_ticks, power_label, t_axis
+from collapse_spectroscopy.figures.common import (
     grid_values,
     n_latents,
     null_model_label,
@@ -36,8 +36,14 @@ from .common import (
     rank_colors,
     temperatures,
 )
-from .marks import data_handles, grey_rank_label, handle, plot_ranked
-from .style import PAGE_WIDTH, REFERENCE_COLOR, THEORY, panel_label, style
+from collapse_spectroscopy.figures.marks import data_handles, grey_rank_label, handle, plot_ranked
+from collapse_spectroscopy.figures.style import (
+    PAGE_WIDTH,
+    REFERENCE_COLOR,
+    THEORY,
+    panel_label,
+    style,
+)
 
 # The floor of panel (b). J is the gap between the measured mean log-variance l_k and the
 # one-mode theory's log v_k (docs/science.md §3); to leading order J = Var_x(log s2)/2, so

@@ -39,10 +39,15 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from ..concentration import TOLERANCES, participation_ratio, variables_needed
-from ..spectra import PCA_FLOOR, RHO_MIN, pca_truncation_distortion
-from .axes import integer_locator
-from .common import (
+from collapse_spectroscopy.analysis.concentration import (
+    TOLERANCES,
+    participation_ratio,
+    variables_needed,
+)
+from collapse_spectroscopy.analysis.pca import PCA_FLOOR, pca_truncation_distortion
+from collapse_spectroscopy.analysis.thresholds import RHO_MIN
+from collapse_spectroscopy.figures.axes import integer_locator
+from collapse_spectroscopy.figures.common import (
     NullRun,
     best_from_flagged,
     column,
@@ -51,8 +56,8 @@ from .common import (
     positive,
     table_n_active,
 )
-from .marks import below_axis, dot, grey_rank_label
-from .style import (
+from collapse_spectroscopy.figures.marks import below_axis, dot, grey_rank_label
+from collapse_spectroscopy.figures.style import (
     GUIDE,
     INACTIVE_COLOR,
     INACTIVE_POINTS,

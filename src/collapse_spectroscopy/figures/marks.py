@@ -8,8 +8,8 @@ import numpy as np
 import xarray as xr
 from matplotlib.lines import Line2D
 
-from .common import nanmean, positive, seeds
-from .style import (
+from collapse_spectroscopy.figures.common import nanmean, positive, seeds
+from collapse_spectroscopy.figures.style import (
     INACTIVE_COLOR,
     INACTIVE_POINTS,
     MEAN,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.lines import Line2D
 
-from .common import column, positive
+from collapse_spectroscopy.figures.common import column, positive
 
 BAR = {"lw": 0.7, "alpha": 0.8, "zorder": 3.5}
 

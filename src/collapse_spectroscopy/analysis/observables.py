@@ -1,0 +1,290 @@
+"""Per-latent observables and truncated distortions of a trained VAE (docs/science.md §3, §4).
+
+All quantities are averages over the *whole* evaluation split, computed from the
+posterior parameters ``mu(x) = A x + a`` and ``logs2(x) = B x + b`` and accumulated in
+float64 over chunks (so memory stays bounded on 150k+ samples).
+
+Per latent ``j``:
+
+- ``m_j = mean mu_j^2``               posterior mean square (raw, not centred)
+- ``v_j = mean exp(logs2_j)``         mean posterior variance
+- ``l_j = mean logs2_j``              mean posterior log-variance
+- ``R_j = 1/2 (m_j + v_j - 1 - l_j)``  KL rate, nats
+- ``rho_j = m_j / (m_j + v_j)``       signal fraction (order parameter)
+- ``q_j = m_j + v_j``                 latent scale
+- ``J_j = log v_j - l_j >= 0``        Jensen gap
+
+Latents are ranked by ``rho`` descending (rank 1 = most active). The truncated
+distortion ``Dn_k`` keeps the ``k`` highest-ranked latents at their posterior means and
+prunes the rest to 0 (the prior mean), or, in the variant, to their training-split mean
+of ``mu``; it is normalized by ``E_eval ||x - xbar_train||^2`` so that ``Dn_0 = 1`` when the
+decoder bias is the training mean.
+
+That is the linear VAE (:func:`measure`, closed forms from a few moments). A model of any
+family is measured through its networks by :func:`measure_decoded` (docs/science.md §9):
+the same observables, ``Dn_k`` by decoding, one decoder pass per ``k``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from collapse_spectroscopy.errors import InputError
+
+CHUNK = 65536
+
+
+@dataclass
+class Moments:
+    """First and second moments of the posterior means over a split (float64)."""
+
+    n: int
+    mean_mu: np.ndarray  # (K,)   E mu
+    mean_mu2: np.ndarray  # (K,)   E mu^2
+    mean_s2: np.ndarray  # (K,)   E exp(logs2)
+    mean_logs2: np.ndarray  # (K,)   E logs2
+    mu_mu: np.ndarray  # (K, K) E mu mu^T
+    r_mu: np.ndarray  # (d, K) E (x - c) mu^T
+    mean_r: np.ndarray  # (d,)   E (x - c)
+    r2: float  # E ||x - c||^2
+    x_ref2: float  # E ||x - xbar_ref||^2 (the normalizer)
+
+
+def _check(params: dict, x: np.ndarray, name: str = "evaluation split") -> None:
+    d = params["W"].shape[0]
+    if x.ndim != 2 or x.shape[1] != d:
+        raise InputError(f"{name}: expected an array of shape (n, {d}), got {x.shape}")
+    if x.shape[0] == 0:
+        raise InputError(f"{name}: is empty (0 samples)")
+
+
+def posterior_moments(
+    params: dict, x: np.ndarray, x_ref_mean: np.ndarray, chunk: int = CHUNK
+) -> Moments:
+    """Accumulate the moments of the posterior over ``x`` in float64, chunk by chunk."""
+    _check(params, x)
+    A, a, B, b, W, c = (params[k] for k in ("A", "a", "B", "b", "W", "c"))
+    K, d = A.shape
+    acc = {k: 0.0 for k in ("mu", "mu2", "s2", "ls2", "mumu", "rmu", "r", "r2", "ref2")}
+    x_ref_mean = np.asarray(x_ref_mean, dtype=np.float64)
+    for start in range(0, x.shape[0], chunk):
+        xc = np.asarray(x[start : start + chunk], dtype=np.float64)
+        mu = xc @ A.T + a
+        ls2 = xc @ B.T + b
+        r = xc - c
+        acc["mu"] = acc["mu"] + mu.sum(0)
+        acc["mu2"] = acc["mu2"] + np.einsum("nk,nk->k", mu, mu)
+        acc["s2"] = acc["s2"] + np.exp(ls2).sum(0)
+        acc["ls2"] = acc["ls2"] + ls2.sum(0)
+        acc["mumu"] = acc["mumu"] + mu.T @ mu
+        acc["rmu"] = acc["rmu"] + r.T @ mu
+        acc["r"] = acc["r"] + r.sum(0)
+        acc["r2"] = acc["r2"] + np.einsum("nd,nd->", r, r)
+        xr = xc - x_ref_mean
+        acc["ref2"] = acc["ref2"] + np.einsum("nd,nd->", xr, xr)
+    n = x.shape[0]
+    return Moments(
+        n=n,
+        mean_mu=acc["mu"] / n,
+        mean_mu2=acc["mu2"] / n,
+        mean_s2=acc["s2"] / n,
+        mean_logs2=acc["ls2"] / n,
+        mu_mu=acc["mumu"] / n,
+        r_mu=acc["rmu"] / n,
+        mean_r=acc["r"] / n,
+        r2=float(acc["r2"] / n),
+        x_ref2=float(acc["ref2"] / n),
+    )
+
+
+def per_latent(mom: Moments) -> dict[str, np.ndarray]:
+    """The per-latent observables ``m, v, l, R, rho, q, J`` (raw latent order)."""
+    return latent_observables(mom.mean_mu2, mom.mean_s2, mom.mean_logs2)
+
+
+def latent_observables(m: np.ndarray, v: np.ndarray, l: np.ndarray) -> dict[str, np.ndarray]:
+    """The table of docs/science.md §3 from ``m = E mu^2``, ``v = E s2``, ``l = E logs2``."""
+    q = m + v
+    return {
+        "posterior_mean_square": m,
+        "posterior_variance": v,
+        "posterior_log_variance": l,
+        "kl_rate": 0.5 * (m + v - 1.0 - l),
+        "signal_fraction": m / q,
+        "latent_scale": q,
+        "jensen_gap": np.log(v) - l,
+    }
+
+
+def rank_by_signal_fraction(rho: np.ndarray) -> np.ndarray:
+    """Latent indices ordered by ``rho`` descending (stable, so ties keep index order)."""
+    return np.argsort(-np.asarray(rho), kind="stable")
+
+
+def truncated_distortions(
+    mom: Moments, W: np.ndarray, order: np.ndarray, offset: np.ndarray | None = None
+) -> np.ndarray:
+    """``Dn_k``, ``k = 0..K``: keep latents ``order[:k]`` at their posterior means.
+
+    Pruned latents are set to ``offset`` (default 0, the prior mean; the variant passes the
+    training-split mean of ``mu``). Computed exactly from the moments: with
+    ``u = mu - offset`` and ``r0 = x - c - W offset``, the residual of keeping set ``S`` is
+    ``r0 - W_S u_S`` and its mean square expands into ``E||r0||^2 - 2 sum_S W_i.E[r0 u_i] +
+    sum_{S x S} (W_i.W_j) E[u_i u_j]``, accumulated over the ranked order in float64.
+    """
+    K = W.shape[1]
+    o = np.zeros(K) if offset is None else np.asarray(offset, dtype=np.float64)
+    Wo = W @ o
+    uu = mom.mu_mu - np.outer(mom.mean_mu, o) - np.outer(o, mom.mean_mu) + np.outer(o, o)
+    r_u = mom.r_mu - np.outer(mom.mean_r, o) - np.outer(Wo, mom.mean_mu) + np.outer(Wo, o)
+    r0_2 = mom.r2 - 2.0 * Wo @ mom.mean_r + Wo @ Wo
+    W_o, uu_o, ru_o = W[:, order], uu[np.ix_(order, order)], r_u[:, order]
+    g = np.einsum("dk,dk->k", W_o, ru_o)  # W_i . E[r0 u_i]
+    H = (W_o.T @ W_o) * uu_o  # (W_i.W_j) E[u_i u_j]
+    # sum over the leading k x k block of H: add row k's lower triangle twice, diagonal once
+    lower = np.tril(H, -1).sum(axis=1)
+    quad = np.cumsum(2.0 * lower + np.diag(H))
+    sq = np.concatenate([[r0_2], r0_2 - 2.0 * np.cumsum(g) + quad])
+    return sq / mom.x_ref2
+
+
+def sampled_distortion(
+    params: dict, x: np.ndarray, x_ref_mean: np.ndarray, seed: int, chunk: int = CHUNK
+) -> float:
+    """Normalized distortion of a *sampled* reconstruction, one noise draw per sample.
+
+    The noise comes from ``numpy.random.default_rng(seed)``, so it is reproducible.
+    """
+    _check(params, x)
+    A, a, B, b, W, c = (params[k] for k in ("A", "a", "B", "b", "W", "c"))
+    rng = np.random.default_rng(seed)
+    num = ref = 0.0
+    for start in range(0, x.shape[0], chunk):
+        xc = np.asarray(x[start : start + chunk], dtype=np.float64)
+        mu, ls2 = xc @ A.T + a, xc @ B.T + b
+        z = mu + np.exp(0.5 * ls2) * rng.standard_normal(mu.shape)
+        num += np.square(xc - z @ W.T - c).sum()
+        ref += np.square(xc - x_ref_mean).sum()
+    return float(num / ref)
+
+
+@dataclass
+class Observables:
+    """Everything measured at one scan point, latents in ranked order (rank 1 first)."""
+
+    per_latent: dict[str, np.ndarray]  # each (K,), ranked
+    latent_index: np.ndarray  # (K,) raw index of the latent at each rank
+    train_mean_mu: np.ndarray  # (K,) ranked: training-split mean of mu
+    truncated_distortion: np.ndarray  # (K+1,) pruned to 0
+    truncated_distortion_train_mean: np.ndarray  # (K+1,) pruned to the training mean of mu
+    distortion_posterior_mean: float  # Dn with every latent at its mean
+    distortion_sampled: float  # Dn of a sampled reconstruction
+    rate: float  # sum_j R_j, nats
+    n_eval: int
+
+    @classmethod
+    def ranked(cls, obs, order, train_mu, dn, dn_mean, sampled, n_eval) -> Observables:
+        """The observables of one scan point from per-latent values in raw latent order,
+        the ranking ``order`` and the truncated distortions (already in rank order)."""
+        return cls(
+            per_latent={k: v[order] for k, v in obs.items()},
+            latent_index=order,
+            train_mean_mu=train_mu[order],
+            truncated_distortion=dn,
+            truncated_distortion_train_mean=dn_mean,
+            distortion_posterior_mean=float(dn[-1]),
+            distortion_sampled=float(sampled),
+            rate=float(obs["kl_rate"].sum()),
+            n_eval=int(n_eval),
+        )
+
+
+def _finite_or_raise(obs: dict) -> None:
+    if not all(np.all(np.isfinite(v)) for v in obs.values()):
+        raise InputError(
+            "observables are not finite: the model's posterior overflowed "
+            "(check the training log for divergence)"
+        )
+
+
+def measure(
+    params: dict, x_eval: np.ndarray, x_train: np.ndarray, seed: int = 0, chunk: int = CHUNK
+) -> Observables:
+    """All observables of docs/science.md §3-4 for a trained model on an evaluation split.
+
+    ``x_train`` supplies ``xbar_train`` (the normalizer's reference) and the training mean
+    of ``mu`` (the pruning variant). ``seed`` fixes the noise of the sampled distortion.
+    """
+    _check(params, x_train, "training split")
+    x_train_mean = sum(xc.sum(0) for xc in _chunks(x_train, chunk)) / x_train.shape[0]
+    train_mu = x_train_mean @ params["A"].T + params["a"]  # mu is affine: mean of mu = mu(mean)
+    mom = posterior_moments(params, x_eval, x_train_mean, chunk)
+    obs = per_latent(mom)
+    _finite_or_raise(obs)
+    order = rank_by_signal_fraction(obs["signal_fraction"])
+    W = params["W"]
+    dn = truncated_distortions(mom, W, order)
+    dn_mean = truncated_distortions(mom, W, order, offset=train_mu)
+    sampled = sampled_distortion(params, x_eval, x_train_mean, seed, chunk)
+    return Observables.ranked(obs, order, train_mu, dn, dn_mean, sampled, x_eval.shape[0])
+
+
+def _chunks(x: np.ndarray, chunk: int):
+    for start in range(0, x.shape[0], chunk):
+        yield np.asarray(x[start : start + chunk], dtype=np.float64)
+
+
+def measure_decoded(
+    encode, decode, x_eval: np.ndarray, x_train: np.ndarray, seed: int = 0, chunk: int = CHUNK
+) -> Observables:
+    """:func:`measure` for a model of any family, through its networks (docs/science.md §9).
+
+    ``encode(x) -> (mu, logs2)`` and ``decode(z) -> xhat`` map float64 arrays (one chunk of
+    samples) to float64 arrays. The per-latent observables come from the moments of the
+    encoder's output, as for the linear model; ``Dn_k`` decodes the posterior means with
+    the ranked latents after ``k`` at 0 (or at their training-split mean of ``mu``, an
+    average over the training split: ``mu`` is no longer affine), one decoder pass per
+    ``k``. The normalizer, the sampled distortion's noise and the rate are those of
+    :func:`measure`, so on a linear model both give the same numbers up to rounding
+    (tests/test_mlp.py). ``Dn_0`` is the distortion of ``xhat(0)`` and may exceed 1.
+    """
+    d = x_train.shape[1] if x_train.ndim == 2 else -1
+    for name, x in (("training split", x_train), ("evaluation split", x_eval)):
+        if x.ndim != 2 or x.shape[1] != d or x.shape[0] == 0:
+            raise InputError(f"{name}: expected a non-empty array of shape (n, {d}), got {x.shape}")
+    sum_x = sum_mu = 0.0
+    for xc in _chunks(x_train, chunk):
+        sum_x = sum_x + xc.sum(0)
+        sum_mu = sum_mu + encode(xc)[0].sum(0)
+    x_train_mean, train_mu = sum_x / x_train.shape[0], sum_mu / x_train.shape[0]
+    acc = {k: 0.0 for k in ("mu2", "s2", "ls2", "ref2")}
+    for xc in _chunks(x_eval, chunk):
+        mu, ls2 = encode(xc)
+        acc["mu2"] = acc["mu2"] + np.einsum("nk,nk->k", mu, mu)
+        acc["s2"] = acc["s2"] + np.exp(ls2).sum(0)
+        acc["ls2"] = acc["ls2"] + ls2.sum(0)
+        xr = xc - x_train_mean
+        acc["ref2"] = acc["ref2"] + np.einsum("nd,nd->", xr, xr)
+    n = x_eval.shape[0]
+    obs = latent_observables(acc["mu2"] / n, acc["s2"] / n, acc["ls2"] / n)
+    _finite_or_raise(obs)
+    order = rank_by_signal_fraction(obs["signal_fraction"])
+    K = order.size
+    sq = {"zero": np.zeros(K + 1), "mean": np.zeros(K + 1)}
+    sampled = 0.0
+    rng = np.random.default_rng(seed)  # the noise of sampled_distortion, drawn alike
+    for xc in _chunks(x_eval, chunk):
+        mu, ls2 = encode(xc)
+        for name, offset in (("zero", np.zeros(K)), ("mean", train_mu)):
+            z = np.broadcast_to(offset, mu.shape).copy()
+            for k in range(K + 1):
+                if k:
+                    z[:, order[k - 1]] = mu[:, order[k - 1]]
+                sq[name][k] += np.square(xc - decode(z)).sum()
+        z = mu + np.exp(0.5 * ls2) * rng.standard_normal(mu.shape)
+        sampled += np.square(xc - decode(z)).sum()
+    ref = acc["ref2"]
+    dn, dn_mean = sq["zero"] / ref, sq["mean"] / ref
+    return Observables.ranked(obs, order, train_mu, dn, dn_mean, sampled / ref, n)

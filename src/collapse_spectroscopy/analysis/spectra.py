@@ -1,0 +1,272 @@
+"""The collapse, utility and PCA spectra of a temperature scan (docs/science.md §4).
+
+Pure functions on arrays; :func:`spectra_table` assembles the table the workflow writes
+as ``spectra.csv`` (one row per ranked mode; the column names are a contract).
+
+- **Collapse spectrum**: for ranked mode ``k`` the fixed-exponent law
+  ``rho_k(T) = 1 - T/T_k`` fitted by least squares on the points with ``rho_k > rho_min``
+  (seeds pooled): ``1/T_k = sum T_i (1 - rho_i) / sum T_i^2``. Whether a rank has a
+  threshold at all is one rule, :func:`rank_threshold`, used by the table, its
+  ``fit_note``, the per-seed intervals and (through the table) the figures. A free-exponent fit
+  ``rho = 1 - (T/T_k)^gamma`` is a diagnostic; the model-free crossing threshold, where the
+  seed-mean ``rho_k`` falls through ``rho_min`` (linear in ``log T``), assumes no law.
+- **Utility spectrum**: ``Dn*_k`` is the best (lowest) truncated distortion over the scan,
+  ``u_k = Dn*_{k-1} - Dn*_k`` with ``Dn*_0 = 1``, in float64.
+- **PCA spectrum**: eigenvalues of the training covariance, ``lambda_k / V``, and the PCA
+  truncation distortion ``1 - sum_{i<=k} lambda_i / V``; also the split-matched PCA
+  utility on the evaluation split (train principal components applied to it).
+
+:func:`summarize` adds the run's summary, with the scan points that ended before the
+protocol's early-stopping test passed (:mod:`.stopping`), and flags each rank whose
+threshold or utility depends on them (:func:`under_equilibrated_ranks`). The default fit cut
+:data:`RHO_MIN` is the schema's ``spectra.rho_min`` (:mod:`.settings`, the one home of
+every default).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from collapse_spectroscopy.analysis import equilibrium
+from collapse_spectroscopy.analysis.concentration import TOLERANCES, utility_concentration
+from collapse_spectroscopy.analysis.pca import PCA_FLOOR, pca_truncation_distortion
+from collapse_spectroscopy.analysis.thresholds import (
+    RANK_RULE,
+    RHO_MIN,
+    ThresholdFit,
+    best_distortions,
+    crossing_threshold,
+    fixed_exponent_threshold,
+    free_exponent_fit,
+    rank_values,
+    under_equilibrated_ranks,
+    utilities,
+)
+from collapse_spectroscopy.training.stopping import equilibration_summary, scan_under_equilibrated
+
+SPECTRA_COLUMNS = [
+    "rank",
+    "collapse_threshold",
+    "fit_points",
+    "free_exponent",
+    "utility",
+    "best_distortion",
+    "pca_ratio",
+    "pca_distortion",
+]
+
+# Appended by `summarize` after the other columns (docs/science.md §4.7, §10.1).
+MODE_COLUMNS = [
+    "mode_collapse_threshold",
+    "mode_fit_points",
+    "mode_free_exponent",
+    "mode_latents",
+    "split_threshold_reference",
+    "split_utility_reference",
+]
+
+
+def spectra_table(
+    temperature, rho, truncated, pca_ratio=None, pca_eval=None, rho_min: float = RHO_MIN
+) -> pd.DataFrame:
+    """The spectra table: one row per ranked mode ``k = 1..K``.
+
+    Parameters
+    ----------
+    temperature : (P,) temperature of each scan point (seeds flattened into P).
+    rho : (P, K) ranked signal fractions at each scan point.
+    truncated : (P, K+1) truncated distortions ``Dn_k``.
+    pca_ratio : (d,) training ``lambda_k / V`` (rows beyond d get NaN).
+    pca_eval : (d+1,) split-matched PCA truncation distortion on the evaluation split.
+    """
+    t = np.asarray(temperature, dtype=np.float64)
+    rho = np.asarray(rho, dtype=np.float64)
+    K = rho.shape[1]
+    best = best_distortions(truncated)
+    fits, utility = rank_values(t, rho, truncated, rho_min)
+    rows = []
+    for k, fit in enumerate(fits):
+        free_tk, gamma, free_note = free_exponent_fit(t, rho[:, k], rho_min)
+        rows.append(
+            {
+                "rank": k + 1,
+                "collapse_threshold": fit.threshold,
+                "fit_points": fit.points,
+                "free_exponent": gamma,
+                "free_threshold": free_tk,
+                "utility": utility[k],
+                "best_distortion": best[k + 1],
+                "fit_note": _fit_note(fit, free_note),
+            }
+        )
+    df = pd.DataFrame(rows)
+    df["pca_ratio"] = _pad(pca_ratio, K)
+    df["pca_distortion"] = _pad(
+        None if pca_ratio is None else pca_truncation_distortion(pca_ratio)[1:], K
+    )
+    df["pca_eval_utility"] = _pad(None if pca_eval is None else utilities(pca_eval), K)
+    # appended after the contract's and the earlier extra columns, which keep their order
+    crossings = [crossing_threshold(t, rho[:, k], rho_min) for k in range(K)]
+    df["crossing_threshold"] = [c.threshold for c in crossings]
+    df["crossing_note"] = [c.note for c in crossings]
+    extra = [c for c in df.columns if c not in SPECTRA_COLUMNS]
+    return df[SPECTRA_COLUMNS + extra]
+
+
+def _fit_note(fit: ThresholdFit, free_note: str) -> str:
+    """``fit_note``: why ``collapse_threshold`` is NaN (:func:`rank_threshold`), and
+    nothing else; where the threshold exists but the free-exponent diagnostic does not,
+    the note names the diagnostic, so that it never reads as the threshold's reason."""
+    if fit.note or not free_note:
+        return fit.note
+    return f"free exponent only: {free_note}"
+
+
+def _pad(values, n):
+    out = np.full(n, np.nan)
+    if values is not None:
+        v = np.asarray(values, dtype=np.float64)[:n]
+        out[: v.size] = v
+    return out
+
+
+def _flat_rho(scan) -> tuple[np.ndarray, np.ndarray]:
+    """A gathered scan's ``rho`` flattened over its (T, seed) points, (P, K), and which
+    points were run (finite ``rho``), (P,): the points :func:`scan_arrays` keeps."""
+    rho = scan["signal_fraction"].transpose("T", "seed", "latent").values
+    rho = rho.reshape(rho.shape[0] * rho.shape[1], -1)
+    return rho, np.all(np.isfinite(rho), axis=1)
+
+
+def scan_arrays(scan):
+    """Flatten a gathered scan's (T, seed) points into ``(T, rho, Dn)`` arrays.
+
+    Points that were not run (NaN rho) are dropped. Returns ``T`` (P,), ``rho`` (P, K),
+    ``Dn`` (P, K+1).
+    """
+    rho, ran = _flat_rho(scan)
+    dn = scan["truncated_distortion"].transpose("T", "seed", "k").values
+    t = np.broadcast_to(scan["T"].values[:, None], dn.shape[:2])
+    dn, t = dn.reshape(ran.size, -1), t.reshape(ran.size)
+    return t[ran], rho[ran], dn[ran]
+
+
+def scan_point_flags(scan) -> np.ndarray:
+    """:func:`.stopping.scan_under_equilibrated` of each point :func:`scan_arrays` keeps,
+    in its order (P,)."""
+    _, ran = _flat_rho(scan)
+    return scan_under_equilibrated(scan).reshape(ran.size)[ran]
+
+
+def scan_rank_flags(scan, rho_min: float = RHO_MIN) -> np.ndarray:
+    """:func:`under_equilibrated_ranks` of a gathered scan: one flag per rank ``1..K``."""
+    t, rho, dn = scan_arrays(scan)
+    return under_equilibrated_ranks(t, rho, dn, scan_point_flags(scan), rho_min)
+
+
+def mode_columns(scan, rho_min: float = RHO_MIN) -> dict[str, np.ndarray]:
+    """The spectra table's per-mode and split-aware columns, one value per row ``1..K``.
+
+    Row ``k`` is PCA mode ``k``, as ``pca_ratio`` (``split_utility_reference``: rank ``k``,
+    as ``utility``). From the mode totals of the scan (docs/science.md §10.1):
+    ``mode_collapse_threshold``, ``mode_fit_points`` and ``mode_free_exponent``, the fits of
+    :func:`fixed_exponent_threshold` and :func:`free_exponent_fit` on the mode's total
+    ``rho``; ``mode_latents``, the most latents it spans (participation ratio) at a point
+    of its fit. From the training equilibrium on the evaluation split (docs/science.md
+    §4.7): ``split_threshold_reference``, the same fixed-exponent fit applied to the
+    expected ``rho`` at the run's own scan points; ``split_utility_reference``, the
+    expected ``u_k`` from the expected ``Dn_k`` at those points, best over the scan as for
+    the data. NaN where the scan lacks the variables (a nonlinear run, an older scan).
+    """
+    K = scan.sizes["latent"]
+    rho = scan["signal_fraction"].transpose("T", "seed", "latent").values
+    ran = np.all(np.isfinite(rho), axis=-1).ravel()
+    t = np.broadcast_to(scan["T"].values[:, None], rho.shape[:2]).ravel()[ran]
+    out = {name: np.full(K, np.nan) for name in MODE_COLUMNS}
+    if "mode_signal_fraction" in scan:
+        d = scan.sizes["mode"]
+
+        def values(name):
+            v = scan[name].transpose("T", "seed", "mode").values
+            return v.reshape(-1, d)[ran]
+
+        mode_rho, latents = values("mode_signal_fraction"), values("mode_latents")
+        for k in range(min(d, K)):
+            fit = fixed_exponent_threshold(t, mode_rho[:, k], rho_min)
+            out["mode_collapse_threshold"][k] = fit.threshold
+            out["mode_fit_points"][k] = fit.points
+            out["mode_free_exponent"][k] = free_exponent_fit(t, mode_rho[:, k], rho_min)[1]
+            above = mode_rho[:, k] > rho_min
+            out["mode_latents"][k] = latents[above, k].max() if above.any() else np.nan
+    if "pca_eval_ratio" in scan and t.size:
+        tk, ev = scan["pca_ratio"].values, scan["pca_eval_ratio"].values
+        expected = equilibrium.split_signal_fraction(tk, ev, t)
+        for k in range(min(tk.size, K)):
+            ref = fixed_exponent_threshold(t, expected[:, k], rho_min).threshold
+            out["split_threshold_reference"][k] = ref
+        dn = equilibrium.split_truncated_distortion(tk, ev, t)
+        out["split_utility_reference"] = _pad(utilities(best_distortions(dn)), K)
+    return out
+
+
+def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES):
+    """The spectra table of a gathered scan, and a JSON-ready summary of the run.
+
+    ``tolerances`` are the distortion levels ``eps`` of the utility concentration
+    (:func:`.concentration.utility_concentration`).
+    """
+    t, rho, dn = scan_arrays(scan)
+    pca_ratio = scan["pca_ratio"].values
+    pca_eval = scan["pca_eval_distortion"].values if "pca_eval_distortion" in scan else None
+    table = spectra_table(t, rho, dn, pca_ratio, pca_eval, rho_min=rho_min)
+    for name, column in mode_columns(scan, rho_min).items():  # appended after the others
+        table[name] = column
+    flags = under_equilibrated_ranks(t, rho, dn, scan_point_flags(scan), rho_min)
+    table["under_equilibrated"] = flags
+    from collapse_spectroscopy.analysis.seed_intervals import (
+        with_intervals,  # seeds builds on this module's fits
+    )
+
+    # confidence intervals across seeds (NaN with one seed), after every other column
+    table, seed_block = with_intervals(table, scan, t, rho, dn, rho_min)
+    best = best_distortions(dn)
+    fitted = table.dropna(subset=["collapse_threshold"])
+    fitted = fitted[fitted["pca_ratio"] > PCA_FLOOR]
+    ratio = fitted["collapse_threshold"] / fitted["pca_ratio"]
+    util = table[(table["pca_ratio"] > PCA_FLOOR) & (table["utility"] > 0)]
+    stop = scan["stop_reason"].values.ravel() if "stop_reason" in scan else []
+    summary = {
+        "scan_points": int(t.size),
+        "temperatures": int(np.unique(t).size),
+        "T_range": [float(t.min()), float(t.max())],
+        "seeds": [int(s) for s in scan["seed"].values],
+        "latents": int(scan.sizes["latent"]),
+        "features": int(scan.sizes["mode"]),
+        "rho_min": rho_min,
+        "modes_with_threshold": int(table["collapse_threshold"].notna().sum()),
+        "max_active_latents": int((rho > rho_min).sum(axis=1).max()),
+        "threshold_over_pca": {
+            int(r): float(v) for r, v in zip(fitted["rank"], ratio, strict=True)
+        },
+        "utility_over_pca": {
+            int(r): float(u / p)
+            for r, u, p in zip(util["rank"], util["utility"], util["pca_ratio"], strict=True)
+        },
+        "utility_concentration": utility_concentration(
+            best, utilities(best), pca_truncation_distortion(pca_ratio), pca_ratio, tolerances
+        ),
+        "stop_reasons": {
+            str(k): int(v)
+            for k, v in zip(
+                *np.unique([s for s in stop if isinstance(s, str)], return_counts=True), strict=True
+            )
+        },
+        "under_equilibrated": {
+            **equilibration_summary(scan),
+            "ranks": [int(r) for r in table.loc[flags, "rank"]],
+            "rank_rule": RANK_RULE,
+        },
+        "seed_intervals": seed_block,
+    }
+    return table, summary

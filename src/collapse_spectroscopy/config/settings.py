@@ -1,0 +1,128 @@
+"""The configuration schema, the one home of every default.
+
+``schema.yaml`` (shipped inside the package) declares each key of a run, its
+constraints and its default. The workflow validates ``config/config.yaml`` against it
+and hands each job the sections of the run it reads (:data:`STAGES`, resolved here); the
+command line takes its option defaults from it (:mod:`.cli.runconfig`), and so the
+training configuration each ``train`` job builds: a default is written once and read
+everywhere.
+
+A *run* is one entry of ``runs:``: the sections ``dataset``, ``split``, ``model``,
+``training``, ``scan`` and ``spectra``. :func:`resolve_run` fills in every default the
+schema declares, exactly as Snakemake's ``validate`` does for the workflow.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
+
+# the sections of a run, in workflow order
+SECTIONS = ("dataset", "split", "model", "training", "scan", "spectra", "figures", "maps")
+
+# The sections each command reads from a run configuration: the one table both sides use.
+# The workflow writes these sections of a run to results/RUN/config/STAGE.json, the
+# command's input (so a change to one of them, and only to one of them, reruns its jobs),
+# and the command reads nothing else (the CLI refuses an option keyed outside its stage).
+# `scan` is read by the workflow alone: it decides which training jobs exist, not how one
+# trains; so is `maps`: it decides which scan points are mapped (one maps job each), and a
+# maps job reads rho_min (which latents are active) from the spectra section.
+STAGES = {
+    "prepare": ("dataset", "split"),
+    "train": ("model", "training"),
+    "spectra": ("spectra",),
+    "figures": ("spectra", "figures"),
+    "maps": ("spectra",),
+}
+
+
+@functools.cache
+def _schema() -> dict:
+    with open(SCHEMA_PATH) as fh:
+        return yaml.safe_load(fh)
+
+
+def load_schema() -> dict:
+    """The configuration schema (a fresh copy: callers may change it freely)."""
+    return copy.deepcopy(_schema())
+
+
+def section_schema(section: str) -> dict:
+    """The schema of one section of a run, e.g. ``"training"``."""
+    properties = _schema()["$defs"]["run"]["properties"]
+    if section not in properties:
+        raise KeyError(f"no run section {section!r} (sections: {', '.join(properties)})")
+    return copy.deepcopy(properties[section])
+
+
+def key_schema(key: str) -> dict:
+    """The schema of one key of a run, ``section.name`` (e.g. ``"training.engine"``)."""
+    section, name = key.split(".")
+    return section_schema(section)["properties"][name]
+
+
+def section_defaults(section: str) -> dict:
+    """The schema's default of every key of one run section that has one.
+
+    ``section_defaults("training")["max_updates"]`` is 500000; keys without a default
+    (``dataset.source``, ``scan.temperatures``) are absent.
+    """
+    props = section_schema(section).get("properties", {})
+    return {k: copy.deepcopy(p["default"]) for k, p in props.items() if "default" in p}
+
+
+def _fill(instance: dict, schema: dict) -> dict:
+    # What Snakemake's validate(set_default=True) does: a missing property with a default
+    # takes it, then every object property is filled from its own schema.
+    for key, prop in schema.get("properties", {}).items():
+        if key not in instance and "default" in prop:
+            instance[key] = copy.deepcopy(prop["default"])
+        if isinstance(instance.get(key), dict) and "properties" in prop:
+            _fill(instance[key], prop)
+    return instance
+
+
+def _ordered(instance, schema: dict):
+    # keys in the schema's order: the same settings give the same params and file
+    # whatever order config.yaml lists them in
+    if not isinstance(instance, dict):
+        return instance
+    props = schema.get("properties") or next(
+        (alt["properties"] for alt in schema.get("oneOf", ()) if "properties" in alt), {}
+    )
+    known = {k: _ordered(instance[k], p) for k, p in props.items() if k in instance}
+    return known | {k: instance[k] for k in sorted(instance) if k not in props}
+
+
+def stage_config(run: dict, stage: str) -> dict:
+    """The sections of a resolved ``run`` that command ``stage`` reads (:data:`STAGES`),
+    each with its keys in the schema's order."""
+    properties = _schema()["$defs"]["run"]["properties"]
+    return {s: _ordered(run[s], properties[s]) for s in STAGES[stage] if s in run}
+
+
+def write_run_config(path, run: dict, log=None) -> None:
+    """Write (sections of) a resolved run as JSON, atomically
+    (``results/RUN/config/STAGE.json``); ``log``, if given, gets one line saying so."""
+    from collapse_spectroscopy.store.atomic import atomic_path, write_json
+
+    write_json(path, run)
+    if log is not None:
+        with atomic_path(log) as tmp:
+            tmp.write_text(f"wrote the run configuration {path}\n")
+
+
+def resolve_run(run: dict) -> dict:
+    """A copy of ``run`` with every default of the schema filled in, its keys in the
+    schema's order.
+
+    Does not validate: the workflow checks the configuration first
+    (:func:`collapse_spectroscopy.config.checks.check_config`).
+    """
+    schema = _schema()["$defs"]["run"]
+    return _ordered(_fill(copy.deepcopy(run), schema), schema)

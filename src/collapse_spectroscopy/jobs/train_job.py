@@ -1,0 +1,389 @@
+"""One training job: a chunk of scan points, each trained at its (T, seed), measured, written.
+
+This is what ``collapse-spectroscopy train`` (and so each Snakemake scan job) runs, for one
+scan point or for several (``scan.points_per_job``, :mod:`.chunks`). Every output folder
+is checked for writing before the data is loaded, so a read-only or misspelt destination
+fails at once, not after the training. The job then loads the prepared dataset and
+computes what depends on the data alone (the PCA references) once, for all its points.
+For each point the weights and the training log are written first and the scan-point
+NetCDF file last, each atomically, and a failed write removes what was written for that
+point before it: a point's outputs exist together or not at all.
+
+Signals: SIGTERM/SIGUSR1 during a point's training write its checkpoint and stop the job
+(:class:`.checkpoint.Interrupted`, exit 4); between points (loading, measuring, writing)
+the job finishes the point at hand and then stops the same way before the next one. The
+rerun skips the finished points and resumes the interrupted one (:mod:`.chunks`).
+
+**A chunk with** ``training.engine: batched`` trains its points not yet written together,
+as one batched model (:func:`.batched_training.train_scan_points_batched`; each point
+follows the ``fast`` engine's trajectory for it alone), with one checkpoint for the
+batch: ``<first point's out>.batch.ckpt``. A signal during that training writes it and
+stops the job (exit 4); the rerun resumes the batch bit for bit. Once trained, every
+point is measured and written in turn (:func:`measure_and_write`, as after a training of
+its own) and kept (:mod:`.chunks`), and only then is the batch checkpoint deleted; a
+signal meanwhile is heeded after the last point (the training is done: stopping would
+throw it away). A job killed while writing leaves a checkpoint of more points than its
+rerun has left to train: the rerun deletes it (and says so) and trains those afresh.
+``auto`` never picks ``batched``: a point's result would then depend on the points it
+shares a job with (float32 rounding of the batched products), and so on
+``scan.points_per_job``, which only groups jobs (on a CPU numba is also ~3x faster).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from collapse_spectroscopy.analysis import modes, observables, pca
+from collapse_spectroscopy.config import settings
+from collapse_spectroscopy.errors import InputError, TrainingError
+from collapse_spectroscopy.jobs import chunks
+from collapse_spectroscopy.models.families import check_model, model_spec, numpy_codec
+from collapse_spectroscopy.store import scanfile
+from collapse_spectroscopy.store.atomic import (
+    all_or_none,
+    atomic_path,
+    check_writable,
+    remove_stale_temporaries,
+    save_torch,
+)
+from collapse_spectroscopy.store.prepared import load_prepared
+from collapse_spectroscopy.training.checkpoint import Interrupted, SignalFlag
+from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
+
+_MODEL = settings.section_defaults("model")  # the one home of these defaults
+BATCHED = "batched"  # the engine a chunk trains its points together with
+
+
+def set_threads(threads: int) -> None:
+    """Pin torch and the BLAS pools to ``threads`` so parallel jobs do not oversubscribe."""
+    if int(threads) != threads or threads < 1:
+        raise InputError(f"threads = {threads!r}: expected an integer >= 1")
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(int(threads))
+    threadpool_limits(int(threads))
+
+
+def default_paths(out: Path, weights: Path | None, log: Path | None) -> tuple[Path, Path]:
+    out = Path(out)
+    return (
+        Path(weights) if weights else out.with_suffix(".pt"),
+        Path(log) if log else out.with_suffix(".log.csv"),
+    )
+
+
+@dataclass(frozen=True)
+class PointFiles:
+    """One scan point of a job and the files it writes."""
+
+    temperature: float
+    seed: int
+    out: Path  # the scan-point NetCDF file (.nc)
+    weights: Path  # best weights (.pt)
+    log: Path  # training log (.log.csv)
+
+    @classmethod
+    def of(cls, temperature, seed, out, weights=None, log=None) -> PointFiles:
+        out = Path(out)
+        if out.suffix != ".nc":
+            raise InputError(f"--out {str(out)!r}: expected a .nc file name")
+        weights, log = default_paths(out, weights, log)
+        return cls(float(temperature), int(seed), out, weights, log)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out.with_suffix(".ckpt")  # not a workflow output: it survives a failed job
+
+    @property
+    def label(self) -> str:
+        return f"T={self.temperature:g}, seed={self.seed}"
+
+
+@dataclass
+class DataReferences:
+    """What a job measures on the data alone, once for all its points (docs/science.md §4):
+    the evaluation split and the PCA references (one eigendecomposition of the training
+    covariance)."""
+
+    x_eval: object
+    pca_ratio: object
+    pca_eval_distortion: object
+    pca_eval_ratio: object
+    basis: tuple  # pca.pca_basis(x_train): the modes' PCs (docs/science.md §10.1)
+    x_train_mean: object  # float64 training mean (modes.measure_modes)
+
+    @classmethod
+    def of(cls, ds, eval_split: str) -> DataReferences:
+        x_eval = ds.split(eval_split)
+        basis = pca.pca_basis(ds.x_train)
+        return cls(
+            x_eval=x_eval,
+            pca_ratio=pca.pca_spectrum(ds.x_train, basis=basis),
+            pca_eval_distortion=pca.pca_eval_distortion(ds.x_train, x_eval, basis=basis),
+            pca_eval_ratio=pca.pca_eval_ratio(ds.x_train, x_eval, basis=basis),
+            basis=basis,
+            x_train_mean=modes.training_mean(ds.x_train),
+        )
+
+
+def write_outputs(weights: Path, state: dict, log: Path, log_table, out: Path, point) -> None:
+    """Write the weights, the training log and the scan point (last), or none of them."""
+    with all_or_none() as written:
+        save_torch(weights, state)
+        written.append(weights)
+        with atomic_path(log) as tmp:
+            log_table.to_csv(tmp, index=False)
+        written.append(log)
+        scanfile.write(point, out, engine=scanfile.POINT_ENGINE)
+
+
+def train_point(
+    *,
+    data,
+    temperature: float,
+    seed: int,
+    out,
+    weights=None,
+    log=None,
+    **options,
+):
+    """Train and measure one scan point, write its files; return the training result.
+
+    ``options``: those of :func:`train_points`.
+    """
+    point = PointFiles.of(temperature, seed, out, weights, log)
+    return train_points([point], data=data, **options)[0]
+
+
+def train_points(
+    points: Sequence[PointFiles],
+    *,
+    data,
+    latents: int,
+    sigma2: float,
+    training: dict | None = None,
+    eval_split: str,
+    threads: int = 1,
+    kind: str = _MODEL["kind"],
+    hidden=tuple(_MODEL["hidden"]),
+    activation: str = _MODEL["activation"],
+    report: Callable | None = None,
+) -> list:
+    """Train, measure and write each of ``points`` in turn, loading the data once; return
+    one training result per point (``None`` for a point an earlier run of the same job
+    finished, which is kept as it is: :mod:`.chunks`).
+
+    ``kind``, ``hidden``, ``activation``: the model family (``model.kind`` and, for
+    ``mlp``, its architecture; :mod:`.families`). ``report(point, result)`` is called as
+    each point is done (``result`` None for a kept one).
+    """
+    set_threads(threads)
+    check_model(kind, hidden, activation)
+    points = list(points)
+    if not points:
+        raise InputError("no scan points to train")
+    outputs = [p for point in points for p in (point.out, point.weights, point.log)]
+    if len(set(map(os.path.abspath, outputs))) < len(outputs):
+        raise InputError("two scan points of the job write the same file: expected distinct --out")
+    for point in points:
+        for path in (point.out, point.weights, point.log, point.checkpoint):
+            check_writable(path)  # before hours of training, not after
+            remove_stale_temporaries(path)
+    if len(points) > 1:
+        remove_stale_temporaries(batch_checkpoint(points))
+    try:
+        config = TrainConfig(**(training or {}))
+    except TypeError as exc:
+        raise InputError(f"unknown training option: {exc}") from exc
+    model = {"latents": latents, "sigma2": sigma2, "kind": kind}
+    if kind != "linear":
+        model.update(hidden=list(hidden), activation=activation)
+    options = {
+        "model": model,
+        "eval_split": eval_split,
+        "training": {k: v for k, v in vars(config).items() if k != "progress"},
+    }
+    job = JobOptions(data, config, latents, sigma2, eval_split, kind, hidden, activation)
+    chunk = len(points) > 1  # a job of one point is done when its files are written
+    identities = [chunks.identity(p, data, options) if chunk else None for p in points]
+    results: list = [None] * len(points)
+    todo = []
+    for i, point in enumerate(points):
+        if chunk and chunks.restore(point, identities[i]):
+            point.checkpoint.unlink(missing_ok=True)
+            if report:
+                report(point, None)
+        else:
+            todo.append(i)
+
+    def done(i: int, result) -> None:
+        results[i] = result
+        if chunk:
+            chunks.keep(points[i], identities[i])
+        points[i].checkpoint.unlink(missing_ok=True)  # done: nothing left to resume
+        if report:
+            report(points[i], result)
+
+    if todo:
+        with SignalFlag() as flag:  # a signal outside the training: stop after this point
+            ds = load_prepared(data)
+            refs = DataReferences.of(ds, eval_split)
+            if chunk and config.engine == BATCHED:  # the points left, as one batch
+                stop_if_signalled(flag, 0, len(todo))
+                train_together(todo, points, ds, refs, job, done)
+            else:
+                for n_done, i in enumerate(todo):
+                    stop_if_signalled(flag, n_done, len(todo))
+                    done(i, train_one(points[i], ds, refs, job))
+    for point in points:
+        chunks.discard(point)  # every point is written: the job is done
+    if chunk:  # (one of an earlier run with engine batched, if this one trained alone)
+        batch_checkpoint(points).unlink(missing_ok=True)
+    return results
+
+
+def stop_if_signalled(flag: SignalFlag, done: int, total: int) -> None:
+    """Interrupted (exit 4) if SIGTERM/SIGUSR1 came while no training was running."""
+    if flag.raised:
+        raise Interrupted(
+            f"{flag.raised} after {done} of the {total} scan points this job had to train: "
+            "their files are written; rerun the job to resume"
+        )
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What every point of a job shares: the dataset file and the run's options."""
+
+    data: object
+    config: TrainConfig
+    latents: int
+    sigma2: float
+    eval_split: str
+    kind: str
+    hidden: object  # as given: it goes into the checkpoint identity and the weights
+    activation: str
+
+
+def train_one(point: PointFiles, ds, refs: DataReferences, job: JobOptions):
+    """Train one scan point (from its checkpoint, if there is one), measure it, write its
+    files; return the training result."""
+    result = train_scan_point(
+        ds.x_train,
+        ds.x_val,
+        point.temperature,
+        point.seed,
+        latents=job.latents,
+        sigma2=job.sigma2,
+        config=job.config,
+        checkpoint=point.checkpoint,
+        kind=job.kind,
+        hidden=job.hidden,
+        activation=job.activation,
+    )
+    measure_and_write(point, ds, refs, job, result)
+    return result
+
+
+def batch_checkpoint(points: Sequence[PointFiles]) -> Path:
+    """The one checkpoint of a chunk's batched training: beside the chunk's first point
+    (the same file whichever of its points are left to train)."""
+    return points[0].out.with_suffix(".batch.ckpt")
+
+
+def train_together(
+    todo: Sequence[int], points: Sequence[PointFiles], ds, refs: DataReferences, job, done
+) -> None:
+    """Train ``points[i]`` for every ``i`` in ``todo`` as one batched model (``batched``
+    engine; from the batch checkpoint, if it is theirs), then measure and write each and
+    call ``done(i, result)``; delete the batch checkpoint; raise the first point's
+    :class:`.errors.TrainingError` if any failed (the others are written)."""
+    from collapse_spectroscopy.training.batched import (
+        train_scan_points_batched,  # torch on this path only
+    )
+    from collapse_spectroscopy.training.engines import resolve_engine
+    from collapse_spectroscopy.training.scan_point import resolve_device
+
+    resolve_engine(BATCHED, resolve_device(job.config.device), job.kind)  # linear only
+    checkpoint = batch_checkpoint(points)
+
+    def foreign(message: str) -> None:  # a job killed while writing: its points differ
+        print(f"{message}: deleted; training the {len(todo)} points left afresh", flush=True)
+
+    results = train_scan_points_batched(
+        ds.x_train,
+        ds.x_val,
+        [(points[i].temperature, points[i].seed) for i in todo],
+        latents=job.latents,
+        sigma2=job.sigma2,
+        config=job.config,
+        checkpoint=checkpoint,
+        keep_going=True,
+        on_foreign_checkpoint=foreign,
+    )
+    failed = None
+    for i, result in zip(todo, results, strict=True):
+        if isinstance(result, TrainingError):
+            failed = failed or result
+            continue
+        measure_and_write(points[i], ds, refs, job, result)
+        done(i, result)
+    checkpoint.unlink(missing_ok=True)  # every point trained is written
+    if failed is not None:
+        raise failed
+
+
+def measure_and_write(point: PointFiles, ds, refs: DataReferences, job: JobOptions, result):
+    """Measure a trained scan point on the evaluation split (docs/science.md §3-4, §10.1)
+    and write its weights, training log and scan-point file (all or none)."""
+    temperature, seed = point.temperature, point.seed
+    data, config, sigma2, eval_split = job.data, job.config, job.sigma2, job.eval_split
+    x_eval = refs.x_eval
+    spec = model_spec(result.model)  # {} for the linear model: its files stay as they were
+    if spec:  # no closed form: measure through the networks (docs/science.md §9)
+        encode, decode = numpy_codec(result.model)
+        obs = observables.measure_decoded(encode, decode, x_eval, ds.x_train, seed=seed)
+    else:
+        params = result.model.numpy_params()
+        obs = observables.measure(params, x_eval, ds.x_train, seed=seed)
+    scan_point = scanfile.scan_point_dataset(
+        temperature=temperature,
+        seed=seed,
+        obs=obs,
+        train=result,
+        pca_ratio=refs.pca_ratio,
+        pca_eval_distortion=refs.pca_eval_distortion,
+        pca_eval_ratio=refs.pca_eval_ratio,
+        modes=modes.point_modes(
+            result.model, x_eval, ds.x_train, refs.basis, x_train_mean=refs.x_train_mean
+        ),
+        true_spectrum=ds.true_spectrum,
+        attrs={
+            "sigma2": sigma2,
+            "eval_split": eval_split,
+            "dataset": os.fspath(data),
+            "features": ",".join(ds.feature_names),
+            "training": vars(config),
+            **({"model": spec} if spec else {}),
+        },
+    )
+    write_outputs(
+        point.weights,
+        {
+            "state_dict": result.model.state_dict(),
+            "d": result.model.d,
+            "latents": result.model.latents,
+            "temperature": temperature,
+            "seed": seed,
+            "beta": result.beta,
+            **spec,
+        },
+        point.log,
+        result.log,
+        point.out,
+        scan_point,
+    )

@@ -1,0 +1,93 @@
+"""The ``mlp`` engine: autograd and Adam for a model of any family (docs/science.md §5, §9).
+
+One update: the next batch of :class:`.batches.BatchStream` (data on the device, rows
+gathered by index: no DataLoader), noise ``torch.randn`` from one generator seeded by the
+noise seed (the torch engines' noise), :func:`collapse_spectroscopy.models.linear.sampled_loss`,
+``backward`` and ``torch.optim.Adam``. It is the only engine for ``model.kind: mlp``; it
+trains a linear model too (the estimator's control), with the same batches and noise as
+``autograd``.
+
+**Validation: a fixed-draw estimate.** A nonlinear decoder has no closed form for
+``E_eps D``. The validation loss is
+
+    L_val = mean_x [ 1/S sum_{s=1..S} ||x - xhat(mu(x) + s(x) eps_{x,s})||^2 / (2 sigma2)
+                     + beta R(x) ]
+
+with the rate ``R`` exact (its KL is closed form) and ``S`` =
+:data:`VALIDATION_DRAWS` draws per validation sample. The draws ``eps_{x,s}`` are
+regenerated at every pass from one fixed seed (derived from the noise seed), so every
+pass sees the *same* draws: two weight settings are compared on common random numbers and
+early stopping compares weights, not noise. The estimate is unbiased for the noise
+average; its noise (docs/science.md §9) is measured in ``tests/test_mlp.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from collapse_spectroscopy.models.linear import kl_per_latent
+from collapse_spectroscopy.training.engines.base import TrainingProblem
+from collapse_spectroscopy.training.engines.layout import ADAM_BETAS, ADAM_EPS
+from collapse_spectroscopy.training.engines.torch_engines import AutogradEngine
+
+# S, draws per validation sample. The draws are common to every pass, so what early
+# stopping sees is the *difference* between passes, whose draw noise is far below the
+# level's; S = 4 halves the level's standard error at 4x a forward pass of the split.
+VALIDATION_DRAWS = 4
+VALIDATION_CHUNK = 16384  # validation samples per forward pass (bounds the memory)
+_VALIDATION_STREAM = 0x5EED  # the validation draws' seed: noise_seed mixed with this
+
+
+def validation_seed(noise_seed: int) -> int:
+    """The seed of the fixed validation draws: independent of the training noise."""
+    seq = np.random.SeedSequence([int(noise_seed), _VALIDATION_STREAM])
+    return int(seq.generate_state(1, dtype=np.uint32)[0])
+
+
+@torch.no_grad()
+def fixed_draw_loss(model, x, beta, sigma2, seed, draws=VALIDATION_DRAWS, chunk=VALIDATION_CHUNK):
+    """``(L, D, R)``: the loss on ``x`` averaged over ``draws`` noise draws per sample,
+    the draws generated from ``seed`` (the same seed gives the same draws), the rate exact;
+    means over ``x`` as Python floats, accumulated in float64."""
+    g = torch.Generator(device=x.device).manual_seed(int(seed))
+    n, K = x.shape[0], model.latents
+    d_sum = r_sum = 0.0
+    for start in range(0, n, chunk):
+        xc = x[start : start + chunk]
+        mu, logs2 = model.encode(xc)
+        s = torch.exp(0.5 * logs2)
+        for _ in range(draws):
+            eps = torch.randn(xc.shape[0], K, generator=g, device=x.device, dtype=x.dtype)
+            xhat = model.decode(mu + s * eps)
+            d_sum += (xc - xhat).square().sum(dim=1).double().sum().item()
+        r_sum += kl_per_latent(mu, logs2).sum(dim=1).double().sum().item()
+    distortion = d_sum / (draws * n) / (2.0 * sigma2)
+    rate = r_sum / n
+    return distortion + beta * rate, distortion, rate
+
+
+class MLPEngine(AutogradEngine):
+    """The engine protocol (:class:`.base.Engine`) by autograd, for any family: the
+    ``autograd`` engine's update (same batches, noise and Adam formula) with a fused Adam
+    and the fixed-draw validation estimate above."""
+
+    name = "mlp"
+
+    def __init__(self, problem: TrainingProblem):
+        super().__init__(problem)
+        self.val_seed = validation_seed(problem.noise_seed)
+
+    def _optimizer(self) -> torch.optim.Adam:
+        return torch.optim.Adam(
+            self.model.parameters(),
+            lr=self.lr,
+            betas=ADAM_BETAS,
+            eps=ADAM_EPS,
+            fused=True,  # one kernel for all parameters, not one per tensor (CPU: ~5 % faster)
+        )
+
+    def validation_loss(self) -> tuple[float, float, float]:
+        # the model validation keeps: the averaged weights when training.average is on
+        model = self.sync_model()
+        return fixed_draw_loss(model, self.x_val, self.beta, self.sigma2, self.val_seed)
