@@ -224,9 +224,8 @@ def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES):
         table[name] = column
     flags = under_equilibrated_ranks(t, rho, dn, scan_point_flags(scan), rho_min)
     table["under_equilibrated"] = flags
-    from collapse_spectroscopy.analysis.seed_intervals import (
-        with_intervals,  # seeds builds on this module's fits
-    )
+    # lazy: scipy (scipy.stats); the CLI imports this module at start, a training job too
+    from collapse_spectroscopy.analysis.seed_intervals import with_intervals
 
     # confidence intervals across seeds (NaN with one seed), after every other column
     table, seed_block = with_intervals(table, scan, t, rho, dn, rho_min)

@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from collapse_spectroscopy.analysis.temperature import (
+    beta_to_temperature,
+    temperature_to_beta,
+    total_variance,
+)
 from collapse_spectroscopy.cli.argtypes import check_prepared_file, positive_float
 from collapse_spectroscopy.config import settings
+from collapse_spectroscopy.store.prepared import load_prepared
 
 
 def register_beta(sub) -> None:
@@ -40,15 +46,8 @@ def register_beta(sub) -> None:
 
 
 def run_beta(args) -> int:
-    from collapse_spectroscopy.analysis.temperature import (
-        beta_to_temperature,
-        temperature_to_beta,
-        total_variance,
-    )
 
     if args.data is not None:
-        from collapse_spectroscopy.store.prepared import load_prepared
-
         check_prepared_file(args.data)
         V = total_variance(load_prepared(args.data).x_train)
     else:

@@ -13,6 +13,9 @@ from collapse_spectroscopy.cli.spectra import (
     check_tolerances,
 )
 from collapse_spectroscopy.config import settings
+from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.figures import make_figures
+from collapse_spectroscopy.store import scanfile
 
 
 def register_figures(sub) -> None:
@@ -70,10 +73,6 @@ def register_figures(sub) -> None:
 def run_figures(args) -> int:
     import pandas as pd
 
-    from collapse_spectroscopy.errors import InputError
-    from collapse_spectroscopy.figures import make_figures
-    from collapse_spectroscopy.store import scanfile
-
     scan = scanfile.read(args.scan)
     if not args.spectra.is_file():
         raise InputError(f"spectra table {str(args.spectra)!r} does not exist")
@@ -99,8 +98,7 @@ def read_null_run(path: Path | None, name: str | None):
     """The :class:`.figures.common.NullRun` of ``--null-spectra`` (None without it)."""
     import pandas as pd
 
-    from collapse_spectroscopy.errors import InputError
-    from collapse_spectroscopy.figures.common import NullRun
+    from collapse_spectroscopy.figures.common import NullRun  # lazy: matplotlib
 
     if path is None:
         if name is not None:

@@ -6,6 +6,9 @@ from pathlib import Path
 
 from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
 from collapse_spectroscopy.cli.spectra import RHO_MIN_KEY, add_tolerances_option, check_rho_min
+from collapse_spectroscopy.store import scanfile
+from collapse_spectroscopy.store.atomic import all_or_none, atomic_path
+from collapse_spectroscopy.store.prepared import load_prepared
 
 
 def register_maps(sub) -> None:
@@ -37,10 +40,7 @@ def register_maps(sub) -> None:
 
 
 def run_maps(args) -> int:
-    from collapse_spectroscopy.maps import latent_maps
-    from collapse_spectroscopy.store import scanfile
-    from collapse_spectroscopy.store.atomic import all_or_none, atomic_path
-    from collapse_spectroscopy.store.prepared import load_prepared
+    from collapse_spectroscopy.maps import latent_maps  # lazy: torch
 
     check_rho_min(args.rho_min)
     point = scanfile.read(args.point)
@@ -55,6 +55,7 @@ def run_maps(args) -> int:
     title = f"T = {result.temperature:.4g}, seed {result.seed} ({result.kind})"
     with all_or_none() as written:  # the maps of a scan point exist together or not at all
         if grid is not None:
+            # lazy: matplotlib and torch
             from collapse_spectroscopy.figures.maps import draw_latent_means
 
             latent_maps.write_geotiff(files["geotiff"], result, ds, grid)
@@ -68,7 +69,7 @@ def run_maps(args) -> int:
             written.append(files["means_csv"])
         latent_maps.write_loadings(files["loadings_csv"], result)
         written.append(files["loadings_csv"])
-        from collapse_spectroscopy.figures.maps import draw_loadings
+        from collapse_spectroscopy.figures.maps import draw_loadings  # lazy: matplotlib and torch
 
         _save_png(draw_loadings(result, f"loadings, {title}"), files["loadings_png"], atomic_path)
         written.append(files["loadings_png"])
@@ -78,7 +79,7 @@ def run_maps(args) -> int:
 
 
 def _save_png(fig, path: Path, atomic_path) -> None:
-    from collapse_spectroscopy.figures.style import DPI, style
+    from collapse_spectroscopy.figures.style import DPI, style  # lazy: matplotlib
 
     with style(), atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight")

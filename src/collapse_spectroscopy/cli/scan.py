@@ -9,6 +9,7 @@ from collapse_spectroscopy.cli.argtypes import check_prepared_file, patience, po
 from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.store import scanfile
 
 TRAIN_DESCRIPTION = (
     "Train the beta-VAE (linear, or MLP with --kind mlp: docs/science.md §9) at one "
@@ -194,7 +195,7 @@ def widths(values) -> list[int]:
 
 def scan_points(args) -> list:
     """The job's scan points: ``-T --seed --out [--weights --log]``, or every ``--point``."""
-    from collapse_spectroscopy.jobs.train_job import PointFiles
+    from collapse_spectroscopy.jobs.train_job import PointFiles  # lazy: torch
 
     if not args.point:
         if args.temperature is None or args.out is None:
@@ -220,7 +221,7 @@ def scan_points(args) -> list:
 
 
 def run_train(args) -> int:
-    from collapse_spectroscopy.jobs.train_job import train_points
+    from collapse_spectroscopy.jobs.train_job import train_points  # lazy: torch
 
     check_prepared_file(args.data)
     points = scan_points(args)
@@ -274,7 +275,6 @@ def register_gather(sub) -> None:
 
 
 def run_gather(args) -> int:
-    from collapse_spectroscopy.store import scanfile
 
     scan = scanfile.gather(args.points)
     scanfile.write(scan, args.out)

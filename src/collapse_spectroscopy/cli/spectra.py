@@ -6,18 +6,21 @@ import math
 import sys
 from pathlib import Path
 
+from collapse_spectroscopy.analysis.spectra import summarize
 from collapse_spectroscopy.cli.runconfig import (
     add_run_config_argument,
     config_option,
     schema_default,
 )
+from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.store import scanfile
+from collapse_spectroscopy.store.atomic import all_or_none, atomic_path, write_json
 
 RHO_MIN_KEY = "spectra.rho_min"
 TOLERANCES_KEY = "spectra.tolerances"
 
 
 def check_rho_min(rho_min: float) -> None:
-    from collapse_spectroscopy.errors import InputError
 
     if not 0 <= rho_min < 1:
         raise InputError(f"--rho-min {rho_min!r}: expected a number in [0, 1)")
@@ -25,7 +28,6 @@ def check_rho_min(rho_min: float) -> None:
 
 def check_tolerances(tolerances) -> list[float]:
     """The tolerances as floats: arguments, each one number or several joined by commas."""
-    from collapse_spectroscopy.errors import InputError
 
     values = []
     for text in (t for arg in tolerances for t in str(arg).split(",")):
@@ -88,9 +90,6 @@ def register_spectra(sub) -> None:
 
 
 def run_spectra(args) -> int:
-    from collapse_spectroscopy.analysis.spectra import summarize
-    from collapse_spectroscopy.store import scanfile
-    from collapse_spectroscopy.store.atomic import all_or_none, atomic_path, write_json
 
     check_rho_min(args.rho_min)
     tolerances = check_tolerances(args.tolerances)

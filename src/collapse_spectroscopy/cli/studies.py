@@ -8,6 +8,9 @@ from pathlib import Path
 
 import yaml
 
+from collapse_spectroscopy.cli.spectra import check_rho_min
+from collapse_spectroscopy.store.atomic import all_or_none, atomic_path
+
 DESCRIPTION = """\
 Compare the runs of a study (config `studies.NAME`): one run per value of the varied key,
 each a results/RUN folder with its spectra.csv, data/prepared.npz and the scan point
@@ -59,11 +62,9 @@ def register_study(sub) -> None:
 
 
 def run_study(args) -> int:
-    from collapse_spectroscopy.cli.spectra import check_rho_min
-    from collapse_spectroscopy.figures import study
-    from collapse_spectroscopy.figures.style import DPI, style
-    from collapse_spectroscopy.store.atomic import all_or_none, atomic_path
-    from collapse_spectroscopy.studies import compare
+    from collapse_spectroscopy.figures import study  # lazy: matplotlib
+    from collapse_spectroscopy.figures.style import DPI, style  # lazy: matplotlib
+    from collapse_spectroscopy.studies import compare  # lazy: scipy
 
     check_rho_min(args.rho_min)
     members = [compare.Member(yaml.safe_load(v), Path(d), t, args.seed) for v, d, t in args.member]

@@ -88,8 +88,12 @@ def _path_kind_error(source: str | None, path: str) -> str | None:
     """What is wrong with an existing ``path`` for ``source``: a folder given to the table
     source, a file of another format (a study that varies ``dataset.source`` keeps the
     base run's path); None when it is of the right kind."""
-    from collapse_spectroscopy.datasets.rasters import RASTER_SUFFIXES
-    from collapse_spectroscopy.datasets.table import CSV_SUFFIXES, NETCDF_SUFFIXES, PARQUET_SUFFIXES
+    from collapse_spectroscopy.datasets.rasters import RASTER_SUFFIXES  # lazy: rasterio
+    from collapse_spectroscopy.datasets.table import (  # lazy: pyproj and rasterio
+        CSV_SUFFIXES,
+        NETCDF_SUFFIXES,
+        PARQUET_SUFFIXES,
+    )
 
     name = path.lower()
     if source == "table":

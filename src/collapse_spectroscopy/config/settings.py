@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from collapse_spectroscopy.store.atomic import atomic_path, write_json
+
 SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
 
 # the sections of a run, in workflow order
@@ -109,7 +111,6 @@ def stage_config(run: dict, stage: str) -> dict:
 def write_run_config(path, run: dict, log=None) -> None:
     """Write (sections of) a resolved run as JSON, atomically
     (``results/RUN/config/STAGE.json``); ``log``, if given, gets one line saying so."""
-    from collapse_spectroscopy.store.atomic import atomic_path, write_json
 
     write_json(path, run)
     if log is not None:

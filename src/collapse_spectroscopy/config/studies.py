@@ -22,6 +22,7 @@ import math
 import re
 
 from collapse_spectroscopy.config import settings
+from collapse_spectroscopy.config.validate import schema_errors
 
 SEPARATOR = "__"
 _LABEL = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -105,9 +106,6 @@ def _vary_errors(where: str, vary: str) -> list[str]:
 def study_errors(config: dict) -> list[str]:
     """Problems of ``config``'s studies, each by its key (module docstring). Assumes the
     configuration passed the schema (each study has ``run``, ``vary`` and ``values``)."""
-    from collapse_spectroscopy.config.validate import (
-        schema_errors,  # workflow_config calls this function
-    )
 
     runs = config.get("runs", {})
     errors: list[str] = []

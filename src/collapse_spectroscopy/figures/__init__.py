@@ -81,6 +81,8 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
+from collapse_spectroscopy.store.atomic import atomic_path
+
 # The figures in the paper's order; each is the module of that name in this package.
 NAMES = (
     "fig1_collapse_scan",
@@ -120,8 +122,7 @@ def save_figure(fig, outdir: str | os.PathLike, stem: str) -> list[Path]:
 
     Timestamps are left out of the PDF so that identical inputs give identical files.
     """
-    from collapse_spectroscopy.figures.style import DPI, style
-    from collapse_spectroscopy.store.atomic import atomic_path
+    from collapse_spectroscopy.figures.style import DPI, style  # lazy: matplotlib
 
     paths = []
     with style():

@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from collapse_spectroscopy.figures.style import PAGE_WIDTH, style
-from collapse_spectroscopy.maps.latent_maps import Grid, LatentMaps, rho_text
+from collapse_spectroscopy.maps.latent_maps import Grid, LatentMaps, output_nodata, rho_text
 
 CMAP = "RdBu_r"  # diverging: blue negative, white 0, red positive
 ROBUST_PERCENTILE = (
@@ -84,7 +84,6 @@ def draw_latent_means(bands: np.ndarray, maps: LatentMaps, grid: Grid, title: st
 
 
 def grid_fill(grid: Grid) -> float:
-    from collapse_spectroscopy.maps.latent_maps import output_nodata
 
     return output_nodata(grid)
 

@@ -50,8 +50,10 @@ from collapse_spectroscopy.store.atomic import (
     save_torch,
 )
 from collapse_spectroscopy.store.prepared import load_prepared
+from collapse_spectroscopy.training.batched import train_scan_points_batched
 from collapse_spectroscopy.training.checkpoint import Interrupted, SignalFlag
-from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
+from collapse_spectroscopy.training.engines import resolve_engine
+from collapse_spectroscopy.training.scan_point import TrainConfig, resolve_device, train_scan_point
 
 _MODEL = settings.section_defaults("model")  # the one home of these defaults
 BATCHED = "batched"  # the engine a chunk trains its points together with
@@ -302,11 +304,6 @@ def train_together(
     engine; from the batch checkpoint, if it is theirs), then measure and write each and
     call ``done(i, result)``; delete the batch checkpoint; raise the first point's
     :class:`.errors.TrainingError` if any failed (the others are written)."""
-    from collapse_spectroscopy.training.batched import (
-        train_scan_points_batched,  # torch on this path only
-    )
-    from collapse_spectroscopy.training.engines import resolve_engine
-    from collapse_spectroscopy.training.scan_point import resolve_device
 
     resolve_engine(BATCHED, resolve_device(job.config.device), job.kind)  # linear only
     checkpoint = batch_checkpoint(points)

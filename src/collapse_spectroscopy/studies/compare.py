@@ -34,6 +34,10 @@ import pandas as pd
 from scipy.linalg import subspace_angles
 
 from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.store import scanfile
+from collapse_spectroscopy.store.atomic import atomic_path
+from collapse_spectroscopy.store.prepared import load_prepared
+from collapse_spectroscopy.training.stopping import scan_under_equilibrated
 
 STUDY_COLUMNS = ["value", "rank", "collapse_threshold", "utility", "pca_ratio", "fit_points"]
 EXTRA_COLUMNS = ["run", "temperature", "active_latents", "subspace_angle_deg", "map_correlation"]
@@ -72,7 +76,7 @@ def resample_map(values: np.ndarray, areas: np.ndarray, factor: int) -> np.ndarr
     """A (height, width) map with NaN off its cells on a grid ``factor`` times coarser
     (blocks from the top-left corner): the area-weighted mean of each block's cells that
     hold a value (``areas``: (height, width) cell areas), NaN for a block with none."""
-    from collapse_spectroscopy.datasets.coarsen import block_sums
+    from collapse_spectroscopy.datasets.coarsen import block_sums  # lazy: pyproj and rasterio
 
     held = np.isfinite(values)
     weight = np.where(held, areas, 0.0)
@@ -102,9 +106,7 @@ class Effective:
 
 def effective_variables(member: Member, rho_min: float) -> Effective:
     """The active latents of ``member``'s compared scan point: loadings and maps."""
-    from collapse_spectroscopy.maps import latent_maps
-    from collapse_spectroscopy.store import scanfile
-    from collapse_spectroscopy.store.prepared import load_prepared
+    from collapse_spectroscopy.maps import latent_maps  # lazy: torch
 
     nc, pt = member.point(".nc"), member.point(".pt")
     for path in (nc, pt):
@@ -150,7 +152,7 @@ def map_correlations(run: Effective, base: Effective) -> np.ndarray:
     from affine import Affine
     from rasterio.crs import CRS
 
-    from collapse_spectroscopy.datasets.coarsen import cell_areas
+    from collapse_spectroscopy.datasets.coarsen import cell_areas  # lazy: pyproj and rasterio
 
     areas = np.asarray(
         cell_areas(
@@ -169,8 +171,6 @@ def point_warnings(member: Member, rho_min: float) -> list[str]:
     (:func:`.stopping.scan_under_equilibrated`), or two of its active ranks carry one PCA
     mode (``latent_mode``, linear runs), so that its leading-k decoders and maps compare a
     mode split over latents rather than the effective variables (docs/science.md §11)."""
-    from collapse_spectroscopy.store import scanfile
-    from collapse_spectroscopy.training.stopping import scan_under_equilibrated
 
     path = member.point(".nc")
     if not path.is_file():
@@ -223,7 +223,6 @@ def study_table(members: list[Member], base: Member, rho_min: float) -> pd.DataF
 
 
 def write_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
-    from collapse_spectroscopy.store.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.10g")
