@@ -27,6 +27,22 @@ MAX_FUNCTION_LINES = 80
 # the only reason a project import may sit inside a function
 HEAVY = ("torch", "numba", "matplotlib", "scipy", "rasterio", "pyproj")
 LAZY_MARK = re.compile(r"#\s*lazy:\s*\S")
+# the stages in the order a run flows (docs/architecture.md, "Packages"): a package imports
+# (at import time) only from a lower layer, which rules out cycles between packages
+LAYERS = {
+    "errors": 0,
+    "store": 1,
+    "models": 1,
+    "config": 2,
+    "datasets": 3,
+    "analysis": 3,
+    "maps": 3,
+    "training": 4,
+    "jobs": 5,
+    "figures": 5,
+    "studies": 5,
+    "cli": 6,
+}
 
 
 def modules() -> dict[str, Path]:
@@ -163,6 +179,20 @@ def test_no_import_cycle():
     for name in sorted(graph):
         if name not in state:
             visit(name)
+
+
+def test_packages_import_only_lower_layers():
+    graph = top_level_graph()
+    stage = {name: name.split(".")[0] for name in MODULES if name}
+    assert set(stage.values()) == set(LAYERS), "a package is missing from LAYERS"
+    problems = [
+        f"{name} ({stage[name]}) imports {dep} ({stage[dep]})"
+        for name, deps in graph.items()
+        if name
+        for dep in deps
+        if stage[dep] != stage[name] and LAYERS[stage[dep]] >= LAYERS[stage[name]]
+    ]
+    assert not problems, "\n".join(problems)
 
 
 def test_project_imports_sit_at_the_top_unless_they_defer_a_heavy_library():
