@@ -1,26 +1,11 @@
-"""The collapse, utility and PCA spectra of a temperature scan (docs/science.md §4).
+"""The PCA references of a scan (docs/science.md §4.4, §4.7).
 
-Pure functions on arrays; :func:`spectra_table` assembles the table the workflow writes
-as ``spectra.csv`` (one row per ranked mode; the column names are a contract).
-
-- **Collapse spectrum**: for ranked mode ``k`` the fixed-exponent law
-  ``rho_k(T) = 1 - T/T_k`` fitted by least squares on the points with ``rho_k > rho_min``
-  (seeds pooled): ``1/T_k = sum T_i (1 - rho_i) / sum T_i^2``. Whether a rank has a
-  threshold at all is one rule, :func:`rank_threshold`, used by the table, its
-  ``fit_note``, the per-seed intervals and (through the table) the figures. A free-exponent fit
-  ``rho = 1 - (T/T_k)^gamma`` is a diagnostic; the model-free crossing threshold, where the
-  seed-mean ``rho_k`` falls through ``rho_min`` (linear in ``log T``), assumes no law.
-- **Utility spectrum**: ``Dn*_k`` is the best (lowest) truncated distortion over the scan,
-  ``u_k = Dn*_{k-1} - Dn*_k`` with ``Dn*_0 = 1``, in float64.
-- **PCA spectrum**: eigenvalues of the training covariance, ``lambda_k / V``, and the PCA
-  truncation distortion ``1 - sum_{i<=k} lambda_i / V``; also the split-matched PCA
-  utility on the evaluation split (train principal components applied to it).
-
-:func:`summarize` adds the run's summary, with the scan points that ended before the
-protocol's early-stopping test passed (:mod:`.stopping`), and flags each rank whose
-threshold or utility depends on them (:func:`under_equilibrated_ranks`). The default fit cut
-:data:`RHO_MIN` is the schema's ``spectra.rho_min`` (:mod:`.settings`, the one home of
-every default).
+The normalized eigenvalues ``lambda_k / V`` of the training covariance (the PCA spectrum
+that a linear VAE's collapse thresholds and utilities reproduce), the PCA truncation
+distortion ``1 - sum_{i<=k} lambda_i / V``, and the split-matched references on the
+evaluation split: the training principal components applied to it. Float64 throughout: an
+exactly dependent feature has an eigenvalue ~1e-16 (docs/science.md §7b), and
+:data:`PCA_FLOOR` is where such rounding ends and a mode begins.
 """
 
 from __future__ import annotations

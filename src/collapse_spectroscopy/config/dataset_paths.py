@@ -1,29 +1,10 @@
-"""Checks of the workflow's configuration that name the offending key, and the scan grid.
+"""The files a run's dataset reads, and the checks of its ``dataset.path``.
 
-Snakemake's ``validate`` fills in the schema's defaults but reports an error by its
-*schema* path. :func:`check_config` runs first and reports the *config* key instead
-(``runs.demo.scan.temperatures[1]: -0.2 is less than or equal to the minimum of 0``), then
-the checks a schema cannot express:
-
-* no number is NaN or infinite (YAML's ``.nan`` and ``.inf`` pass every JSON Schema bound);
-* a string where a number belongs that reads as one gets a hint how to write it (YAML 1.1
-  reads ``1e-3`` as a string: a float needs a dot, and a sign in its exponent);
-* an integer key holds an integer, not ``1.0e+5`` (JSON Schema would accept an integral
-  float, which the command line then rejects inside a job);
-* runs named in ``default_runs`` exist; split fractions sum to 1; table-only keys are set
-  only for the table source; non-generated sources name a path;
-* a run's ``null_run`` is another run, linear, on the same dataset (:func:`null_run_errors`);
-* ``figures.fig1_view: modes`` only for a linear run (the per-mode totals are the linear
-  VAE's);
-* a scan's *expanded* temperature grid has no two points that would write the same
-  scan-point file. :func:`scan_temperatures` and :func:`scan_point_label` are the one
-  place the workflow expands a grid and names its files, so the check sees exactly the
-  jobs the workflow would run;
-* a run's ``maps.temperatures`` lie inside its scan and ``maps.seed`` is one of its seeds
-  (:func:`map_points` is the one place the mapped scan points are chosen);
-* studies name a base run and a key of a run, and each value passes that key's schema
-  (:func:`.studies.study_errors`); their derived runs then pass every check above
-  (:func:`with_study_runs`).
+:func:`dataset_files` is the one place the workflow learns which input files a run's
+``prepare`` job depends on (a changed layer reruns it); :func:`dataset_path_errors` says,
+by config key, when a path does not exist or is not what the source reads (a folder of
+GeoTIFF layers or a WorldClim zip, a table file); :func:`download_errors` when WorldClim
+runs that share one download disagree on its ``url`` or ``sha256``.
 """
 
 from __future__ import annotations

@@ -1,29 +1,12 @@
-"""Checks of the workflow's configuration that name the offending key, and the scan grid.
+"""The scan grid: the temperatures a run trains, their file labels, the mapped points.
 
-Snakemake's ``validate`` fills in the schema's defaults but reports an error by its
-*schema* path. :func:`check_config` runs first and reports the *config* key instead
-(``runs.demo.scan.temperatures[1]: -0.2 is less than or equal to the minimum of 0``), then
-the checks a schema cannot express:
-
-* no number is NaN or infinite (YAML's ``.nan`` and ``.inf`` pass every JSON Schema bound);
-* a string where a number belongs that reads as one gets a hint how to write it (YAML 1.1
-  reads ``1e-3`` as a string: a float needs a dot, and a sign in its exponent);
-* an integer key holds an integer, not ``1.0e+5`` (JSON Schema would accept an integral
-  float, which the command line then rejects inside a job);
-* runs named in ``default_runs`` exist; split fractions sum to 1; table-only keys are set
-  only for the table source; non-generated sources name a path;
-* a run's ``null_run`` is another run, linear, on the same dataset (:func:`null_run_errors`);
-* ``figures.fig1_view: modes`` only for a linear run (the per-mode totals are the linear
-  VAE's);
-* a scan's *expanded* temperature grid has no two points that would write the same
-  scan-point file. :func:`scan_temperatures` and :func:`scan_point_label` are the one
-  place the workflow expands a grid and names its files, so the check sees exactly the
-  jobs the workflow would run;
-* a run's ``maps.temperatures`` lie inside its scan and ``maps.seed`` is one of its seeds
-  (:func:`map_points` is the one place the mapped scan points are chosen);
-* studies name a base run and a key of a run, and each value passes that key's schema
-  (:func:`.studies.study_errors`); their derived runs then pass every check above
-  (:func:`with_study_runs`).
+:func:`scan_temperatures` expands a run's ``scan.temperatures`` (a list, or a log-spaced
+range rounded to :data:`GRID_DIGITS` significant digits) and :func:`scan_point_label`
+names each point's files: the one place the workflow expands a grid, so that
+:func:`temperature_grid_errors` sees exactly the jobs it would run (no two points may
+write the same file). :func:`map_points` chooses the scan points whose latents are mapped
+(each of ``maps.temperatures`` becomes its nearest scan temperature in ``log T``; the seed
+is ``maps.seed``).
 """
 
 from __future__ import annotations

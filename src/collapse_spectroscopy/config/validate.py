@@ -1,29 +1,17 @@
-"""Checks of the workflow's configuration that name the offending key, and the scan grid.
+"""Schema checks of the configuration that name the offending config key.
 
 Snakemake's ``validate`` fills in the schema's defaults but reports an error by its
-*schema* path. :func:`check_config` runs first and reports the *config* key instead
-(``runs.demo.scan.temperatures[1]: -0.2 is less than or equal to the minimum of 0``), then
-the checks a schema cannot express:
+*schema* path; :func:`schema_errors` reports the *config* key instead
+(``runs.demo.scan.temperatures[1]: -0.2 is less than or equal to the minimum of 0``), and
+adds what JSON Schema cannot say:
 
-* no number is NaN or infinite (YAML's ``.nan`` and ``.inf`` pass every JSON Schema bound);
-* a string where a number belongs that reads as one gets a hint how to write it (YAML 1.1
-  reads ``1e-3`` as a string: a float needs a dot, and a sign in its exponent);
+* no number is NaN or infinite (YAML's ``.nan`` and ``.inf`` pass every JSON Schema bound),
+  :func:`nonfinite_errors`;
+* text that spells a number is read as one (:func:`coerce_text_scalars`: YAML 1.1 reads
+  ``1e-3`` as a string, and ``--config`` hands Snakemake nested values as text), and a
+  string that does not gets a hint how to write it;
 * an integer key holds an integer, not ``1.0e+5`` (JSON Schema would accept an integral
-  float, which the command line then rejects inside a job);
-* runs named in ``default_runs`` exist; split fractions sum to 1; table-only keys are set
-  only for the table source; non-generated sources name a path;
-* a run's ``null_run`` is another run, linear, on the same dataset (:func:`null_run_errors`);
-* ``figures.fig1_view: modes`` only for a linear run (the per-mode totals are the linear
-  VAE's);
-* a scan's *expanded* temperature grid has no two points that would write the same
-  scan-point file. :func:`scan_temperatures` and :func:`scan_point_label` are the one
-  place the workflow expands a grid and names its files, so the check sees exactly the
-  jobs the workflow would run;
-* a run's ``maps.temperatures`` lie inside its scan and ``maps.seed`` is one of its seeds
-  (:func:`map_points` is the one place the mapped scan points are chosen);
-* studies name a base run and a key of a run, and each value passes that key's schema
-  (:func:`.studies.study_errors`); their derived runs then pass every check above
-  (:func:`with_study_runs`).
+  float, which the command line then rejects inside a job).
 """
 
 from __future__ import annotations
