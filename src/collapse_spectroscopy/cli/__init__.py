@@ -13,10 +13,12 @@ this file a table of contents:
 ``studies``   ``study``: the comparison of a study's runs
 ``beta``      ``beta``: T <-> beta
 ``runconfig`` ``--run-config``: the options a run's resolved configuration sets
+``schema_options`` an option that sets a configuration key, generated from its schema
 ``argtypes``  the argument types they share
 
-The options a configuration key sets take their defaults from the schema
-(:mod:`collapse_spectroscopy.config.settings`) and, with ``--run-config FILE`` (the workflow passes
+The options a configuration key sets take their help, default, choices, type and nargs
+from the schema (:mod:`collapse_spectroscopy.config.settings`, through
+:mod:`.schema_options`) and, with ``--run-config FILE`` (the workflow passes
 ``results/RUN/config/COMMAND.json``), their values from the run's configuration; an option
 given explicitly wins.
 

@@ -30,6 +30,15 @@ def positive_float(text: str) -> float:
     return value
 
 
+def boolean(text: str) -> bool:
+    """true/false (also yes/no, 1/0, any case): a boolean configuration key."""
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    try:
+        return words[text.strip().lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected true or false") from None
+
+
 def patience(text: str) -> float:
     """An update count >= 1 (as an int) or a fraction of max_updates in (0, 1)."""
     value = positive_float(text)

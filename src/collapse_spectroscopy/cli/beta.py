@@ -11,7 +11,7 @@ from collapse_spectroscopy.analysis.temperature import (
     total_variance,
 )
 from collapse_spectroscopy.cli.argtypes import check_prepared_file, positive_float
-from collapse_spectroscopy.config import settings
+from collapse_spectroscopy.cli.schema_options import schema_argument
 from collapse_spectroscopy.store.prepared import load_prepared
 
 
@@ -35,12 +35,7 @@ def register_beta(sub) -> None:
         help="V, e.g. the number of features for standardized data",
     )
     where.add_argument("--data", type=Path, help="take V from a prepared dataset (.npz)")
-    p.add_argument(
-        "--sigma2",
-        type=positive_float,
-        default=str(settings.section_defaults("model")["sigma2"]),
-        help="decoder variance sigma2 (model.sigma2; default: %(default)s)",
-    )
+    schema_argument(p, "model.sigma2", "--sigma2", type=positive_float)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run_beta)
 

@@ -1,7 +1,8 @@
 """``prepare`` a run's dataset and ``fetch`` the WorldClim archive (docs/science.md §5).
 
 Each option that a configuration key sets names it (``dataset.source`` -> ``--source``,
-``split.block_km`` -> ``--block-km``, ...) and takes its default from the schema.
+``split.block_km`` -> ``--block-km``, ...) and takes its help, default, choices and
+type from the schema.
 """
 
 from __future__ import annotations
@@ -11,23 +12,17 @@ import json
 import sys
 
 from collapse_spectroscopy.cli.argtypes import finite_float
-from collapse_spectroscopy.cli.runconfig import (
-    add_run_config_argument,
-    config_option,
-    schema_default,
-)
+from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
+from collapse_spectroscopy.cli.schema_options import schema_argument
 from collapse_spectroscopy.datasets.coarsen import CoarsenOptions
 from collapse_spectroscopy.datasets.prepare import OUTPUTS, SYNTHETIC_DIR, SplitOptions, prepare
 from collapse_spectroscopy.datasets.sources import (
     DEFAULT_CACHE_DIR,
     DEFAULT_SOURCE,
-    SOURCES,
-    SYNTHETIC_KINDS,
     SourceOptions,
 )
 from collapse_spectroscopy.datasets.split import check_fractions
 from collapse_spectroscopy.datasets.worldclim import (
-    RESOLUTIONS,
     archive_name,
     archive_url,
     fetch_archive,
@@ -158,14 +153,6 @@ def _run_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-RESOLUTION_HELP = f"WorldClim resolution, one of {', '.join(RESOLUTIONS)}"
-URL_HELP = "archive URL (default: the official WorldClim server)"
-SHA256_HELP = (
-    "known SHA-256 of the archive; at 10m the 19 GeoTIFFs are always checked against the "
-    "official hashes"
-)
-
-
 def _add_retries(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--retries",
@@ -173,6 +160,68 @@ def _add_retries(p: argparse.ArgumentParser) -> None:
         default=3,
         help="extra download attempts (default: %(default)s)",
     )
+
+
+def _add_source_options(p: argparse.ArgumentParser) -> None:
+    """Where the samples come from (dataset.*), and how the archive is downloaded."""
+    # --source and --resolution: prepare names the valid values itself (choices=None)
+    config_option(
+        p, "dataset.source", "--source", default=DEFAULT_SOURCE, metavar="SOURCE", choices=None
+    )
+    config_option(
+        p,
+        "dataset.path",
+        "--path",
+        nargs="*",
+        default=[],
+        metavar="PATH",
+        suffix="; several files: several arguments; here the download goes into --cache-dir",
+    )
+    config_option(p, "dataset.resolution", "--resolution", choices=None)
+    config_option(p, "dataset.url", "--url")
+    config_option(p, "dataset.sha256", "--sha256", metavar="HEX")
+    _add_retries(p)
+    p.add_argument(
+        "--cache-dir",
+        default=str(DEFAULT_CACHE_DIR),
+        help="where the worldclim source downloads the archive when no --path is given "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the SHA-256 check of the WorldClim GeoTIFFs",
+    )
+
+
+def _add_split_options(p: argparse.ArgumentParser) -> None:
+    """The train/validation/test split (split.*, and a table's own split columns)."""
+    config_option(p, "split.block_km", "--block-km")
+    config_option(
+        p, "split.fractions", "--fractions", metavar="F", suffix="; separated by spaces or commas"
+    )
+    config_option(p, "split.seed", "--split-seed")
+    config_option(p, "dataset.split_column", "--split-column", metavar="COLUMN")
+    config_option(
+        p, "dataset.drop_columns", "--drop-columns", nargs="*", default=[], metavar="COLUMN"
+    )
+    config_option(
+        p,
+        "dataset.nodata",
+        "--nodata",
+        type=finite_float,
+        metavar="VALUE",
+        suffix="; write a negative value as --nodata=-3.4e38",
+    )
+
+
+def _add_synthetic_options(p: argparse.ArgumentParser) -> None:
+    """The synthetic source's generator (dataset.synthetic_*, intrinsic_dim, ...)."""
+    config_option(p, "dataset.synthetic_seed", "--synthetic-seed")
+    config_option(p, "dataset.synthetic_kind", "--synthetic-kind")
+    config_option(p, "dataset.intrinsic_dim", "--intrinsic-dim", metavar="M")
+    config_option(p, "dataset.features", "--features", metavar="D")
+    config_option(p, "dataset.noise", "--noise", type=finite_float, metavar="STD")
 
 
 def register_prepare(sub) -> None:
@@ -190,155 +239,18 @@ def register_prepare(sub) -> None:
         help="output folder of the run, e.g. results/demo/data",
     )
     add_run_config_argument(p)
-    config_option(
-        p,
-        "dataset.source",
-        "--source",
-        default=DEFAULT_SOURCE,
-        metavar="SOURCE",
-        help=f"one of {', '.join(SOURCES)}",
-    )
-    config_option(
-        p,
-        "dataset.path",
-        "--path",
-        nargs="*",
-        default=[],
-        metavar="PATH",
-        show_default=False,
-        help="folder, zip, GeoTIFF file(s) or table file (several files: several arguments)",
-    )
-    config_option(p, "dataset.resolution", "--resolution", help=RESOLUTION_HELP)
-    config_option(p, "dataset.url", "--url", help=URL_HELP)
-    config_option(p, "dataset.sha256", "--sha256", metavar="HEX", help=SHA256_HELP)
-    _add_retries(p)
-    p.add_argument(
-        "--cache-dir",
-        default=str(DEFAULT_CACHE_DIR),
-        help="where the worldclim source downloads the archive when no --path is given "
-        "(default: %(default)s)",
-    )
-    p.add_argument(
-        "--no-verify",
-        action="store_true",
-        help="skip the SHA-256 check of the WorldClim GeoTIFFs",
-    )
-    config_option(
-        p,
-        "split.block_km",
-        "--block-km",
-        type=float,
-        help="side of the square equal-area blocks in km",
-    )
-    config_option(
-        p,
-        "split.fractions",
-        "--fractions",
-        nargs="+",
-        metavar="F",
-        show_default=False,
-        help="train val test, summing to 1 (area targets for spatial splits, counts for "
-        f"random table splits; default: {' '.join(schema_default('split.fractions'))})",
-    )
-    config_option(
-        p,
-        "split.seed",
-        "--split-seed",
-        type=int,
-        help="seed of the block (or random) assignment",
-    )
-    config_option(
-        p,
-        "dataset.split_column",
-        "--split-column",
-        metavar="COLUMN",
-        help="table column holding train/val/test per row (table source only; default: "
-        "random split)",
-    )
-    config_option(
-        p,
-        "dataset.drop_columns",
-        "--drop-columns",
-        nargs="*",
-        default=[],
-        metavar="COLUMN",
-        show_default=False,
-        help="table columns that are not features, e.g. sample ids (table source only)",
-    )
-    config_option(
-        p,
-        "dataset.nodata",
-        "--nodata",
-        type=finite_float,
-        metavar="VALUE",
-        help="the value that marks missing cells in every layer (or table column), "
-        "replacing the files' own nodata tags; write a negative value as "
-        "--nodata=-3.4e38 (default: the files' tags)",
-    )
-    config_option(
-        p,
-        "dataset.synthetic_seed",
-        "--synthetic-seed",
-        type=int,
-        help="seed of the synthetic generator",
-    )
-    config_option(
-        p,
-        "dataset.synthetic_kind",
-        "--synthetic-kind",
-        choices=SYNTHETIC_KINDS,
-        help="synthetic source only: gaussian (declared spectrum) or manifold (nonlinear)",
-    )
-    config_option(
-        p,
-        "dataset.intrinsic_dim",
-        "--intrinsic-dim",
-        type=int,
-        metavar="M",
-        help="synthetic manifold only: the number of factors",
-    )
-    config_option(
-        p,
-        "dataset.features",
-        "--features",
-        type=int,
-        metavar="D",
-        help="synthetic manifold only: the number of layers",
-    )
-    config_option(
-        p,
-        "dataset.noise",
-        "--noise",
-        type=finite_float,
-        metavar="STD",
-        help="synthetic manifold only: noise standard deviation per unit-variance layer",
-    )
-    config_option(
-        p,
-        "dataset.coarsen",
-        "--coarsen",
-        type=int,
-        metavar="N",
-        help="raster sources only: aggregate N x N cells into one (area-weighted mean of "
-        "the valid cells) before the split",
-    )
+    _add_source_options(p)
+    _add_split_options(p)
+    _add_synthetic_options(p)
+    config_option(p, "dataset.coarsen", "--coarsen", metavar="N")
     config_option(
         p,
         "dataset.coarsen_min_valid",
         "--coarsen-min-valid",
         type=finite_float,
         metavar="SHARE",
-        help="with --coarsen > 1, the share of a block's area that must be valid",
     )
-    config_option(
-        p,
-        "split.train_subsample",
-        "--train-subsample",
-        type=finite_float,
-        metavar="F",
-        help="keep a seeded share F in (0, 1] of the training split (validation and test "
-        "untouched)",
-    )
+    config_option(p, "split.train_subsample", "--train-subsample", type=finite_float, metavar="F")
     p.add_argument("--json", action="store_true", help="also print the summary as JSON")
     p.set_defaults(func=_run_prepare)
 
@@ -358,13 +270,9 @@ def register_fetch(sub) -> None:
     )
     # the workflow passes these from the runs that download this archive (fetch serves
     # every run of a resolution, so it reads no run configuration)
-    f.add_argument(
-        "--resolution",
-        default=schema_default("dataset.resolution"),
-        help=f"{RESOLUTION_HELP} (dataset.resolution; default: %(default)s)",
-    )
-    f.add_argument("--url", help=f"{URL_HELP} (dataset.url)")
-    f.add_argument("--sha256", metavar="HEX", help=f"{SHA256_HELP} (dataset.sha256)")
+    schema_argument(f, "dataset.resolution", "--resolution", choices=None)
+    schema_argument(f, "dataset.url", "--url")
+    schema_argument(f, "dataset.sha256", "--sha256", metavar="HEX")
     _add_retries(f)
     f.add_argument(
         "--unpack",

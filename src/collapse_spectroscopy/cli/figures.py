@@ -12,7 +12,6 @@ from collapse_spectroscopy.cli.spectra import (
     check_rho_min,
     check_tolerances,
 )
-from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.figures import make_figures
 from collapse_spectroscopy.store import scanfile
@@ -39,20 +38,12 @@ def register_figures(sub) -> None:
         p,
         RHO_MIN_KEY,
         "--rho-min",
-        type=float,
-        help="the rho_min the spectra were fitted with: ranks whose rho exceeds it somewhere "
-        "are coloured, and Fig 1b marks it",
+        suffix="; give the one the spectra were fitted with: a rank whose rho exceeds it "
+        "somewhere is coloured, and Fig 1b marks it",
     )
     # figures reads the whole spectra section (settings.STAGES); the tolerances are Fig 5's
-    add_tolerances_option(p, "the distortion tolerances eps of n(eps) in Fig 5")
-    config_option(
-        p,
-        "figures.fig1_view",
-        "--fig1-view",
-        choices=settings.key_schema("figures.fig1_view")["enum"],
-        help="Fig 1 per ranked latent (the paper's) or per mode: the linear VAE's per-mode "
-        "totals with their fits (docs/science.md §10.1)",
-    )
+    add_tolerances_option(p, "Fig 5 draws n(eps)")
+    config_option(p, "figures.fig1_view", "--fig1-view")
     # The null run is a relation between two runs, not a setting of this one's stage: the
     # workflow passes it from the run's null_run (its spectra.csv an input of the job)
     p.add_argument(

@@ -31,11 +31,9 @@ def register_maps(sub) -> None:
     )
     p.add_argument("--out-dir", required=True, type=Path)
     add_run_config_argument(p)
-    config_option(
-        p, RHO_MIN_KEY, "--rho-min", type=float, help="map the latents with rho above this"
-    )
+    config_option(p, RHO_MIN_KEY, "--rho-min", suffix="; maps the active latents")
     # maps reads the whole spectra section (settings.STAGES); the tolerances are not used
-    add_tolerances_option(p, "the distortion tolerances eps of n(eps) (not used by maps)")
+    add_tolerances_option(p, "not used by maps")
     p.set_defaults(func=run_maps)
 
 

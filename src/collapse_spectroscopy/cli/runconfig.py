@@ -8,10 +8,11 @@ A command reads only its stage's sections of the file it is given (a whole resol
 works too).
 
 Each option that a configuration key can set is declared once, with
-:func:`config_option`: its default is the schema's (``settings.section_defaults``), its
-help names the key. ``--run-config`` turns the file's values into those options, placed
-*before* the command line's own arguments, so an explicit option still wins and argparse
-converts and checks a value from the file exactly as one typed by hand.
+:func:`config_option`: its help, default, choices, type and nargs are the schema's
+(:mod:`.schema_options`), and its help names the key. ``--run-config`` turns the file's
+values into those options, placed *before* the command line's own arguments, so an
+explicit option still wins and argparse converts and checks a value from the file exactly
+as one typed by hand.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from collapse_spectroscopy.cli.schema_options import schema_argument
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.config.validate import nonfinite_errors, schema_errors
 from collapse_spectroscopy.errors import InputError
@@ -53,47 +55,27 @@ def list_argv(flag: str, value) -> list[str]:
     return [flag, *map(str, values)] if values else []
 
 
-def schema_default(key: str):
-    """The schema's default of ``key`` (``section.name``) as argparse wants it, or None."""
-    section, name = key.split(".")
-    value = settings.section_defaults(section).get(name)
-    # as text, so that argparse applies the option's type to it exactly as to a value
-    # typed by hand or read from a run configuration (500 -> --block-km type float -> 500.0)
-    if value is None or isinstance(value, bool):
-        return value
-    return [str(v) for v in value] if isinstance(value, list) else str(value)
-
-
 def config_option(
     parser: argparse.ArgumentParser,
     key: str,
     flag: str,
     *aliases: str,
-    help: str,
+    suffix: str = "",
     to_argv: Callable[[str, object], list[str]] | None = None,
-    show_default: bool = True,
-    **kwargs,
+    **overrides,
 ) -> None:
-    """Add ``flag`` to ``parser``: an option that configuration key ``key`` sets.
-
-    Its default is the schema's (unless ``default=`` is given); its help ends with the
-    key and the default, e.g. ``(training.max_updates; default: 500000)``.
-    """
+    """Add ``flag`` to ``parser``: an option that configuration key ``key`` sets, whose
+    help, default, choices, type and nargs are the schema's
+    (:func:`.schema_options.schema_argument`; ``overrides`` and ``suffix`` are the
+    command's own), and which ``--run-config`` sets from the key."""
     command = parser.prog.split()[-1]
     section = key.split(".")[0]
     if section not in settings.STAGES[command]:
         # a programming error: the workflow would not rerun this command when key changes
         raise ValueError(f"{command} reads {key}, outside its stage {settings.STAGES[command]}")
-    kwargs.setdefault("default", schema_default(key))
-    default = kwargs["default"]
-    shown = ""
-    if show_default and isinstance(default, list | tuple):  # as typed: --hidden 64 64
-        shown = "; default: " + " ".join(str(v) for v in default).replace("%", "%%")
-    elif show_default and default is not None:
-        shown = "; default: %(default)s"
-    parser.add_argument(flag, *aliases, help=f"{help} ({key}{shown})", **kwargs)
+    action = schema_argument(parser, key, flag, *aliases, suffix=suffix, **overrides)
     if to_argv is None:
-        to_argv = list_argv if kwargs.get("nargs") in ("*", "+") else scalar_argv
+        to_argv = list_argv if action.nargs in ("*", "+") else scalar_argv
     options = parser.get_default("config_options") or ()
     parser.set_defaults(config_options=(*options, ConfigOption(key, flag, to_argv)))
 

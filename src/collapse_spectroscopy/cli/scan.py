@@ -7,7 +7,6 @@ from pathlib import Path
 
 from collapse_spectroscopy.cli.argtypes import check_prepared_file, patience, positive_float
 from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
-from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.store import scanfile
 
@@ -34,11 +33,33 @@ def gpu_device(flag: str, gpu) -> list[str]:
 
 
 def register_train(sub) -> None:
+    """Add the ``train`` subcommand to the CLI."""
     p = sub.add_parser(
         "train",
         help="train one scan point (T, seed) and measure its observables",
         description=TRAIN_DESCRIPTION,
     )
+    _add_point_options(p)
+    add_run_config_argument(p)
+    _add_model_options(p)
+    _add_training_options(p)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch/BLAS threads (the workflow passes the rule's threads; default: %(default)s)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: only on a terminal)",
+    )
+    p.set_defaults(func=run_train)
+
+
+def _add_point_options(p: argparse.ArgumentParser) -> None:
+    """The dataset, and the scan point(s) to train: ``-T --seed --out`` or ``--point``."""
     p.add_argument(
         "--data",
         required=True,
@@ -66,122 +87,49 @@ def register_train(sub) -> None:
         "--weights", type=Path, help="where to save the best weights (default: OUT with suffix .pt)"
     )
     p.add_argument("--log", type=Path, help="training log CSV (default: OUT with suffix .log.csv)")
-    add_run_config_argument(p)
-    config_option(
-        p,
-        "model.kind",
-        "--kind",
-        choices=settings.key_schema("model.kind")["enum"],
-        help="model family: the linear VAE or an MLP VAE",
-    )
-    config_option(
-        p,
-        "model.hidden",
-        "--hidden",
-        nargs="+",
-        metavar="WIDTH",
-        help="mlp only: hidden widths of the encoder, input side first; the decoder mirrors them",
-    )
-    config_option(
-        p,
-        "model.activation",
-        "--activation",
-        choices=settings.key_schema("model.activation")["enum"],
-        help="mlp only: the activation after every hidden layer",
-    )
-    config_option(p, "model.latents", "--latents", type=int, help="K, number of latents")
-    config_option(
-        p, "model.sigma2", "--sigma2", type=positive_float, help="decoder variance sigma2"
-    )
-    config_option(p, "training.max_updates", "--max-updates", type=int, help="most Adam updates")
-    config_option(
-        p,
-        "training.patience",
-        "--patience",
-        type=patience,
-        help="updates without validation improvement before stopping: a count >= 1, or a "
-        "fraction of --max-updates",
-    )
-    config_option(
-        p,
-        "training.average",
-        "--average",
-        choices=settings.key_schema("training.average")["enum"],
-        help="weights that validation, early stopping and the measurement see: none (the raw "
-        "iterate), ema or polyak (a running average of the iterates over --average-horizon)",
-    )
-    config_option(
-        p,
-        "training.average_horizon",
-        "--average-horizon",
-        type=patience,
-        help="updates the average spans: a count >= 1, or a fraction of --max-updates",
-    )
-    config_option(p, "training.batch_size", "--batch-size", type=int, help="samples per update")
-    config_option(
-        p,
-        "training.learning_rate",
-        "--learning-rate",
-        type=positive_float,
-        help="Adam learning rate",
-    )
-    config_option(
-        p,
-        "training.eval_every",
-        "--eval-every",
-        type=int,
-        help="validate on the whole validation split every N updates",
-    )
-    config_option(
-        p,
-        "training.eval_split",
-        "--eval-split",
-        choices=settings.key_schema("training.eval_split")["enum"],
-        help="split the observables are measured on (paper: test)",
-    )
-    config_option(
-        p,
-        "training.engine",
-        "--engine",
-        # the schema's list: auto and the keys of engines.ENGINES (a test keeps them
-        # equal), without importing the engines (and torch) for --help
-        choices=settings.key_schema("training.engine")["enum"],
-        help="training engine: auto (linear: numba on a CPU, fast on CUDA; mlp: mlp), "
-        "hand-written gradients in torch (fast), the autograd reference, or jitted on one CPU "
-        "core (numba), for the linear VAE; autograd with a fixed-draw validation estimate "
-        "(mlp), for either kind; same batches and Adam, the torch engines the same noise, "
-        "numba noise of the same distribution",
-    )
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """The model (model.*): help, default, choices and type from the schema."""
+    config_option(p, "model.kind", "--kind")
+    config_option(p, "model.hidden", "--hidden", metavar="WIDTH")
+    config_option(p, "model.activation", "--activation")
+    config_option(p, "model.latents", "--latents")
+    config_option(p, "model.sigma2", "--sigma2", type=positive_float)
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    """The training protocol (training.*): help, default, choices and type from the
+    schema; the engine's choices are the schema's list, auto and the keys of
+    engines.ENGINES (a test keeps them equal), so --help imports no engine (and no torch)."""
+    config_option(p, "training.max_updates", "--max-updates")
+    config_option(p, "training.patience", "--patience", type=patience)
+    config_option(p, "training.average", "--average")
+    config_option(p, "training.average_horizon", "--average-horizon", type=patience)
+    config_option(p, "training.batch_size", "--batch-size")
+    config_option(p, "training.learning_rate", "--learning-rate", type=positive_float)
+    config_option(p, "training.eval_every", "--eval-every")
+    config_option(p, "training.eval_split", "--eval-split")
+    config_option(p, "training.engine", "--engine")
     config_option(
         p,
         "training.checkpoint_every",
         "--checkpoint-every",
-        type=int,
-        help="write a resumable checkpoint (OUT with suffix .ckpt) every N updates and on "
-        "SIGTERM/SIGUSR1 (then exit 4); a rerun resumes from it",
+        suffix="; the checkpoint is OUT with suffix .ckpt, and a job stopped by a signal "
+        "exits with status 4",
     )
+    # the key is a boolean, the option a torch device (cuda:1, say): text, default auto
     config_option(
         p,
         "training.gpu",
         "--device",
+        type=None,
+        metavar="DEVICE",
         default="auto",
         to_argv=gpu_device,
-        help="torch device; auto = CUDA if present; a run configuration sets cuda if its "
-        "training.gpu is true, else cpu",
+        suffix=". --device is the torch device, auto = CUDA if present; a run "
+        "configuration sets cuda if its training.gpu is true, else cpu",
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch/BLAS threads (the workflow passes the rule's threads; default: %(default)s)",
-    )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar (default: only on a terminal)",
-    )
-    p.set_defaults(func=run_train)
 
 
 def widths(values) -> list[int]:

@@ -7,11 +7,7 @@ import sys
 from pathlib import Path
 
 from collapse_spectroscopy.analysis.spectra import summarize
-from collapse_spectroscopy.cli.runconfig import (
-    add_run_config_argument,
-    config_option,
-    schema_default,
-)
+from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.store import scanfile
 from collapse_spectroscopy.store.atomic import all_or_none, atomic_path, write_json
@@ -47,18 +43,16 @@ def joined_argv(flag: str, values) -> list[str]:
     return [f"{flag}={','.join(map(str, values))}"]
 
 
-def add_tolerances_option(parser, help: str) -> None:
-    """``--tolerances``, set by ``spectra.tolerances`` (spectra and figures read it)."""
+def add_tolerances_option(parser, use: str) -> None:
+    """``--tolerances``, set by ``spectra.tolerances`` (spectra and figures read it);
+    ``use`` says what this command does with them."""
     config_option(
         parser,
         TOLERANCES_KEY,
         "--tolerances",
-        nargs="+",
         metavar="EPS",
         to_argv=joined_argv,
-        show_default=False,
-        help=f"{help}, separated by spaces or commas; default: "
-        f"{' '.join(schema_default(TOLERANCES_KEY))}",
+        suffix=f"; {use}; separated by spaces or commas",
     )
 
 
@@ -82,10 +76,8 @@ def register_spectra(sub) -> None:
     p.add_argument("--out", required=True, type=Path, help="spectra table to write (.csv)")
     p.add_argument("--summary", type=Path, help="JSON summary to write")
     add_run_config_argument(p)
-    config_option(
-        p, RHO_MIN_KEY, "--rho-min", type=float, help="fit only points with rho above this"
-    )
-    add_tolerances_option(p, "distortion tolerances eps of n(eps) in the summary")
+    config_option(p, RHO_MIN_KEY, "--rho-min")
+    add_tolerances_option(p, "n(eps) goes into the summary")
     p.set_defaults(func=run_spectra)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from collapse_spectroscopy.cli.spectra import check_rho_min
+from collapse_spectroscopy.cli.schema_options import schema_argument
+from collapse_spectroscopy.cli.spectra import RHO_MIN_KEY, check_rho_min
 from collapse_spectroscopy.store.atomic import all_or_none, atomic_path
 
 DESCRIPTION = """\
@@ -50,11 +51,9 @@ def register_study(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="the compared scan points' seed")
     p.add_argument("--vary", required=True, help="the varied key, SECTION.KEY")
     p.add_argument("--name", default="study", help="the study's name (the figure's title)")
-    p.add_argument(
-        "--rho-min",
-        type=float,
-        required=True,
-        help="latents with rho above this are active (the base run's spectra.rho_min)",
+    # the workflow passes the base run's spectra.rho_min (study reads no run configuration)
+    schema_argument(
+        p, RHO_MIN_KEY, "--rho-min", required=True, default=None, suffix="; the base run's"
     )
     p.add_argument("--out", type=Path, required=True, help="the long table (CSV)")
     p.add_argument("--figure", type=Path, required=True, help="the figure (PNG)")

@@ -3,9 +3,9 @@
 ``schema.yaml`` (shipped inside the package) declares each key of a run, its
 constraints and its default. The workflow validates ``config/config.yaml`` against it
 and hands each job the sections of the run it reads (:data:`STAGES`, resolved here); the
-command line takes its option defaults from it (:mod:`.cli.runconfig`), and so the
-training configuration each ``train`` job builds: a default is written once and read
-everywhere.
+command line takes its options' help, defaults, choices and types from it
+(:mod:`.cli.schema_options`), and so does the training configuration each ``train`` job
+builds: a default, and a key's description, is written once and read everywhere.
 
 A *run* is one entry of ``runs:``: the sections ``dataset``, ``split``, ``model``,
 ``training``, ``scan`` and ``spectra``. :func:`resolve_run` fills in every default the
