@@ -43,6 +43,7 @@ from collapse_spectroscopy.datasets.split import (
     DEFAULT_FRACTIONS,
     SPLITS,
     SUBSAMPLE_RULE,
+    SplitResult,
     check_block_km,
     check_fractions,
     check_train_subsample,
@@ -138,6 +139,186 @@ def _remove_outputs(out_dir: Path) -> None:
     shutil.rmtree(out_dir / SYNTHETIC_DIR, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], stage: str):
+    """Record the seconds the ``with`` body takes as ``timings[stage]`` (the summary's
+    ``timings_s``); a body that raises records nothing."""
+    t0 = time.perf_counter()
+    yield
+    timings[stage] = time.perf_counter() - t0
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """The options of :func:`prepare` after their checks."""
+
+    fractions: np.ndarray
+    block_km: float
+    subsample: float
+    factor: int
+    min_valid: float
+    seed: int
+
+
+def _check_options(source: SourceOptions, split: SplitOptions, coarsen: CoarsenOptions) -> _Checked:
+    """The cheap checks, run before any work; raises InputError for a bad option."""
+    check_source(source.source)
+    fractions = check_fractions(split.fractions)
+    block_km = check_block_km(split.block_km)
+    subsample = check_train_subsample(split.train_subsample)
+    factor, min_valid = coarsen.check(source.source)
+    try:
+        seed = int(split.seed)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"split.seed = {split.seed!r}: expected an integer") from exc
+    return _Checked(fractions, block_km, subsample, factor, min_valid, seed)
+
+
+def _split(samples, source: SourceOptions, opts: _Checked) -> SplitResult:
+    """Spatial blocks for geographic samples, else the table's split column if it names
+    one, else a random split by count."""
+    if samples.is_geographic:
+        return spatial_block_split(
+            samples.lon,
+            samples.lat,
+            samples.area_km2,
+            block_km=opts.block_km,
+            fractions=opts.fractions,
+            seed=opts.seed,
+        )
+    if samples.split is not None:
+        return column_split(
+            samples.split, source.split_column, source=f"table {samples.info.get('table')!r}"
+        )
+    return random_split(samples.n, fractions=opts.fractions, seed=opts.seed)
+
+
+@dataclass(frozen=True)
+class _Standardized:
+    """The samples of each split, standardized by the training mean and std."""
+
+    train: np.ndarray  # mask of the training samples kept (after split.train_subsample)
+    mean: np.ndarray
+    std: np.ndarray
+    xs: dict[str, np.ndarray]  # split -> standardized float32 samples
+    positions: dict[str, np.ndarray]  # split -> the samples' positions (samples.index)
+
+
+def _standardize_splits(samples, result: SplitResult, opts: _Checked) -> _Standardized:
+    """Subsample the training split, check its size, and standardize every split by it."""
+    masks = {name: result.mask(name) for name in SPLITS}
+    masks["train"] = subsample_train(masks["train"], opts.subsample, opts.seed)
+    train = masks["train"]
+    check_train_size(int(train.sum()), int(result.mask("train").sum()), samples, opts.subsample)
+    mean, std = standardization(samples.x, train, samples.feature_names)
+    xs = {name: _standardize(samples.x[masks[name]], mean, std) for name in SPLITS}
+    index = samples.index
+    if index is None:  # a source that keeps no positions: the sample's own number
+        index = np.arange(samples.n, dtype=np.int64)
+    positions = {name: index[masks[name]] for name in SPLITS}
+    return _Standardized(train, mean, std, xs, positions)
+
+
+def _summary(
+    result: SplitResult, samples, source: SourceOptions, opts: _Checked, train: np.ndarray
+) -> dict:
+    """The split summary (``split_summary.json``)."""
+    summary = split_summary(result, samples.area_km2)
+    summary["source"] = source.source
+    if opts.subsample < 1:  # only when used: a default run's summary has no such key
+        summary["train_subsample"] = {
+            "fraction": opts.subsample,
+            "seed": opts.seed,
+            "samples_in_split": int(result.mask("train").sum()),
+            "samples_kept": int(train.sum()),
+            "rule": SUBSAMPLE_RULE,
+        }
+    summary["feature_names"] = samples.feature_names
+    if "dropped_rows" in samples.info:  # tables: rows left out for a missing value
+        summary["dropped_rows"] = samples.info["dropped_rows"]
+    return summary
+
+
+def _standardization_doc(samples, data: _Standardized) -> dict:
+    """The contents of ``standardization.json``."""
+    return {
+        "feature_names": samples.feature_names,
+        "mean": data.mean,
+        "std": data.std,
+        "computed_on": "train",
+        "n_train": int(data.train.sum()),
+        "ddof": 0,
+        "formula": "x_standardized = (x - mean) / std, applied to every split",
+    }
+
+
+def _metadata(samples, extra: dict, source: SourceOptions, opts: _Checked, summary) -> dict:
+    """The metadata of ``prepared.npz``."""
+    source_doc = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(source).items()}
+    if opts.factor > 1:  # only when used: a default run's options have no such keys
+        source_doc |= {"coarsen": opts.factor, "coarsen_min_valid": opts.min_valid}
+    metadata = {
+        "source": source.source,
+        "source_options": source_doc,
+        "source_info": {**samples.info, **extra.get("source_info", {})},
+        "split": summary,
+        "standardization": {"computed_on": "train", "ddof": 0},
+        "n_features": len(samples.feature_names),
+        "created_by": f"collapse-spectroscopy {__version__} prepare",
+    }
+    if "true_spectrum" in extra:
+        metadata["true_spectrum_meaning"] = (
+            "declared lambda_k / V of the synthetic source's correlation matrix"
+        )
+    return metadata
+
+
+def _split_map_title(source: SourceOptions, result: SplitResult) -> str:
+    if result.blocks is not None:
+        p = result.parameters
+        return (
+            f"{source.source}: {p['block_km']:g} km equal-area blocks, seed {p['seed']}, "
+            f"area targets {p['fractions']}"
+        )
+    return f"{source.source}: {result.method} split of a table without geography"
+
+
+def _write_outputs(
+    paths: dict[str, Path],
+    source: SourceOptions,
+    samples,
+    extra: dict,
+    result: SplitResult,
+    data: _Standardized,
+    summary: dict,
+    std_doc: dict,
+    metadata: dict,
+) -> None:
+    """Write every output file of :data:`OUTPUTS` the run has, each atomically."""
+    write_json(paths["standardization"], std_doc)
+    write_json(paths["split_summary"], summary)
+    if result.blocks is not None:
+        with atomic_path(paths["split_blocks"]) as tmp:
+            result.blocks.to_csv(tmp, index=False)
+    draw_split_map(
+        result,
+        summary,
+        [paths["split_map_png"], paths["split_map_pdf"]],
+        title=_split_map_title(source, result),
+    )
+    PreparedDataset(
+        x_train=data.xs["train"],
+        x_val=data.xs["val"],
+        x_test=data.xs["test"],
+        mean=data.mean,
+        std=data.std,
+        feature_names=samples.feature_names,
+        metadata=metadata,
+        true_spectrum=extra.get("true_spectrum"),
+        index=data.positions,
+    ).save(paths["prepared"])
+
+
 def prepare(
     out_dir: str | os.PathLike,
     source: SourceOptions | None = None,
@@ -181,124 +362,21 @@ def prepare(
     paths = output_paths(out_dir)
     timings: dict[str, float] = {}
     try:
-        # The cheap checks first, before any work.
-        check_source(source.source)
-        fractions = check_fractions(split.fractions)
-        block_km = check_block_km(split.block_km)
-        subsample = check_train_subsample(split.train_subsample)
-        factor, min_valid = coarsen.check(source.source)
-        try:
-            seed = int(split.seed)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"split.seed = {split.seed!r}: expected an integer") from exc
-
-        t0 = time.perf_counter()
-        samples, extra = load_samples(source, synthetic_dir=out_dir / SYNTHETIC_DIR)
-        timings["load_and_stack"] = time.perf_counter() - t0
-        if factor > 1:  # before the split, so that its blocks stay geographic
-            t0 = time.perf_counter()
-            samples = coarsen_samples(samples, factor, min_valid)
-            timings["coarsen"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        if samples.is_geographic:
-            result = spatial_block_split(
-                samples.lon,
-                samples.lat,
-                samples.area_km2,
-                block_km=block_km,
-                fractions=fractions,
-                seed=seed,
-            )
-        elif samples.split is not None:
-            result = column_split(
-                samples.split, source.split_column, source=f"table {samples.info.get('table')!r}"
-            )
-        else:
-            result = random_split(samples.n, fractions=fractions, seed=seed)
-        timings["split"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        masks = {name: result.mask(name) for name in SPLITS}
-        masks["train"] = subsample_train(masks["train"], subsample, seed)
-        train = masks["train"]
-        check_train_size(int(train.sum()), int(result.mask("train").sum()), samples, subsample)
-        mean, std = standardization(samples.x, train, samples.feature_names)
-        xs = {name: _standardize(samples.x[masks[name]], mean, std) for name in SPLITS}
-        index = samples.index
-        if index is None:  # a source that keeps no positions: the sample's own number
-            index = np.arange(samples.n, dtype=np.int64)
-        positions = {name: index[masks[name]] for name in SPLITS}
-        timings["standardize"] = time.perf_counter() - t0
-
-        summary = split_summary(result, samples.area_km2)
-        summary["source"] = source.source
-        if subsample < 1:  # written only when used: a default run's files stay as they were
-            summary["train_subsample"] = {
-                "fraction": subsample,
-                "seed": seed,
-                "samples_in_split": int(result.mask("train").sum()),
-                "samples_kept": int(train.sum()),
-                "rule": SUBSAMPLE_RULE,
-            }
-        summary["feature_names"] = samples.feature_names
-        if "dropped_rows" in samples.info:  # tables: rows left out for a missing value
-            summary["dropped_rows"] = samples.info["dropped_rows"]
-        std_doc = {
-            "feature_names": samples.feature_names,
-            "mean": mean,
-            "std": std,
-            "computed_on": "train",
-            "n_train": int(train.sum()),
-            "ddof": 0,
-            "formula": "x_standardized = (x - mean) / std, applied to every split",
-        }
-        source_doc = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(source).items()}
-        if factor > 1:  # written only when used: a default run's files stay as they were
-            source_doc |= {"coarsen": factor, "coarsen_min_valid": min_valid}
-        metadata = {
-            "source": source.source,
-            "source_options": source_doc,
-            "source_info": {**samples.info, **extra.get("source_info", {})},
-            "split": summary,
-            "standardization": {"computed_on": "train", "ddof": 0},
-            "n_features": len(samples.feature_names),
-            "created_by": f"collapse-spectroscopy {__version__} prepare",
-        }
-        if "true_spectrum" in extra:
-            metadata["true_spectrum_meaning"] = (
-                "declared lambda_k / V of the synthetic source's correlation matrix"
-            )
-
-        t0 = time.perf_counter()
-        write_json(paths["standardization"], std_doc)
-        write_json(paths["split_summary"], summary)
-        if result.blocks is not None:
-            with atomic_path(paths["split_blocks"]) as tmp:
-                result.blocks.to_csv(tmp, index=False)
-        if result.blocks is not None:
-            p = result.parameters
-            title = (
-                f"{source.source}: {p['block_km']:g} km equal-area blocks, seed {p['seed']}, "
-                f"area targets {p['fractions']}"
-            )
-        else:
-            title = f"{source.source}: {result.method} split of a table without geography"
-        draw_split_map(
-            result, summary, [paths["split_map_png"], paths["split_map_pdf"]], title=title
-        )
-        PreparedDataset(
-            x_train=xs["train"],
-            x_val=xs["val"],
-            x_test=xs["test"],
-            mean=mean,
-            std=std,
-            feature_names=samples.feature_names,
-            metadata=metadata,
-            true_spectrum=extra.get("true_spectrum"),
-            index=positions,
-        ).save(paths["prepared"])
-        timings["write"] = time.perf_counter() - t0
+        opts = _check_options(source, split, coarsen)
+        with _timed(timings, "load_and_stack"):
+            samples, extra = load_samples(source, synthetic_dir=out_dir / SYNTHETIC_DIR)
+        if opts.factor > 1:  # before the split, so that its blocks stay geographic
+            with _timed(timings, "coarsen"):
+                samples = coarsen_samples(samples, opts.factor, opts.min_valid)
+        with _timed(timings, "split"):
+            result = _split(samples, source, opts)
+        with _timed(timings, "standardize"):
+            data = _standardize_splits(samples, result, opts)
+        summary = _summary(result, samples, source, opts, data.train)
+        std_doc = _standardization_doc(samples, data)
+        metadata = _metadata(samples, extra, source, opts, summary)
+        with _timed(timings, "write"):
+            _write_outputs(paths, source, samples, extra, result, data, summary, std_doc, metadata)
     except BaseException:
         _remove_outputs(out_dir)
         if created:

@@ -216,6 +216,87 @@ def _valid_mask(ds, band: np.ndarray, nodata: float | None = None) -> np.ndarray
     return valid
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """The first layer's grid, which every other layer must share."""
+
+    label: str
+    shape: tuple[int, int]
+    crs: object
+    transform: Affine
+    nodata: float | None  # the first layer's nodata value (``dataset.nodata`` if given)
+
+
+def _check_unique_names(layers: Sequence[LayerSource]) -> None:
+    names = [lay.name for lay in layers]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(
+            f"layer names must be unique (they name the features), got duplicates {dupes} "
+            f"from {[lay.label for lay in layers if lay.name in dupes]}"
+        )
+
+
+def _check_band_and_crs(label: str, ds) -> None:
+    if ds.count != 1:
+        raise InputError(f"layer {label!r} has {ds.count} bands: expected a single-band raster")
+    if ds.crs is None:
+        raise InputError(
+            f"layer {label!r} has no CRS: expected a georeferenced GeoTIFF (e.g. EPSG:4326)"
+        )
+
+
+def _check_same_grid(label: str, ds, ref: _Grid) -> None:
+    """Raise InputError naming both layers when ``ds`` is not on the grid of ``ref``."""
+    shape = (ds.height, ds.width)
+    if shape != ref.shape:
+        raise InputError(
+            f"layer {label!r} has shape {shape} (rows, cols) but layer "
+            f"{ref.label!r} has {ref.shape}: all layers must share one grid"
+        )
+    if ds.crs != ref.crs:
+        raise InputError(
+            f"layer {label!r} has CRS {ds.crs.to_string()!r} but layer "
+            f"{ref.label!r} has {ref.crs.to_string()!r}: all layers must share "
+            "one CRS"
+        )
+    if not ds.transform.almost_equals(ref.transform, precision=1e-9):
+        raise InputError(
+            f"layer {label!r} has transform {tuple(ds.transform)[:6]} but "
+            f"layer {ref.label!r} has {tuple(ref.transform)[:6]}: all layers must "
+            "share one grid (same origin and cell size)"
+        )
+
+
+def _read_layer(
+    lay: LayerSource, ref: _Grid | None, nodata: float | None
+) -> tuple[np.ndarray, np.ndarray, _Grid]:
+    """One layer's band and valid cells, checked against the first layer's grid ``ref``
+    (``None`` for the first layer); returns them with the grid (``ref`` or the first's)."""
+    try:
+        with lay.open() as ds:
+            _check_band_and_crs(lay.label, ds)
+            if ref is None:
+                own = ds.nodata if nodata is None else nodata
+                ref = _Grid(lay.label, (ds.height, ds.width), ds.crs, ds.transform, own)
+            else:
+                _check_same_grid(lay.label, ds, ref)
+            band = ds.read(1)
+            ok = _valid_mask(ds, band, nodata)
+    except InputError:
+        raise
+    except (RasterioIOError, OSError) as exc:
+        raise InputError(
+            f"layer {lay.label!r} cannot be read as a GeoTIFF ({exc}): expected a readable "
+            "single-band raster"
+        ) from exc
+    if not ok.any():
+        raise InputError(
+            f"layer {lay.label!r} is entirely nodata/non-finite: expected at least one valid cell"
+        )
+    return band, ok, ref
+
+
 def read_stack(layers: Sequence[LayerSource], nodata: float | None = None) -> RasterStack:
     """Read ``layers`` onto one grid and find the cells valid in all of them.
 
@@ -229,65 +310,12 @@ def read_stack(layers: Sequence[LayerSource], nodata: float | None = None) -> Ra
     """
     if not layers:
         raise InputError("no raster layers to read")
-    names = [lay.name for lay in layers]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise InputError(
-            f"layer names must be unique (they name the features), got duplicates {dupes} "
-            f"from {[lay.label for lay in layers if lay.name in dupes]}"
-        )
+    _check_unique_names(layers)
     arrays: list[np.ndarray] = []
     valid = None
-    ref = None  # (label, shape, crs, transform)
+    ref = None
     for lay in layers:
-        try:
-            with lay.open() as ds:
-                if ds.count != 1:
-                    raise InputError(
-                        f"layer {lay.label!r} has {ds.count} bands: expected a single-band raster"
-                    )
-                if ds.crs is None:
-                    raise InputError(
-                        f"layer {lay.label!r} has no CRS: expected a georeferenced GeoTIFF "
-                        "(e.g. EPSG:4326)"
-                    )
-                shape = (ds.height, ds.width)
-                if ref is None:
-                    ref = (lay.label, shape, ds.crs, ds.transform)
-                    first_nodata = ds.nodata if nodata is None else nodata
-                else:
-                    r_label, r_shape, r_crs, r_transform = ref
-                    if shape != r_shape:
-                        raise InputError(
-                            f"layer {lay.label!r} has shape {shape} (rows, cols) but layer "
-                            f"{r_label!r} has {r_shape}: all layers must share one grid"
-                        )
-                    if ds.crs != r_crs:
-                        raise InputError(
-                            f"layer {lay.label!r} has CRS {ds.crs.to_string()!r} but layer "
-                            f"{r_label!r} has {r_crs.to_string()!r}: all layers must share "
-                            "one CRS"
-                        )
-                    if not ds.transform.almost_equals(r_transform, precision=1e-9):
-                        raise InputError(
-                            f"layer {lay.label!r} has transform {tuple(ds.transform)[:6]} but "
-                            f"layer {r_label!r} has {tuple(r_transform)[:6]}: all layers must "
-                            "share one grid (same origin and cell size)"
-                        )
-                band = ds.read(1)
-                ok = _valid_mask(ds, band, nodata)
-        except InputError:
-            raise
-        except (RasterioIOError, OSError) as exc:
-            raise InputError(
-                f"layer {lay.label!r} cannot be read as a GeoTIFF ({exc}): expected a readable "
-                "single-band raster"
-            ) from exc
-        if not ok.any():
-            raise InputError(
-                f"layer {lay.label!r} is entirely nodata/non-finite: expected at least one "
-                "valid cell"
-            )
+        band, ok, ref = _read_layer(lay, ref, nodata)
         valid = ok if valid is None else (valid & ok)
         arrays.append(band)
     assert ref is not None and valid is not None
@@ -296,7 +324,7 @@ def read_stack(layers: Sequence[LayerSource], nodata: float | None = None) -> Ra
         valid=valid,
         names=[lay.name for lay in layers],
         labels=[lay.label for lay in layers],
-        transform=ref[3],
-        crs=ref[2],
-        nodata=None if first_nodata is None else float(first_nodata),
+        transform=ref.transform,
+        crs=ref.crs,
+        nodata=None if ref.nodata is None else float(ref.nodata),
     )

@@ -187,6 +187,80 @@ def project_equal_area(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np
     return np.asarray(x), np.asarray(y)
 
 
+@dataclass(frozen=True)
+class _Blocks:
+    """The blocks holding at least one cell, listed row by row from the north-west."""
+
+    of_cell: np.ndarray  # (n,) each cell's block, an index into the arrays below
+    ix: np.ndarray
+    iy: np.ndarray
+    area_km2: np.ndarray  # summed area of the block's cells
+    n_samples: np.ndarray
+
+
+def _cut_blocks(x: np.ndarray, y: np.ndarray, area_km2: np.ndarray, size: float) -> _Blocks:
+    """Blocks of side ``size`` metres on the grid anchored at the projection origin (rule
+    steps 1 and 2)."""
+    ix = np.floor(x / size).astype(np.int64)
+    iy = np.floor(y / size).astype(np.int64)
+    # Row-major listing from the north-west: iy descending, then ix ascending.
+    width = ix.max() - ix.min() + 1
+    key = (iy.max() - iy) * width + (ix - ix.min())
+    block_key, inverse = np.unique(key, return_inverse=True)
+    n_blocks = block_key.size
+    return _Blocks(
+        of_cell=inverse,
+        ix=ix.min() + block_key % width,
+        iy=iy.max() - block_key // width,
+        area_km2=np.bincount(inverse, weights=area_km2, minlength=n_blocks),
+        n_samples=np.bincount(inverse, minlength=n_blocks),
+    )
+
+
+def _draw_held_out(b_area: np.ndarray, f: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each block's split label and its place in the draw order (rule steps 3 and 4)."""
+    n_blocks = b_area.size
+    rng = np.random.default_rng(seed)
+    with np.errstate(divide="ignore"):
+        keys = np.log(rng.random(n_blocks)) / b_area
+    order = np.argsort(-keys, kind="stable")
+    total = b_area.sum()
+    target = f * total
+    labels_b = np.zeros(n_blocks, dtype=np.int8)
+    held = 0.0
+    assigned = np.zeros(2)
+    for b in order:
+        if held >= target[1] + target[2]:
+            break
+        s = int(np.argmax(target[1:] - assigned))
+        labels_b[b] = 1 + s
+        assigned[s] += b_area[b]
+        held += b_area[b]
+    draw = np.empty(n_blocks, dtype=np.int64)
+    draw[order] = np.arange(n_blocks)
+    return labels_b, draw
+
+
+def _blocks_table(
+    blocks: _Blocks, size: float, draw: np.ndarray, labels_b: np.ndarray
+) -> pd.DataFrame:
+    """One row per block (:attr:`SplitResult.blocks`)."""
+    return pd.DataFrame(
+        {
+            "block": np.arange(blocks.ix.size),
+            "ix": blocks.ix,
+            "iy": blocks.iy,
+            "x_min_m": blocks.ix * size,
+            "y_min_m": blocks.iy * size,
+            "size_m": size,
+            "area_km2": blocks.area_km2,
+            "n_samples": blocks.n_samples,
+            "draw": draw,
+            "split": np.asarray(SPLITS)[labels_b],
+        }
+    )
+
+
 def spatial_block_split(
     lon,
     lat,
@@ -221,56 +295,15 @@ def spatial_block_split(
     area_km2 = np.asarray(area_km2, dtype=np.float64)
     x, y = project_equal_area(lon, lat)
     size = b_km * 1000.0
-    ix = np.floor(x / size).astype(np.int64)
-    iy = np.floor(y / size).astype(np.int64)
-    # Row-major listing from the north-west: iy descending, then ix ascending.
-    width = ix.max() - ix.min() + 1
-    key = (iy.max() - iy) * width + (ix - ix.min())
-    block_key, inverse = np.unique(key, return_inverse=True)
-    n_blocks = block_key.size
-    b_area = np.bincount(inverse, weights=area_km2, minlength=n_blocks)
-    b_count = np.bincount(inverse, minlength=n_blocks)
-    b_iy = iy.max() - block_key // width
-    b_ix = ix.min() + block_key % width
-
-    rng = np.random.default_rng(seed)
-    with np.errstate(divide="ignore"):
-        keys = np.log(rng.random(n_blocks)) / b_area
-    order = np.argsort(-keys, kind="stable")
-    total = b_area.sum()
-    target = f * total
-    labels_b = np.zeros(n_blocks, dtype=np.int8)
-    held = 0.0
-    assigned = np.zeros(2)
-    for b in order:
-        if held >= target[1] + target[2]:
-            break
-        s = int(np.argmax(target[1:] - assigned))
-        labels_b[b] = 1 + s
-        assigned[s] += b_area[b]
-        held += b_area[b]
-    draw = np.empty(n_blocks, dtype=np.int64)
-    draw[order] = np.arange(n_blocks)
-    labels = labels_b[inverse]
+    blocks = _cut_blocks(x, y, area_km2, size)
+    n_blocks = blocks.ix.size
+    labels_b, draw = _draw_held_out(blocks.area_km2, f, seed)
+    labels = labels_b[blocks.of_cell]
     _empty_check(
         labels,
         f"split.block_km = {b_km:g} ({n_blocks} block(s) for fractions "
         f"{f.tolist()}; expected enough blocks that every split gets one, "
         "i.e. a smaller block size)",
-    )
-    blocks = pd.DataFrame(
-        {
-            "block": np.arange(n_blocks),
-            "ix": b_ix,
-            "iy": b_iy,
-            "x_min_m": b_ix * size,
-            "y_min_m": b_iy * size,
-            "size_m": size,
-            "area_km2": b_area,
-            "n_samples": b_count,
-            "draw": draw,
-            "split": np.asarray(SPLITS)[labels_b],
-        }
     )
     params = {
         "block_km": b_km,
@@ -281,7 +314,11 @@ def spatial_block_split(
         "n_blocks": int(n_blocks),
     }
     return SplitResult(
-        labels=labels, method="spatial_blocks", rule=SPATIAL_RULE, parameters=params, blocks=blocks
+        labels=labels,
+        method="spatial_blocks",
+        rule=SPATIAL_RULE,
+        parameters=params,
+        blocks=_blocks_table(blocks, size, draw, labels_b),
     )
 
 

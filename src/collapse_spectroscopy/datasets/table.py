@@ -165,36 +165,18 @@ def _numpy_dtype(series: pd.Series) -> np.dtype:
         return np.dtype(np.float64)
 
 
-def read_table(
-    path: str | os.PathLike,
-    split_column: str | None = None,
-    drop_columns=(),
-    nodata: float | None = None,
-) -> Samples:
-    """Samples of a table: numeric features as float32, plus the split column if given.
-
-    ``nodata`` (``dataset.nodata``) marks missing values, compared in each column's type.
-
-    Raises
-    ------
-    InputError
-        Unreadable file, unknown format, a missing split/drop column, non-numeric feature
-        columns (named), or no complete row.
-    """
-    path = Path(path)
-    df = read_frame(path)
-    columns = [str(c) for c in df.columns]
-    df.columns = columns
-    drop = list(drop_columns or ())
+def _feature_columns(
+    path: Path, df: pd.DataFrame, split_column: str | None, drop: list[str]
+) -> list[str]:
+    """The feature columns of ``df``: every column but the split and dropped ones, each
+    checked to be numeric."""
+    columns = list(df.columns)
     missing = [c for c in drop + ([split_column] if split_column else []) if c not in columns]
     if missing:
         raise InputError(
             f"table {str(path)!r} has no column(s) {missing} "
             f"(dataset.split_column / dataset.drop_columns); columns are {columns}"
         )
-    split = None
-    if split_column:
-        split = df[split_column].to_numpy()
     features = [c for c in columns if c != split_column and c not in drop]
     if not features:
         raise InputError(
@@ -213,6 +195,13 @@ def read_table(
             "features only; name the split column with dataset.split_column "
             "(--split-column) and drop identifiers with dataset.drop_columns (--drop-columns)"
         )
+    return features
+
+
+def _feature_values(
+    df: pd.DataFrame, features: list[str], nodata: float | None
+) -> tuple[np.ndarray, list]:
+    """The features as float64, ``nodata`` as NaN, and each column's numpy dtype."""
     x = df[features].to_numpy(dtype=np.float64)
     dtypes = [_numpy_dtype(df[c]) for c in features]
     if nodata is not None:
@@ -220,6 +209,52 @@ def read_table(
             nd = value_in_dtype(nodata, dtype)  # float32 columns: nodata rounded like them
             if nd is not None:
                 x[x[:, j] == float(nd), j] = np.nan
+    return x, dtypes
+
+
+def _table_info(
+    path: Path, n_rows: int, dropped: int, nodata, split_column, drop: list[str]
+) -> dict:
+    """The source info of a table's samples."""
+    return {
+        "table": str(path),
+        "n_rows": n_rows,
+        "n_rows_dropped_nonfinite": dropped,
+        "dropped_rows": {
+            "count": dropped,
+            "of": n_rows,
+            "reason": "a missing or non-finite value"
+            + (f" or dataset.nodata = {nodata!r}" if nodata is not None else "")
+            + " in a feature column",
+        },
+        "split_column": split_column,
+        "dropped_columns": drop,
+    }
+
+
+def read_table(
+    path: str | os.PathLike,
+    split_column: str | None = None,
+    drop_columns=(),
+    nodata: float | None = None,
+) -> Samples:
+    """Samples of a table: numeric features as float32, plus the split column if given.
+
+    ``nodata`` (``dataset.nodata``) marks missing values, compared in each column's type.
+
+    Raises
+    ------
+    InputError
+        Unreadable file, unknown format, a missing split/drop column, non-numeric feature
+        columns (named), or no complete row.
+    """
+    path = Path(path)
+    df = read_frame(path)
+    df.columns = [str(c) for c in df.columns]
+    drop = list(drop_columns or ())
+    features = _feature_columns(path, df, split_column, drop)
+    split = df[split_column].to_numpy() if split_column else None
+    x, dtypes = _feature_values(df, features, nodata)
     complete = np.all(np.isfinite(x), axis=1)
     if not complete.any():
         raise InputError(
@@ -233,24 +268,10 @@ def read_table(
             tag_hint=False,
         )
     dropped = int((~complete).sum())
-    info = {
-        "table": str(path),
-        "n_rows": int(len(df)),
-        "n_rows_dropped_nonfinite": dropped,
-        "dropped_rows": {
-            "count": dropped,
-            "of": int(len(df)),
-            "reason": "a missing or non-finite value"
-            + (f" or dataset.nodata = {nodata!r}" if nodata is not None else "")
-            + " in a feature column",
-        },
-        "split_column": split_column,
-        "dropped_columns": drop,
-    }
     return Samples(
         x=x[complete].astype(np.float32),
         feature_names=features,
         split=None if split is None else split[complete],
         index=np.flatnonzero(complete),
-        info=info,
+        info=_table_info(path, int(len(df)), dropped, nodata, split_column, drop),
     )

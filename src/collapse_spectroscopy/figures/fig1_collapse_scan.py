@@ -106,11 +106,9 @@ def view_values(scan: xr.Dataset, name: str, view: str) -> np.ndarray:
     return np.log(positive(values)) if name == "mode_posterior_variance" else values
 
 
-def draw(
-    scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN, *, fig1_view="latents"
-) -> Figure:
-    """Fig 1 of ``scan`` and its spectra table, ranks coloured by the fit cut ``rho_min``;
-    ``fig1_view`` ``modes``: the per-mode totals (the module docstring)."""
+def _check_view(scan: xr.Dataset, fig1_view) -> bool:
+    """Whether ``fig1_view`` is ``modes``; raises InputError for an unknown view, or for
+    ``modes`` on a scan without per-mode totals."""
     if fig1_view not in VIEWS:
         raise InputError(f"figures.fig1_view = {fig1_view!r}: expected one of {', '.join(VIEWS)}")
     modes = fig1_view == "modes"
@@ -119,6 +117,101 @@ def draw(
             "figures.fig1_view = 'modes': the scan has no per-mode totals (mode_signal_fraction"
             "; a linear run writes them): expected fig1_view latents"
         )
+    return modes
+
+
+def _draw_panels(axes, scan: xr.Dataset, t, tk, colors, flags, fig1_view: str) -> bool:
+    """The measured points and seed means of every panel with the equilibrium under them;
+    returns whether grey (never active) ranks were drawn."""
+    modes = fig1_view == "modes"
+    laws = split_aware_laws(eval_theory_spectrum(scan), tk.size)
+    laws = {f"mode_{k}" if modes else k: law for k, law in laws.items()}
+    grid = t_grid(t)
+    grey = False
+    panels = MODE_PANELS if modes else PANELS
+    for ax, letter, (name, law, label, mean) in zip(axes, "abc", panels, strict=True):
+        if name in scan:
+            values = view_values(scan, name, fig1_view)
+            grey |= plot_ranked(ax, t, values, colors, flags, mean=mean)
+        if tk.size:
+            law = laws.get(name, law)
+            plot_theory(ax, grid, law(tk, grid), colors)
+        ax.set_ylabel(label)
+        panel_label(ax, letter)
+    return grey
+
+
+def _draw_fits(ax, scan, spectra, t, tk, colors, rho_min: float, modes: bool) -> np.ndarray:
+    """Panel (b)'s fitted thresholds: a band ``rho = 1 - T/T_k`` per rank (or mode) below
+    its ``T_k``, the ``rho_min`` guide and the PCA thresholds on the top edge; returns the
+    ranks' under_equilibrated flags."""
+    lo, hi = t_range(t)
+    thresholds = column(spectra, "mode_collapse_threshold" if modes else "collapse_threshold")
+    # a rank spectra.csv flags under_equilibrated (its T_k or u_k moves by more than
+    # 5 % without the under-equilibrated points): its band dotted, as Fig 3's circle
+    # is hollow; the flag is the ranked latents', so the mode view draws none
+    rank_of = ranks(spectra)
+    flagged = np.zeros(rank_of.size, bool) if modes else rank_flags(scan, spectra, rank_of, rho_min)
+    for rank, tk_fit, weak in zip(rank_of, thresholds, flagged, strict=True):
+        if not (np.isfinite(tk_fit) and tk_fit > 0) or tk_fit <= lo:
+            continue
+        # the fitted law is the equilibrium's rho = 1 - T/T_k at the fitted T_k
+        tt = np.geomspace(lo, min(tk_fit, hi), 80)
+        fit = equilibrium.signal_fraction([tk_fit], tt)[:, 0]
+        style_ = FIT_FLAGGED if weak else FIT
+        ax.plot(tt, fit, color=colors(rank), gid="fit_flagged" if weak else "fit", **style_)
+    ax.axhline(rho_min, color=REFERENCE_COLOR, gid="rho_min", **GUIDE)
+    for rank, lam in enumerate(tk, start=1):
+        if lo <= lam <= hi:
+            ax.plot(
+                lam,
+                1.0,
+                transform=ax.get_xaxis_transform(),
+                ls="none",
+                marker="v",
+                ms=4,
+                mew=0,
+                color=colors(rank),
+                clip_on=False,
+                zorder=5,
+                gid="pca_mark",
+            )
+    ax.set_ylim(-0.05, 1.05)
+    return flagged
+
+
+def _legend_handles(scan, tk, colors, flags, rho_min: float, modes: bool, grey, flagged) -> list:
+    """The legend entries: the data's, then the fits', the fit cut's and the theory's."""
+    handles = data_handles(
+        scan,
+        open_=bool(flags.any()),
+        grey=grey,
+        grey_label=grey_rank_label(colors, rho_min, "mode" if modes else "rank"),
+    )
+    if modes:
+        handles[0].set_label(f"{handles[0].get_label()}: mode totals")
+    # each of these marks is drawn in one panel only, so the legend names no panel;
+    # that (a, b)'s equilibrium is measured on the eval split is the caption's to say
+    handles.append(handle(r"fit $\rho_k = 1-T/T_k$", FIT))
+    if flagged.any():
+        handles.append(handle("fit of an under-equilibrated rank", FIT_FLAGGED))
+    handles.append(handle(rf"fit cut $\rho_{{min}}$ = {rho_min:g}", GUIDE))
+    if tk.size:
+        theory = null_model_label(scan, "equilibrium (PCA)", "linear null model (PCA equilibrium)")
+        pca_tk = null_model_label(
+            scan, r"PCA $T_k = \lambda_k/V$", r"null model $T_k = \lambda_k/V$"
+        )
+        handles.append(handle(theory, THEORY))
+        handles.append(handle(pca_tk, {"ls": "none", "marker": "v", "ms": 4}))
+    return handles
+
+
+def draw(
+    scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN, *, fig1_view="latents"
+) -> Figure:
+    """Fig 1 of ``scan`` and its spectra table, ranks coloured by the fit cut ``rho_min``;
+    ``fig1_view`` ``modes``: the per-mode totals (the module docstring)."""
+    modes = _check_view(scan, fig1_view)
     with style():
         t = temperatures(scan)
         # modes: colours as for the ranks, from the mode totals' rho on dim mode
@@ -129,83 +222,13 @@ def draw(
         )
         flags = point_flags(scan)
         tk = theory_spectrum(scan)
-        laws = split_aware_laws(eval_theory_spectrum(scan), tk.size)
-        laws = {f"mode_{k}" if modes else k: law for k, law in laws.items()}
-        grid = t_grid(t)
         fig = Figure(figsize=(COLUMN_WIDTH, 5.8), layout="constrained")
         axes = fig.subplots(3, 1, sharex=True)
-        grey = False
-        panels = MODE_PANELS if modes else PANELS
-        for ax, letter, (name, law, label, mean) in zip(axes, "abc", panels, strict=True):
-            if name in scan:
-                values = view_values(scan, name, fig1_view)
-                grey |= plot_ranked(ax, t, values, colors, flags, mean=mean)
-            if tk.size:
-                law = laws.get(name, law)
-                plot_theory(ax, grid, law(tk, grid), colors)
-            ax.set_ylabel(label)
-            panel_label(ax, letter)
-        ax = axes[1]
-        lo, hi = t_range(t)
-        thresholds = column(spectra, "mode_collapse_threshold" if modes else "collapse_threshold")
-        # a rank spectra.csv flags under_equilibrated (its T_k or u_k moves by more than
-        # 5 % without the under-equilibrated points): its band dotted, as Fig 3's circle
-        # is hollow; the flag is the ranked latents', so the mode view draws none
-        rank_of = ranks(spectra)
-        flagged = (
-            np.zeros(rank_of.size, bool) if modes else rank_flags(scan, spectra, rank_of, rho_min)
-        )
-        for rank, tk_fit, weak in zip(rank_of, thresholds, flagged, strict=True):
-            if not (np.isfinite(tk_fit) and tk_fit > 0) or tk_fit <= lo:
-                continue
-            # the fitted law is the equilibrium's rho = 1 - T/T_k at the fitted T_k
-            tt = np.geomspace(lo, min(tk_fit, hi), 80)
-            fit = equilibrium.signal_fraction([tk_fit], tt)[:, 0]
-            style_ = FIT_FLAGGED if weak else FIT
-            ax.plot(tt, fit, color=colors(rank), gid="fit_flagged" if weak else "fit", **style_)
-        ax.axhline(rho_min, color=REFERENCE_COLOR, gid="rho_min", **GUIDE)
-        for rank, lam in enumerate(tk, start=1):
-            if lo <= lam <= hi:
-                ax.plot(
-                    lam,
-                    1.0,
-                    transform=ax.get_xaxis_transform(),
-                    ls="none",
-                    marker="v",
-                    ms=4,
-                    mew=0,
-                    color=colors(rank),
-                    clip_on=False,
-                    zorder=5,
-                    gid="pca_mark",
-                )
-        ax.set_ylim(-0.05, 1.05)
+        grey = _draw_panels(axes, scan, t, tk, colors, flags, fig1_view)
+        flagged = _draw_fits(axes[1], scan, spectra, t, tk, colors, rho_min, modes)
         t_axis(axes[-1], t)
-        handles = data_handles(
-            scan,
-            open_=bool(flags.any()),
-            grey=grey,
-            grey_label=grey_rank_label(colors, rho_min, "mode" if modes else "rank"),
-        )
-        if modes:
-            handles[0].set_label(f"{handles[0].get_label()}: mode totals")
-        # each of these marks is drawn in one panel only, so the legend names no panel;
-        # that (a, b)'s equilibrium is measured on the eval split is the caption's to say
-        handles.append(handle(r"fit $\rho_k = 1-T/T_k$", FIT))
-        if flagged.any():
-            handles.append(handle("fit of an under-equilibrated rank", FIT_FLAGGED))
-        handles.append(handle(rf"fit cut $\rho_{{min}}$ = {rho_min:g}", GUIDE))
-        if tk.size:
-            theory = null_model_label(
-                scan, "equilibrium (PCA)", "linear null model (PCA equilibrium)"
-            )
-            pca_tk = null_model_label(
-                scan, r"PCA $T_k = \lambda_k/V$", r"null model $T_k = \lambda_k/V$"
-            )
-            handles.append(handle(theory, THEORY))
-            handles.append(handle(pca_tk, {"ls": "none", "marker": "v", "ms": 4}))
         fig.legend(
-            handles=handles,
+            handles=_legend_handles(scan, tk, colors, flags, rho_min, modes, grey, flagged),
             loc="outside upper center",
             ncols=2,
             columnspacing=1.0,
