@@ -1,76 +1,10 @@
-"""The paper's Figs 1-4 and the utility concentration (Fig 5) from a gathered scan and its
-spectra table (docs/science.md §6, §9).
+"""The paper's Figs 1-4 and the utility concentration (Fig 5), drawn from a gathered scan
+and its spectra table (docs/science.md §6, §9).
 
-:data:`REGISTRY` maps each figure's name to its drawing function, in the paper's order;
-the ``figures`` command, :func:`make_figures` and the workflow's list of figure outputs all
-read it. The names are known without importing matplotlib (each figure module is imported
-when its function is first looked up), because the workflow reads them on every start.
-A figure is the module ``figures/<name>.py`` with a function
-``draw(scan, spectra, rho_min) -> matplotlib.figure.Figure`` (built without pyplot, so
-nothing needs closing and no GUI backend is touched), its caption
-``workflow/report/<name>.rst``, and its name in :data:`NAMES`. :func:`make_figures` writes
-each as PNG (300 dpi) and PDF, atomically (:func:`save_figure`).
-
-Extra inputs: a figure that reads more than the scan, the table and ``rho_min`` declares
-each extra as a keyword-only parameter of its ``draw``, named as in :data:`EXTRA_INPUTS`,
-with a default; :func:`make_figures` passes every figure the extras it declares and no
-others. The extras are ``tolerances`` (the run's ``spectra.tolerances``; Fig 5),
-``null_run`` (a :class:`.common.NullRun`: the name and spectra table of the linear run the
-run names as its ``null_run``; Fig 5) and ``fig1_view`` (the run's ``figures.fig1_view``:
-Fig 1 per ranked latent or per mode).
-
-Inputs: ``scan`` is the dataset of :func:`.scanfile.gather` (dims ``T``, ``seed``,
-``latent`` = rank by signal fraction, ``k``, ``mode``); ``spectra`` is the table of
-:func:`.spectra.spectra_table` (or its CSV read back); ``rho_min`` the fit cut the table
-was computed with (the run's ``spectra.rho_min``).
-
-Modules: :mod:`.common` (the scan and the table as the figures read them), :mod:`.marks`
-(points, lines and legend entries), :mod:`.axes` (temperature axis, tick labels),
-:mod:`.style` (rcParams, sizes, colours, line kinds), one module per figure.
-
-Conventions shared by Figs 1-4 (see :mod:`.style`); every mark is named in the
-figure's legend, and the captions (``workflow/report/*.rst``) say the rest. Fig 5 compares
-models, not ranks: one colour and marker per model (:mod:`.fig5_utility_concentration`),
-hollow circles and PCA squares as below.
-
-- **Colour = ranked mode.** Ranks ``1..n`` are coloured on a discrete sequential map with a
-  colour bar, where ``n`` is the larger of (a) the highest rank whose signal fraction ever
-  exceeds the run's ``rho_min`` at some scan point and (b) the number of PCA modes with
-  ``lambda_k/V`` above :data:`.spectra.PCA_FLOOR` (capped at ``K``). Higher ranks --
-  latents that never become active, e.g. the spare latents of ``K = 32 > d = 19`` -- are
-  drawn as small light-grey points without mean lines, fits, guides or theory, behind the
-  coloured data; the legend says so (``rank > n``) whenever they are drawn, and the colour
-  bar ends in a grey segment ``n+1..K`` (:meth:`.style.RankColors.colorbar`).
-- **Data**: one small filled marker per (T, seed) (seeds pooled) and a thin solid line
-  through the seed mean (``nanmean``, connected across temperatures where no seed ran).
-  With one seed the legend has one entry (``VAE, seed s``: the line just joins the
-  points), with several, ``VAE, per seed`` and ``mean of N seeds``. In Fig 1's middle
-  panel the fixed-exponent fit ``rho = 1 - T/T_k`` of the spectra table (a broad pale
-  band, unlike the thin mean lines) replaces the mean line, and a dotted line marks
-  ``rho_min``. Fig 2's right panel and Fig 3 draw one point per ranked mode.
-- **Under-equilibrated points** (:func:`.stopping.under_equilibrated`: stopped at
-  ``max_updates`` before the early-stopping test passed) are hollow markers. A quantity
-  built from such a point is hollow too: in Fig 2b a ``Dn*_k`` whose best scan point is
-  one; in Fig 3 a rank the spectra table flags ``under_equilibrated`` (leaving such
-  points out moves its threshold or utility by more than 5 %,
-  :func:`.spectra.under_equilibrated_ranks`).
-- **Legends** name what each mark is, in the mark's own look, without panel prefixes (a
-  mark drawn in one panel only needs none) or titles; what needs a sentence is in the
-  caption.
-- **Figure sizes**: Figs 1 and 3 are one column wide (3.4 in), Figs 2, 4 and 5 (two panels
-  side by side) the full text width (7 in).
-- **Theory**: the analytic equilibrium (:mod:`.equilibrium`) of the *training* PCA
-  spectrum ``pca_ratio`` (the spectrum the model is trained on, not a synthetic source's
-  declared ``true_spectrum``), thin dashed, in the colour of the matching rank (rank ``k``
-  <-> the k-th largest eigenvalue). Modes with ``lambda_k/V <= PCA_FLOOR`` (an exactly
-  dependent feature, ``~1e-16``) are left out; with ``K < d`` only the top ``K`` modes are.
-  In Fig 4 the equilibrium is the same for every rank (``q = 1``, ``J = 0``) and is drawn
-  once, in black.
-- **PCA references** are squares (open, in Figs 2b and 3), never circles: a hollow circle
-  always means an under-equilibrated VAE point.
-- Temperatures are plotted on a log axis over the scanned range; NaN (missing scan
-  points) and, on log axes, non-positive values are skipped; short log axes get readable
-  1-2-5 ticks (:mod:`.axes`).
+:data:`REGISTRY` maps each figure's name to its ``draw``, importable without matplotlib;
+:func:`make_figures` draws them all and writes each as PNG and PDF. docs/figures.md says
+what each figure shows, how to add one, its inputs and extra inputs, and the conventions
+all figures share.
 """
 
 from __future__ import annotations
@@ -92,7 +26,7 @@ NAMES = (
     "fig5_utility_concentration",
 )
 
-# The extra inputs a figure may declare (keyword-only parameters of its draw), see above.
+# The extra inputs a figure may declare: keyword-only parameters of its draw (docs/figures.md).
 EXTRA_INPUTS = ("tolerances", "null_run", "fig1_view")
 
 
