@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from collapse_spectroscopy import figures
 from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
 from collapse_spectroscopy.cli.spectra import (
     RHO_MIN_KEY,
@@ -13,7 +14,6 @@ from collapse_spectroscopy.cli.spectra import (
     check_tolerances,
 )
 from collapse_spectroscopy.errors import InputError
-from collapse_spectroscopy.figures import make_figures
 from collapse_spectroscopy.store import scanfile
 
 
@@ -71,7 +71,7 @@ def run_figures(args) -> int:
     check_rho_min(args.rho_min)
     tolerances = check_tolerances(args.tolerances)
     null_run = read_null_run(args.null_spectra, args.null_name)
-    paths = make_figures(
+    paths = figures.make_figures(
         scan,
         table,
         args.out_dir,
