@@ -10,11 +10,9 @@ exactly as :class:`.torch_engines.FastEngine` draws it), so point ``i``'s trajec
 one ``FastEngine`` follows for point ``i`` alone, up to rounding (the batched products sum
 in another order; tests/test_batched_engine.py: 1e-10 in float64).
 
-The gradients are FastEngine's (see :mod:`.torch_engines`), with ``beta`` a per-point
-``(P, 1, 1)`` tensor and the biases inside the products (``h = [x 1] E^T``,
-``xhat = [z 1] Wc^T``, ``d[E] = dh^T [x 1]``). The parameters, gradients and Adam moments
-are each one flat buffer, the encoders ``E`` of all points then their decoders ``Wc``, so
-that one Adam update is still five vector operations; a point's state
+The stacked parameters and the batched Adam update (FastEngine's gradients, ``beta`` per
+point) are :class:`.stacked.StackedModels`, which this engine extends with the points'
+batches and noise, the validation pass and the per-point state: a point's state
 (:meth:`BatchedEngine.point_state`) is in the layout of :mod:`.layout`, the very format of
 ``FastEngine.state_dict``.
 
@@ -23,7 +21,7 @@ A point that stops (early stopping, a non-finite loss) is *retired*
 no longer updated and the others' batched products no longer include it; a point's
 products never mix with another's, so the others' trajectories do not change.
 
-:class:`PointView` is point ``i`` seen through the engine protocol
+:class:`.point_view.PointView` is point ``i`` seen through the engine protocol
 (:class:`.base.Engine`), so that the trainer's per-point rule (validation, best weights,
 early stopping: :mod:`collapse_spectroscopy.training.protocol`) drives each point
 (:mod:`collapse_spectroscopy.training.batched`). :class:`BatchedPointEngine` is a batch of
@@ -47,13 +45,9 @@ from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.models.linear import LinearVAE
 from collapse_spectroscopy.training.engines.base import TrainingProblem
 from collapse_spectroscopy.training.engines.batches import BatchStream
-from collapse_spectroscopy.training.engines.layout import (
-    ADAM_BETAS,
-    ADAM_EPS,
-    n_params,
-    pack,
-    unpack,
-)
+from collapse_spectroscopy.training.engines.layout import n_params, pack, unpack
+from collapse_spectroscopy.training.engines.point_view import ENGINE_NAME, PointView
+from collapse_spectroscopy.training.engines.stacked import StackedModels
 
 # rows of the validation split per chunk of the batched validation pass, times the number
 # of values per row (P (2K + d)): bounds its temporaries to ~4M values (32 MB in float64)
@@ -103,7 +97,7 @@ def check_problems(problems: Sequence[TrainingProblem]) -> None:
                 )
 
 
-class BatchedEngine:
+class BatchedEngine(StackedModels):
     """P linear-VAE scan points trained as one batched model.
 
     Built from a sequence of :class:`.base.TrainingProblem` (point ``i`` is
@@ -113,7 +107,7 @@ class BatchedEngine:
     :meth:`view` point ``i`` through the engine protocol.
     """
 
-    name = "batched"
+    name = ENGINE_NAME
 
     def __init__(self, problems: Sequence[TrainingProblem], *, cuda_graphs: bool = False):
         problems = list(problems)
@@ -153,45 +147,6 @@ class BatchedEngine:
             pack(model, p[i])
         self._stack(list(range(len(problems))), p, torch.zeros_like(p), torch.zeros_like(p), 0)
 
-    # ------------------------------------------------------------------ the stack
-    # The stacked buffers are block-major: [E of every point | Wc of every point], so that
-    # E is one contiguous (P, 2K, d+1) tensor and Wc one (P, d, K+1) tensor (the batched
-    # products write their gradients in place), and the Adam update is still one pass
-    # over one flat vector. A point's row in the layout of .layout (FastEngine's) is
-    # gathered from it (_rows) and scattered back (_flat).
-    def _split(self, flat: torch.Tensor, P: int):
-        K, d = self.K, self.d
-        n_enc = P * 2 * K * (d + 1)
-        return flat[:n_enc].view(P, 2 * K, d + 1), flat[n_enc:].view(P, d, K + 1)
-
-    def _flat(self, rows: torch.Tensor) -> torch.Tensor:
-        """Block-major flat buffer from ``(P, n_params)`` rows in the layout of .layout."""
-        n_enc = 2 * self.K * (self.d + 1)
-        return torch.cat([rows[:, :n_enc].reshape(-1), rows[:, n_enc:].reshape(-1)])
-
-    def _rows(self, flat: torch.Tensor) -> torch.Tensor:
-        """``(P, n_params)`` rows in the layout of .layout from a block-major buffer."""
-        P = len(self.active)
-        E, Wc = self._split(flat, P)
-        return torch.cat([E.reshape(P, -1), Wc.reshape(P, -1)], dim=1)
-
-    def _stack(self, active: list[int], p, m, v, t: int) -> None:
-        """Make ``active`` (point numbers, in order) the stacked points, with parameters
-        ``p`` and Adam moments ``m``, ``v`` (``(P, n_params)`` rows in that order, each in
-        the layout of .layout) at step ``t``."""
-        self.active = list(active)
-        P = len(self.active)
-        self.p, self.m, self.v = self._flat(p), self._flat(m), self._flat(v)
-        self.g = torch.zeros_like(self.p)
-        self.t = int(t)
-        self.E, self.Wc = self._split(self.p, P)
-        self.gE, self.gWc = self._split(self.g, P)
-        self._beta_list = [self.betas[i] for i in self.active]
-        # the Adam step's constants, [-lr / bc1, bc2^(1/2)], filled before each update
-        self.adam_c = self.p.new_zeros(2)
-        self._bufs: dict[int, dict] = {}  # temporaries per batch size
-        self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
-
     def retire(self, point: int) -> None:
         """Stop updating ``point``: keep its final state, remove it from the stack."""
         if point not in self.active:
@@ -209,123 +164,6 @@ class BatchedEngine:
         return len(self.models)
 
     # ------------------------------------------------------------------ training
-    def _buffers(self, nb: int) -> dict:
-        # Temporaries per batch size (the last batch of an epoch may be short), reused in
-        # place; the step-dependent constants of the update are tensors here too.
-        if nb not in self._bufs:
-            P, K, d = len(self.active), self.K, self.d
-            new = self.p.new_empty
-            inv_n = 1.0 / nb
-            coef = [0.5 * b * inv_n for b in self._beta_list]  # as FastEngine's scalars
-            coef_mu = [b * inv_n for b in self._beta_list]
-
-            def per_point(values):
-                t = torch.tensor(values, dtype=torch.float64).to(self.dtype)
-                return t.to(self.device).view(P, 1, 1)
-
-            self._bufs[nb] = {
-                "idx": torch.zeros(P * nb, dtype=torch.long, device=self.device),  # graphs
-                "xb1": new(P, nb, d + 1),  # [x, 1]
-                "eps": new(P, nb, K),
-                "h": new(P, nb, 2 * K),  # [mu, logs2]
-                "dh": new(P, nb, 2 * K),  # [dmu, dlogs2]
-                "s": new(P, nb, K),
-                "z1": self.p.new_ones(P, nb, K + 1),  # [z, 1]
-                "r": new(P, nb, d),
-                "loss": new(P),
-                "tmp": torch.empty_like(self.p),
-                "coef_ls": per_point(coef),  # beta / (2 n_b)
-                "coef_mu": per_point(coef_mu),  # beta / n_b
-                "half_beta": per_point([0.5 * b for b in self._beta_list]),
-                "inv_n": inv_n,
-            }
-        return self._bufs[nb]
-
-    def _update(self, nb: int, idx: torch.Tensor, adam_c: torch.Tensor) -> None:
-        """One Adam update of every stacked point on the rows ``idx`` (``P n_b``, point by
-        point) with the noise in the ``eps`` buffer and the Adam constants ``adam_c``
-        (FastEngine's update, batched; the losses go to the ``loss`` buffer). Reads
-        tensors only, no Python value that changes between updates: capturable as a CUDA
-        graph (with the ``idx`` buffer and :attr:`adam_c`)."""
-        b = self._bufs[nb]
-        K, d = self.K, self.d
-        P = len(self.active)
-        xb1, eps, h, dh, s, z1, r = (b[k] for k in ("xb1", "eps", "h", "dh", "s", "z1", "r"))
-        xb = xb1[:, :, :d]
-        E, Wc = self.E, self.Wc
-        W = Wc[:, :, :K]
-        mu, ls = h[:, :, :K], h[:, :, K:]
-        dmu, dls = dh[:, :, :K], dh[:, :, K:]
-        z = z1[:, :, :K]
-        inv_n = b["inv_n"]
-
-        torch.index_select(self.x1, 0, idx, out=xb1.view(P * nb, d + 1))  # the batches
-        torch.bmm(xb1, E.transpose(1, 2), out=h)  # h = [x 1] E^T = x E^T + e
-        torch.mul(ls, 0.5, out=s).exp_()  # s = exp(logs2/2)
-        torch.addcmul(mu, s, eps, out=z)  # z = mu + s eps
-        torch.bmm(z1, Wc.transpose(1, 2), out=r).sub_(xb)  # r = [z 1] Wc^T - x = xhat - x
-        # loss per point (for the log and the finiteness check): D + beta R, batch mean
-        s2 = s.square()
-        kl = (mu.square() + s2 - ls).sum(dim=(1, 2)) - nb * K
-        loss = r.square().sum(dim=(1, 2)) / (2.0 * self.sigma2)
-        loss.add_(b["half_beta"].view(P) * kl).mul_(inv_n)
-        b["loss"].copy_(loss)
-        # backward
-        r.mul_(inv_n / self.sigma2)  # G
-        torch.bmm(r.transpose(1, 2), z1, out=self.gWc)  # [dW, dc]
-        torch.bmm(r, W, out=dmu)  # dz
-        dls.copy_(dmu).mul_(eps).mul_(s).mul_(0.5)  # dz eps s / 2
-        dls.addcmul_(s2.sub_(1.0), b["coef_ls"])  # + beta (s2-1) / (2n)
-        dmu.addcmul_(mu, b["coef_mu"])  # + beta mu / n
-        torch.bmm(dh.transpose(1, 2), xb1, out=self.gE)  # d[A a; B b] = dh^T [x 1]
-        self._adam(b["tmp"], adam_c)
-
-    @torch.no_grad()
-    def _adam(self, tmp: torch.Tensor, adam_c: torch.Tensor) -> None:
-        # torch.optim.Adam's formula (FastEngine._adam) on all stacked points at once; the
-        # step-dependent constants [-lr / bc1, bc2^(1/2)] come in the tensor adam_c.
-        b1, b2 = ADAM_BETAS
-        self.m.lerp_(self.g, 1.0 - b1)
-        self.v.mul_(b2).addcmul_(self.g, self.g, value=1.0 - b2)
-        denom = torch.sqrt(self.v, out=tmp).div_(adam_c[1]).add_(ADAM_EPS)
-        # p + (value m) / denom, the order of addcdiv's arithmetic
-        self.p.add_(torch.mul(self.m, adam_c[0]).div_(denom))
-
-    def _adam_constants(self, t: int) -> torch.Tensor:
-        b1, b2 = ADAM_BETAS
-        bc1 = 1.0 - b1**t
-        bc2_sqrt = (1.0 - b2**t) ** 0.5
-        return torch.tensor([-self.lr / bc1, bc2_sqrt], dtype=torch.float64).to(self.dtype)
-
-    def _step(self, nb: int, idx: torch.Tensor, adam_c: torch.Tensor) -> None:
-        if self.cuda_graphs and nb == self.bs:  # a short last batch runs eagerly
-            graph = self._graphs.get(nb)
-            if graph is None:
-                graph = self._graphs[nb] = self._capture(nb)
-            self._bufs[nb]["idx"].copy_(idx)
-            self.adam_c.copy_(adam_c)
-            graph.replay()
-        else:
-            self._update(nb, idx, adam_c)
-
-    def _capture(self, nb: int):  # pragma: no cover - CUDA only
-        """Capture one update (which reads only its buffers) as a CUDA graph. The
-        capture runs the update once on a side stream first (warm-up, as CUDA graphs
-        require) on copies, so the weights are not changed by capturing."""
-        saved = [t.clone() for t in (self.p, self.m, self.v)]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        args = (nb, self._bufs[nb]["idx"], self.adam_c)
-        with torch.cuda.stream(side):
-            self._update(*args)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._update(*args)
-        for t, s in zip((self.p, self.m, self.v), saved, strict=True):
-            t.copy_(s)
-        return graph
-
     def run_window(self, n_updates: int) -> np.ndarray:
         """``n_updates`` Adam updates of every active point, each on its own next batches
         with its own fresh noise; the batch losses, ``(len(active), n_updates)`` (rows in
@@ -463,41 +301,6 @@ def _copy_state(state: dict) -> dict:
     b = state["batches"]
     out["batches"] = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in b.items()}
     return out
-
-
-class PointView:
-    """Point ``point`` of a :class:`BatchedEngine` through the engine protocol
-    (:class:`.base.Engine`), for the trainer's per-point functions.
-
-    The batch runs all its points at once, so :meth:`run_window` does not run anything:
-    it returns this point's losses of the window the batch just ran (the batched trainer
-    runs the batch, then hands each point's losses to the trainer's rule through its view).
-    """
-
-    name = BatchedEngine.name
-
-    def __init__(self, batch: BatchedEngine, point: int):
-        self.batch, self.point = batch, int(point)
-
-    def run_window(self, n_updates: int) -> np.ndarray:
-        losses = self.batch.last_losses.get(self.point)
-        if losses is None or losses.shape[0] != n_updates:
-            raise RuntimeError(
-                f"point {self.point} did not run the batch's last window of {n_updates} updates"
-            )
-        return losses
-
-    def validation_loss(self) -> tuple[float, float, float]:
-        return self.batch.validation_losses()[self.point]
-
-    def sync_model(self) -> LinearVAE:
-        return self.batch.sync_point(self.point)
-
-    def state_dict(self) -> dict:
-        return self.batch.point_state(self.point)
-
-    def load_state_dict(self, state: dict) -> None:
-        self.batch.load_point_state(self.point, state)
 
 
 class BatchedPointEngine(PointView):
