@@ -1,15 +1,15 @@
 """Equilibrium training of several scan points as one batched model (docs/science.md §5).
 
 :func:`train_scan_points_batched` trains P points ``(T, seed)`` on the same data with the
-batched engine (:mod:`.engines.batched`) and returns one :class:`.training.TrainResult` per
-point, each what :func:`.training.train_scan_point` with the ``fast`` engine returns for
+batched engine (:mod:`.engines.batched`) and returns one :class:`.scan_point.TrainResult` per
+point, each what :func:`.scan_point.train_scan_point` with the ``fast`` engine returns for
 that point alone (same initialization, batches and noise, the same protocol; equal up to
 rounding, tests/test_batched_engine.py).
 
 The protocol is the trainer's, applied to every point (:func:`train_batch`): after each
 window of ``eval_every`` updates of the batch, each point's losses are checked, its
 validation loss logged and its best weights kept by the very functions of
-:mod:`.trainer` (through the point's :class:`.engines.batched.PointView`); a point whose
+:mod:`.protocol` (through the point's :class:`.engines.point_view.PointView`); a point whose
 patience ran out stops (``early_stopping``) and is retired from the batch, which trains on
 with the others, whose trajectories do not change. The batch ends when every point has
 stopped or reached ``max_updates``.
@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -40,12 +39,13 @@ from collapse_spectroscopy.models.linear import LinearVAE
 from collapse_spectroscopy.training import checkpoint as ckpt
 from collapse_spectroscopy.training import protocol
 from collapse_spectroscopy.training.engines.batched import BatchedEngine
-from collapse_spectroscopy.training.protocol import LOG_COLUMNS, Run, Schedule
+from collapse_spectroscopy.training.protocol import Run, Schedule
 from collapse_spectroscopy.training.scan_point import (
     TrainConfig,
     TrainResult,
     check_inputs,
     point_identity,
+    point_label,
     resolve_device,
     seed_streams,
     training_problem,
@@ -64,8 +64,8 @@ def train_batch(
     checkpoint=None,
     keep_going: bool = False,
 ) -> list[PointRun | TrainingError]:
-    """Train every point of ``batch`` by the protocol (:func:`.trainer.train`'s rule, per
-    point); one :class:`.trainer.Run` per point. ``labels`` name the points in errors,
+    """Train every point of ``batch`` by the protocol (:func:`.protocol.train`'s rule, per
+    point); one :class:`.protocol.Run` per point. ``labels`` name the points in errors,
     ``identities`` are what a checkpoint must belong to.
 
     A non-finite loss raises :class:`.errors.TrainingError` naming the point and update;
@@ -129,7 +129,7 @@ def train_batch(
 
 @dataclass
 class PointRun(Run):
-    """A point's :class:`.trainer.Run` in a batch: its clock stops when the point does."""
+    """A point's :class:`.protocol.Run` in a batch: its clock stops when the point does."""
 
     stopped_after: float | None = None  # seconds, once the point has stopped
 
@@ -159,12 +159,7 @@ def save(path, batch: BatchedEngine, runs: list[PointRun], failed: dict, update:
 
 def _run_state(run: PointRun) -> dict:
     return {
-        "update": run.update,
-        "best_loss": run.best_loss,
-        "best_update": run.best_update,
-        "best_state": run.best_state,
-        "rows": run.rows,
-        "elapsed_s": run.elapsed(),
+        **protocol.run_state(run),
         "stop_reason": run.stop_reason,
         "resumed_from": run.resumed_from,
     }
@@ -179,13 +174,9 @@ def resume(batch: BatchedEngine, path, identities: list[dict]):
     batch.load_state_dict(state["engine"])
     runs = []
     for i, r in enumerate(state["runs"]):
-        run = PointRun(
-            update=r["update"],
-            best_loss=r["best_loss"],
-            best_update=r["best_update"],
-            best_state=r["best_state"],
-            rows=r["rows"],
-            elapsed_before=r["elapsed_s"],
+        run = protocol.restored_run(
+            r,
+            cls=PointRun,
             resumed_from=state["update"] if i in batch.active else r["resumed_from"],
             stop_reason=r["stop_reason"],
             # a point finished before the checkpoint keeps its time
@@ -224,7 +215,7 @@ def train_scan_points_batched(
     batched model (docs/science.md §5); one result per point, in order.
 
     Point ``(T, seed)`` is initialized, batched and noised as by
-    :func:`.training.train_scan_point` (the seeds' three streams), so its result equals
+    :func:`.scan_point.train_scan_point` (the seeds' three streams), so its result equals
     that function's with ``engine='fast'`` up to rounding. ``config`` is shared
     (``training.engine`` must be ``auto`` or ``batched``); ``checkpoint`` one file for the
     whole batch (removed by the caller once every point's outputs are written);
@@ -235,9 +226,43 @@ def train_scan_points_batched(
     error is raised. A ``checkpoint`` of another batch (other points, or other options) is
     refused (:class:`.errors.InputError`), unless ``on_foreign_checkpoint`` is given: it is
     then deleted, ``on_foreign_checkpoint(message)`` is called and the batch starts afresh
-    (a chunk job whose rerun has fewer points left, :mod:`.pointjob`).
+    (a chunk job whose rerun has fewer points left, :mod:`collapse_spectroscopy.jobs.train_job`).
     """
     config = config or TrainConfig()
+    check_batched_config(config)
+    points = [(float(t), int(s)) for t, s in points]
+    if not points:
+        raise InputError("train_scan_points_batched: no scan points (an empty list)")
+    for temperature, _ in points:
+        check_inputs(x_train, x_val, temperature, sigma2, latents)
+    device = resolve_device(config.device)
+    V = total_variance(x_train)  # measured once for all the points
+    problems, identities, labels = point_problems(
+        x_train, x_val, points, latents, sigma2, config, device, V
+    )
+    if checkpoint is not None and on_foreign_checkpoint is not None:
+        drop_foreign_checkpoint(checkpoint, identities, on_foreign_checkpoint)
+    batch = BatchedEngine(problems, cuda_graphs=cuda_graphs)
+    runs = train_batch(
+        batch,
+        config,
+        labels=labels,
+        identities=identities,
+        checkpoint=checkpoint,
+        keep_going=keep_going,
+    )
+    return [
+        run
+        if isinstance(run, TrainingError)
+        else TrainResult.from_run(
+            pr.model, run, beta=pr.beta, total_variance=V, device=device, engine=ENGINE
+        )
+        for pr, run in zip(problems, runs, strict=True)
+    ]
+
+
+def check_batched_config(config: TrainConfig) -> None:
+    """InputError unless ``config`` is valid and one the batched engine trains."""
     config.validate()
     if config.engine not in ("auto", ENGINE):
         raise InputError(
@@ -251,14 +276,13 @@ def train_scan_points_batched(
             f"training.average = {config.average!r}: the {ENGINE!r} engine trains the raw "
             "iterate only (use average none, or another engine)"
         )
-    points = [(float(t), int(s)) for t, s in points]
-    if not points:
-        raise InputError("train_scan_points_batched: no scan points (an empty list)")
-    for temperature, _ in points:
-        check_inputs(x_train, x_val, temperature, sigma2, latents)
-    device = resolve_device(config.device)
+
+
+def point_problems(x_train, x_val, points, latents, sigma2, config, device, V):
+    """``(problems, identities, labels)``: for each ``(T, seed)`` of ``points`` what the
+    batched engine trains (initialized, batched and noised by the seed's three streams),
+    what its checkpoint must belong to, and how errors name it."""
     dtype = getattr(torch, config.dtype)
-    V = total_variance(x_train)  # measured once for all the points
     problems, identities, labels = [], [], []
     for temperature, seed in points:
         beta = temperature_to_beta(temperature, V, sigma2)
@@ -275,44 +299,17 @@ def train_scan_points_batched(
                 temperature, seed, beta, latents, sigma2, x_train, x_val, ENGINE, config, unused
             )
         )
-        labels.append(f"T={temperature:g} (beta={beta:g}), seed={seed}")
-    if checkpoint is not None and on_foreign_checkpoint is not None:
-        held = checkpoint_identity(checkpoint)
-        if held is not None and held != {"batch": identities}:
-            os.unlink(checkpoint)
-            on_foreign_checkpoint(
-                f"checkpoint {os.fspath(checkpoint)!r} belongs to another training "
-                f"({len(held.get('batch') or [])} points, not these {len(points)})"
-            )
-    batch = BatchedEngine(problems, cuda_graphs=cuda_graphs)
-    runs = train_batch(
-        batch,
-        config,
-        labels=labels,
-        identities=identities,
-        checkpoint=checkpoint,
-        keep_going=keep_going,
-    )
-    results = []
-    for pr, run in zip(problems, runs, strict=True):
-        if isinstance(run, TrainingError):
-            results.append(run)
-            continue
-        pr.model.load_state_dict(run.best_state)
-        results.append(
-            TrainResult(
-                model=pr.model.cpu(),
-                log=pd.DataFrame(run.rows, columns=LOG_COLUMNS),
-                updates_run=run.update,
-                best_update=run.best_update,
-                best_val_loss=run.best_loss,
-                stop_reason=run.stop_reason,
-                beta=pr.beta,
-                total_variance=V,
-                elapsed_s=run.elapsed(),
-                device=str(device),
-                engine=ENGINE,
-                resumed_from=run.resumed_from,
-            )
+        labels.append(point_label(temperature, beta, seed))
+    return problems, identities, labels
+
+
+def drop_foreign_checkpoint(checkpoint, identities: list[dict], said: Callable[[str], None]):
+    """Delete ``checkpoint`` if it belongs to another batch than the points of
+    ``identities`` (and call ``said`` with why)."""
+    held = checkpoint_identity(checkpoint)
+    if held is not None and held != {"batch": identities}:
+        os.unlink(checkpoint)
+        said(
+            f"checkpoint {os.fspath(checkpoint)!r} belongs to another training "
+            f"({len(held.get('batch') or [])} points, not these {len(identities)})"
         )
-    return results

@@ -191,12 +191,35 @@ def save(path, engine: Engine, run: Run, identity: dict) -> None:
             "identity": identity,
             "update": run.update,
             "engine": engine.state_dict(),
-            "best_loss": run.best_loss,
-            "best_update": run.best_update,
-            "best_state": run.best_state,
-            "rows": run.rows,
-            "elapsed_s": run.elapsed(),
+            **run_state(run),
         },
+    )
+
+
+def run_state(run: Run) -> dict:
+    """What a checkpoint stores of a run (:func:`restored_run` rebuilds it)."""
+    return {
+        "update": run.update,
+        "best_loss": run.best_loss,
+        "best_update": run.best_update,
+        "best_state": run.best_state,
+        "rows": run.rows,
+        "elapsed_s": run.elapsed(),
+    }
+
+
+def restored_run(state: dict, *, resumed_from: int, cls: type[Run] = Run, **fields) -> Run:
+    """The run (a ``cls``, with ``fields`` besides) that a checkpoint's :func:`run_state`
+    ``state`` holds, resumed at update ``resumed_from``."""
+    return cls(
+        update=state["update"],
+        best_loss=state["best_loss"],
+        best_update=state["best_update"],
+        best_state=state["best_state"],
+        rows=state["rows"],
+        elapsed_before=state["elapsed_s"],
+        resumed_from=resumed_from,
+        **fields,
     )
 
 
@@ -207,12 +230,4 @@ def resume(engine: Engine, path, identity: dict) -> Run:
     if state is None:
         return Run()
     engine.load_state_dict(state["engine"])
-    return Run(
-        update=state["update"],
-        best_loss=state["best_loss"],
-        best_update=state["best_update"],
-        best_state=state["best_state"],
-        rows=state["rows"],
-        elapsed_before=state["elapsed_s"],
-        resumed_from=state["update"],
-    )
+    return restored_run(state, resumed_from=state["update"])

@@ -3,7 +3,7 @@
 Minibatch Adam on ``L = D + beta R`` with ``beta = T V / sigma2``; the whole validation split
 is evaluated every ``eval_every`` updates, training stops after ``patience`` updates
 without improvement (or at ``max_updates``), and the best-validation weights are kept
-(:mod:`.trainer`, which drives any engine of :mod:`.engines`).
+(:mod:`.protocol`, which drives any engine of :mod:`.engines`).
 
 Choices the paper leaves open, made here and written down:
 
@@ -146,6 +146,28 @@ class TrainResult:
     engine: str
     resumed_from: int = 0  # update the run resumed at (0: started afresh)
 
+    @classmethod
+    def from_run(
+        cls, model, run, *, beta: float, total_variance: float, device, engine: str
+    ) -> TrainResult:
+        """The result of a finished :class:`.protocol.Run`: ``model`` loaded with its best
+        weights (``run.best_state``) and moved to the CPU, and its log and outcome."""
+        model.load_state_dict(run.best_state)
+        return cls(
+            model=model.cpu(),
+            log=pd.DataFrame(run.rows, columns=LOG_COLUMNS),
+            updates_run=run.update,
+            best_update=run.best_update,
+            best_val_loss=run.best_loss,
+            stop_reason=run.stop_reason,
+            beta=beta,
+            total_variance=total_variance,
+            elapsed_s=run.elapsed(),
+            device=str(device),
+            engine=engine,
+            resumed_from=run.resumed_from,
+        )
+
     def summary_line(self) -> str:
         """One line for a job's log: what was run and how it ended."""
         rate = self.updates_run / self.elapsed_s if self.elapsed_s > 0 else float("nan")
@@ -213,6 +235,11 @@ def point_identity(
         "engine": engine,
         **{k: v for k, v in asdict(config).items() if k not in unused},
     }
+
+
+def point_label(temperature: float, beta: float, seed: int) -> str:
+    """How errors and progress lines name a scan point."""
+    return f"T={temperature:g} (beta={beta:g}), seed={seed}"
 
 
 #: How many validation samples a progress line's count of active latents looks at: enough
@@ -313,42 +340,43 @@ def train_scan_point(
     ).to(device)
     problem = training_problem(model, x_train, x_val, beta, sigma2, config, s_shuffle, s_noise)
     engine = make_engine(engine_name, problem)
+    check_averaging(engine, config)
+    identity = scan_point_identity(
+        temperature, seed, beta, latents, sigma2, x_train, x_val, engine.name, config, model
+    )
+    run = protocol.train(
+        engine,
+        config,
+        label=point_label(temperature, beta, seed),
+        identity=identity,
+        checkpoint=checkpoint,
+        describe=active_latents(x_val),
+    )
+    return TrainResult.from_run(
+        model, run, beta=beta, total_variance=V, device=device, engine=engine.name
+    )
+
+
+def check_averaging(engine, config: TrainConfig) -> None:
+    """InputError when ``config`` asks for averaged weights that ``engine`` does not keep."""
     if config.average != "none" and not getattr(engine, "averages", False):
         raise InputError(
             f"training.average = {config.average!r} is not implemented by the "
             f"{engine.name!r} engine: use training.average 'none' or another engine"
         )
+
+
+def scan_point_identity(
+    temperature, seed, beta, latents, sigma2, x_train, x_val, engine: str, config, model
+) -> dict:
+    """:func:`point_identity` of a scan point trained alone, with the model's family."""
     # averaging off: the identity of before it existed, so that older checkpoints still resume
     unused = ("progress", "checkpoint_every", "device")
     if config.average == "none":
         unused += ("average", "average_horizon")
-    identity = {
+    return {
         **point_identity(
-            temperature, seed, beta, latents, sigma2, x_train, x_val, engine.name, config, unused
+            temperature, seed, beta, latents, sigma2, x_train, x_val, engine, config, unused
         ),
         **model_spec(model),  # nothing for a linear model: its checkpoints stay valid
     }
-    label = f"T={temperature:g} (beta={beta:g}), seed={seed}"
-    run = protocol.train(
-        engine,
-        config,
-        label=label,
-        identity=identity,
-        checkpoint=checkpoint,
-        describe=active_latents(x_val),
-    )
-    model.load_state_dict(run.best_state)
-    return TrainResult(
-        model=model.cpu(),
-        log=pd.DataFrame(run.rows, columns=LOG_COLUMNS),
-        updates_run=run.update,
-        best_update=run.best_update,
-        best_val_loss=run.best_loss,
-        stop_reason=run.stop_reason,
-        beta=beta,
-        total_variance=V,
-        elapsed_s=run.elapsed(),
-        device=str(device),
-        engine=engine.name,
-        resumed_from=run.resumed_from,
-    )
