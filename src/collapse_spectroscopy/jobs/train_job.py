@@ -15,8 +15,8 @@ the job finishes the point at hand and then stops the same way before the next o
 rerun skips the finished points and resumes the interrupted one (:mod:`.chunks`).
 
 **A chunk with** ``training.engine: batched`` trains its points not yet written together,
-as one batched model (:func:`.batched_training.train_scan_points_batched`; each point
-follows the ``fast`` engine's trajectory for it alone), with one checkpoint for the
+as one batched model (:func:`collapse_spectroscopy.training.batched.train_scan_points_batched`;
+each point follows the ``fast`` engine's trajectory for it alone), with one checkpoint for the
 batch: ``<first point's out>.batch.ckpt``. A signal during that training writes it and
 stops the job (exit 4); the rerun resumes the batch bit for bit. Once trained, every
 point is measured and written in turn (:func:`measure_and_write`, as after a training of
@@ -40,6 +40,7 @@ from collapse_spectroscopy.analysis import modes, observables, pca
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.errors import InputError, TrainingError
 from collapse_spectroscopy.jobs import chunks
+from collapse_spectroscopy.jobs.points import JobOptions, PointFiles, batch_checkpoint
 from collapse_spectroscopy.models.families import check_model, model_spec, numpy_codec
 from collapse_spectroscopy.store import scanfile
 from collapse_spectroscopy.store.atomic import (
@@ -68,41 +69,6 @@ def set_threads(threads: int) -> None:
 
     torch.set_num_threads(int(threads))
     threadpool_limits(int(threads))
-
-
-def default_paths(out: Path, weights: Path | None, log: Path | None) -> tuple[Path, Path]:
-    out = Path(out)
-    return (
-        Path(weights) if weights else out.with_suffix(".pt"),
-        Path(log) if log else out.with_suffix(".log.csv"),
-    )
-
-
-@dataclass(frozen=True)
-class PointFiles:
-    """One scan point of a job and the files it writes."""
-
-    temperature: float
-    seed: int
-    out: Path  # the scan-point NetCDF file (.nc)
-    weights: Path  # best weights (.pt)
-    log: Path  # training log (.log.csv)
-
-    @classmethod
-    def of(cls, temperature, seed, out, weights=None, log=None) -> PointFiles:
-        out = Path(out)
-        if out.suffix != ".nc":
-            raise InputError(f"--out {str(out)!r}: expected a .nc file name")
-        weights, log = default_paths(out, weights, log)
-        return cls(float(temperature), int(seed), out, weights, log)
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.out.with_suffix(".ckpt")  # not a workflow output: it survives a failed job
-
-    @property
-    def label(self) -> str:
-        return f"T={self.temperature:g}, seed={self.seed}"
 
 
 @dataclass
@@ -186,41 +152,14 @@ def train_points(
     set_threads(threads)
     check_model(kind, hidden, activation)
     points = list(points)
-    if not points:
-        raise InputError("no scan points to train")
-    outputs = [p for point in points for p in (point.out, point.weights, point.log)]
-    if len(set(map(os.path.abspath, outputs))) < len(outputs):
-        raise InputError("two scan points of the job write the same file: expected distinct --out")
-    for point in points:
-        for path in (point.out, point.weights, point.log, point.checkpoint):
-            check_writable(path)  # before hours of training, not after
-            remove_stale_temporaries(path)
-    if len(points) > 1:
-        remove_stale_temporaries(batch_checkpoint(points))
-    try:
-        config = TrainConfig(**(training or {}))
-    except TypeError as exc:
-        raise InputError(f"unknown training option: {exc}") from exc
-    model = {"latents": latents, "sigma2": sigma2, "kind": kind}
-    if kind != "linear":
-        model.update(hidden=list(hidden), activation=activation)
-    options = {
-        "model": model,
-        "eval_split": eval_split,
-        "training": {k: v for k, v in vars(config).items() if k != "progress"},
-    }
+    check_outputs(points)
+    config = train_config(training)
+    options = chunk_options(config, latents, sigma2, eval_split, kind, hidden, activation)
     job = JobOptions(data, config, latents, sigma2, eval_split, kind, hidden, activation)
     chunk = len(points) > 1  # a job of one point is done when its files are written
     identities = [chunks.identity(p, data, options) if chunk else None for p in points]
     results: list = [None] * len(points)
-    todo = []
-    for i, point in enumerate(points):
-        if chunk and chunks.restore(point, identities[i]):
-            point.checkpoint.unlink(missing_ok=True)
-            if report:
-                report(point, None)
-        else:
-            todo.append(i)
+    todo = points_to_train(points, identities, report) if chunk else list(range(len(points)))
 
     def done(i: int, result) -> None:
         results[i] = result
@@ -248,6 +187,57 @@ def train_points(
     return results
 
 
+def check_outputs(points: Sequence[PointFiles]) -> None:
+    """InputError for no points or two writing the same file; every output's folder
+    checked for writing and cleared of stale temporaries."""
+    if not points:
+        raise InputError("no scan points to train")
+    outputs = [p for point in points for p in (point.out, point.weights, point.log)]
+    if len(set(map(os.path.abspath, outputs))) < len(outputs):
+        raise InputError("two scan points of the job write the same file: expected distinct --out")
+    for point in points:
+        for path in (point.out, point.weights, point.log, point.checkpoint):
+            check_writable(path)  # before hours of training, not after
+            remove_stale_temporaries(path)
+    if len(points) > 1:
+        remove_stale_temporaries(batch_checkpoint(points))
+
+
+def train_config(training: dict | None) -> TrainConfig:
+    """The job's training options; InputError for one that does not exist."""
+    try:
+        return TrainConfig(**(training or {}))
+    except TypeError as exc:
+        raise InputError(f"unknown training option: {exc}") from exc
+
+
+def chunk_options(config: TrainConfig, latents, sigma2, eval_split, kind, hidden, activation):
+    """The options a chunk's finished point is kept under (:func:`.chunks.identity`): the
+    model, the evaluation split and every training option but ``progress``."""
+    model = {"latents": latents, "sigma2": sigma2, "kind": kind}
+    if kind != "linear":
+        model.update(hidden=list(hidden), activation=activation)
+    return {
+        "model": model,
+        "eval_split": eval_split,
+        "training": {k: v for k, v in vars(config).items() if k != "progress"},
+    }
+
+
+def points_to_train(points: Sequence[PointFiles], identities, report) -> list[int]:
+    """The indices of the chunk's points left to train: a point an earlier run of the job
+    finished is restored (:func:`.chunks.restore`), its checkpoint deleted and reported."""
+    todo = []
+    for i, point in enumerate(points):
+        if chunks.restore(point, identities[i]):
+            point.checkpoint.unlink(missing_ok=True)
+            if report:
+                report(point, None)
+        else:
+            todo.append(i)
+    return todo
+
+
 def stop_if_signalled(flag: SignalFlag, done: int, total: int) -> None:
     """Interrupted (exit 4) if SIGTERM/SIGUSR1 came while no training was running."""
     if flag.raised:
@@ -255,20 +245,6 @@ def stop_if_signalled(flag: SignalFlag, done: int, total: int) -> None:
             f"{flag.raised} after {done} of the {total} scan points this job had to train: "
             "their files are written; rerun the job to resume"
         )
-
-
-@dataclass(frozen=True)
-class JobOptions:
-    """What every point of a job shares: the dataset file and the run's options."""
-
-    data: object
-    config: TrainConfig
-    latents: int
-    sigma2: float
-    eval_split: str
-    kind: str
-    hidden: object  # as given: it goes into the checkpoint identity and the weights
-    activation: str
 
 
 def train_one(point: PointFiles, ds, refs: DataReferences, job: JobOptions):
@@ -289,12 +265,6 @@ def train_one(point: PointFiles, ds, refs: DataReferences, job: JobOptions):
     )
     measure_and_write(point, ds, refs, job, result)
     return result
-
-
-def batch_checkpoint(points: Sequence[PointFiles]) -> Path:
-    """The one checkpoint of a chunk's batched training: beside the chunk's first point
-    (the same file whichever of its points are left to train)."""
-    return points[0].out.with_suffix(".batch.ckpt")
 
 
 def train_together(

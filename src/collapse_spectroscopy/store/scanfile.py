@@ -91,7 +91,33 @@ def scan_point_dataset(
     model).
     """
     K = obs.latent_index.size
-    latent = np.arange(1, K + 1)
+    data = latent_variables(obs)
+    data.update(pca_variables(pca_ratio, pca_eval_distortion, pca_eval_ratio))
+    if modes is not None:
+        data.update(mode_variables(modes, obs))
+    if true_spectrum is not None:
+        data["true_spectrum"] = xr.Variable(
+            "mode",
+            np.asarray(true_spectrum, np.float64),
+            {"units": "1", "long_name": "declared spectrum lambda_k/V of a synthetic source"},
+        )
+    data.update(scalar_variables(obs, train, attrs))
+    ds = xr.Dataset(data, coords=point_coords(temperature, seed, K, len(pca_ratio)))
+    ds.attrs.update(
+        {
+            "title": "collapse-spectroscopy scan point",
+            "engine": train.engine,
+            "device": train.device,
+        }
+    )
+    ds.attrs.update(
+        {k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in (attrs or {}).items()}
+    )
+    return ds
+
+
+def latent_variables(obs) -> dict[str, xr.Variable]:
+    """A scan point's variables on dim ``latent`` (by rank) and ``k`` (latents kept)."""
     data = {}
     for name, (symbol, units, meaning) in PER_LATENT.items():
         data[name] = xr.Variable(
@@ -122,6 +148,13 @@ def scan_point_dataset(
             "training-split mean of mu",
         },
     )
+    return data
+
+
+def pca_variables(pca_ratio, pca_eval_distortion=None, pca_eval_ratio=None) -> dict:
+    """The PCA references of the run (the same in every scan point of it), on dims
+    ``mode`` and ``mode_k``; the optional ones when given."""
+    data = {}
     data["pca_ratio"] = xr.Variable(
         "mode",
         np.asarray(pca_ratio, dtype=np.float64),
@@ -150,22 +183,27 @@ def scan_point_dataset(
                 "training mean, over the training V (lambda_k/V on the evaluation split)",
             },
         )
-    if modes is not None:
-        for name, (symbol, units, meaning) in PER_MODE.items():
-            meta = {"units": units, "long_name": meaning} | ({"symbol": symbol} if symbol else {})
-            value = getattr(modes, name.removeprefix("mode_"))
-            data[name] = xr.Variable("mode", np.asarray(value, dtype=np.float64), meta)
-        data["latent_mode"] = xr.Variable(
-            "latent",
-            (modes.mode_of_latent[obs.latent_index] + 1).astype(np.int32),
-            {"long_name": "PCA mode whose per-mode total holds the latent at this rank"},
-        )
-    if true_spectrum is not None:
-        data["true_spectrum"] = xr.Variable(
-            "mode",
-            np.asarray(true_spectrum, np.float64),
-            {"units": "1", "long_name": "declared spectrum lambda_k/V of a synthetic source"},
-        )
+    return data
+
+
+def mode_variables(modes, obs) -> dict[str, xr.Variable]:
+    """The point's per-mode totals (``PER_MODE``, dim ``mode``) and each ranked latent's
+    mode (dim ``latent``)."""
+    data = {}
+    for name, (symbol, units, meaning) in PER_MODE.items():
+        meta = {"units": units, "long_name": meaning} | ({"symbol": symbol} if symbol else {})
+        value = getattr(modes, name.removeprefix("mode_"))
+        data[name] = xr.Variable("mode", np.asarray(value, dtype=np.float64), meta)
+    data["latent_mode"] = xr.Variable(
+        "latent",
+        (modes.mode_of_latent[obs.latent_index] + 1).astype(np.int32),
+        {"long_name": "PCA mode whose per-mode total holds the latent at this rank"},
+    )
+    return data
+
+
+def scalar_variables(obs, train, attrs: dict | None) -> dict[str, xr.Variable]:
+    """The point's scalars (``SCALARS``) and why its training stopped."""
     values = {
         "beta": train.beta,
         "sigma2": attrs.get("sigma2", 1.0) if attrs else 1.0,
@@ -179,38 +217,31 @@ def scan_point_dataset(
         "n_eval": obs.n_eval,
         "elapsed_s": train.elapsed_s,
     }
+    data = {}
     for name, (units, meaning) in SCALARS.items():
         data[name] = xr.Variable((), values[name], {"units": units, "long_name": meaning})
     data["stop_reason"] = xr.Variable((), train.stop_reason, {"long_name": "why training stopped"})
-    ds = xr.Dataset(
-        data,
-        coords={
-            "latent": (
-                "latent",
-                latent,
-                {"long_name": "rank by signal fraction (1 = most active)"},
-            ),
-            "k": ("k", np.arange(K + 1), {"long_name": "latents kept"}),
-            "mode": ("mode", np.arange(1, len(pca_ratio) + 1), {"long_name": "PCA mode"}),
-            "T": (
-                (),
-                float(temperature),
-                {"long_name": "normalized temperature beta sigma2 / V", "units": "1"},
-            ),
-            "seed": ((), int(seed), {"long_name": "training seed"}),
-        },
-    )
-    ds.attrs.update(
-        {
-            "title": "collapse-spectroscopy scan point",
-            "engine": train.engine,
-            "device": train.device,
-        }
-    )
-    ds.attrs.update(
-        {k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in (attrs or {}).items()}
-    )
-    return ds
+    return data
+
+
+def point_coords(temperature: float, seed: int, K: int, n_modes: int) -> dict:
+    """The coordinates of a scan point: ``latent`` (ranks 1..K), ``k`` (0..K), ``mode``
+    (1..n_modes) and the scalars ``T`` and ``seed``."""
+    return {
+        "latent": (
+            "latent",
+            np.arange(1, K + 1),
+            {"long_name": "rank by signal fraction (1 = most active)"},
+        ),
+        "k": ("k", np.arange(K + 1), {"long_name": "latents kept"}),
+        "mode": ("mode", np.arange(1, n_modes + 1), {"long_name": "PCA mode"}),
+        "T": (
+            (),
+            float(temperature),
+            {"long_name": "normalized temperature beta sigma2 / V", "units": "1"},
+        ),
+        "seed": ((), int(seed), {"long_name": "training seed"}),
+    }
 
 
 def write(ds: xr.Dataset, path: str | os.PathLike, engine: str = ENGINE) -> None:
