@@ -161,11 +161,16 @@ def test_type_and_nargs_follow_the_schema(command, action):
         return
     assert action.nargs is None
     if kind == "integer":
-        assert action.type is int
+        # int, holding the schema's bounds (split.seed: minimum 0)
+        assert action.type is int or action.type.__name__ == "int"
+        assert action.type("3") == 3
+        if "minimum" in prop:
+            with pytest.raises(argparse.ArgumentTypeError, match=">="):
+                action.type(str(prop["minimum"] - 1))
     elif kind == "number":
         # float, or a stricter float the command chose (positive_float, patience)
         assert action.type is not None and isinstance(action.type("0.5"), float)
-        assert action.type("3") == 3
+        assert action.type("0.5") == 0.5
     else:  # text or an enum: argparse's own str
         assert action.type is None
 
@@ -177,8 +182,14 @@ def test_the_generator_takes_everything_from_the_schema():
     assert hidden["help"].endswith("(model.hidden; default: 64 64)")
     kind = schema_kwargs("model.kind")
     assert kind["choices"] == ["linear", "mlp"] and "type" not in kind
-    assert schema_kwargs("model.latents")["type"] is int
-    assert schema_kwargs("split.block_km")["type"] is float
+    latents, block_km = (
+        schema_kwargs("model.latents")["type"],
+        schema_kwargs("split.block_km")["type"],
+    )
+    assert latents("12") == 12 and isinstance(latents("12"), int)
+    with pytest.raises(argparse.ArgumentTypeError, match=">= 1"):  # the schema's minimum
+        latents("0")
+    assert isinstance(block_km("500"), float)
     # a suffix follows the description; a help= would be a second description
     assert "; in km (split.block_km" in schema_kwargs("split.block_km", suffix="; in km")["help"]
     with pytest.raises(TypeError, match="schema's description"):

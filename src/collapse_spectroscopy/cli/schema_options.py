@@ -27,6 +27,31 @@ from collapse_spectroscopy.config import settings
 TYPES = {"integer": int, "number": float, "boolean": boolean, "string": None}
 
 
+def bounded(convert, prop: dict):
+    """``convert`` (int or float) that also holds the schema's bounds of a key, so that
+    ``--split-seed -1`` is one argparse line naming the option, not a failure deep inside
+    the command; None when the schema sets no bound."""
+    low, high = prop.get("minimum"), prop.get("maximum")
+    above, below = prop.get("exclusiveMinimum"), prop.get("exclusiveMaximum")
+    if low is None and high is None and above is None and below is None:
+        return None
+
+    def parse(text):
+        value = convert(text)
+        for bound, holds, word in (
+            (low, lambda b: value >= b, ">="),
+            (high, lambda b: value <= b, "<="),
+            (above, lambda b: value > b, ">"),
+            (below, lambda b: value < b, "<"),
+        ):
+            if bound is not None and not holds(bound):
+                raise argparse.ArgumentTypeError(f"{text!r}: must be {word} {bound:g}")
+        return value
+
+    parse.__name__ = convert.__name__  # argparse names the type in its other messages
+    return parse
+
+
 def schema_default(key: str):
     """The schema's default of ``key`` (``section.name``) as argparse wants it, or None."""
     section, name = key.split(".")
@@ -66,6 +91,8 @@ def schema_kwargs(key: str, suffix: str = "", **overrides) -> dict:
         kwargs["nargs"] = "+"  # a list (dataset.path: one text or a list of them)
     elif TYPES.get(kind) is not None:
         kwargs["type"] = TYPES[kind]
+        if kind in ("integer", "number"):
+            kwargs["type"] = bounded(TYPES[kind], prop) or TYPES[kind]
         if kind == "boolean":
             kwargs["metavar"] = "{true,false}"
     kwargs.update(overrides)
