@@ -6,8 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from collapse_spectroscopy.analysis import equilibrium, pca, spectra, thresholds
-from collapse_spectroscopy.training import stopping
+from collapse_spectroscopy.analysis import equilibration, equilibrium, pca, spectra, thresholds
 
 TK = np.array([0.4, 0.2, 0.08, 0.03, 0.01])
 
@@ -192,11 +191,12 @@ def outcome_scan(outcomes=OUTCOMES, training=None):
 def test_under_equilibrated_rule():
     stop, runs, best = (np.array(c, dtype=object) for c in zip(*OUTCOMES, strict=True))
     np.testing.assert_array_equal(
-        stopping.under_equilibrated(stop, runs, best, patience=3000), [False, True, True, False]
+        equilibration.under_equilibrated(stop, runs, best, patience=3000),
+        [False, True, True, False],
     )
     # patience unknown: every budget stop counts
     np.testing.assert_array_equal(
-        stopping.under_equilibrated(stop, runs, best), [False, True, True, True]
+        equilibration.under_equilibrated(stop, runs, best), [False, True, True, True]
     )
 
 
@@ -208,7 +208,7 @@ def test_patience_updates_is_the_trainers_rule(patience, max_updates):
 
     config = TrainConfig(patience=patience, max_updates=max_updates)
     training = {"patience": patience, "max_updates": max_updates}
-    assert stopping.scan_patience(training) == config.patience_updates
+    assert equilibration.scan_patience(training) == config.patience_updates
 
 
 @pytest.mark.parametrize(
@@ -217,12 +217,12 @@ def test_patience_updates_is_the_trainers_rule(patience, max_updates):
 )
 def test_patience_updates_rule(patience, max_updates, updates):
     # below 1 a fraction of the budget (at least one update), else a count
-    assert stopping.patience_updates(patience, max_updates) == updates
+    assert equilibration.patience_updates(patience, max_updates) == updates
 
 
 def test_patience_updates_unknown():
-    assert stopping.scan_patience({}) is None
-    assert stopping.scan_patience({"patience": "x", "max_updates": 10}) is None
+    assert equilibration.scan_patience({}) is None
+    assert equilibration.scan_patience({"patience": "x", "max_updates": 10}) is None
 
 
 def test_summary_lists_under_equilibrated_points():

@@ -1,16 +1,20 @@
 """collapse-spectroscopy: posterior collapse as automatic spectral pruning in beta-VAEs.
 
-The library under the Snakemake workflow. Modules follow the paper (``docs/science.md``):
+The library under the Snakemake workflow, one package per stage of a run, in the order a
+run flows (docs/architecture.md; the science is docs/science.md):
 
-- :mod:`.units`        the normalized temperature ``T = beta * sigma2 / V`` (docs/science.md §2)
-- :mod:`.model`        the linear Gaussian VAE and its loss (docs/science.md §1)
-- :mod:`.training`     equilibrium training of one scan point (docs/science.md §5)
-- :mod:`.observables`  per-latent observables and truncated distortions (docs/science.md §3, §4)
-- :mod:`.spectra`      collapse, utility and PCA spectra and their fits (docs/science.md §4)
-- :mod:`.equilibrium`  the linear VAE's analytic equilibrium (docs/science.md §3, §7)
-- :mod:`.scanfile`     one scan point as a NetCDF file, and the gathered ``scan.nc``
-- :mod:`.figures`      the paper's Figs 1-4 (docs/science.md §6)
-- :mod:`.datasets`     sources, the spatial split, the prepared dataset (docs/science.md §5)
+- :mod:`.config`    the schema of every key and default, checks by key, the scan grid
+- :mod:`.datasets`  sources, coarse-graining, the spatial split, standardization (§5, §11)
+- :mod:`.store`     atomic writes, the prepared dataset, scan-point and scan files (§4)
+- :mod:`.models`    the linear VAE (§1) and the MLP VAE (§9)
+- :mod:`.analysis`  T <-> beta, the analytic equilibrium, observables, PCA, thresholds,
+  utilities, the spectra table, seed intervals, utility concentration (§2-§4, §9, §10)
+- :mod:`.training`  the protocol around any engine, one or several scan points, the engines
+- :mod:`.jobs`      one training job: train its points, measure, write all or none
+- :mod:`.maps`      latent maps and loadings (§10)
+- :mod:`.studies`   the comparison of a study's runs (§11)
+- :mod:`.figures`   Figs 1-5, maps and study drawings (§6)
+- :mod:`.cli`       the ``collapse-spectroscopy`` command, one subcommand per workflow rule
 """
 
 __version__ = "0.1.0"

@@ -16,6 +16,10 @@ import pandas as pd
 
 from collapse_spectroscopy.analysis import equilibrium
 from collapse_spectroscopy.analysis.concentration import TOLERANCES, utility_concentration
+from collapse_spectroscopy.analysis.equilibration import (
+    equilibration_summary,
+    scan_under_equilibrated,
+)
 from collapse_spectroscopy.analysis.pca import PCA_FLOOR, pca_truncation_distortion
 from collapse_spectroscopy.analysis.thresholds import (
     RANK_RULE,
@@ -29,7 +33,6 @@ from collapse_spectroscopy.analysis.thresholds import (
     under_equilibrated_ranks,
     utilities,
 )
-from collapse_spectroscopy.training.stopping import equilibration_summary, scan_under_equilibrated
 
 SPECTRA_COLUMNS = [
     "rank",
@@ -139,7 +142,7 @@ def scan_arrays(scan):
 
 
 def scan_point_flags(scan) -> np.ndarray:
-    """:func:`.stopping.scan_under_equilibrated` of each point :func:`scan_arrays` keeps,
+    """:func:`.equilibration.scan_under_equilibrated` of each point :func:`scan_arrays` keeps,
     in its order (P,)."""
     _, ran = _flat_rho(scan)
     return scan_under_equilibrated(scan).reshape(ran.size)[ran]

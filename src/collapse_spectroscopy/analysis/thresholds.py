@@ -79,7 +79,7 @@ def fixed_exponent_threshold(
 def rank_threshold(temperature, rho, utility, rho_min: float = RHO_MIN) -> ThresholdFit:
     """The collapse threshold ``T_k`` of ranked mode ``k``, by the one rule for when a rank
     has one (docs/science.md §4.1): the spectra table, its ``fit_note``, the per-seed
-    intervals (:mod:`.seeds`), the per-rank under-equilibrated flag and, through the
+    intervals (:mod:`.seed_intervals`), the per-rank under-equilibrated flag and, through the
     table, every figure use this function.
 
     A threshold exists when (1) the fixed-exponent fit :func:`fixed_exponent_threshold`
@@ -121,7 +121,7 @@ def under_equilibrated_ranks(
 ) -> np.ndarray:
     """Which ranks' values depend on under-equilibrated scan points (docs/science.md §4.1).
 
-    ``flagged`` (P,) marks the points of :func:`.stopping.under_equilibrated`. Each rank's
+    ``flagged`` (P,) marks the points of :func:`.equilibration.under_equilibrated`. Each rank's
     threshold ``T_k`` (:func:`rank_threshold`) and utility ``u_k`` are computed twice, from
     all points and from the unflagged ones; the rank is flagged when either moves by more
     than ``tolerance`` of its value (:data:`EQUILIBRATION_TOLERANCE`, argued there) and

@@ -28,7 +28,7 @@ TYPES = {"integer": int, "number": float, "boolean": boolean, "string": None}
 
 
 def bounded(convert, prop: dict):
-    """``convert`` (int or float) that also holds the schema's bounds of a key, so that
+    """``convert`` (int) that also holds the schema's bounds of a key, so that
     ``--split-seed -1`` is one argparse line naming the option, not a failure deep inside
     the command; None when the schema sets no bound."""
     low, high = prop.get("minimum"), prop.get("maximum")
@@ -91,8 +91,8 @@ def schema_kwargs(key: str, suffix: str = "", **overrides) -> dict:
         kwargs["nargs"] = "+"  # a list (dataset.path: one text or a list of them)
     elif TYPES.get(kind) is not None:
         kwargs["type"] = TYPES[kind]
-        if kind in ("integer", "number"):
-            kwargs["type"] = bounded(TYPES[kind], prop) or TYPES[kind]
+        if kind == "integer":  # a number key's command checks its range itself, by name
+            kwargs["type"] = bounded(int, prop) or int
         if kind == "boolean":
             kwargs["metavar"] = "{true,false}"
     kwargs.update(overrides)

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from collapse_spectroscopy.analysis.equilibration import scan_under_equilibrated
 from collapse_spectroscopy.analysis.pca import PCA_FLOOR
 from collapse_spectroscopy.analysis.spectra import scan_rank_flags
 from collapse_spectroscopy.figures.style import RankColors
 from collapse_spectroscopy.store.scanfile import point_grid
-from collapse_spectroscopy.training.stopping import scan_under_equilibrated
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class NullRun:
 
 def model_kind(scan: xr.Dataset) -> str:
     """The model family of the scan (``model.kind``): the ``kind`` of the ``model`` attribute
-    the scan points of a nonlinear family carry (:func:`.families.model_spec`, kept by
+    the scan points of a nonlinear family carry (:func:`.models.families.model_spec`, kept by
     :func:`.scanfile.gather`); ``"linear"`` for a scan without one, as a linear run writes."""
     spec = scan.attrs.get("model")
     if spec is None:
@@ -138,7 +138,7 @@ def table_n_active(spectra: pd.DataFrame) -> int | None:
 
 
 def point_flags(scan: xr.Dataset) -> np.ndarray:
-    """Under-equilibrated scan points, ``(T, seed)`` (:func:`.stopping.under_equilibrated`)."""
+    """Under-equilibrated scan points, ``(T, seed)`` (:func:`.equilibration.under_equilibrated`)."""
     return scan_under_equilibrated(scan)
 
 

@@ -3,9 +3,9 @@ mode, one column wide (docs/science.md §4.5, §6).
 
 Filled: the VAE (spectra ``utility`` against ``collapse_threshold``); hollow where the
 table flags the rank ``under_equilibrated``: leaving the under-equilibrated scan points out
-moves its threshold or utility by more than :data:`.spectra.EQUILIBRATION_TOLERANCE`
-(:func:`.spectra.under_equilibrated_ranks`, computed from the scan for a table without the
-column). A rank without a threshold (:func:`.spectra.rank_threshold`: too few fit points,
+moves its threshold or utility by more than :data:`.thresholds.EQUILIBRATION_TOLERANCE`
+(:func:`.thresholds.under_equilibrated_ranks`, computed from the scan for a table without the
+column). A rank without a threshold (:func:`.thresholds.rank_threshold`: too few fit points,
 or a non-positive utility) is left out, as the table leaves it out. Open squares on the
 diagonal: the PCA prediction ``(lambda_k/V, lambda_k/V)``; dark crosses (x): the
 split-matched PCA utility on the evaluation split against ``lambda_k/V`` (where the table

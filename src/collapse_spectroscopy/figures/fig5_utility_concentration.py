@@ -9,7 +9,7 @@ components (the linear null model), the split-matched PCA distortion on the eval
 split where the scan has it, and, when the run names a linear ``null_run`` on the same
 dataset, that run's measured ``Dn*_k``; dotted guides at the run's tolerances ``eps``.
 The y range holds every curve and tolerance; a PCA level at float rounding of 0 (at most
-:data:`.spectra.PCA_FLOOR`: an exactly dependent feature) is a down-triangle on the bottom
+:data:`.pca.PCA_FLOOR`: an exactly dependent feature) is a down-triangle on the bottom
 edge, as in Fig 2b. The VAE's ranks past its last active one (a latent whose ``rho``
 never exceeds ``rho_min``, as in Figs 1-4) are grey points off its line: they carry no
 signal, and their ``Dn*_k`` differ from the last active one's by scatter (``~1e-8``).

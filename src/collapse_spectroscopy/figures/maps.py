@@ -6,7 +6,7 @@ not in :data:`.figures.REGISTRY`. Built without pyplot, in the figures' style.
   percentile of ``|mu_k|``), a colour bar per panel, lon/lat (or CRS) ticks.
 - :func:`draw_loadings`: the rank x feature heatmap of the loadings, same colour map.
 
-Both give each rank's ``rho`` as :func:`.maps.rho_text` writes it, as the GeoTIFF's band
+Both give each rank's ``rho`` as :func:`.maps.latent_maps.rho_text` writes it, as the GeoTIFF's band
 descriptions do (:meth:`.maps.LatentMaps.labels`), so that a map, its loadings row and
 its band read the same number.
 """

@@ -34,7 +34,7 @@ def _x_axis(values: list) -> tuple[np.ndarray, bool]:
 
 
 def draw(table: pd.DataFrame, vary: str, base_value, title: str):
-    """The study figure from its long table (:func:`.studycompare.study_table`)."""
+    """The study figure from its long table (:func:`.studies.compare.study_table`)."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullLocator
 

@@ -11,7 +11,7 @@
   matching discrete colour bar.
 - Line conventions: data are small filled markers (per seed) with a thin solid line
   through the seed mean; a scan point that is under-equilibrated (stopped at its update
-  budget, :func:`.stopping.under_equilibrated`) is the same marker hollow (:func:`hollow`);
+  budget, :func:`.equilibration.under_equilibrated`) is the same marker hollow (:func:`hollow`);
   the analytic equilibrium is a thin dashed line (:data:`THEORY`); fits are broad pale
   solid bands (:data:`FIT`), unlike the thin mean lines; reference guides are dotted
   (:data:`GUIDE`). Four line kinds, four looks: none is told apart by colour alone.

@@ -33,11 +33,11 @@ import numpy as np
 import pandas as pd
 from scipy.linalg import subspace_angles
 
+from collapse_spectroscopy.analysis.equilibration import scan_under_equilibrated
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.store import scanfile
 from collapse_spectroscopy.store.atomic import atomic_path
 from collapse_spectroscopy.store.prepared import load_prepared
-from collapse_spectroscopy.training.stopping import scan_under_equilibrated
 
 STUDY_COLUMNS = ["value", "rank", "collapse_threshold", "utility", "pca_ratio", "fit_points"]
 EXTRA_COLUMNS = ["run", "temperature", "active_latents", "subspace_angle_deg", "map_correlation"]
@@ -168,7 +168,7 @@ def map_correlations(run: Effective, base: Effective) -> np.ndarray:
 def point_warnings(member: Member, rho_min: float) -> list[str]:
     """What makes ``member``'s compared scan point a poor place to compare effective
     variables, one line each (empty when nothing does): it is under-equilibrated
-    (:func:`.stopping.scan_under_equilibrated`), or two of its active ranks carry one PCA
+    (:func:`.equilibration.scan_under_equilibrated`), or two of its active ranks carry one PCA
     mode (``latent_mode``, linear runs), so that its leading-k decoders and maps compare a
     mode split over latents rather than the effective variables (docs/science.md §11)."""
 

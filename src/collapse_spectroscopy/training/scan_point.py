@@ -23,7 +23,7 @@ Choices the paper leaves open, made here and written down:
   The torch engines draw the same noise; ``numba`` noise of the same distribution from its
   own generator, seeded by the same noise seed.
 - **Patience**: an int >= 1 is a count of updates; a float in (0, 1) a fraction of
-  ``max_updates`` (the paper: 0.1 of 500,000 = 50,000; :func:`.stopping.patience_updates`).
+  ``max_updates`` (the paper: 0.1 of 500,000 = 50,000; :func:`.equilibration.patience_updates`).
 - **Averaged weights** (``average``, off by default: the paper's best iterate): ``ema`` or
   ``polyak`` make validation, early stopping and the kept weights those of a running
   average of the iterates over ``average_horizon`` updates (a count, or a fraction of
@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from collapse_spectroscopy.analysis.equilibration import patience_updates
 from collapse_spectroscopy.analysis.observables import latent_observables
 from collapse_spectroscopy.analysis.temperature import temperature_to_beta, total_variance
 from collapse_spectroscopy.config import settings
@@ -58,7 +59,6 @@ from collapse_spectroscopy.training.engines import (
 )
 from collapse_spectroscopy.training.engines.averaging import AVERAGES
 from collapse_spectroscopy.training.protocol import LOG_COLUMNS
-from collapse_spectroscopy.training.stopping import patience_updates
 
 _SCHEMA = settings.section_defaults("training")  # the one home of these defaults
 _MODEL = settings.section_defaults("model")
