@@ -1,7 +1,9 @@
 # Configuration: validation against the schema (which also fills in the defaults), the
 # temperature grid of each run, the configuration each job reads, and the targets of a run.
 import math
+import re
 import shlex
+import shutil
 import sys
 
 from snakemake.utils import validate
@@ -10,11 +12,16 @@ from collapse_spectroscopy.cli import ERROR_FD_ENV
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.config.checks import check_config, export_project_root
 from collapse_spectroscopy.config.dataset_paths import dataset_files
-from collapse_spectroscopy.config.grid import scan_point_label, scan_temperatures
+from collapse_spectroscopy.config.grid import (
+    map_points,
+    scan_point_label,
+    scan_temperatures,
+)
 from collapse_spectroscopy.config.studies import study_runs
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.figures import REGISTRY as FIGURE_REGISTRY
 from collapse_spectroscopy.jobs.chunks import scan_chunks
+from collapse_spectroscopy.store.atomic import atomic_path
 
 # First the project's check, which names the offending config key (and checks what a
 # schema cannot: finite numbers, default_runs exist, fractions sum to 1, distinct scan
@@ -45,20 +52,21 @@ def run_config(run):
     return config["runs"][run]
 
 
-# Each job reads its settings from one file, results/{run}/config/{stage}.json: the
-# sections of the run's resolved configuration that its command reads (settings.STAGES:
-# prepare reads dataset and split, train model and training, spectra and figures the
-# spectra section), written by the local rule `run_config` (rules/run_config.smk) with
-# those sections as its params, keys in the schema's order. So a changed key reruns the
-# jobs it reran as a flag on their command lines, and no others: the stage files holding
-# it (their params changed), then the jobs reading them and everything downstream.
-# Why one file per stage and not one run.json for all: Snakemake reruns every job
-# downstream of a job that reruns, so rewriting a single file for spectra.rho_min would
-# rerun every training job; and a single file as an ancient() input, with each job's
-# sections as its params, is not checked at all: Snakemake skips a job below a rerunning
-# one with only ancient inputs from it without looking at its params (9.27, dag.py).
-# A dry run writes nothing (the files are job outputs); each file is written under a
-# temporary name and renamed into place (settings.write_run_config).
+# a regex that matches nothing: the wildcard constraint of a rule no run or study uses
+MATCH_NOTHING = "(?!)"
+
+
+def any_of(names):
+    """A wildcard constraint matching exactly ``names``, or MATCH_NOTHING when there are
+    none, so that the rule then matches no name at all."""
+    return "|".join(re.escape(name) for name in names) or MATCH_NOTHING
+
+
+# Each job reads its settings from results/{run}/config/{stage}.json, only the sections
+# its command reads (settings.STAGES), written by rule run_config (rules/run_config.smk).
+# One file per stage, not one per run: Snakemake reruns everything downstream of a
+# rewritten file, so one run file would rerun every training job for a changed
+# spectra.rho_min; this way a changed key reruns only the jobs that read it.
 def stage_config(stage):
     """The run configuration a job of command `stage` reads (its input `run_config`)."""
     return f"results/{{run}}/config/{stage}.json"
@@ -106,6 +114,15 @@ def figure_output(name, ext):
     )
 
 
+def copy_file(src, dst, log):
+    """Copy ``src`` to ``dst``, content and mode (as cp and chmod --reference), atomically:
+    under a temporary name renamed into place when complete. ``log`` gets one line."""
+    with atomic_path(dst) as tmp:
+        shutil.copy(src, tmp)
+    with atomic_path(log) as tmp:
+        tmp.write_text(f"copied {src} to {dst}\n")
+
+
 def null_run_input(wildcards):
     """The spectra table of the run's null_run (a linear run on the same dataset, checked
     by check_config), when it names one: Fig 5 draws its Dn*_k."""
@@ -123,6 +140,22 @@ def null_run_args(wildcards, input):
     return f"--null-spectra {shlex.quote(input.null_table)} --null-name {shlex.quote(null)}"
 
 
+def map_targets(run):
+    """The maps of a run (rules/maps.smk); none for a run the config does not define
+    (rule paper_figures names the worldclim run whatever the config)."""
+    if run not in config["runs"]:
+        return []
+    temps, _ = map_points(run_config(run))
+    table = run_config(run)["dataset"]["source"] == "table"
+    names = ["loadings.csv", "loadings.png"]
+    names += ["latent_means.csv"] if table else ["latent_means.tif", "latent_means.png"]
+    return [
+        f"results/{run}/maps/T={scan_point_label(t)}/{name}"
+        for t in temps
+        for name in names
+    ]
+
+
 def run_targets(runs):
     out = []
     for run in runs:
@@ -138,7 +171,7 @@ def run_targets(runs):
             ext=["png", "pdf"],
         )
         out += [f"results/{run}/figures/split_map.png"]
-        out += map_targets(run)  # rules/maps.smk
+        out += map_targets(run)
     return out
 
 
@@ -213,6 +246,6 @@ def chunk_runtime_min(run, points):
 
 wildcard_constraints:
     run="[A-Za-z0-9][A-Za-z0-9_-]*",
-    stage="|".join(settings.STAGES),
+    stage=any_of(settings.STAGES),
     T=r"[0-9][0-9.e+-]*",
     seed=r"\d+",

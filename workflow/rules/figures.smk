@@ -35,10 +35,8 @@ localrules:
     split_map_figure,
 
 
-# The copy goes to a temporary name and is renamed into place only when complete, so a
-# full disk never leaves a truncated PNG under the output's name; the trap removes the
-# temporary file whatever happens. mktemp makes its file 0600: the copy takes its source's
-# mode (written under the user's umask), so that others can read it as every other output.
+# copy_file (common.smk) writes under a temporary name renamed into place when complete,
+# so a full disk never leaves a truncated PNG under the output's name.
 rule split_map_figure:
     input:
         "results/{run}/data/split_map.png",
@@ -46,9 +44,6 @@ rule split_map_figure:
         "results/{run}/figures/split_map.png",
     log:
         "results/{run}/logs/split_map_figure.log",
-    conda:
-        "../../envs/collapse-spectroscopy.yaml"
     threads: 1
-    shell:
-        "(tmp=$(mktemp {output}.tmp-XXXXXX) && trap 'rm -f $tmp' EXIT && "
-        "cp {input} $tmp && chmod --reference={input} $tmp && mv $tmp {output}) 2> {log}"
+    run:
+        copy_file(input[0], output[0], log[0])

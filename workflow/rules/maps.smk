@@ -31,25 +31,11 @@ rule maps_grid:
         MAPS_SHELL
 
 
-rule maps_table:
-    input:
-        point=lambda wc: map_point(wc, "nc"),
-        weights=lambda wc: map_point(wc, "pt"),
-        data="results/{run}/data/prepared.npz",
-        run_config=stage_config("maps"),
+# the same job for a table run: the latent means per sample (CSV), no raster
+use rule maps_grid as maps_table with:
     output:
         means_csv="results/{run}/maps/T={T}/latent_means.csv",
         loadings_csv="results/{run}/maps/T={T}/loadings.csv",
         loadings_png=map_report("loadings"),
-    log:
-        "results/{run}/logs/maps/T={T}.log",
     wildcard_constraints:
         run=map_runs(table=True),
-    conda:
-        "../../envs/collapse-spectroscopy.yaml"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    shell:
-        MAPS_SHELL

@@ -1,7 +1,6 @@
 # The functions of rules/maps.smk: which runs and scan points are mapped, and the
 # maps' outputs and command (kept apart from the rules, as the Snakemake linter asks).
-import re
-
+# The maps a run asks for are map_targets in common.smk, beside run_targets.
 from collapse_spectroscopy.config.grid import map_points
 
 
@@ -12,29 +11,13 @@ def map_runs(table):
         for name, run in config["runs"].items()
         if (run["dataset"]["source"] == "table") == table
     ]
-    return "|".join(re.escape(r) for r in runs) or "(?!)"  # (?!): matches no run
+    return any_of(runs)
 
 
 def map_point(wildcards, suffix):
     """The mapped scan point's file (.nc or .pt) at T, for the run's maps.seed."""
     seed = map_points(run_config(wildcards.run))[1]
     return f"results/{wildcards.run}/scan/T={wildcards.T}/seed={seed}.{suffix}"
-
-
-def map_targets(run):
-    """The maps of a run (run_targets in common.smk lists them); none for a run the config
-    does not define (rule paper_figures names the worldclim run whatever the config)."""
-    if run not in config["runs"]:
-        return []
-    temps, _ = map_points(run_config(run))
-    table = run_config(run)["dataset"]["source"] == "table"
-    names = ["loadings.csv", "loadings.png"]
-    names += ["latent_means.csv"] if table else ["latent_means.tif", "latent_means.png"]
-    return [
-        f"results/{run}/maps/T={scan_point_label(t)}/{name}"
-        for t in temps
-        for name in names
-    ]
 
 
 def map_report(name):

@@ -27,6 +27,13 @@ POINT_RUNS = [
     r for r in config["runs"] if config["runs"][r]["scan"]["points_per_job"] == 1
 ]
 
+# SLURM's warning before a training job's time limit (other executors ignore it): SIGTERM
+# to every process of the job's steps 300 s before it (SLURM may send it up to a minute
+# early); the trainer then writes a checkpoint and exits non-zero, and restart-times
+# resumes it. TERM, not USR1: the job's own Snakemake exits at once on USR1, but on TERM
+# waits for its running command. No "B:" prefix: that signals only the batch shell.
+TRAIN_SLURM_EXTRA = "--signal=TERM@300"
+
 
 rule train_point:
     input:
@@ -39,7 +46,7 @@ rule train_point:
     log:
         "results/{run}/logs/train/T={T}_seed={seed}.log",
     wildcard_constraints:
-        run="|".join(map(re.escape, POINT_RUNS)) or "(?!)",  # (?!): matches nothing
+        run=any_of(POINT_RUNS),
     conda:
         "../../envs/collapse-spectroscopy.yaml"
     threads: 1
@@ -47,16 +54,13 @@ rule train_point:
         mem_mb=2000,
         runtime=train_runtime_min,
         gpu=lambda wc: int(run_config(wc.run)["training"]["gpu"]),
+        slurm_extra=TRAIN_SLURM_EXTRA,
     params:
         points=lambda wc, output: point_args([(wc.T, wc.seed)], [output.point]),
     shell:
         TRAIN_SHELL
 
 
-# SLURM's warning before a chunk job's time limit (profiles/slurm/config.yaml gives
-# train_point the same): its set-resources cannot name rules made per chunk, so they carry
-# it themselves; other executors ignore the resource.
-CHUNK_SLURM_EXTRA = "--signal=TERM@300"
 CHUNK_RULES = set()
 for _run in config["runs"]:
     for _i, _points in enumerate(scan_jobs(_run)):
@@ -84,7 +88,7 @@ for _run in config["runs"]:
                 mem_mb=2000,
                 runtime=chunk_runtime_min(_run, len(_points)),
                 gpu=int(run_config(_run)["training"]["gpu"]),
-                slurm_extra=CHUNK_SLURM_EXTRA,
+                slurm_extra=TRAIN_SLURM_EXTRA,
             params:
                 points=lambda wc, output, points=_points: point_args(
                     points, output.point
