@@ -18,11 +18,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.image as mpimg  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 from analytic_scan import gathered_scan  # noqa: E402
+from collapse_spectroscopy import figures  # noqa: E402
 from collapse_spectroscopy.analysis import equilibrium, pca, spectra, thresholds  # noqa: E402
 from collapse_spectroscopy.cli import build_parser, main  # noqa: E402
 from collapse_spectroscopy.cli.runconfig import with_run_config  # noqa: E402
@@ -117,9 +119,22 @@ def test_modes_view_needs_mode_totals(spread_scan):
 
 @pytest.mark.slow
 def test_make_figures_passes_the_view_to_fig1_only(spread_scan, tmp_path):
+    """The view changes Fig 1's drawing (the spread mode is one line per mode, three per
+    latent) and leaves every other figure as it is."""
     scan, table, _, _ = spread_scan
-    paths = make_figures(scan, table, tmp_path, rho_min=thresholds.RHO_MIN, fig1_view="modes")
-    assert len(paths) == 10 and all(p.stat().st_size > 0 for p in paths)
+    images = {}
+    for view in ("latents", "modes"):
+        paths = make_figures(
+            scan, table, tmp_path / view, rho_min=thresholds.RHO_MIN, fig1_view=view
+        )
+        assert sorted(p.name for p in paths) == sorted(
+            f"{name}.{ext}" for name in figures.NAMES for ext in ("png", "pdf")
+        )
+        images[view] = {p.stem: mpimg.imread(p) for p in paths if p.suffix == ".png"}
+    for name in figures.NAMES:
+        latents, modes = images["latents"][name], images["modes"][name]
+        same = latents.shape == modes.shape and np.array_equal(latents, modes)
+        assert same == (name != "fig1_collapse_scan"), name
 
 
 def test_figures_command_refuses_modes_without_totals(spread_scan, tmp_path, capsys):

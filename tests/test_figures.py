@@ -6,6 +6,7 @@ import importlib
 import io
 import itertools
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,12 +123,30 @@ def holed(scan: xr.Dataset):
     return out
 
 
-def render(fig) -> np.ndarray:
+def render(fig, dpi=40) -> np.ndarray:
     """Draw ``fig`` to a small PNG in memory (runs the layout) and read it back."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=40)
+    fig.savefig(buf, format="png", dpi=dpi)
     buf.seek(0)
     return mpimg.imread(buf)
+
+
+def data_pixels(fig, dpi=60) -> tuple[np.ndarray, list[int]]:
+    """The image of ``fig`` and, for each panel (colour bars aside), how many pixels its
+    data (lines, markers, bands, images) change: the panel drawn with and without them."""
+    full = render(fig, dpi)
+    counts = []
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>":
+            continue
+        data = [a for a in (*ax.lines, *ax.collections, *ax.patches, *ax.images) if a.get_visible()]
+        for artist in data:
+            artist.set_visible(False)
+        bare = render(fig, dpi)
+        for artist in data:
+            artist.set_visible(True)
+        counts.append(int(np.sum(np.any(np.abs(full - bare) > 0.1, axis=-1))))
+    return full, counts
 
 
 @pytest.fixture(scope="module")
@@ -185,9 +204,18 @@ def test_each_registered_figure_has_its_module_and_caption(name):
     assert (ROOT / "workflow" / "report" / f"{name}.rst").is_file()
 
 
-def test_registry_is_ordered_and_closed():
-    assert list(figures.REGISTRY) == list(figures.NAMES)
-    assert [n.split("_")[0] for n in figures.REGISTRY] == ["fig1", "fig2", "fig3", "fig4", "fig5"]
+def test_registry_is_exactly_the_figure_modules():
+    """Every figure module of the package (``figN_*.py``) is registered under its module
+    name, in the order of N, and resolves to that module's draw; no other name is."""
+    package = Path(figures.__file__).parent
+    modules = sorted(p.stem for p in package.glob("fig*_*.py"))
+    assert sorted(figures.REGISTRY) == modules and len(figures.REGISTRY) == len(modules)
+    numbers = [int(re.fullmatch(r"fig(\d+)_\w+", name).group(1)) for name in figures.REGISTRY]
+    assert numbers == sorted(numbers)
+    for name in modules:
+        module = importlib.import_module(f"collapse_spectroscopy.figures.{name}")
+        assert figures.REGISTRY[name] is module.draw
+    assert "fig6_missing" not in figures.REGISTRY
     with pytest.raises(KeyError):
         figures.REGISTRY["fig6_missing"]
 
@@ -319,8 +347,13 @@ def test_shapes_from_tiny_to_paper_size(spectrum, K, temperatures, seeds):
     spectrum = np.asarray(spectrum) / np.sum(spectrum)
     scan = equilibrium_scan(spectrum, K=K, temperatures=temperatures, seeds=seeds)
     table = table_of(scan)
-    for draw in figures.REGISTRY.values():
-        assert render(draw(scan, table)).ndim == 3
+    for name, draw in figures.REGISTRY.items():
+        fig = draw(scan, table)
+        image, counts = data_pixels(fig, dpi=60)
+        width, height = fig.get_size_inches() * 60
+        assert image.shape == (round(height), round(width), 4), name
+        # every panel draws data (one point per rank at the least): not an empty frame
+        assert counts and min(counts) >= 10, (name, counts)
     assert rank_colors(scan, RHO_MIN).n == min(K, np.sum(spectrum > PCA_FLOOR))
 
 
@@ -433,10 +466,10 @@ def test_fig3_draws_hollow_exactly_the_ranks_the_table_flags(tmp_path):
 
 
 def test_fig3_eval_marks_and_seed_bars_lie_above_the_circles(scan):
-    """Fig 3's marks of the PCA utility on the eval split and its seed-interval bars used to
-    hide under the VAE circles. They are drawn above them, the circles' faces are
-    translucent tints (a bar of the rank's own colour shows on one), the eval marks' arms
-    reach past a circle they sit on, and they are crosses, unlike the bars' legend "+"."""
+    """Fig 3's marks of the PCA utility on the eval split and its seed-interval bars are
+    drawn above the VAE circles, whose faces are translucent tints (a bar of the rank's own
+    colour shows on one); the eval marks' arms reach past a circle they sit on, and they
+    are crosses, unlike the bars' legend "+"."""
     from collapse_spectroscopy.analysis.spectra import summarize
 
     table, _ = summarize(scan)  # two seeds: interval columns
@@ -471,15 +504,23 @@ def test_legend_with_one_seed_has_one_data_entry():
     assert "VAE, per seed" in texts and "mean of 2 seeds" in texts
 
 
-def test_fit_and_mean_lines_look_different(scan):
-    # Fig 1 draws seed-mean lines (a, c) and fits (b): a reader tells them apart only if
-    # the line styles differ in something other than colour
+def test_fit_and_mean_lines_are_told_apart_and_keyed(scan):
+    """Fig 1 draws seed-mean lines (a, c) and fits (b) in the ranks' colours: a reader tells
+    them apart only if they differ in something besides colour, and matches each to its
+    legend key only if the key looks like the line."""
     fig = fig1_collapse_scan.draw(scan, table_of(scan))
-    (fit,) = [ln for ln in fig.axes[1].get_lines() if ln.get_gid() == "fit"][:1]
-    (mean,) = [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "mean"][:1]
+    fit = next(ln for ln in fig.axes[1].get_lines() if ln.get_gid() == "fit")
+    mean = next(ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "mean")
     look = lambda ln: (ln.get_linestyle(), ln.get_linewidth(), ln.get_alpha())  # noqa: E731
     assert look(fit) != look(mean)
-    assert abs(fit.get_linewidth() - mean.get_linewidth()) >= 1.0  # visibly broader
+    keys = {
+        text.get_text(): handle
+        for legend in fig.legends
+        for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True)
+    }
+    (fit_key,) = [h for t, h in keys.items() if t.startswith("fit $")]
+    (mean_key,) = [h for t, h in keys.items() if t.startswith("mean of")]
+    assert look(fit_key) == look(fit) and look(mean_key) == look(mean)
 
 
 def test_fig2_labels_the_normalized_distortion_as_the_caption_does(scan):
@@ -505,7 +546,7 @@ def tick_boxes(fig, axis):
 @pytest.mark.parametrize("top", [0.5, 0.3, 0.15])
 def test_fig3_tick_labels_never_overlap(top):
     # a short range of thresholds: matplotlib labels minor log ticks there (2x10^-1,
-    # 3x10^-1, ...), which used to run into each other on the column-wide axis
+    # 3x10^-1, ...), which can run into each other on the column-wide axis
     spectrum = np.array([top, top * 0.75, top * 0.6])
     spectrum = np.r_[spectrum, 1 - spectrum.sum()]
     short = equilibrium_scan(spectrum, K=4, temperatures=np.geomspace(0.02, 0.9, 15))
