@@ -10,6 +10,7 @@ code under test.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import subprocess
@@ -446,12 +447,30 @@ def merged(base: dict, extra: dict) -> dict:
     return out
 
 
-def test_readme_local_worldclim_recipe_passes_with_the_worldclim_mlp_null_run():
-    """Pointing only `worldclim` at a local copy (the README's recipe) leaves
-    `worldclim_mlp` downloading the archive: the same data, so its null run still holds;
-    another resolution does not."""
-    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    assert config["runs"]["worldclim_mlp"]["null_run"] == "worldclim"
+# two WorldClim runs that download the archive, an MLP one whose null run is the linear one
+WORLDCLIM_WITH_NULL_RUN = {
+    "default_runs": ["worldclim"],
+    "runs": {
+        "worldclim": {
+            "dataset": {"source": "worldclim", "resolution": "10m"},
+            "scan": {"temperatures": [0.01, 0.1]},
+        },
+        "worldclim_mlp": {
+            "dataset": {"source": "worldclim", "resolution": "10m"},
+            "model": {"kind": "mlp"},
+            "scan": {"temperatures": [0.01, 0.1]},
+            "null_run": "worldclim",
+        },
+    },
+}
+
+
+def test_readme_local_worldclim_recipe_keeps_a_downloading_null_run_valid():
+    """Pointing only `worldclim` at a local copy (the README's recipe) leaves an MLP run
+    that names it as null run downloading the archive: the same data, so the null run
+    still holds; another resolution does not."""
+    config = copy.deepcopy(WORLDCLIM_WITH_NULL_RUN)
+    check_config(copy.deepcopy(config))
     check_config(merged(config, readme_local_worldclim()))
     other = merged(config, {"runs": {"worldclim": {"dataset": {"resolution": "5m"}}}})
     with pytest.raises(InputError, match=r"runs.worldclim_mlp.null_run.*\(in resolution\)"):

@@ -8,7 +8,6 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from collapse_spectroscopy.config.checks import check_config
 from collapse_spectroscopy.config.studies import study_members, study_runs, value_label
@@ -195,42 +194,37 @@ def test_a_bad_study_stops_the_workflow_before_any_job(tmp_path):
     assert "Traceback" not in result.stderr and not (wd / "results").exists()
 
 
-def _planned_jobs(tmp_path, *config_args) -> dict[str, str]:
-    """Jobs per rule of a dry run of `studies` on the project's config (``--config``
+def _planned_jobs(wd, *config_args) -> dict[str, int]:
+    """Jobs per rule (study, prepare) of a dry run of `studies` in ``wd`` (``--config``
     arguments added, if any)."""
-    result = _snakemake(
-        tmp_path,
-        "--configfile",
-        str(ROOT / "config" / "config.yaml"),
-        *(("--config", *config_args) if config_args else ()),
-        "-n",
-        "studies",
-        "--quiet",
-        "rules",
-    )
+    config = ("--config", *config_args) if config_args else ()
+    result = _snakemake(wd, *config, "-n", "studies", "--quiet", "rules")
     assert result.returncode == 0, result.stderr
-    return dict(
-        line.split()[:2]
+    return {
+        line.split()[0]: int(line.split()[1])
         for line in result.stdout.splitlines()
         if line.split()[:1] and line.split()[0] in ("study", "prepare")
-    )
+    }
 
 
-def test_the_configured_studies_expand_into_runs(tmp_path):
-    """A dry run of `studies` on the project's config: the derived runs' training jobs
-    and one study job per study, without the base runs' values trained twice. The config's
-    `default_studies` names only the cheap synthetic study (the WorldClim ones download
-    the archive and cost ~34 CPU-minutes); named, the others are planned as well."""
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    for study in ("worldclim_resolution", "worldclim_size", "demo_size"):
-        assert study in config["studies"]
-    assert config["default_studies"] == ["demo_size"]
-    stats = _planned_jobs(tmp_path)
-    assert stats == {"study": "1", "prepare": str(2 + 1)}  # demo_size's derived runs, demo
-    every = "default_studies=[worldclim_resolution, worldclim_size, demo_size]"
-    stats = _planned_jobs(tmp_path / "every", every)
-    assert stats["study"] == "3"
-    assert stats["prepare"] == str(3 + 3 + 2 + 2)  # derived runs, then worldclim and demo
+def test_studies_expand_into_runs_and_default_studies_selects(tmp_path):
+    """A dry run of `studies`: one study job per selected study and one prepared dataset per
+    run, derived runs included, a study's value equal to its base run's setting being the
+    base run itself (not trained twice). `default_studies` selects the studies built;
+    named on the command line, the others are planned as well."""
+    config = tiny_config([0.003, 0.03, 0.3])
+    config["runs"]["other"] = copy.deepcopy(config["runs"]["tiny"])
+    config["studies"] = {
+        # 1.0 is the base run's own train_subsample (the default): one derived run
+        "size": {"run": "tiny", "vary": "split.train_subsample", "values": [0.3, 1.0]},
+        # coarsen 1 is the base run's own: two derived runs
+        "coarse": {"run": "other", "vary": "dataset.coarsen", "values": [1, 2, 4]},
+    }
+    config["default_studies"] = ["size"]
+    wd = workdir(tmp_path, config)
+    assert _planned_jobs(wd) == {"study": 1, "prepare": 1 + 1}  # size__0p3, tiny
+    every = _planned_jobs(wd, "default_studies=[size, coarse]")
+    assert every == {"study": 2, "prepare": (1 + 1) + (2 + 1)}  # and coarse__2, __4, other
 
 
 def test_default_studies_must_name_configured_studies():
@@ -245,7 +239,7 @@ def test_default_studies_must_name_configured_studies():
 @pytest.mark.slow
 def test_a_coarsening_study_end_to_end(tmp_path):
     """The tiny synthetic run and its 2 x 2 coarsening (3 temperatures, 20k updates, one
-    training job per run: ~25 s on 2 quiet cores). The table's contract columns; the base
+    training job per run). The table's contract columns; the base
     run's rows compare it with itself (angles 0, map correlations 1, to float rounding);
     the coarse run's two
     leading effective variables survive: under 2 x 2 block means the synthetic layers'
@@ -254,11 +248,9 @@ def test_a_coarsening_study_end_to_end(tmp_path):
     runs' decoder subspaces within 15 degrees, maps correlate > 0.9."""
     config = _config()
     config["runs"]["tiny"]["scan"]["points_per_job"] = 3  # one training job per run
-    # 20k updates (as test_workflow's end-to-end run): with 600 the latents of ranks 2-3
-    # are still turning, so the leading-2 decoder subspaces of two runs differ by whatever
-    # the unfinished training left (16-63 degrees measured on the spatially structured
-    # synthetic layers, whose full and 2 x 2 PCA subspaces agree to 0.4 degrees); at 20k
-    # the comparison measures the data (~0.3 s of training per job with the numba engine)
+    # 20k updates (as test_workflow's end-to-end run): with far fewer the latents of
+    # ranks 2-3 are still turning, and the decoder subspaces of two runs differ by what
+    # the unfinished training left, not by the data
     config["runs"]["tiny"]["training"]["max_updates"] = 20_000
     wd = workdir(tmp_path, config)
     result = _snakemake(wd, "studies")

@@ -45,12 +45,10 @@ def test_end_to_end_outputs_agree(tmp_path):
     """The workflow's outputs agree with each other and with the synthetic source's
     declared spectrum (docs/science.md §7).
 
-    The budget, 20k updates (Adam 1e-3, batch 256, validation every 500), is what the
-    comparison with the declared spectrum needs and costs ~0.3 s per job with the numba
-    engine. With the earlier 600 updates the run is far from equilibrium (thresholds of
-    ranks 2-6 off by 3-460 %, utilities by 9-200 %, measured); 20k updates come within
-    1 % of a 50k-update run's thresholds and utilities (measured in-process on the same
-    prepared data), which ``check_spectra_against_truth`` allows for twice (its 0.02 term).
+    The budget, 20k updates (validation every 500), brings the run close enough to
+    equilibrium for that comparison: within 1 % of a longer run's thresholds and
+    utilities, which ``check_spectra_against_truth`` allows for twice (its 0.02 term); a
+    few hundred updates would leave it far off.
     """
     temperatures = [0.01, 0.05, 0.12, 0.3]
     wd = workdir(tmp_path, tiny_config(temperatures, max_updates=20_000, eval_every=500))
