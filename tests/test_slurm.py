@@ -65,9 +65,11 @@ def test_profile_settings_are_sane():
     assert {"slurm_partition", "slurm_account", "mem_mb", "runtime"} <= set(
         prof["default-resources"]
     )
-    train = prof["set-resources"]["train_point"]
-    assert "runtime" not in train  # the rule sizes it from training.max_updates
-    assert re.fullmatch(r"--signal=TERM@\d+", train["slurm_extra"])
+    # each rule's resources have one home, the rule: the profile repeats none of them
+    # (the training jobs' runtime grows with training.max_updates, and their SIGTERM
+    # warning comes with the rule, workflow/rules/scan.smk)
+    for rule, resources in (prof.get("set-resources") or {}).items():
+        assert not {"runtime", "mem_mb", "slurm_extra"} & set(resources), rule
 
 
 def test_profile_dry_run(tmp_path):
@@ -81,7 +83,13 @@ def test_profile_dry_run(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "train_point" in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "train_point" in out
+    # every training job asks SLURM for a SIGTERM before its time limit, to checkpoint
+    jobs = out.split("rule train_point:")[1:]
+    assert jobs and all(
+        re.search(r"slurm_extra=--signal=TERM@\d+", j.split("rule ")[0]) for j in jobs
+    )
 
 
 # --- a real one-node SLURM cluster ----------------------------------------------------
