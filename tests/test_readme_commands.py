@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from test_datasets import small_stack
+from dataset_helpers import small_stack
 from workflow_helpers import ROOT
 
 # every command runs Snakemake or the CLI in a subprocess (~1.5 s each, ~40 s in all)

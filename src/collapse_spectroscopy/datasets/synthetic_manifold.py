@@ -27,9 +27,10 @@ over many more components. Generated from the seed (``dataset.synthetic_seed``):
 At the defaults (``m = 2``, ``d = 10``, ``noise = 0.02``, seed 0) the clean data need 5
 principal components for 90 % of the variance and 2 components keep 62 %, while local
 PCA of small neighbourhoods shows 2 dominant directions over a noise floor of
-``noise^2`` (``tests/test_datasets.py``). ``truth.json`` records the kind, ``m``, the
-noise, the generator in words, the normalized PCA spectrum ``lambda_k / V`` of the clean
-data, and the noise fraction of the variance with the distortion floor it implies.
+``noise^2`` (``tests/datasets/test_synthetic_manifold.py``). ``truth.json`` records the
+kind, ``m``, the noise, the generator in words, the normalized PCA spectrum
+``lambda_k / V`` of the clean data, and the noise fraction of the variance with the
+distortion floor it implies.
 There is no linear spectrum truth, so the prepared dataset carries no ``true_spectrum``.
 """
 
