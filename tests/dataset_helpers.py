@@ -62,7 +62,12 @@ def small_stack(
 
 
 def run_cli(argv, capsys):
-    rc = cli.main([str(a) for a in argv])
+    """The CLI's exit status, stdout and stderr; a value argparse refuses (a schema bound,
+    a choice) ends in its exit status 2 as on the command line."""
+    try:
+        rc = cli.main([str(a) for a in argv])
+    except SystemExit as exc:
+        rc = exc.code
     out = capsys.readouterr()
     return rc, out.out, out.err
 

@@ -27,7 +27,7 @@ from collapse_spectroscopy.config import settings
 TYPES = {"integer": int, "number": float, "boolean": boolean, "string": None}
 
 
-def bounded(convert, prop: dict):
+def bounded(convert, prop: dict, key: str):
     """``convert`` (int) that also holds the schema's bounds of a key, so that
     ``--split-seed -1`` is one argparse line naming the option, not a failure deep inside
     the command; None when the schema sets no bound."""
@@ -45,7 +45,7 @@ def bounded(convert, prop: dict):
             (below, lambda b: value < b, "<"),
         ):
             if bound is not None and not holds(bound):
-                raise argparse.ArgumentTypeError(f"{text!r}: must be {word} {bound:g}")
+                raise argparse.ArgumentTypeError(f"{text!r}: {key} must be {word} {bound:g}")
         return value
 
     parse.__name__ = convert.__name__  # argparse names the type in its other messages
@@ -92,7 +92,7 @@ def schema_kwargs(key: str, suffix: str = "", **overrides) -> dict:
     elif TYPES.get(kind) is not None:
         kwargs["type"] = TYPES[kind]
         if kind == "integer":  # a number key's command checks its range itself, by name
-            kwargs["type"] = bounded(int, prop) or int
+            kwargs["type"] = bounded(int, prop, key) or int
         if kind == "boolean":
             kwargs["metavar"] = "{true,false}"
     kwargs.update(overrides)
