@@ -2,7 +2,7 @@
 
 The reference (between the two ``config-reference`` markers of config/README.md) is made
 from ``src/collapse_spectroscopy/config/schema.yaml``, the one home of every key and
-default, so the two cannot drift (tests/test_config_docs.py checks it is current).
+default, so the two cannot drift (tests/config/test_config_docs.py checks it is current).
 
     python scripts/config_readme.py           # print the reference
     python scripts/config_readme.py --check   # exit 1 if config/README.md's is not current

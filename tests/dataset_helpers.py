@@ -1,7 +1,7 @@
 """Helpers of the dataset tests (tests/datasets/): small GeoTIFF stacks, the CLI run
 in-process, and the check that a failed `prepare` says what it should and leaves nothing.
 
-Also used by tests/test_readme_commands.py for its example layers.
+Also used by tests/workflow/test_readme_commands.py for its example layers.
 """
 
 from __future__ import annotations

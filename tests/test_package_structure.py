@@ -23,7 +23,7 @@ MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 80
 # the third-party libraries whose import costs a process a second or more (torch, numba),
 # or that a command not drawing, fitting or reading rasters should not load (matplotlib,
-# scipy, rasterio, pyproj; a training job loads none of them, tests/test_batched_chunks.py):
+# scipy, rasterio, pyproj; a training job loads none of them, tests/jobs/test_batched_chunks.py):
 # the only reason a project import may sit inside a function
 HEAVY = ("torch", "numba", "matplotlib", "scipy", "rasterio", "pyproj")
 LAZY_MARK = re.compile(r"#\s*lazy:\s*\S")

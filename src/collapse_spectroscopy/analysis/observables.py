@@ -248,7 +248,7 @@ def measure_decoded(
     average over the training split: ``mu`` is no longer affine), one decoder pass per
     ``k``. The normalizer, the sampled distortion's noise and the rate are those of
     :func:`measure`, so on a linear model both give the same numbers up to rounding
-    (tests/test_mlp.py). ``Dn_0`` is the distortion of ``xhat(0)`` and may exceed 1.
+    (tests/training/test_mlp.py). ``Dn_0`` is the distortion of ``xhat(0)`` and may exceed 1.
     """
     d = x_train.shape[1] if x_train.ndim == 2 else -1
     for name, x in (("training split", x_train), ("evaluation split", x_eval)):

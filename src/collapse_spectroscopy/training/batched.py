@@ -4,7 +4,7 @@
 batched engine (:mod:`.engines.batched`) and returns one :class:`.scan_point.TrainResult` per
 point, each what :func:`.scan_point.train_scan_point` with the ``fast`` engine returns for
 that point alone (same initialization, batches and noise, the same protocol; equal up to
-rounding, tests/test_batched_engine.py).
+rounding, tests/training/test_batched_engine.py).
 
 The protocol is the trainer's, applied to every point (:func:`train_batch`): after each
 window of ``eval_every`` updates of the batch, each point's losses are checked, its

@@ -38,11 +38,12 @@ from collapse_spectroscopy.store.atomic import atomic_path, save_torch
 # signals, rather than ending in a KeyboardInterrupt traceback with no checkpoint.
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
-# Test-only (tests/test_resume.py, tests/test_workflow.py): a kill or interrupt test must
-# signal a training at a known update; a sleep before the signal races the training, which
-# may finish first on a fast or idle machine. With this variable set to N, a training with
-# a checkpoint file stops at the end of the validation window that reaches update N, before
-# that window's checkpoint, and waits (see :func:`pause`). Never set in a real run.
+# Test-only (tests/training/test_resume.py, tests/workflow/test_workflow.py): a kill or
+# interrupt test must signal a training at a known update; a sleep before the signal races
+# the training, which may finish first on a fast or idle machine. With this variable set to
+# N, a training with a checkpoint file stops at the end of the validation window that
+# reaches update N, before that window's checkpoint, and waits (see :func:`pause`). Never
+# set in a real run.
 PAUSE_ENV = "COLLAPSE_SPECTROSCOPY_TEST_PAUSE_AT_UPDATE"
 
 

@@ -8,7 +8,7 @@ its OWN batch order (a :class:`.batches.BatchStream` seeded by its shuffle seed)
 OWN noise generator (seeded by its noise seed, drawn ``torch.randn(n_b, K)`` per update
 exactly as :class:`.torch_engines.FastEngine` draws it), so point ``i``'s trajectory is the
 one ``FastEngine`` follows for point ``i`` alone, up to rounding (the batched products sum
-in another order; tests/test_batched_engine.py: 1e-10 in float64).
+in another order; tests/training/test_batched_engine.py: 1e-10 in float64).
 
 The stacked parameters and the batched Adam update (FastEngine's gradients, ``beta`` per
 point) are :class:`.stacked.StackedModels`, which this engine extends with the points'

@@ -18,7 +18,7 @@ with the rate ``R`` exact (its KL is closed form) and ``S`` =
 regenerated at every pass from one fixed seed (derived from the noise seed), so every
 pass sees the *same* draws: two weight settings are compared on common random numbers and
 early stopping compares weights, not noise. The estimate is unbiased for the noise
-average; its noise (docs/science.md §9) is measured in ``tests/test_mlp.py``.
+average; its noise (docs/science.md §9) is measured in ``tests/training/test_mlp.py``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
 
 Both draw the same batches (:class:`.batches.BatchStream`) and the very same noise
 (``torch.randn`` from one generator seeded by the noise seed), so on the same seed they
-follow the same trajectory up to rounding (tests/test_training.py).
+follow the same trajectory up to rounding (tests/training/test_training.py).
 
 With ``average`` ``ema`` or ``polyak`` (:mod:`.averaging`) the window loop folds the
 weights after every update into a float64 running average, and validation and

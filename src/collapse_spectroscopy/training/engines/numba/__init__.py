@@ -22,7 +22,7 @@ compiles on first use, cached on disk (``cache=True``).
 **One compiled function per entry point.** Every helper is inlined into the entry points
 (``INLINE`` below, ``inline="always"`` on the overloads), across the modules of this
 package, so that a fresh compile and a cache load run the same machine code and a run's
-result does not depend on the state of the cache (tests/test_engine_numba.py checks it).
+result does not depend on the state of the cache (tests/training/test_engine_numba.py checks it).
 Called, not inlined, numba links a copy of the callee into the caller as a weak symbol,
 and which copy runs depends on what the process loaded first: right after a compile, the
 callee's own library; from the on-disk cache, the copy inside the caller. The two copies

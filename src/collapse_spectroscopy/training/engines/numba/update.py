@@ -37,9 +37,9 @@ flat_views = njit(inline="always")(layout.flat_views)  # the one layout, jitted
 # numba keys the on-disk cache of an entry point on the source of its own file (this one):
 # an edit to a helper inlined from another module would run stale cached code. The digest
 # of those modules, written here, makes every such edit an edit of this file too
-# (tests/test_engine_numba.py fails until it is updated, and tells the new value).
+# (tests/training/test_engine_numba.py fails until it is updated, and tells the new value).
 INLINED_MODULES = ("__init__.py", "intrinsics.py", "vecmath.py", "rng.py", "kernels.py")
-INLINED_SHA256 = "aa97b82e1b6af4730b422d3ad7f9e57a92d815ccb8921c2d3be7f2a4a9eacfcc"
+INLINED_SHA256 = "53fc3540bf439ee04cbb74c1f8a1bbcf9e6f0b1f8ee1e95be1367d3c8e6cc645"
 
 
 def inlined_sources_sha256() -> str:

@@ -1,5 +1,5 @@
 """The workflow's closing summary (issue 20, item 4): what it says of a run, from the run's
-summary.json, and that a real Snakemake run ends with it (tests/test_workflow.py)."""
+summary.json, and that a real Snakemake run ends with it (tests/workflow/test_workflow.py)."""
 
 import json
 import os

@@ -246,3 +246,37 @@ def test_best_utility_of_every_rank_is_the_best_equilibrium_one(any_scan):
         np.abs(table.utility.to_numpy()[: len(SPECTRUM)] - best_eq)[active], 0.05 * tk[active]
     )
     assert abs(table.utility.iloc[len(SPECTRUM) - 1]) < COLLAPSED_FLOOR  # the dependent feature
+
+
+@pytest.mark.parametrize("kind", ["ema", "polyak"])  # training.average (not "none")
+def test_the_oracle_scan_passes_with_averaging(kind):
+    """The oracle scan above (K = d = 8, twelve temperatures, the same
+    budget and tolerances, argued there) with averaged weights at the default horizon
+    (0.02 of the budget = 600 updates): thresholds, utilities and rho still match the
+    analytic equilibrium. Averaging may not buy accuracy here (the noise floor at batch
+    256 and lr 1e-3 is below these tolerances) but it must not cost any."""
+    xtr, xva, xte, _, _ = gaussian_splits(SPECTRUM, seed=0)
+    tk = pca.pca_spectrum(xtr)
+    config = TrainConfig(
+        max_updates=30_000,
+        patience=0.2,
+        eval_every=1000,
+        batch_size=256,
+        learning_rate=1e-3,
+        average=kind,
+    )
+    assert config.average_updates == 600
+    points = []
+    for T in TEMPERATURES:
+        result = train_scan_point(xtr, xva, T, seed=0, latents=len(SPECTRUM), config=config)
+        points.append(observables.measure(result.model.numpy_params(), xte, xtr, seed=0))
+    rho = np.array([p.per_latent["signal_fraction"] for p in points])
+    dn = np.array([p.truncated_distortion for p in points])
+    scan = {"tk": tk, "rho": rho, "dn": dn}
+    scan["table"] = spectra.spectra_table(TEMPERATURES, rho, dn, tk)
+    test_fitted_thresholds_match_pca(scan)
+    test_best_utilities_match_pca(scan)
+    test_rho_follows_the_equilibrium(scan)
+    test_single_t_utility_follows_the_equilibrium(scan)
+    test_collapsed_ranks_remove_only_what_the_critical_modes_hold(scan)
+    test_best_utility_of_every_rank_is_the_best_equilibrium_one(scan)

@@ -35,7 +35,7 @@ from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
 PROFILE = ROOT / "profiles" / "slurm"
 
 SLURM_CONF = Path("/etc/slurm/slurm.conf")  # srun in a job step reads only this path
-MARKER = "# Written by collapse-spectroscopy tests/test_slurm.py; removed when it ends."
+MARKER = "# Written by collapse-spectroscopy tests/workflow/test_slurm.py; removed when it ends."
 PARTITION = "cstest"
 ACCOUNT = "cstest"  # no accounting: any account name is accepted
 TEMPERATURES = [0.01, 0.05, 0.3]

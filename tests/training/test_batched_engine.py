@@ -3,7 +3,7 @@ per-point ``fast`` engine's trajectory (same batches and noise), stop early wher
 and resume bit for bit (issue 14; docs/science.md §5).
 
 Oracle: ``FastEngine`` (itself checked against autograd + ``torch.optim.Adam`` in
-tests/test_training.py) run on each point alone. Tolerance 1e-10 in float64: the two
+tests/training/test_training.py) run on each point alone. Tolerance 1e-10 in float64: the two
 differ only in the order in which the batched products sum (relative rounding ~1e-16
 per update), which a few hundred Adam updates amplify by far less than 1e6; a point fed
 another point's noise or batches is off by O(1e-3) after the first update.

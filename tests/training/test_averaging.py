@@ -2,8 +2,9 @@
 
 The oracles: a naive numpy average of the recorded iterates (the arithmetic), the autograd
 engine (the same averages on the same batches and noise), the analytic equilibrium (the
-oracle scan of tests/test_oracle.py, and the excess loss over the equilibrium's), and the
-trainings of the engines recorded before averaging existed (``none`` changes nothing).
+excess loss over the equilibrium's; the oracle scan with averaged weights is in
+tests/analysis/test_oracle.py), and the trainings of the engines recorded before averaging
+existed (``none`` changes nothing).
 """
 
 import json
@@ -14,8 +15,7 @@ import pytest
 import torch
 import xarray as xr
 
-import test_oracle as oracle
-from collapse_spectroscopy.analysis import equilibrium, observables, pca, spectra
+from collapse_spectroscopy.analysis import equilibrium, observables, pca
 from collapse_spectroscopy.analysis.temperature import temperature_to_beta
 from collapse_spectroscopy.cli import main
 from collapse_spectroscopy.config import settings
@@ -119,7 +119,7 @@ def test_numba_averages_follow_autograd(splits, kind):
     """Same init, batches and noise, float64: 600 updates of the numba engine (windows of
     100 updates per call) and autograd + torch.optim.Adam + its float64 average give the
     same averaged weights to 1e-5 relative, the bound the raw trajectories are held to
-    (tests/test_engine_numba.py), and the same validation loss of them to 1e-9 relative
+    (tests/training/test_engine_numba.py), and the same validation loss of them to 1e-9 relative
     (the averages differ by ~1e-7 relative and the loss is smooth in them: measured 1e-11).
     Horizon 50 (polyak: 10 blocks of 5), so the EMA leaves its warm-up and the ring turns
     over many times."""
@@ -158,7 +158,7 @@ def test_numba_averages_follow_autograd(splits, kind):
 def test_fast_averages_follow_autograd(splits, kind):
     """The torch engines draw the same batches and noise: through their own window loops,
     1000 updates of ``fast`` and ``autograd`` (float64, horizon 50) give the same averaged
-    weights to 1e-5 relative (their raw trajectories' bound, tests/test_training.py)."""
+    weights to 1e-5 relative (their raw trajectories' bound, tests/training/test_training.py)."""
     x = splits[0].astype(np.float64)
     engines = [
         make_engine(
@@ -382,40 +382,6 @@ def test_averaged_weights_are_closer_to_equilibrium_than_the_best_iterate():
             assert 0 < excess < 0.3 * best[0], (seed, kind, excess, best[0])
             assert rho_err < best[1], (seed, kind, rho_err, best[1])
             assert jitter < 0.1 * best[2], (seed, kind, jitter, best[2])
-
-
-@pytest.mark.parametrize("kind", AVERAGING)
-def test_the_oracle_scan_passes_with_averaging(kind):
-    """The oracle scan of tests/test_oracle.py (K = d = 8, twelve temperatures, the same
-    budget and tolerances, argued there) with averaged weights at the default horizon
-    (0.02 of the budget = 600 updates): thresholds, utilities and rho still match the
-    analytic equilibrium. Averaging may not buy accuracy here (the noise floor at batch
-    256 and lr 1e-3 is below these tolerances) but it must not cost any."""
-    xtr, xva, xte, _, _ = gaussian_splits(oracle.SPECTRUM, seed=0)
-    tk = pca.pca_spectrum(xtr)
-    config = TrainConfig(
-        max_updates=30_000,
-        patience=0.2,
-        eval_every=1000,
-        batch_size=256,
-        learning_rate=1e-3,
-        average=kind,
-    )
-    assert config.average_updates == 600
-    points = []
-    for T in oracle.TEMPERATURES:
-        result = train_scan_point(xtr, xva, T, seed=0, latents=len(oracle.SPECTRUM), config=config)
-        points.append(observables.measure(result.model.numpy_params(), xte, xtr, seed=0))
-    rho = np.array([p.per_latent["signal_fraction"] for p in points])
-    dn = np.array([p.truncated_distortion for p in points])
-    scan = {"tk": tk, "rho": rho, "dn": dn}
-    scan["table"] = spectra.spectra_table(oracle.TEMPERATURES, rho, dn, tk)
-    oracle.test_fitted_thresholds_match_pca(scan)
-    oracle.test_best_utilities_match_pca(scan)
-    oracle.test_rho_follows_the_equilibrium(scan)
-    oracle.test_single_t_utility_follows_the_equilibrium(scan)
-    oracle.test_collapsed_ranks_remove_only_what_the_critical_modes_hold(scan)
-    oracle.test_best_utility_of_every_rank_is_the_best_equilibrium_one(scan)
 
 
 # --- settings and bad input -----------------------------------------------------------------

@@ -126,7 +126,7 @@ def test_readme_command(project, command):
     if "conda" in command and shutil.which("conda") is None:
         pytest.skip("needs conda (this machine reaches no conda channel; envs pins are tested)")
     if "--report" in command:
-        pytest.skip("needs a finished run: tests/test_workflow.py builds the report after one")
+        pytest.skip("needs a finished run: tests/workflow/test_workflow.py builds the report")
     if "local_worldclim.yaml" in command and not WORLDCLIM.is_dir():
         pytest.skip(f"needs the WorldClim layers in {WORLDCLIM} (COLLAPSE_WORLDCLIM_DIR)")
     if "results/demo/data/prepared.npz" in todo:

@@ -30,7 +30,7 @@ gap) or left at its zero initialization (no gap). Everything measured is float64
 relative).
 
 Last: two CLI ``train`` runs of one seed on the CPU write bit-identical scan points
-(tests/test_mlp.py checks the resume after SIGKILL and the weights of two library runs).
+(tests/training/test_mlp.py checks the resume after SIGKILL and the weights of two library runs).
 """
 
 import subprocess

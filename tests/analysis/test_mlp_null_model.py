@@ -115,6 +115,6 @@ def test_mlp_utilities_are_the_pca_spectrum(scan):
 @pytest.mark.slow
 def test_everything_collapses_above_the_largest_threshold(scan):
     # T = 0.7 > T_1 = 0.5: the equilibrium has rho = 0 for every latent; 0.03 is the
-    # oracle's bound for collapsed latents (tests/test_oracle.py)
+    # oracle's bound for collapsed latents (tests/analysis/test_oracle.py)
     assert TEMPERATURES[-1] > scan["tk"][0]
     assert np.all(scan["rho"][-1] < 0.03), scan["rho"][-1]

@@ -4,7 +4,7 @@ training of its own; one batch checkpoint, a bit-identical resume, finished poin
 
 Oracles:
 - three one-point jobs with the ``fast`` engine, the per-point engine the batched one
-  follows (tests/test_batched_engine.py). In float64 the two differ only in the order the
+  follows (tests/training/test_batched_engine.py). In float64 the two differ only in the order the
   batched products sum (~1e-16 relative per update); 2000 Adam updates amplify that by far
   less than 1e6, and the observables are smooth functions of the weights on this
   well-conditioned data (eigenvalues 0.5..0.05, no latent near its threshold), so every

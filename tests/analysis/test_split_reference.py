@@ -51,7 +51,7 @@ def raw(obs, name):
 @pytest.mark.parametrize("T", [0.004, 0.05])
 def test_equilibrium_parameters_are_stationary_for_the_training_loss(splits, T):
     """The parameters minimize the exact loss of the training covariance: autograd's
-    gradient of the population loss (written from the model, tests/test_equilibrium.py)
+    gradient of the population loss (written from the model, tests/analysis/test_equilibrium.py)
     vanishes. Centred data, as that loss assumes."""
     xtr, _ = splits
     cov = np.cov(xtr.astype(np.float64), rowvar=False, bias=True)

@@ -24,7 +24,7 @@ from collapse_spectroscopy.cli.schema_options import (
 )
 from collapse_spectroscopy.config import settings
 
-CLI = Path(__file__).resolve().parents[1] / "src" / "collapse_spectroscopy" / "cli"
+CLI = Path(__file__).resolve().parents[2] / "src" / "collapse_spectroscopy" / "cli"
 
 # (command, option) whose default is the command's own, not the schema's: the key has
 # none (dataset.source is required in a run; a list option takes none as empty), the

@@ -35,7 +35,7 @@ from collapse_spectroscopy.figures import (
 from collapse_spectroscopy.figures.common import rank_colors  # noqa: E402
 from collapse_spectroscopy.figures.marks import UNDER_EQUILIBRATED_LABEL  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPECTRUM = np.array([0.5, 0.25, 0.13, 0.07, 0.035, 0.012, 0.003, 0.0])
 
 
@@ -567,7 +567,7 @@ def test_fig4_small_values_get_a_power_of_ten(scan):
     fig = fig4_latent_scale.draw(small, table_of(small))
     _, texts = tick_boxes(fig, fig.axes[1].yaxis)
     assert texts and not any("0.000" in t for t in texts), texts
-    # J ~ 1e-4 lies below Fig 4b's floor on its log axis (tests/test_figure_reading.py); a
+    # J ~ 1e-4 lies below Fig 4b's floor on its log axis (tests/figures/test_figure_reading.py); a
     # linear axis of values that small names its power of ten in the label
     assert fig.axes[1].get_yscale() == "log"
     from matplotlib.figure import Figure
