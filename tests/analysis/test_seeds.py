@@ -146,14 +146,15 @@ def test_one_seed_gives_nan_columns_in_the_spectra_table():
 
 
 def test_intervals_of_non_negative_quantities_stay_non_negative():
-    """Issue 20, item 8: two seeds gave negative ``utility_lo`` and ``best_distortion_lo``.
-    ``Dn*_k`` (positive) gets the interval of its logarithm; ``u_k`` the interval of the
-    values with the lower bound cut at 0 (docs/science.md §4.8)."""
+    """With two seeds a plain t-interval can go below 0; ``utility_lo`` and
+    ``best_distortion_lo`` must not. ``Dn*_k`` (positive) gets the interval of its
+    logarithm; ``u_k`` the interval of the values with the lower bound cut at 0
+    (docs/science.md §4.8)."""
     from scipy import stats
 
     u = np.array([1e-3, -2e-4])  # a mode one seed does not resolve
     ref = stats.t.interval(0.95, 1, loc=u.mean(), scale=stats.sem(u))
-    assert ref[0] < 0  # the old interval
+    assert ref[0] < 0  # the plain t-interval goes below 0
     assert seed_intervals.scale_interval(u, seed_intervals.NON_NEGATIVE) == pytest.approx(
         (0.0, ref[1]), rel=1e-12
     )
@@ -168,7 +169,7 @@ def test_intervals_of_non_negative_quantities_stay_non_negative():
     lo, hi = seed_intervals.scale_interval(dn, seed_intervals.LOG)
     ref = np.exp(stats.t.interval(0.95, 1, loc=np.log(dn).mean(), scale=stats.sem(np.log(dn))))
     assert (lo, hi) == pytest.approx(tuple(ref), rel=1e-12) and lo > 0
-    assert stats.t.interval(0.95, 1, loc=dn.mean(), scale=stats.sem(dn))[0] < 0  # the old one
+    assert stats.t.interval(0.95, 1, loc=dn.mean(), scale=stats.sem(dn))[0] < 0  # the plain one
     # why not logs for u_k: near 0 the log interval's upper bound explodes (the module
     # docstring's example, 1e-3 and 1e-9: exp(74))
     assert np.log(seed_intervals.t_interval([1e-3, 1e-9], log=True)[1]) == pytest.approx(

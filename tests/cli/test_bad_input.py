@@ -1,6 +1,6 @@
 """Bad input and faults, probed (issue 20, item 8): each probe ends in one line naming the
-key, file or value, loses nothing, and reruns cleanly. Each test here failed before the
-change it comes with (the docstrings say how).
+key, file or value, loses nothing, and reruns cleanly. Each test's docstring says what
+the probe guards against.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ SEMICOLON_VALUES = [[4.9, 120.5, 3.25], [5.1, 80.0, -2.5], [-0.75, 150.0, 0.0]]
 
 
 def test_semicolon_csv_with_decimal_commas_is_read_as_written(tmp_path):
-    """Before: pandas split at ',' alone, took the extra fields for the row index, and the
-    run trained on one feature ``temp;rain;wind`` of mean 4.9e15 (exit 0)."""
+    """A ';'-separated table with decimal commas is read as its three features, not as
+    one feature ``temp;rain;wind`` of absurd values that a run would train on silently."""
     path = tmp_path / "stations.csv"
     path.write_text(SEMICOLON_CSV)
     samples = read_table(path)
@@ -52,9 +52,9 @@ def test_semicolon_csv_with_decimal_commas_is_read_as_written(tmp_path):
     ids=["trailing-comma", "short-row"],
 )
 def test_a_row_of_another_width_than_the_header_is_refused(tmp_path, capsys, text, where):
-    """Before: a trailing comma on each row gave the misleading ``no row has finite values
-    in all features`` (pandas made the first column the index and read an empty last
-    column); a short row was filled with NaN and dropped without a word."""
+    """A row whose width differs from the header's is refused, naming the line: a
+    trailing comma must not shift the columns into a misleading ``no row has finite
+    values`` error, and a short row must not be filled with NaN and dropped silently."""
     path = tmp_path / "t.csv"
     path.write_text(text)
     out = tmp_path / "out"
@@ -155,8 +155,9 @@ def _data_change_workdir(tmp_path, dataset):
 )
 @pytest.mark.slow
 def test_a_data_file_edited_in_place_reruns_prepare(tmp_path, case, triggers):
-    """Before: the files of dataset.path were no inputs of `prepare`, and after a layer was
-    replaced Snakemake said "Nothing to be done", even with ``--rerun-triggers mtime``."""
+    """The files of dataset.path are inputs of `prepare`: after one is edited in place,
+    Snakemake reruns it rather than saying "Nothing to be done", also with
+    ``--rerun-triggers mtime``."""
     dataset, edited = DATA_CHANGES[case]
     wd, snakemake = _data_change_workdir(tmp_path, dataset)
     target = "results/tiny/data/prepared.npz"
@@ -195,9 +196,10 @@ def _config_errors(run: dict, **other_runs) -> str:
 
 
 def test_absurd_latents_are_refused_before_any_job(monkeypatch):
-    """Before: ``model.latents: 100000`` passed the check, trained 3 minutes and ended in
-    a MemoryError traceback on one (100000, 100000) float64 array (74.5 GiB). The bound
-    is 40 bytes per pair of latents (measured: checks.BYTES_PER_LATENT_PAIR)."""
+    """``model.latents: 100000`` is refused by the config check, before any job, rather
+    than running out of memory minutes into training (one (100000, 100000) float64 array
+    is 74.5 GiB). The bound is 40 bytes per pair of latents (measured:
+    checks.BYTES_PER_LATENT_PAIR)."""
 
     monkeypatch.setattr(checks, "machine_memory_bytes", lambda: 64 * 2**30)
     message = _config_errors({"dataset": {"source": "synthetic"}, "model": {"latents": 100000}})
@@ -214,14 +216,14 @@ def test_absurd_latents_are_refused_before_any_job(monkeypatch):
     [({"hidden": [64]}, "hidden"), ({"activation": "gelu"}, "activation")],
 )
 def test_a_linear_run_refuses_mlp_keys(model, key):
-    """Before: a linear run took ``hidden`` and ``activation`` without a word."""
+    """A linear run refuses ``hidden`` and ``activation`` rather than ignoring them."""
     message = _config_errors({"model": model})
     assert f"config key runs.r.model.{key} = " in message and "applies to model.kind mlp" in message
 
 
 def test_an_average_longer_than_the_training_is_refused():
-    """Before: average_horizon far above max_updates averaged in the initial weights (best
-    validation loss 1.26 against 0.709 without averaging), silently."""
+    """An average_horizon above max_updates is refused: the average would take in the
+    initial weights and silently worsen the trained model."""
     training = {"max_updates": 1000, "average": "ema", "average_horizon": 5000}
     message = _config_errors({"training": training})
     assert "config key runs.r.training.average_horizon = 5000: an average over 5000 " in message
@@ -233,9 +235,9 @@ def test_an_average_longer_than_the_training_is_refused():
 
 
 def test_dataset_paths_are_checked_before_any_job(tmp_path, monkeypatch):
-    """Before: a nonexistent dataset.path passed the check and ``-n``, and the prepare job
-    then called the folder a "layer file"; a study could vary dataset.source against the
-    base run's path; a trailing ``/`` made a null_run another dataset."""
+    """dataset.path is checked before any job: a missing or wrong-kind path is named by
+    its key, a study varying dataset.source is checked with the base run's path, and a
+    trailing ``/`` does not make a null_run another dataset."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "layers").mkdir()
     (tmp_path / "t.csv").write_text("a,b\n1,2\n")
@@ -263,9 +265,9 @@ def test_dataset_paths_are_checked_before_any_job(tmp_path, monkeypatch):
 
 
 def test_too_few_training_samples_name_the_subsample(tmp_path, capsys):
-    """Before: with 1 or 2 training samples left, one run blamed "constant features"
-    without naming the subsample; the other exited 0 with pca_ratio 1 and thresholds of
-    31.7 on a scan that ends at 0.1. The minimum is d + 1 (a full-rank covariance)."""
+    """Too few training samples after subsampling are refused naming the subsample,
+    rather than blamed on "constant features" or passed on to meaningless thresholds.
+    The minimum is d + 1 (a full-rank covariance)."""
     path = tmp_path / "t.csv"
     rows = np.random.default_rng(0).normal(size=(100, 3))
     path.write_text("a,b,c\n" + "".join(f"{x:.6f},{y:.6f},{z:.6f}\n" for x, y, z in rows))
@@ -311,9 +313,8 @@ def _train(prepared, out):
 
 @pytest.mark.slow
 def test_sigint_during_training_checkpoints_and_exits_4(prepared, tmp_path):
-    """Before: Ctrl-C printed a KeyboardInterrupt traceback and wrote no checkpoint (the
-    rerun fell back to the last periodic one). Now SIGINT is SIGTERM's twin: a checkpoint
-    at the update it came, one line, exit 4, and the rerun resumes there."""
+    """SIGINT (Ctrl-C) is SIGTERM's twin: a checkpoint at the update it came, one line
+    (no traceback), exit 4, and the rerun resumes there, not at the last periodic one."""
     import subprocess
 
     import torch
@@ -385,7 +386,7 @@ def scan_inputs(prepared, tmp_path_factory):
 @pytest.mark.parametrize("command", ["gather", "spectra", "prepare"])
 @pytest.mark.slow
 def test_sigint_in_any_command_is_one_line_and_exit_4(scan_inputs, tmp_path, command):
-    """Before: Ctrl-C during gather or spectra printed a KeyboardInterrupt traceback."""
+    """Ctrl-C in any command: one line (no traceback), exit 4, nothing half written."""
     import subprocess
 
     points, scan = scan_inputs
@@ -430,8 +431,8 @@ HUGE = 2**45
 def test_out_of_memory_in_training_is_one_line(
     prepared, tmp_path, capsys, monkeypatch, allocate, words
 ):
-    """Before: ``model.latents: 100000`` trained for minutes and ended in a MemoryError
-    traceback; torch's failed allocation is a RuntimeError, which gave one too."""
+    """A failed allocation in training, numpy's MemoryError or torch's RuntimeError, ends
+    in one line naming what to shrink, not a traceback, and leaves no output."""
 
     def train_scan_point(*args, **kwargs):
         allocate()

@@ -428,7 +428,7 @@ def vae_of(fig):
 
 
 def test_fig3_draws_hollow_exactly_the_ranks_the_table_flags(tmp_path):
-    """Issue 20: a rank is hollow when ``spectra.csv`` flags it ``under_equilibrated``
+    """A rank is hollow when ``spectra.csv`` flags it ``under_equilibrated``
     (leaving the under-equilibrated points out moves its T_k or u_k by more than 5 %), not
     whenever one of its inputs is such a point. The paper scan's grid (37 points, 1e-6 to
     1) with its 6 coldest points flagged, at equilibrium (no noise): the leave-out moves

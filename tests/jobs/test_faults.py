@@ -210,8 +210,9 @@ COMMANDS = {
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_read_only_output_fails_before_any_work(command, inputs, read_only, capsys, monkeypatch):
-    """Before: `train` trained to the end, then a traceback (exit 1); every other command
-    a traceback ending in ``OSError: [Errno 30] Read-only file system: '.../.tmp-...'``."""
+    """Each command refuses a read-only output before any work, in one line with exit 5:
+    `train` must not train to the end only to fail at the write, and no command may end in
+    an ``OSError`` traceback."""
 
     def no_training(*args, **kwargs):
         raise AssertionError("training started although the output cannot be written")
@@ -251,10 +252,11 @@ def test_train_point_checks_its_outputs_before_training(inputs, read_only, monke
 
 @pytest.mark.skipif(not mounts_allowed(), reason=NO_MOUNTS)
 def test_full_disk_gather_fails_cleanly(inputs, tmp_path):
-    """Before: h5py's 'No space left on device', then a segfault at exit (status 139).
+    """A disk that fills during gather: one line and exit 5, never a crash at exit.
 
-    Two pages are left free, so that HDF5 creates the file and fails part-way through,
-    where it crashed (on a disk with no room at all it fails cleanly when creating)."""
+    Two pages are left free, so that HDF5 creates the file and fails part-way through, the
+    case that can crash the process (on a disk with no room at all it fails cleanly when
+    creating)."""
     with full_disk(tmp_path / "full", free_bytes=2 * PAGE) as full:
         out = full / "scan.nc"
         proc = subprocess.run(
@@ -308,7 +310,7 @@ def prepare_sizes(tmp_path_factory):
 )
 def test_full_disk_prepare_fails_cleanly_in_each_writer(victim, prepare_sizes, tmp_path):
     """The disk fills halfway through one output: GDAL, pandas, matplotlib's PNG and PDF
-    writers (the PDF one ended in ``zlib.error: Error -2 while flushing``), numpy's zip."""
+    writers (the PDF one's ``zlib.error`` included), numpy's zip each end in the one line."""
     names = list(prepare_sizes)
     before = sum(prepare_sizes[n] for n in names[: names.index(victim)])
     free = (before + prepare_sizes[victim] // 2) * PAGE  # halfway, in whole pages
@@ -335,8 +337,8 @@ def snakemake(wd, *args):
 
 @pytest.mark.skipif(not mounts_allowed(), reason=NO_MOUNTS)
 def test_workflow_with_read_only_results_says_so_in_one_line(tmp_path):
-    """Before: Snakemake's traceback ending in ``OSError: [Errno 30] Read-only file
-    system: 'results/tiny/data/prepared.npz'`` from inside the first job's preparation."""
+    """A read-only ``results`` folder is named in one line before any job, not in a
+    traceback from inside the first job's preparation; a dry run still works."""
     wd = workdir(tmp_path / "wd", tiny_config([0.1]))
     with read_only_mount(wd / "results"):
         proc = snakemake(wd)
@@ -351,8 +353,8 @@ def test_workflow_with_read_only_results_says_so_in_one_line(tmp_path):
 
 @pytest.mark.skipif(not mounts_allowed(), reason=NO_MOUNTS)
 def test_workflow_with_read_only_records_says_so_in_one_line(tmp_path):
-    """Before: a traceback from Snakemake's persistence, ``OSError: [Errno 30] Read-only
-    file system: '.snakemake/shadow'``."""
+    """A read-only ``.snakemake`` (Snakemake's records) is named in one line, not in a
+    traceback from Snakemake's persistence."""
     wd = workdir(tmp_path / "wd", tiny_config([0.1]))
     with read_only_mount(wd / ".snakemake"):
         proc = snakemake(wd)
@@ -367,10 +369,9 @@ def test_workflow_with_read_only_records_says_so_in_one_line(tmp_path):
 @pytest.mark.skipif(not mounts_allowed(), reason=NO_MOUNTS)
 @pytest.mark.slow
 def test_a_full_results_disk_tells_the_terminal_why(tmp_path):
-    """Before: the job's one line went to its log, on the same full disk, so the user saw
-    only ``returned non-zero exit status 1`` and an empty log. Now the line also reaches
-    Snakemake's stderr (cli.ERROR_FD_ENV, set by the workflow's shell prefix), with exit
-    status 5; with room again, the rerun finishes."""
+    """The job's one line must reach the terminal, not only its log, which is lost on the
+    same full disk: it also goes to Snakemake's stderr (cli.ERROR_FD_ENV, set by the
+    workflow's shell prefix), with exit status 5; with room again, the rerun finishes."""
     wd = workdir(tmp_path / "wd", tiny_config([0.1]))
     with full_disk(wd / "results", free_bytes=256 * 1024) as results:
         stage = "results/tiny/config/prepare.json"
@@ -395,9 +396,9 @@ def test_a_full_results_disk_tells_the_terminal_why(tmp_path):
 @pytest.mark.skipif(not mounts_allowed(), reason=NO_MOUNTS)
 @pytest.mark.slow
 def test_split_map_copy_never_leaves_a_truncated_png(tmp_path):
-    """The whole working directory on a disk that fills during the copy. Before: plain
-    `cp` left a truncated PNG (20,480 of 80,000 bytes here) under the output's name, since
-    Snakemake, failing to record metadata on the same full disk, never removed it."""
+    """The whole working directory on a disk that fills during the copy: no truncated PNG
+    may be left under the output's name, since Snakemake, failing to record metadata on
+    the same full disk, would not remove it."""
     target = "results/tiny/figures/split_map.png"
     png = os.urandom(80_000)  # incompressible, larger than the room left below
     with full_disk(tmp_path / "wd", free_bytes=2 * 1024 * 1024, size="3m") as wd:

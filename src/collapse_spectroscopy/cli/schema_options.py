@@ -1,4 +1,4 @@
-"""Command-line options generated from the configuration schema (issue 21).
+"""Command-line options generated from the configuration schema.
 
 An option that sets a configuration key takes from the key's schema
 (``config/schema.yaml``, :mod:`collapse_spectroscopy.config.settings`) everything a user

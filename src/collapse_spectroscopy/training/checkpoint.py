@@ -1,4 +1,4 @@
-"""Resumable training: checkpoints of one scan point's training state (issue 5).
+"""Resumable training: checkpoints of one scan point's training state.
 
 A checkpoint is written atomically at the end of a validation window, every
 ``checkpoint_every`` updates, and holds everything the trainer needs to continue exactly
