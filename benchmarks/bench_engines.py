@@ -32,7 +32,8 @@ this part.
 
 The MLP family (docs/science.md §9) is timed the same way, on the same data and batches
 of the same size: (e) ``mlp_dataloader``, the plain DataLoader loop above with the MLP VAE
-(hidden widths ``--mlp-hidden``, default the schema's 64, 64; GELU), against (f) the
+(hidden widths ``--mlp-hidden``, default the schema's 64, 64; ``--mlp-activation``,
+default GELU), against (f) the
 ``mlp`` engine (autograd; data on the device, batches by index, no DataLoader) and (g) the
 ``mlp_fast`` engine (hand-written gradients, no autograd; ``auto``'s choice on a CPU), on
 ``--device`` (default cpu; ``cuda`` times them there). It prints
@@ -154,6 +155,7 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=2000, help="updates per contender and round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--mlp-hidden", type=int, nargs="+", default=[64, 64])
+    ap.add_argument("--mlp-activation", default="gelu", help="activation of the MLP timings")
     ap.add_argument("--device", default="cpu", help="device of the MLP timings (cpu, cuda)")
     ap.add_argument("--mlp-only", action="store_true", help="time the MLP family only")
     ap.add_argument(
@@ -317,7 +319,8 @@ def bench_mlp(args, x: np.ndarray, beta: float) -> None:
     """(e) against (f) and (g): the MLP VAE in the plain loop and in the engines."""
 
     def model_fn():
-        return MLPVAE(D, K, args.mlp_hidden, "gelu", generator=torch.Generator().manual_seed(0))
+        act = args.mlp_activation
+        return MLPVAE(D, K, args.mlp_hidden, act, generator=torch.Generator().manual_seed(0))
 
     dev = args.device
     contenders = {
@@ -327,7 +330,7 @@ def bench_mlp(args, x: np.ndarray, beta: float) -> None:
     }
     best = best_seconds(contenders, args.rounds)
     rates = {name: args.updates / s for name, s in best.items()}
-    print(f"\nMLP VAE (hidden {args.mlp_hidden}, GELU) on {dev}, training only:")
+    print(f"\nMLP VAE (hidden {args.mlp_hidden}, {args.mlp_activation}) on {dev}, training only:")
     print(f"  (e) plain PyTorch DataLoader loop      {rates['mlp_dataloader']:9.0f} updates/s")
     print(f"  (f) mlp engine (autograd)              {rates['mlp']:9.0f} updates/s")
     print(f"  (g) mlp_fast engine (no autograd)      {rates['mlp_fast']:9.0f} updates/s")
@@ -348,7 +351,15 @@ def bench_mlp(args, x: np.ndarray, beta: float) -> None:
         progress=False,
     )
     r = train_scan_point(
-        x, x_val, T, seed=0, latents=K, config=cfg, kind="mlp", hidden=args.mlp_hidden
+        x,
+        x_val,
+        T,
+        seed=0,
+        latents=K,
+        config=cfg,
+        kind="mlp",
+        hidden=args.mlp_hidden,
+        activation=args.mlp_activation,
     )
     print(
         f"  whole training loop ({r.engine}), validation every {WINDOW} on {x_val.shape[0]} "
