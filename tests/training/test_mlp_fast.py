@@ -52,11 +52,14 @@ def splits():
     return gaussian_splits(SPECTRUM, sizes=(2000, 500, 500), seed=3)
 
 
-def engine(name, splits, activation="gelu", dtype=torch.float64, *, init=0, noise=2, **kw):
-    """Engine ``name`` on a 16-12 MLP VAE (asymmetric widths: the decoder mirrors them)."""
+def engine(
+    name, splits, activation="gelu", dtype=torch.float64, *, init=0, noise=2, hidden=(16, 12), **kw
+):
+    """Engine ``name`` on an MLP VAE, by default 16-12 (asymmetric widths: the decoder
+    mirrors them)."""
     xtr, xva, _, _, _ = splits
     g = torch.Generator().manual_seed(init)
-    model = MLPVAE(5, 4, [16, 12], activation, generator=g, dtype=dtype)
+    model = MLPVAE(5, 4, list(hidden), activation, generator=g, dtype=dtype)
     problem = TrainingProblem(
         model=model,
         x_train=xtr,
@@ -113,6 +116,14 @@ def test_follows_the_mlp_engine(splits, activation, dtype):
     assert relative(wf, weights(engine("mlp", splits, activation, DTYPES[dtype]))) > 1e-3  # trained
 
 
+@pytest.mark.parametrize("hidden", [(8,), (8, 6, 4)])
+def test_any_depth_follows_the_mlp_engine(splits, hidden):
+    """One hidden layer or three: the same trajectory as mlp to the float64 bound."""
+    (lf, wf, vf), (lm, wm, vm) = run_both(splits, "softplus", torch.float64, hidden=hidden)
+    assert np.max(np.abs(lf - lm) / np.abs(lm)) < FLOAT64_BOUND
+    assert relative(wf, wm) < FLOAT64_BOUND and relative(vf, vm) < FLOAT64_BOUND
+
+
 def test_the_float32_bound_separates(splits):
     """Another noise seed moves the float32 weights far more than the bound (measured: 0.6
     of the largest weight): the bound tells the same trajectory from another one."""
@@ -163,6 +174,24 @@ def test_resume_from_a_saved_state_is_bit_identical(splits, average):
     assert np.array_equal(resumed.run_window(100), losses[200:])
     assert torch.equal(weights(resumed), weights(straight))
     assert resumed.validation_loss() == straight.validation_loss()
+
+
+@pytest.mark.parametrize("first, then", [("mlp", "mlp_fast"), ("mlp_fast", "mlp")])
+def test_each_resumes_the_others_state(splits, first, then):
+    """A checkpoint of one engine resumes in the other (weights, Adam moments and step,
+    batches, noise, average): 200 updates of ``first``, 100 of ``then`` from its state,
+    follow 300 of mlp to the float64 bound. So an MLP training that auto gave to mlp
+    before mlp_fast existed, or that moves between a CPU and CUDA, resumes."""
+    kw = dict(average="ema", average_horizon=30)
+    straight = engine("mlp", splits, "gelu", **kw)
+    losses = straight.run_window(UPDATES)
+    a = engine(first, splits, "gelu", **kw)
+    a.run_window(200)
+    b = engine(then, splits, "gelu", init=9, **kw)
+    b.load_state_dict(a.state_dict())
+    assert np.max(np.abs(b.run_window(100) - losses[200:]) / np.abs(losses[200:])) < FLOAT64_BOUND
+    assert relative(weights(b), weights(straight)) < FLOAT64_BOUND
+    assert relative(b.weights(), straight.weights()) < FLOAT64_BOUND  # the raw iterates
 
 
 def test_auto_picks_it_on_a_cpu_and_it_trains_as_mlp_does(splits):

@@ -33,10 +33,12 @@ means) is formed from the same buffers. The parameters live in one flat vector i
 order of ``model.parameters()`` (each layer's weight, then its bias; encoder, then
 decoder), with views per layer; ``sync_model`` copies them into the model.
 
-In float64 it follows ``mlp`` to ~1e-12 over hundreds of updates; in float32 to float32
-round-off grown by training (tests/training/test_mlp_fast.py). It averages weights
-(``training.average``) as the torch engines do (:mod:`.averaging`). Any torch device
-runs it; ``auto`` picks it on a CPU, ``mlp`` elsewhere.
+It loads the ``mlp`` engine's state (:func:`flat_state`) and ``mlp`` loads its own, so a
+checkpoint resumes in either. In float64 it follows ``mlp`` to ~1e-15 over hundreds of
+updates; in float32 to float32 round-off grown by training
+(tests/training/test_mlp_fast.py). It averages weights (``training.average``) as the
+torch engines do (:mod:`.averaging`). Any torch device runs it (tested on the CPU only);
+``auto`` picks it on a CPU, ``mlp`` elsewhere.
 """
 
 from __future__ import annotations
@@ -308,7 +310,28 @@ class MLPFastEngine(TorchEngine):
         }
 
     def _load_rule_state(self, state: dict) -> None:
+        if "p" not in state:  # the mlp engine's state (a checkpoint of an mlp training)
+            state = flat_state(self.model, state)
         with torch.no_grad():
             for key in ("p", "m", "v"):
                 getattr(self, key).copy_(state[key])
             self.step_t.copy_(state["step"])
+
+
+def flat_state(model, state: dict) -> dict:
+    """The ``mlp`` engine's weights and Adam state (``model``, ``optimizer``: a model
+    state dict and ``torch.optim.Adam``'s) as ``mlp_fast``'s flat ``p``, ``m``, ``v`` and
+    ``step``, so that a checkpoint an ``mlp`` training wrote (``auto`` on a CPU picked
+    ``mlp`` before ``mlp_fast`` existed) resumes here; the batch stream, the noise
+    generator and the average have one format in both."""
+    names = [name for name, _ in model.named_parameters()]
+    p = torch.cat([state["model"][name].reshape(-1) for name in names])
+    moments = state["optimizer"]["state"]  # by parameter index, in model.parameters() order
+    if not moments:  # no update yet
+        zero = torch.zeros_like(p)
+        return {"p": p, "m": zero, "v": zero, "step": torch.zeros(())}
+    m, v = (
+        torch.cat([moments[i][k].reshape(-1) for i in range(len(names))])
+        for k in ("exp_avg", "exp_avg_sq")
+    )
+    return {"p": p, "m": m, "v": v, "step": moments[0]["step"]}
