@@ -32,10 +32,16 @@ this part.
 
 The MLP family (docs/science.md §9) is timed the same way, on the same data and batches
 of the same size: (e) ``mlp_dataloader``, the plain DataLoader loop above with the MLP VAE
-(hidden widths ``--mlp-hidden``, default the schema's 64, 64; GELU), against (f) the
-``mlp`` engine (data on the device, batches by index, no DataLoader), on ``--device``
-(default cpu; ``cuda`` times both there). The last line is
-``mlp_speedup_vs_dataloader=<ratio>``.
+(hidden widths ``--mlp-hidden``, default the schema's 64, 64; ``--mlp-activation``,
+default GELU), against (f) the
+``mlp`` engine (autograd; data on the device, batches by index, no DataLoader) and (g) the
+``mlp_fast`` engine (hand-written gradients, no autograd; ``auto``'s choice on a CPU), on
+``--device`` (default cpu; ``cuda`` times them there). It prints
+``mlp_speedup_vs_dataloader=<ratio>`` for ``mlp_fast``,
+``mlp_autograd_speedup_vs_dataloader=<ratio>`` for ``mlp``, and
+``mlp_fraction_of_peak=<ratio>``: ``mlp_fast``'s FLOPs per second (the products of the
+update, counted in :func:`mlp_update_flops`) over those of a float32 ``torch.mm`` of
+256x64 @ 64x64, the update's typical product, timed in this process on one thread.
 """
 
 from __future__ import annotations
@@ -149,6 +155,7 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=2000, help="updates per contender and round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--mlp-hidden", type=int, nargs="+", default=[64, 64])
+    ap.add_argument("--mlp-activation", default="gelu", help="activation of the MLP timings")
     ap.add_argument("--device", default="cpu", help="device of the MLP timings (cpu, cuda)")
     ap.add_argument("--mlp-only", action="store_true", help="time the MLP family only")
     ap.add_argument(
@@ -270,22 +277,70 @@ def bench_batched(args, x: np.ndarray) -> None:
     print(f"batched_P{top}_vs_numba={rate * best['numba'] / args.updates:.2f}")
 
 
+def mlp_update_flops(d: int, k: int, hidden: list[int], batch: int) -> int:
+    """Floating-point operations of the products of one MLP VAE update (forward and
+    backward) on a batch of ``batch``.
+
+    Every affine layer ``n_in -> n_out`` costs ``2 batch n_in n_out`` (a multiply and an
+    add per weight and sample) in the forward pass, as much again for its weight gradient
+    (``dP^T A``) and again for its input's gradient (``dP W``), except the encoder's first
+    layer, whose input (the data) needs none. The encoder is ``d -> hidden -> 2K``, the
+    decoder ``K -> reversed(hidden) -> d``. Bias terms, activations, the reparameterization
+    and Adam are O(batch x width) and left out (at WorldClim size the bias terms and Adam
+    would add ~1.3 %), so this is the work a matmul-bound implementation cannot avoid:
+    25.1 MFLOP for d = 19, K = 32, hidden 64-64, batch 256.
+    """
+    enc = [d, *hidden, 2 * k]
+    dec = [k, *hidden[::-1], d]
+    macs = sum(a * b for net in (enc, dec) for a, b in zip(net[:-1], net[1:], strict=True))
+    return 2 * batch * (3 * macs - d * hidden[0])
+
+
+def matmul_flops_per_s(device: str, rounds: int, reps: int = 2000) -> float:
+    """FLOP/s of a float32 ``torch.mm`` of 256x64 @ 64x64 (into a preallocated output),
+    best of ``rounds`` runs of ``reps`` products, on the benchmark's one thread."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(BATCH, 64, generator=g).to(device)
+    b = torch.randn(64, 64, generator=g).to(device)
+    out = torch.empty(BATCH, 64, device=device)
+    best = np.inf
+    for _ in range(rounds):
+        torch.mm(a, b, out=out)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            torch.mm(a, b, out=out)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return reps * 2 * BATCH * 64 * 64 / best
+
+
 def bench_mlp(args, x: np.ndarray, beta: float) -> None:
-    """(e) against (f): the MLP VAE in the plain loop and in the ``mlp`` engine."""
+    """(e) against (f) and (g): the MLP VAE in the plain loop and in the engines."""
 
     def model_fn():
-        return MLPVAE(D, K, args.mlp_hidden, "gelu", generator=torch.Generator().manual_seed(0))
+        act = args.mlp_activation
+        return MLPVAE(D, K, args.mlp_hidden, act, generator=torch.Generator().manual_seed(0))
 
     dev = args.device
     contenders = {
         "mlp_dataloader": lambda: run_dataloader(x, beta, args.updates, model_fn, dev),
         "mlp": lambda: run_engine("mlp", x, beta, args.updates, model_fn, dev),
+        "mlp_fast": lambda: run_engine("mlp_fast", x, beta, args.updates, model_fn, dev),
     }
     best = best_seconds(contenders, args.rounds)
     rates = {name: args.updates / s for name, s in best.items()}
-    print(f"\nMLP VAE (hidden {args.mlp_hidden}, GELU) on {dev}, training only:")
+    print(f"\nMLP VAE (hidden {args.mlp_hidden}, {args.mlp_activation}) on {dev}, training only:")
     print(f"  (e) plain PyTorch DataLoader loop      {rates['mlp_dataloader']:9.0f} updates/s")
-    print(f"  (f) mlp engine                         {rates['mlp']:9.0f} updates/s")
+    print(f"  (f) mlp engine (autograd)              {rates['mlp']:9.0f} updates/s")
+    print(f"  (g) mlp_fast engine (no autograd)      {rates['mlp_fast']:9.0f} updates/s")
+    flops = mlp_update_flops(D, K, args.mlp_hidden, BATCH)
+    peak = matmul_flops_per_s(dev, args.rounds)
+    achieved = rates["mlp_fast"] * flops
+    print(
+        f"  update: {flops / 1e6:.1f} MFLOP; mlp_fast {achieved / 1e9:.1f} GFLOP/s, "
+        f"float32 mm 256x64 @ 64x64 {peak / 1e9:.1f} GFLOP/s"
+    )
     # the whole loop: the fixed-draw validation (S draws per sample) is what it adds
     x_val = synthetic(int(0.3 * N_TRAIN), seed=1)
     cfg = TrainConfig(
@@ -296,13 +351,24 @@ def bench_mlp(args, x: np.ndarray, beta: float) -> None:
         progress=False,
     )
     r = train_scan_point(
-        x, x_val, T, seed=0, latents=K, config=cfg, kind="mlp", hidden=args.mlp_hidden
+        x,
+        x_val,
+        T,
+        seed=0,
+        latents=K,
+        config=cfg,
+        kind="mlp",
+        hidden=args.mlp_hidden,
+        activation=args.mlp_activation,
     )
     print(
-        f"  whole training loop, validation every {WINDOW} on {x_val.shape[0]} samples: "
-        f"{r.updates_run / r.elapsed_s:.0f} updates/s"
+        f"  whole training loop ({r.engine}), validation every {WINDOW} on {x_val.shape[0]} "
+        f"samples: {r.updates_run / r.elapsed_s:.0f} updates/s"
     )
-    print(f"mlp_speedup_vs_dataloader={rates['mlp'] / rates['mlp_dataloader']:.2f}")
+    base = rates["mlp_dataloader"]
+    print(f"mlp_autograd_speedup_vs_dataloader={rates['mlp'] / base:.2f}")
+    print(f"mlp_speedup_vs_dataloader={rates['mlp_fast'] / base:.2f}")
+    print(f"mlp_fraction_of_peak={achieved / peak:.2f}")
 
 
 if __name__ == "__main__":

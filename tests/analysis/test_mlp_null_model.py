@@ -69,7 +69,7 @@ def mlp_scan(data_seed=0, train_seed=0):
         result = train_scan_point(
             xtr, xva, T, seed=train_seed, latents=len(SPECTRUM), config=config, kind="mlp"
         )
-        assert result.engine == "mlp"
+        assert result.engine == "mlp_fast"  # auto on a CPU
         encode, decode = numpy_codec(result.model)
         points.append(observables.measure_decoded(encode, decode, xte, xtr, seed=train_seed))
     rho = np.array([p.per_latent["signal_fraction"] for p in points])

@@ -278,7 +278,7 @@ MODEL_HOLES = {
     "linear-only engine": (
         "kind: mlp",  # with training.engine: numba (ENGINE_HOLE)
         "config key runs.tiny.training.engine",
-        "'auto', 'mlp'] (model.kind mlp trains with engine auto or mlp)",
+        "'auto', 'mlp', 'mlp_fast'] (model.kind mlp trains with engine auto, mlp or mlp_fast)",
     ),
 }
 ENGINE_HOLE = "linear-only engine"

@@ -85,7 +85,7 @@ def test_bad_model_names_the_key(kind, hidden, activation, key):
 
 def test_engine_choice_follows_the_kind():
     cpu = torch.device("cpu")
-    assert resolve_engine("auto", cpu, "mlp") == "mlp"
+    assert resolve_engine("auto", cpu, "mlp") == "mlp_fast"
     assert resolve_engine("auto", torch.device("cuda"), "mlp") == "mlp"
     assert resolve_engine("auto", cpu, "linear") == "numba"  # unchanged
     for name in ("numba", "fast", "autograd"):
@@ -98,7 +98,7 @@ def test_same_seed_is_bit_identical(splits):
     a = train_scan_point(xtr, xva, 0.05, seed=4, latents=4, config=tiny_config(), **ARCH)
     b = train_scan_point(xtr, xva, 0.05, seed=4, latents=4, config=tiny_config(), **ARCH)
     c = train_scan_point(xtr, xva, 0.05, seed=5, latents=4, config=tiny_config(), **ARCH)
-    assert a.engine == "mlp" and isinstance(a.model, MLPVAE)
+    assert a.engine == "mlp_fast" and isinstance(a.model, MLPVAE)  # auto on a CPU
     sa, sb, sc = (r.model.state_dict() for r in (a, b, c))
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)  # the seed matters
@@ -220,9 +220,9 @@ def test_sigkill_then_rerun_is_bit_identical(prepared, tmp_path):
     ref = tmp_path / "ref" / "p.nc"
     done = subprocess.run(train_cmd(prepared, ref), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "[mlp]" in done.stdout
+    assert "[mlp_fast]" in done.stdout  # auto on a CPU
     point = scanfile.read(ref)
-    assert point.attrs["engine"] == "mlp" and '"kind": "mlp"' in point.attrs["model"]
+    assert point.attrs["engine"] == "mlp_fast" and '"kind": "mlp"' in point.attrs["model"]
     assert point.sizes["k"] == 5 and np.all(np.isfinite(point["truncated_distortion"]))
 
     out = tmp_path / "killed" / "p.nc"

@@ -19,7 +19,7 @@ Choices the paper leaves open, made here and written down:
   reparameterization noise) through :class:`numpy.random.SeedSequence`; on CPU the same
   seed gives bit-identical weights.
 - **Engine**: ``auto`` by default: for ``model.kind: linear`` ``numba`` on a CPU, ``fast``
-  on CUDA; for ``mlp`` the ``mlp`` engine on any device (:func:`.engines.resolve_engine`).
+  on CUDA; for ``mlp`` ``mlp_fast`` on a CPU, ``mlp`` on CUDA (:func:`.engines.resolve_engine`).
   The torch engines draw the same noise; ``numba`` noise of the same distribution from its
   own generator, seeded by the same noise seed.
 - **Patience**: an int >= 1 is a count of updates; a float in (0, 1) a fraction of

@@ -13,7 +13,12 @@ parameter layout (:mod:`.layout`), noise of the same distribution.
     CPU core; noise from its own generator (same distribution, other draws).
 ``mlp`` (:mod:`.mlp`)
     autograd and ``torch.optim.Adam`` for a model of any family, validated on fixed noise
-    draws (no closed form for a nonlinear decoder); the engine of ``model.kind: mlp``.
+    draws (no closed form for a nonlinear decoder); the engine of ``model.kind: mlp`` on
+    CUDA and the reference of ``mlp_fast``.
+``mlp_fast`` (:mod:`.mlp_fast`)
+    the ``mlp`` engine's update for the MLP VAE with hand-written forward and backward
+    passes in torch (no autograd), on the same batches and noise; ``auto``'s engine of
+    ``model.kind: mlp`` on a CPU.
 ``batched`` (:mod:`.batched`)
     P scan points as one batched model (``fast``'s update over stacked parameters, each
     point with its own batches and noise); registered as a batch of one, trained for
@@ -21,7 +26,7 @@ parameter layout (:mod:`.layout`), noise of the same distribution.
 
 The first three and ``batched`` train the linear VAE only (their validation, and the
 hand-written ones' gradients, are its closed forms): ``kinds`` says which ``model.kind``
-an engine trains.
+an engine trains; ``mlp_fast`` trains the MLP VAE only.
 
 :data:`ENGINES` is the one list of engine names: the command line's choices, the
 configuration schema's ``training.engine`` enum (checked by a test) and
@@ -54,6 +59,7 @@ ENGINES: dict[str, EngineEntry] = {
     "autograd": EngineEntry(".torch_engines", "AutogradEngine"),
     "numba": EngineEntry(".numba.engine", "NumbaEngine", cpu_only=True),
     "mlp": EngineEntry(".mlp", "MLPEngine", kinds=("mlp", "linear")),
+    "mlp_fast": EngineEntry(".mlp_fast", "MLPFastEngine", kinds=("mlp",)),
     "batched": EngineEntry(".batched", "BatchedPointEngine"),
 }
 
@@ -70,7 +76,9 @@ def resolve_engine(name: str, device, kind: str = "linear") -> str:
     cannot run there or cannot train that family."""
     if name == "auto":
         if kind != "linear":
-            return "mlp"
+            # mlp_fast: ~2x mlp on one CPU core (benchmarks/bench_engines.py --mlp-only);
+            # mlp on CUDA, where it is the measured engine
+            return "mlp_fast" if device.type == "cpu" else "mlp"
         # numba: ~7x fast on a CPU (benchmarks/bench_engines.py)
         return "numba" if device.type == "cpu" else "fast"
     if kind not in ENGINES[name].kinds:

@@ -106,7 +106,8 @@ class TorchEngine:
             losses[i] = self.step(xb, eps)
             if self.average is not None:
                 self.average.update(self.weights())
-        return losses[:n_updates].cpu().numpy()
+        # a copy: on the CPU .numpy() would share the buffer that the next window overwrites
+        return losses[:n_updates].cpu().numpy().copy()
 
     def validation_loss(self) -> tuple[float, float, float]:
         return expected_loss(self.sync_model(), self.x_val, self.beta, self.sigma2)
