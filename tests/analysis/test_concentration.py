@@ -188,3 +188,82 @@ def test_run_config_with_a_zero_tolerance_names_the_key(tmp_path, capsys):
     assert main([*args, "--run-config", str(run_config)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tolerances" in err[0]
+
+
+# ---------------------------------------------------------------------------------------
+# Spare latents: ranks past the last active one do not count
+
+
+def naive_last_active(rho, rho_min):
+    """The highest 1-based rank with some rho > rho_min, by plain loops (NaN never is)."""
+    best = 0
+    for row in np.asarray(rho).reshape(-1, np.asarray(rho).shape[-1]):
+        for k, r in enumerate(row, start=1):
+            if not np.isnan(r) and r > rho_min and k > best:
+                best = k
+    return best
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_last_active_rank_against_a_naive_loop(seed):
+    rng = np.random.default_rng(seed)
+    rho = rng.uniform(0, 0.2, size=(6, 2, 7))  # (T, seed, latent)
+    rho[rng.uniform(size=rho.shape) < 0.2] = np.nan
+    for rho_min in (0.0, 0.05, 0.15, 0.25):
+        assert concentration.last_active_rank(rho, rho_min) == naive_last_active(rho, rho_min)
+
+
+# the last active rank (3) levels off at 0.05; two spare latents scatter 1e-8 below it,
+# as independently minimized Dn*_k of latents that carry no signal do
+SPARE_BEST = np.array([1.0, 0.4, 0.1, 0.05, 0.05 - 1e-8, 0.05 - 2e-8])
+JUST_BELOW = 0.05 - 1.5e-8  # a tolerance between the active level and the spare scatter
+
+
+def test_spare_latents_do_not_reach_a_tolerance():
+    u = thresholds.utilities(SPARE_BEST)
+    pca_distortion = pca.pca_truncation_distortion(PCA_RATIO)
+    every = concentration.utility_concentration(
+        SPARE_BEST, u, pca_distortion, PCA_RATIO, tolerances=[0.1, JUST_BELOW]
+    )
+    active = concentration.utility_concentration(
+        SPARE_BEST, u, pca_distortion, PCA_RATIO, tolerances=[0.1, JUST_BELOW], active=3
+    )
+    assert every["n_vae"] == [2, 5]  # the scatter would read as "5 variables needed"
+    assert active["n_vae"] == [2, None]  # the 3 active latents never reach it
+
+
+def spare_latent_scan(rho_min):
+    """Two temperatures, one seed: ``SPARE_BEST`` at the first (the second worse), latents
+    1-3 above ``rho_min`` somewhere, latents 4-5 never (they carry no signal)."""
+    import xarray as xr
+
+    K = SPARE_BEST.size - 1
+    dn = np.stack([SPARE_BEST, np.minimum(1.0, SPARE_BEST * 3)])[:, None, :]
+    rho = np.array([[0.9, 0.6, 0.3, 0.5 * rho_min, 0.2 * rho_min]] * 2)[:, None, :]
+    return xr.Dataset(
+        {
+            "truncated_distortion": (("T", "seed", "k"), dn),
+            "signal_fraction": (("T", "seed", "latent"), rho),
+            "pca_ratio": ("mode", PCA_RATIO),
+        },
+        coords={
+            "T": [0.01, 0.1],
+            "seed": [0],
+            "latent": np.arange(1, K + 1),
+            "k": np.arange(K + 1),
+            "mode": np.arange(1, PCA_RATIO.size + 1),
+        },
+    )
+
+
+def test_summary_counts_what_fig5_draws():
+    """summary.json's n_vae and Fig 5's n(eps) are one count: the active ranks only."""
+    from collapse_spectroscopy.figures.fig5_utility_concentration import curves
+
+    scan = spare_latent_scan(rho_min=0.05)
+    table, summary = spectra.summarize(scan, rho_min=0.05, tolerances=[0.1, JUST_BELOW])
+    block = summary["utility_concentration"]
+    assert block["n_vae"] == [2, None]
+    vae = next(c for c in curves(scan, table, rho_min=0.05) if c.key == "vae")
+    drawn = vae.needed(block["eps"])
+    assert [None if np.isnan(n) else int(n) for n in drawn] == block["n_vae"]

@@ -7,6 +7,10 @@ latents; these numbers measure that against PCA.
 - ``n(eps) = min{k : Dn*_k <= eps}`` for the VAE's best truncated distortions, and
   ``n_PCA(eps) = min{k : 1 - sum_{i<=k} lambda_i/V <= eps}`` for PCA, over the tolerances
   ``eps`` of the schema's ``spectra.tolerances`` (:data:`TOLERANCES`);
+- a VAE counts its active ranks only (:func:`last_active_rank`: the ranks past the last
+  one whose ``rho`` exceeds ``rho_min`` at some scan point carry no signal at any ``T``,
+  and their ``Dn*_k`` differ from the last active one's by scatter, ``~1e-8``, which must
+  not count as variables that reach a tolerance just below it);
 - the participation ratio ``(sum w_k)^2 / sum w_k^2`` of the VAE's positive utilities and
   of ``lambda_k / V``: the effective number of variables that share the removed variance
   (``n`` equal weights give ``n``, one weight gives 1).
@@ -23,6 +27,16 @@ from collapse_spectroscopy.config.settings import section_defaults
 
 # the tolerances of a run that names none (the schema's spectra.tolerances)
 TOLERANCES = tuple(section_defaults("spectra")["tolerances"])
+
+
+def last_active_rank(rho, rho_min: float) -> int:
+    """The highest rank ``k`` whose signal fraction exceeds ``rho_min`` at some scan point
+    (0 when none does). ``rho`` is ``(..., K)``: ranked signal fractions, any leading axes
+    (scan points, seeds); NaN (a point not measured) is never active."""
+    r = np.asarray(rho, dtype=np.float64)
+    r = np.where(np.isnan(r), -np.inf, r).reshape(-1, r.shape[-1])
+    active = np.flatnonzero(r.max(axis=0, initial=-np.inf) > rho_min)
+    return int(active[-1]) + 1 if active.size else 0
 
 
 def variables_needed(levels, eps: float) -> int | None:
@@ -52,18 +66,25 @@ def participation_ratio(weights) -> float | None:
     return float(np.sum(w) ** 2 / np.sum(w * w))
 
 
-def utility_concentration(best, utility, pca_distortion, pca_ratio, tolerances=TOLERANCES):
+def utility_concentration(
+    best, utility, pca_distortion, pca_ratio, tolerances=TOLERANCES, active: int | None = None
+):
     """The ``utility_concentration`` block of ``summary.json``.
 
     ``best`` is ``Dn*_k`` (``k = 0..K``), ``utility`` is ``u_k`` (``k = 1..K``),
     ``pca_distortion`` is ``1 - sum_{i<=k} lambda_i/V`` (``k = 0..d``) and ``pca_ratio``
-    is ``lambda_k/V``. ``n_vae`` and ``n_pca`` hold ``None`` where the curve never
-    reaches that ``eps`` (the VAE within ``K`` latents, PCA within ``d`` components).
+    is ``lambda_k/V``; ``active`` the VAE's :func:`last_active_rank` (``None``: all ``K``
+    count). ``n_vae`` and ``n_pca`` hold ``None`` where the curve never reaches that
+    ``eps`` (the VAE within its active latents, PCA within ``d`` components); Fig 5 draws
+    the same counts.
     """
     eps = [float(e) for e in tolerances]
+    counted = np.asarray(best, dtype=np.float64)
+    if active is not None:
+        counted = counted[: active + 1]
     return {
         "eps": eps,
-        "n_vae": [variables_needed(best, e) for e in eps],
+        "n_vae": [variables_needed(counted, e) for e in eps],
         "n_pca": [variables_needed(pca_distortion, e) for e in eps],
         "participation_ratio_vae": participation_ratio(utility),
         "participation_ratio_pca": participation_ratio(pca_ratio),

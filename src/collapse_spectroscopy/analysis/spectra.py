@@ -15,7 +15,11 @@ import numpy as np
 import pandas as pd
 
 from collapse_spectroscopy.analysis import equilibrium
-from collapse_spectroscopy.analysis.concentration import TOLERANCES, utility_concentration
+from collapse_spectroscopy.analysis.concentration import (
+    TOLERANCES,
+    last_active_rank,
+    utility_concentration,
+)
 from collapse_spectroscopy.analysis.equilibration import (
     equilibration_summary,
     scan_under_equilibrated,
@@ -242,7 +246,12 @@ def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES):
             for r, u, p in zip(util["rank"], util["utility"], util["pca_ratio"], strict=True)
         },
         "utility_concentration": utility_concentration(
-            best, utilities(best), pca_truncation_distortion(pca_ratio), pca_ratio, tolerances
+            best,
+            utilities(best),
+            pca_truncation_distortion(pca_ratio),
+            pca_ratio,
+            tolerances,
+            active=last_active_rank(rho, rho_min),
         ),
         "stop_reasons": {
             str(k): int(v)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from collapse_spectroscopy.analysis.concentration import last_active_rank
 from collapse_spectroscopy.analysis.equilibration import scan_under_equilibrated
 from collapse_spectroscopy.analysis.pca import PCA_FLOOR
 from collapse_spectroscopy.analysis.spectra import scan_rank_flags
@@ -118,12 +119,8 @@ def n_active(
     active, which carry no signal at any ``T`` (docs/science.md §6)."""
     if name not in scan:
         return 0
-    rho = grid_values(scan, name, last=last)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        peak = np.nanmax(rho.reshape(-1, rho.shape[-1]), axis=0)
-    active = np.flatnonzero(np.nan_to_num(peak, nan=-np.inf) > rho_min)
-    return int(active[-1]) + 1 if active.size else 0
+    # the one rule, which summary.json's n_vae counts by too
+    return last_active_rank(grid_values(scan, name, last=last), rho_min)
 
 
 def table_n_active(spectra: pd.DataFrame) -> int | None:
