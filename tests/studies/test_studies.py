@@ -339,3 +339,17 @@ def test_compared_point_warnings_name_a_split_mode_and_an_unfinished_point(tmp_p
     budget = _analytic_run(tmp_path / "c", stop_reason="max_updates")
     (line,) = point_warnings(budget, 0.05)
     assert "under-equilibrated" in line
+
+
+def test_study_values_given_as_text_are_read_as_their_key_takes():
+    """``--config`` hands nested values over as text: a study's ``"0.01"`` for a number
+    key is read as 0.01, as a run's keys are, and derives the same runs; text that spells
+    nothing the key takes still names its key."""
+    config = _config(vary="split.train_subsample", values=["0.01", "1e-1", 1.0])
+    check_config(config)
+    assert config["studies"]["s"]["values"] == [0.01, 0.1, 1.0]
+    assert list(study_runs(config)) == ["s__0p01", "s__0p1"]
+    config = _config(vary="model.latents", values=["3", "x"])
+    with pytest.raises(InputError, match=r"studies\.s\.values\[1\] = 'x'"):
+        check_config(config)
+    assert config["studies"]["s"]["values"][0] == 3

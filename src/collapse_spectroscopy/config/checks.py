@@ -31,7 +31,7 @@ from collapse_spectroscopy.config.dataset_paths import (
     normalized_paths,
 )
 from collapse_spectroscopy.config.grid import map_errors, temperature_grid_errors
-from collapse_spectroscopy.config.studies import study_errors, study_runs
+from collapse_spectroscopy.config.studies import coerce_study_values, study_errors, study_runs
 from collapse_spectroscopy.config.validate import (
     coerce_text_scalars,
     nonfinite_errors,
@@ -222,6 +222,7 @@ def check_config(config: dict) -> None:
     """Raise :class:`InputError` listing every problem of ``config``, each by its key,
     against the package's schema (:mod:`.settings`)."""
     coerce_text_scalars(config, settings.load_schema())
+    coerce_study_values(config)  # the schema types a study's values only by their key
     errors = nonfinite_errors(config)
     errors += schema_errors(config, settings.load_schema())
     if not errors:

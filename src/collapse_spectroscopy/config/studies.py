@@ -22,7 +22,7 @@ import math
 import re
 
 from collapse_spectroscopy.config import settings
-from collapse_spectroscopy.config.validate import schema_errors
+from collapse_spectroscopy.config.validate import coerce_text_scalars, schema_errors
 
 SEPARATOR = "__"
 _LABEL = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -101,6 +101,28 @@ def _vary_errors(where: str, vary: str) -> list[str]:
             f"expected one of {', '.join(f'{section}.{k}' for k in keys)}"
         ]
     return []
+
+
+def coerce_study_values(config: dict) -> list[str]:
+    """Read, in place, each study value given as text that spells what its varied key
+    takes (``"0.01"`` for ``split.train_subsample``), as the run keys are read
+    (:func:`.validate.coerce_text_scalars`: ``--config`` hands nested values over as text);
+    returns the keys converted. A study whose ``vary`` names no key is left to
+    :func:`study_errors`."""
+    converted = []
+    for study, spec in (config.get("studies") or {}).items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("values"), list):
+            continue
+        try:
+            schema = {"type": "object", "properties": {"v": settings.key_schema(spec["vary"])}}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        for i, value in enumerate(spec["values"]):
+            box = {"v": value}
+            if coerce_text_scalars(box, schema):
+                spec["values"][i] = box["v"]
+                converted.append(f"studies.{study}.values[{i}]")
+    return converted
 
 
 def study_errors(config: dict) -> list[str]:
