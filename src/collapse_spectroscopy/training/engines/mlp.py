@@ -3,9 +3,10 @@
 One update: the next batch of :class:`.batches.BatchStream` (data on the device, rows
 gathered by index: no DataLoader), noise ``torch.randn`` from one generator seeded by the
 noise seed (the torch engines' noise), :func:`collapse_spectroscopy.models.linear.sampled_loss`,
-``backward`` and ``torch.optim.Adam``. It is the only engine for ``model.kind: mlp``; it
-trains a linear model too (the estimator's control), with the same batches and noise as
-``autograd``.
+``backward`` and ``torch.optim.Adam``. It trains any family: ``auto``'s engine for
+``model.kind: mlp`` on CUDA, and on a CPU the reference that ``mlp_fast`` follows to
+round-off (:mod:`.mlp_fast`); a linear model too (the estimator's control), with the same
+batches and noise as ``autograd``.
 
 **Validation: a fixed-draw estimate.** A nonlinear decoder has no closed form for
 ``E_eps D``. The validation loss is
