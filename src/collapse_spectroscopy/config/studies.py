@@ -103,6 +103,12 @@ def _vary_errors(where: str, vary: str) -> list[str]:
     return []
 
 
+def _value_schema(vary: str) -> dict:
+    """The schema of ``{"v": value}`` for one value of a study varying key ``vary``: the
+    key's own schema, so that a value is read and checked as that key of a run."""
+    return {"type": "object", "properties": {"v": settings.key_schema(vary)}}
+
+
 def coerce_study_values(config: dict) -> list[str]:
     """Read, in place, each study value given as text that spells what its varied key
     takes (``"0.01"`` for ``split.train_subsample``), as the run keys are read
@@ -114,7 +120,7 @@ def coerce_study_values(config: dict) -> list[str]:
         if not isinstance(spec, dict) or not isinstance(spec.get("values"), list):
             continue
         try:
-            schema = {"type": "object", "properties": {"v": settings.key_schema(spec["vary"])}}
+            schema = _value_schema(spec["vary"])
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
         for i, value in enumerate(spec["values"]):
@@ -151,7 +157,7 @@ def study_errors(config: dict) -> list[str]:
         if bad_vary:
             continue
         section, key = spec["vary"].split(".")
-        schema = {"type": "object", "properties": {"v": settings.key_schema(spec["vary"])}}
+        schema = _value_schema(spec["vary"])
         source = settings.resolve_run(runs[spec["run"]])["dataset"].get("source")
         if spec["vary"].startswith("dataset.coarsen") and source == "table":
             errors.append(
