@@ -11,6 +11,19 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
+# the first columns of spectra.csv, a contract with its readers (docs/science.md §4),
+# written out here rather than read from the code that writes them
+SPECTRA_CSV_HEAD = [
+    "rank",
+    "collapse_threshold",
+    "fit_points",
+    "free_exponent",
+    "utility",
+    "best_distortion",
+    "pca_ratio",
+    "pca_distortion",
+]
+
 
 def tiny_config(temperatures, max_updates=600, **training):
     """A one-seed synthetic run named ``tiny`` with 6 latents."""

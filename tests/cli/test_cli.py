@@ -18,6 +18,7 @@ from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.figures.style import DPI  # noqa: E402
 from collapse_spectroscopy.store import scanfile
 from synthetic_gaussian import gaussian_prepared
+from workflow_helpers import SPECTRA_CSV_HEAD
 
 SPECTRUM = [0.6, 0.3, 0.1, 0.0]
 
@@ -113,16 +114,7 @@ def test_gather_stacks_the_points_by_temperature_and_seed(pipeline):
 @pytest.mark.slow
 def test_spectra_writes_one_row_per_latent_and_a_summary(pipeline):
     table = pd.read_csv(pipeline["csv"])
-    assert list(table.columns[:8]) == [
-        "rank",
-        "collapse_threshold",
-        "fit_points",
-        "free_exponent",
-        "utility",
-        "best_distortion",
-        "pca_ratio",
-        "pca_distortion",
-    ]
+    assert list(table.columns[:8]) == SPECTRA_CSV_HEAD
     assert list(table["rank"]) == [1, 2, 3, 4, 5]  # one row per latent (--latents 5)
     # the training split's PCA spectrum: the declared one, to sampling (3000 samples)
     np.testing.assert_allclose(table["pca_ratio"][:4], SPECTRUM, atol=0.03)

@@ -23,7 +23,14 @@ from collapse_spectroscopy.store import scanfile
 from collapse_spectroscopy.store.prepared import load_prepared
 from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
 from spatial_sampling import mode_design_effects
-from workflow_helpers import ROOT, SNAKEMAKE, check_spectra_against_truth, tiny_config, workdir
+from workflow_helpers import (
+    ROOT,
+    SNAKEMAKE,
+    SPECTRA_CSV_HEAD,
+    check_spectra_against_truth,
+    tiny_config,
+    workdir,
+)
 
 
 def current_umask() -> int:
@@ -65,16 +72,7 @@ def test_end_to_end_outputs_agree(tmp_path):
     sv = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)
     ratio = sv**2 / np.sum(sv**2)
     table = pd.read_csv(res / "spectra.csv")
-    assert list(table.columns[:8]) == [
-        "rank",
-        "collapse_threshold",
-        "fit_points",
-        "free_exponent",
-        "utility",
-        "best_distortion",
-        "pca_ratio",
-        "pca_distortion",
-    ]
+    assert list(table.columns[:8]) == SPECTRA_CSV_HEAD
     n = min(len(table), ratio.size)  # K = 6 latents < d = 8 features: 6 rows
     np.testing.assert_allclose(table["pca_ratio"][:n], ratio[:n], atol=1e-12)
 
