@@ -27,7 +27,8 @@ import torch
 
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.jobs import train_job
-from collapse_spectroscopy.jobs.train_job import PointFiles, batch_checkpoint, train_points
+from collapse_spectroscopy.jobs.points import PointFiles, batch_checkpoint
+from collapse_spectroscopy.jobs.train_job import train_points
 from collapse_spectroscopy.store import scanfile
 from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
 from pause_helpers import wait_paused

@@ -177,7 +177,7 @@ def test_an_interrupted_chunk_resumes_where_it_stopped(prepared, separate, tmp_p
 
 
 def chunks_point(out):
-    from collapse_spectroscopy.jobs.train_job import PointFiles
+    from collapse_spectroscopy.jobs.points import PointFiles
 
     return PointFiles.of(0.05, 2, out)
 

@@ -143,7 +143,7 @@ def widths(values) -> list[int]:
 
 def scan_points(args) -> list:
     """The job's scan points: ``-T --seed --out [--weights --log]``, or every ``--point``."""
-    from collapse_spectroscopy.jobs.train_job import PointFiles  # lazy: torch
+    from collapse_spectroscopy.jobs.points import PointFiles  # lazy: torch
 
     if not args.point:
         if args.temperature is None or args.out is None:
