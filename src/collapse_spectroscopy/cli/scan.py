@@ -87,6 +87,20 @@ def _add_point_options(p: argparse.ArgumentParser) -> None:
         "--weights", type=Path, help="where to save the best weights (default: OUT with suffix .pt)"
     )
     p.add_argument("--log", type=Path, help="training log CSV (default: OUT with suffix .log.csv)")
+    p.add_argument(
+        "--chain",
+        action="store_true",
+        help="continuation starts (the workflow's scan.start continuation or sweep; "
+        "docs/science.md §5.5): the points, in the order given, form a chain, each "
+        "starting from the weights the previous one saved instead of a random initialization",
+    )
+    p.add_argument(
+        "--start-from",
+        type=Path,
+        metavar="WEIGHTS",
+        help="with --chain: the .pt of the chain's point before this job's first one "
+        "(default: the first point starts from its seed's random initialization)",
+    )
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -203,6 +217,8 @@ def run_train(args) -> int:
         eval_split=args.eval_split,
         threads=args.threads,
         report=report,
+        chain=args.chain,
+        start_from=args.start_from,
     )
     if len(points) == 1:
         print(results[0].summary_line())

@@ -51,6 +51,7 @@ from collapse_spectroscopy.store.atomic import (
     save_torch,
 )
 from collapse_spectroscopy.store.prepared import load_prepared
+from collapse_spectroscopy.store.weights import read_weights, state_digest
 from collapse_spectroscopy.training.batched import train_scan_points_batched
 from collapse_spectroscopy.training.checkpoint import Interrupted, SignalFlag
 from collapse_spectroscopy.training.engines import resolve_engine
@@ -140,6 +141,8 @@ def train_points(
     hidden=tuple(_MODEL["hidden"]),
     activation: str = _MODEL["activation"],
     report: Callable | None = None,
+    chain: bool = False,
+    start_from=None,
 ) -> list:
     """Train, measure and write each of ``points`` in turn, loading the data once; return
     one training result per point (``None`` for a point an earlier run of the same job
@@ -148,13 +151,22 @@ def train_points(
     ``kind``, ``hidden``, ``activation``: the model family (``model.kind`` and, for
     ``mlp``, its architecture; :mod:`.families`). ``report(point, result)`` is called as
     each point is done (``result`` None for a kept one).
+
+    ``chain`` (``scan.start: continuation`` or ``sweep``; :mod:`.training.start`): the
+    points, in the order given, form a chain: each starts from the weights the previous
+    one saved (its ``.pt``), the first from ``start_from`` (the ``.pt`` of its predecessor
+    in another job) or, without it, from its seed's random initialization.
     """
     set_threads(threads)
     check_model(kind, hidden, activation)
     points = list(points)
     check_outputs(points)
     config = train_config(training)
+    check_start(config, chain, start_from)
     options = chunk_options(config, latents, sigma2, eval_split, kind, hidden, activation)
+    if chain:  # what the chain's points start from (a kept point is kept under it)
+        first = read_weights(start_from)["state_dict"] if start_from else None
+        options["start"] = {"chain": True, "from": first and state_digest(first)}
     job = JobOptions(data, config, latents, sigma2, eval_split, kind, hidden, activation)
     chunk = len(points) > 1  # a job of one point is done when its files are written
     identities = [chunks.identity(p, data, options) if chunk else None for p in points]
@@ -179,7 +191,8 @@ def train_points(
             else:
                 for n_done, i in enumerate(todo):
                     stop_if_signalled(flag, n_done, len(todo))
-                    done(i, train_one(points[i], ds, refs, job))
+                    start = start_weights(points, i, start_from) if chain else None
+                    done(i, train_one(points[i], ds, refs, job, start))
     for point in points:
         chunks.discard(point)  # every point is written: the job is done
     if chunk:  # (one of an earlier run with engine batched, if this one trained alone)
@@ -247,9 +260,29 @@ def stop_if_signalled(flag: SignalFlag, done: int, total: int) -> None:
         )
 
 
-def train_one(point: PointFiles, ds, refs: DataReferences, job: JobOptions):
-    """Train one scan point (from its checkpoint, if there is one), measure it, write its
-    files; return the training result."""
+def check_start(config: TrainConfig, chain: bool, start_from) -> None:
+    """InputError for a start a job cannot make: start weights without a chain, or a chain
+    trained as one batch (a chain's points train one after another)."""
+    if start_from is not None and not chain:
+        raise InputError("--start-from starts a chain: give it with --chain")
+    if chain and config.engine == BATCHED:
+        raise InputError(
+            "training.engine = 'batched' trains a job's points together, but with "
+            "scan.start continuation or sweep each starts from the previous one's weights: "
+            "use another engine (or 'auto')"
+        )
+
+
+def start_weights(points: Sequence[PointFiles], i: int, start_from) -> dict | None:
+    """What chained point ``points[i]`` starts from: the ``state_dict`` its predecessor
+    saved (the previous point of the job, else ``start_from``), or None (a random start)."""
+    source = points[i - 1].weights if i > 0 else start_from
+    return None if source is None else read_weights(source)["state_dict"]
+
+
+def train_one(point: PointFiles, ds, refs: DataReferences, job: JobOptions, start=None):
+    """Train one scan point (from its checkpoint, if there is one; else from ``start``, a
+    ``state_dict``, if given), measure it, write its files; return the training result."""
     result = train_scan_point(
         ds.x_train,
         ds.x_val,
@@ -262,6 +295,7 @@ def train_one(point: PointFiles, ds, refs: DataReferences, job: JobOptions):
         kind=job.kind,
         hidden=job.hidden,
         activation=job.activation,
+        start=start,
     )
     measure_and_write(point, ds, refs, job, result)
     return result

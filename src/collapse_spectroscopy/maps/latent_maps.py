@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +27,7 @@ from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.models.families import build_model, model_kind, numpy_codec
 from collapse_spectroscopy.store.atomic import atomic_path
 from collapse_spectroscopy.store.prepared import SPLITS, PreparedDataset
+from collapse_spectroscopy.store.weights import read_weights
 
 RHO_DECIMALS = 3  # a rank's rho in band descriptions, map titles and loadings rows
 
@@ -90,16 +90,7 @@ def load_model(weights: str | os.PathLike):
     on the CPU, and the saved dictionary."""
     import torch
 
-    path = Path(weights)
-    if not path.is_file():
-        raise InputError(f"weights {str(path)!r} do not exist (expected a scan point's .pt file)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file: say which and why
-        raise InputError(f"weights {str(path)!r} cannot be read by torch: {exc}") from exc
-    missing = [k for k in ("state_dict", "d", "latents") if k not in state]
-    if missing:
-        raise InputError(f"weights {str(path)!r} lack key(s) {', '.join(missing)}")
+    state = read_weights(weights)
     kind = state.get("kind", "linear")
     model = build_model(
         kind,

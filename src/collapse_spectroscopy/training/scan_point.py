@@ -50,6 +50,7 @@ from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.models.families import build_model, check_model, model_spec
 from collapse_spectroscopy.models.linear import LinearVAE
+from collapse_spectroscopy.store.weights import state_digest
 from collapse_spectroscopy.training import protocol
 from collapse_spectroscopy.training.engines import (
     ENGINES,
@@ -59,6 +60,7 @@ from collapse_spectroscopy.training.engines import (
 )
 from collapse_spectroscopy.training.engines.averaging import AVERAGES
 from collapse_spectroscopy.training.protocol import LOG_COLUMNS
+from collapse_spectroscopy.training.start import load_start
 
 _SCHEMA = settings.section_defaults("training")  # the one home of these defaults
 _MODEL = settings.section_defaults("model")
@@ -304,6 +306,7 @@ def train_scan_point(
     kind: str = _MODEL["kind"],
     hidden=tuple(_MODEL["hidden"]),
     activation: str = _MODEL["activation"],
+    start: dict | None = None,
 ) -> TrainResult:
     """Train a VAE at temperature ``T`` to equilibrium (docs/science.md §5).
 
@@ -319,6 +322,10 @@ def train_scan_point(
         resumes from it when it exists. Removed by the caller once the outputs are written.
     kind, hidden, activation : the model family and, for ``mlp``, its hidden widths and
         activation (:mod:`.families`, docs/science.md §9).
+    start : a ``state_dict`` to start from instead of the seed's random initialization
+        (a continuation start, docs/science.md §5.5: the previous scan point's weights);
+        batches and noise are the seed's all the same. Its digest joins the checkpoint's
+        identity, so a checkpoint of a point started from other weights is not resumed.
     """
     config = config or TrainConfig()
     config.validate()
@@ -337,13 +344,18 @@ def train_scan_point(
         activation,
         generator=torch.Generator().manual_seed(s_init),
         dtype=getattr(torch, config.dtype),
-    ).to(device)
+    )
+    if start is not None:
+        load_start(model, start)
+    model = model.to(device)
     problem = training_problem(model, x_train, x_val, beta, sigma2, config, s_shuffle, s_noise)
     engine = make_engine(engine_name, problem)
     check_averaging(engine, config)
     identity = scan_point_identity(
         temperature, seed, beta, latents, sigma2, x_train, x_val, engine.name, config, model
     )
+    if start is not None:  # absent for a random start: older checkpoints still resume
+        identity["start"] = state_digest(start)
     run = protocol.train(
         engine,
         config,
