@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from collapse_spectroscopy.analysis.temperature import temperature_to_beta, total_variance
+from collapse_spectroscopy.config.checks import check_config
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.jobs.points import PointFiles
 from collapse_spectroscopy.jobs.train_job import train_points
@@ -33,6 +34,7 @@ from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
 from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
 from pause_helpers import wait_paused
 from synthetic_gaussian import gaussian_prepared
+from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
 
 EVAL_EVERY, CHECKPOINT_EVERY, MAX_UPDATES = 250, 500, 1500
 PAUSE_AT = 750  # between the checkpoints at 500 and 1000
@@ -233,3 +235,65 @@ def test_missing_start_weights_name_the_file(prepared, tmp_path):
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "nowhere.pt" in lines[0] and "do not exist" in lines[0]
     assert not (tmp_path / "p.nc").exists()
+
+
+def snakemake(wd, *args, check=True):
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, check=check)
+
+
+@pytest.mark.slow
+def test_the_workflow_trains_chains(tmp_path):
+    """scan.start continuation, 3 temperatures, 2 seeds, jobs of 2 points: each seed's chain
+    cold to warm in two jobs (4 in all), the second given the first's last .pt; every
+    point is what a job of its own started from its predecessor's weights writes; a rerun
+    has nothing to do."""
+    temperatures = [0.02, 0.08, 0.3]
+    config = tiny_config(temperatures)
+    config["runs"]["tiny"]["scan"].update(seeds=[0, 1], start="continuation", points_per_job=2)
+    wd = workdir(tmp_path / "wd", config)
+    proc = snakemake(wd)
+    assert proc.stderr.count("rule train_chunk_tiny_") == 4, proc.stderr
+    res = wd / "results" / "tiny" / "scan"
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    run = ["--run-config", "results/tiny/config/train.json"]
+    run += ["--data", "results/tiny/data/prepared.npz"]  # as the job names it
+    for seed in (0, 1):
+        before = None
+        for t in temperatures:  # cold to warm
+            out = alone / f"{t!r}-{seed}.nc"
+            cmd = [*CLI, *run, "-T", str(t), "--seed", str(seed), "--out", str(out)]
+            cmd += ["--chain", "--start-from", str(before)] if before else []
+            subprocess.run(cmd, check=True, capture_output=True, cwd=wd)
+            assert_same_files(out, res / f"T={t!r}" / f"seed={seed}.nc")
+            before = out.with_suffix(".pt")
+    dry = snakemake(wd, "-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout
+
+
+def test_the_chains_of_a_scan():
+    """scan_chains: a chain per seed, in T order (the labels compared as numbers), cut
+    into consecutive jobs, each naming the chain's point before it."""
+    from collapse_spectroscopy.jobs.chunks import scan_chains
+
+    points = [(t, s) for t in ("0.1", "0.02", "1e-05") for s in (0, 1)]
+    jobs = scan_chains(points, 2)
+    assert [(j.points, j.start) for j in jobs] == [
+        ([("1e-05", 0), ("0.02", 0)], None),
+        ([("0.1", 0)], ("0.02", 0)),
+        ([("1e-05", 1), ("0.02", 1)], None),
+        ([("0.1", 1)], ("0.02", 1)),
+    ]
+    cooling = scan_chains(points, 3, cooling=True)
+    assert [(j.points, j.start) for j in cooling] == [
+        ([("0.1", 0), ("0.02", 0), ("1e-05", 0)], None),
+        ([("0.1", 1), ("0.02", 1), ("1e-05", 1)], None),
+    ]
+
+
+def test_a_batched_chain_is_refused_before_any_job():
+    config = tiny_config([0.1, 0.2], engine="batched")
+    config["runs"]["tiny"]["scan"].update(start="continuation", points_per_job=2)
+    with pytest.raises(InputError, match=r"runs.tiny.training.engine = 'batched'.*scan.start"):
+        check_config(config)

@@ -20,7 +20,7 @@ from collapse_spectroscopy.config.grid import (
 from collapse_spectroscopy.config.studies import study_runs
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.figures import REGISTRY as FIGURE_REGISTRY
-from collapse_spectroscopy.jobs.chunks import scan_chunks
+from collapse_spectroscopy.jobs.chunks import scan_chains, scan_chunks
 from collapse_spectroscopy.store.atomic import atomic_path
 
 # First the project's check, which names the offending config key (and checks what a
@@ -82,22 +82,57 @@ def scan_point_ids(run):
     ]
 
 
-def scan_point_file(run, point, suffix=".nc"):
+# where the scan points of a run live; with scan.start sweep, the cooling chains' too
+SCAN, COOLING = "scan", "scan/cooling"
+
+
+def scan_point_file(run, point, suffix=".nc", folder=SCAN):
     T, seed = point
-    return f"results/{run}/scan/T={T}/seed={seed}{suffix}"
+    return f"results/{run}/{folder}/T={T}/seed={seed}{suffix}"
 
 
-def scan_points(run):
-    """The scan-point files of a run."""
-    return [scan_point_file(run, point) for point in scan_point_ids(run)]
+def scan_points(run, folder=SCAN):
+    """The scan-point files of a run (``folder`` COOLING: of its cooling chains)."""
+    return [scan_point_file(run, point, folder=folder) for point in scan_point_ids(run)]
+
+
+def is_sweep(run):
+    return run in config["runs"] and run_config(run)["scan"]["start"] == "sweep"
 
 
 def scan_jobs(run):
-    """The training jobs of a run with scan.points_per_job > 1: lists of (T label, seed)
-    (chunks.scan_chunks: round-robin, so each job spans the temperature range); none with
-    1 (then rule train_point makes one job per point)."""
-    per_job = run_config(run)["scan"]["points_per_job"]
-    return [] if per_job == 1 else scan_chunks(scan_point_ids(run), per_job)
+    """The training jobs of a run but those of one independent point each (rule
+    train_point makes those), as (folder, points, start, chain): the (T label, seed) of
+    the job's points in training order, and with continuation starts (``chain``) the
+    chain's point before them, in another job, or None (docs/science.md §5.5).
+
+    Independent starts with scan.points_per_job > 1: chunks.scan_chunks (round-robin, so
+    each job spans the temperature range). Continuation: chunks.scan_chains, one chain per
+    seed in scan.direction; sweep: the warming chains into scan/, the cooling ones into
+    scan/cooling/."""
+    scan = run_config(run)["scan"]
+    per_job, start, ids = scan["points_per_job"], scan["start"], scan_point_ids(run)
+    if start == "independent":
+        chunks = scan_chunks(ids, per_job) if per_job > 1 else []
+        return [(SCAN, points, None, False) for points in chunks]
+    cooling = start == "continuation" and scan["direction"] == "cooling"
+    jobs = [
+        (SCAN, j.points, j.start, True)
+        for j in scan_chains(ids, per_job, cooling=cooling)
+    ]
+    if start == "sweep":
+        chains = scan_chains(ids, per_job, cooling=True)
+        jobs += [(COOLING, j.points, j.start, True) for j in chains]
+    return jobs
+
+
+def chain_args(run, folder, start, chain):
+    """--chain, and --start-from with the .pt of the chain's point before the job's."""
+    if not chain:
+        return ""
+    if not start:
+        return "--chain"
+    return f"--chain --start-from {shlex.quote(scan_point_file(run, start, '.pt', folder))}"
 
 
 # the figure names, from the one registry the `figures` command draws from

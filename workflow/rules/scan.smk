@@ -4,8 +4,9 @@
 # and not only the shell around it. It reads the run's model and training sections
 # (stage_config in common.smk).
 #
-# One job per point (rule train_point), or, with scan.points_per_job > 1, one job per
-# chunk of points (rules train_chunk_<run>_<i>, one per chunk: Snakemake sees each point's
+# One job per point (rule train_point), or, with scan.points_per_job > 1 or continuation
+# starts (scan.start; each job a piece of a seed's chain over T, given --chain and the
+# .pt of the chain's point before it as an input), one job per chunk of points (rules train_chunk_<run>_<i>, one per chunk: Snakemake sees each point's
 # files as outputs of its chunk's job; a rule's outputs cannot be computed from a
 # wildcard, so each chunk is a rule of its own). A chunk job trains its points one after
 # another in one process (src/collapse_spectroscopy/jobs/chunks.py: a rerun keeps the points
@@ -18,13 +19,16 @@ import re
 TRAIN_SHELL = (
     "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads} "
     "exec collapse-spectroscopy train --run-config {input.run_config} --data {input.data} "
-    "{params.points} --threads {threads} > {log} 2>&1"
+    "{params.points} {params.start} --threads {threads} > {log} 2>&1"
 )
 
 
-# the runs whose scan runs one point per job
+# the runs whose scan runs one independent point per job
 POINT_RUNS = [
-    r for r in config["runs"] if config["runs"][r]["scan"]["points_per_job"] == 1
+    r
+    for r in config["runs"]
+    if config["runs"][r]["scan"]["points_per_job"] == 1
+    and config["runs"][r]["scan"]["start"] == "independent"
 ]
 
 # SLURM's warning before a training job's time limit (other executors ignore it): SIGTERM
@@ -57,13 +61,14 @@ rule train_point:
         slurm_extra=TRAIN_SLURM_EXTRA,
     params:
         points=lambda wc, output: point_args([(wc.T, wc.seed)], [output.point]),
+        start="",
     shell:
         TRAIN_SHELL
 
 
 CHUNK_RULES = set()
 for _run in config["runs"]:
-    for _i, _points in enumerate(scan_jobs(_run)):
+    for _i, (_folder, _points, _start, _chain) in enumerate(scan_jobs(_run)):
         _name = f"train_chunk_{re.sub('[^A-Za-z0-9_]', '_', _run)}_{_i}"
         while _name in CHUNK_RULES:  # runs a-b and a_b: both would be train_chunk_a_b_0
             _name += "_"
@@ -75,10 +80,11 @@ for _run in config["runs"]:
             input:
                 data=f"results/{_run}/data/prepared.npz",
                 run_config=f"results/{_run}/config/train.json",
+                start=[scan_point_file(_run, _start, ".pt", _folder)] if _start else [],
             output:
-                point=[scan_point_file(_run, p) for p in _points],
-                weights=[scan_point_file(_run, p, ".pt") for p in _points],
-                log_csv=[scan_point_file(_run, p, ".log.csv") for p in _points],
+                point=[scan_point_file(_run, p, folder=_folder) for p in _points],
+                weights=[scan_point_file(_run, p, ".pt", _folder) for p in _points],
+                log_csv=[scan_point_file(_run, p, ".log.csv", _folder) for p in _points],
             log:
                 f"results/{_run}/logs/train/chunk{_i}.log",
             conda:
@@ -93,5 +99,6 @@ for _run in config["runs"]:
                 points=lambda wc, output, points=_points: point_args(
                     points, output.point
                 ),
+                start=chain_args(_run, _folder, _start, _chain),
             shell:
                 TRAIN_SHELL

@@ -54,6 +54,22 @@ def _unknown_names(config: dict, key: str, known, kind: str) -> list[str]:
     ]
 
 
+def start_errors(name: str, run: dict) -> list[str]:
+    """A chain of continuation starts cannot train as one batch (each point starts from
+    the one before it)."""
+    scan = run.get("scan") or {}
+    start = scan.get("start", "independent")
+    engine = (run.get("training") or {}).get("engine")
+    errors = []
+    if start != "independent" and engine == "batched":
+        errors.append(
+            f"config key runs.{name}.training.engine = 'batched' trains a job's points "
+            f"together, but scan.start = {start!r} starts each from the weights of the one "
+            "before it: expected another engine (or 'auto'), or scan.start independent"
+        )
+    return errors
+
+
 def consistency_errors(config: dict) -> list[str]:
     runs = config.get("runs", {})
     errors = _unknown_names(config, "default_runs", runs, "run")
@@ -85,6 +101,7 @@ def consistency_errors(config: dict) -> list[str]:
                 "to the source of those files"
             )
         errors += model_errors(name, run) + averaging_errors(name, run)
+        errors += start_errors(name, run)
         view = (run.get("figures") or {}).get("fig1_view")
         kind = (run.get("model") or {}).get("kind", "linear")
         if view == "modes" and kind != "linear":

@@ -5,10 +5,13 @@ prepared dataset, the PCA references) instead of once per point. Each point keep
 files (``.nc``, ``.pt``, ``.log.csv``), its own checkpoint and its bit-identical resume,
 exactly as a job of one point.
 
-Which points share a job (:func:`scan_chunks`): the scan points in the workflow's order
-(temperature-major, seeds inside), dealt out round-robin over ``ceil(N / points_per_job)``
-jobs, so that each job spans the whole temperature range. Training time depends on T
-(early stopping), so consecutive points would make some jobs much longer than others.
+Which points share a job, with independent starts (:func:`scan_chunks`): the scan points
+in the workflow's order (temperature-major, seeds inside), dealt out round-robin over
+``ceil(N / points_per_job)`` jobs, so that each job spans the whole temperature range.
+Training time depends on T (early stopping), so consecutive points would make some jobs
+much longer than others.
+With continuation starts (:func:`scan_chains`) a job is a consecutive piece of one seed's
+chain over T: its points must train one after another.
 
 **A rerun skips the finished points.** A chunk job killed (SIGKILL, a node failure) or
 interrupted (SIGTERM/SIGUSR1, exit 4) after some of its points were written is rerun as a
@@ -33,6 +36,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 FINISHED_SUFFIX = ".finished"
@@ -48,6 +52,34 @@ def scan_chunks(points: Sequence, per_job: int) -> list[list]:
         raise ValueError(f"points_per_job = {per_job!r}: expected an integer >= 1")
     n = math.ceil(len(points) / per_job)
     return [list(points[i::n]) for i in range(n)]
+
+
+@dataclass(frozen=True)
+class ChainJob:
+    """A training job of a continuation chain (``scan.start``; docs/science.md §5.5):
+    ``points`` in training order, each starting from the one before it, the first from
+    ``start``, the chain's point before it (trained by another job), or, if None, from
+    its seed's random initialization."""
+
+    points: list
+    start: object | None
+
+
+def scan_chains(points: Sequence, per_job: int, *, cooling: bool = False) -> list[ChainJob]:
+    """The jobs of the continuation chains through ``points``, ``(T, seed)`` pairs (``T``
+    a number or its label): one chain per seed, ordered cold to warm (``cooling``: warm
+    to cold), cut into consecutive jobs of at most ``per_job`` points. Chains in the
+    order of their seeds' first appearance."""
+    if int(per_job) != per_job or per_job < 1:
+        raise ValueError(f"points_per_job = {per_job!r}: expected an integer >= 1")
+    seeds = list(dict.fromkeys(seed for _, seed in points))
+    jobs = []
+    for seed in seeds:
+        chain = sorted((p for p in points if p[1] == seed), key=lambda p: float(p[0]))
+        chain = chain[::-1] if cooling else chain
+        for i in range(0, len(chain), per_job):
+            jobs.append(ChainJob(chain[i : i + per_job], chain[i - 1] if i else None))
+    return jobs
 
 
 def identity(point, data, options: dict) -> dict:
