@@ -87,6 +87,7 @@ def test_the_options_are_found():
         "spectra": 2,
         "figures": 3,
         "maps": 2,
+        "hysteresis": 2,
         "study": 1,
         "beta": 1,
     }

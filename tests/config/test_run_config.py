@@ -33,6 +33,7 @@ REQUIRED = {
     "spectra": ["scan.nc", "--out", "s.csv"],
     "figures": ["scan.nc", "s.csv", "--out-dir", "f"],
     "maps": ["p.nc", "--data", "d.npz", "--out-dir", "m"],
+    "hysteresis": ["scan.nc", "cool.nc", "s.csv", "--out-dir", "f"],
 }
 
 
@@ -80,7 +81,8 @@ def test_option_defaults_are_the_schemas(command):
             expected = convert(str(default))
         assert getattr(args, action.dest) == expected, key
         checked += 1
-    assert checked == {"prepare": 12, "train": 15, "spectra": 2, "figures": 3, "maps": 2}[command]
+    expected = {"prepare": 12, "train": 15, "spectra": 2, "figures": 3, "maps": 2, "hysteresis": 2}
+    assert checked == expected[command]
 
 
 def test_the_fit_cut_has_one_home():

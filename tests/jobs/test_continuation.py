@@ -14,11 +14,14 @@ Oracles:
   test-only pause), never after a sleep.
 """
 
+import itertools
+import json
 import os
 import signal
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -297,3 +300,39 @@ def test_a_batched_chain_is_refused_before_any_job():
     config["runs"]["tiny"]["scan"].update(start="continuation", points_per_job=2)
     with pytest.raises(InputError, match=r"runs.tiny.training.engine = 'batched'.*scan.start"):
         check_config(config)
+
+
+@pytest.mark.slow
+def test_a_sweep_trains_both_directions_and_measures_their_hysteresis(tmp_path):
+    """scan.start sweep, one point per job: each warming job starts from the next colder
+    point's weights in scan/, each cooling job from the next warmer one's in
+    scan/cooling/; the spectra table gets both crossing thresholds and their ratio, the
+    summary its block, and the figure is drawn."""
+    temperatures = [0.02, 0.06, 0.2, 0.6]
+    config = tiny_config(temperatures, max_updates=2000)
+    config["runs"]["tiny"]["scan"].update(start="sweep")
+    wd = workdir(tmp_path, config)
+    plan = snakemake(wd, "-n", "-p").stdout
+    labels = [repr(t) for t in temperatures]
+    for folder, order in (("scan", labels), ("scan/cooling", labels[::-1])):
+        for before, t in itertools.pairwise(order):
+            point = f"--point {t} 0 results/tiny/{folder}/T={t}/seed=0.nc"
+            start = f"--chain --start-from results/tiny/{folder}/T={before}/seed=0.pt"
+            assert f"{point} {start}" in plan, (point, start)
+        assert (
+            f"--point {order[0]} 0 results/tiny/{folder}/T={order[0]}/seed=0.nc --chain --threads"
+            in plan
+        )
+    snakemake(wd)
+    res = wd / "results" / "tiny"
+    table = pd.read_csv(res / "spectra.csv")
+    for name in ("crossing_threshold_warming", "crossing_threshold_cooling", "hysteresis"):
+        assert name in table
+    both = table.dropna(subset=["hysteresis"])
+    assert len(both) >= 1
+    ratio = both["crossing_threshold_warming"] / both["crossing_threshold_cooling"]
+    np.testing.assert_allclose(both["hysteresis"], ratio, rtol=1e-9)  # the csv's 10 digits
+    summary = json.loads((res / "summary.json").read_text())["hysteresis"]
+    assert set(summary["ratio"]) == {str(r) for r in both["rank"]}
+    assert (res / "figures" / "hysteresis.png").stat().st_size > 10_000
+    assert (res / "scan_cooling.nc").is_file()

@@ -206,6 +206,10 @@ def run_targets(runs):
             ext=["png", "pdf"],
         )
         out += [f"results/{run}/figures/split_map.png"]
+        if is_sweep(run):
+            out += expand(
+                f"results/{run}/figures/hysteresis.{{ext}}", ext=["png", "pdf"]
+            )
         out += map_targets(run)
     return out
 

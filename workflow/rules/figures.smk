@@ -47,3 +47,29 @@ rule split_map_figure:
     threads: 1
     run:
         copy_file(input[0], output[0], log[0])
+
+
+# A sweep's hysteresis figure (docs/science.md §9.4): rho against T while warming and cooling.
+rule hysteresis_figure:
+    input:
+        scan="results/{run}/scan.nc",
+        cooling="results/{run}/scan_cooling.nc",
+        table="results/{run}/spectra.csv",
+        run_config=stage_config("hysteresis"),
+    output:
+        png=figure_output("hysteresis", "png"),
+        pdf=figure_output("hysteresis", "pdf"),
+    log:
+        "results/{run}/logs/hysteresis_figure.log",
+    wildcard_constraints:
+        run=any_of([r for r in config["runs"] if is_sweep(r)]),
+    conda:
+        "../../envs/collapse-spectroscopy.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "MPLBACKEND=Agg collapse-spectroscopy hysteresis {input.scan} {input.cooling} "
+        "{input.table} --run-config {input.run_config} "
+        "--out-dir results/{wildcards.run}/figures > {log} 2>&1"

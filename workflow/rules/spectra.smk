@@ -18,9 +18,47 @@ rule gather:
         "collapse-spectroscopy gather {input} --out {output} > {log} 2>&1"
 
 
+# A sweep (scan.start sweep) also gathers its cooling chains, from scan/cooling/.
+rule gather_cooling:
+    input:
+        lambda wc: scan_points(wc.run, COOLING),
+    output:
+        "results/{run}/scan_cooling.nc",
+    log:
+        "results/{run}/logs/gather_cooling.log",
+    wildcard_constraints:
+        run=any_of([r for r in config["runs"] if is_sweep(r)]),
+    conda:
+        "../../envs/collapse-spectroscopy.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "collapse-spectroscopy gather {input} --out {output} > {log} 2>&1"
+
+
+def cooling_input(wildcards):
+    """A sweep's cooling scan: spectra adds the hysteresis columns from it."""
+    return (
+        {"cooling": f"results/{wildcards.run}/scan_cooling.nc"}
+        if is_sweep(wildcards.run)
+        else {}
+    )
+
+
+def cooling_args(wildcards, input):
+    return (
+        f"--cooling-scan {shlex.quote(input.cooling)}"
+        if is_sweep(wildcards.run)
+        else ""
+    )
+
+
 # spectra (and figures) read the run's spectra section, rho_min (stage_config in common.smk).
 rule spectra:
     input:
+        unpack(cooling_input),
         scan="results/{run}/scan.nc",
         run_config=stage_config("spectra"),
     output:
@@ -39,6 +77,8 @@ rule spectra:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        cooling=cooling_args,
     shell:
         "collapse-spectroscopy spectra {input.scan} --run-config {input.run_config} "
-        "--out {output.table} --summary {output.summary} > {log} 2>&1"
+        "--out {output.table} --summary {output.summary} {params.cooling} > {log} 2>&1"

@@ -91,6 +91,7 @@ COMMANDS = [
     ("gather", "scan", "register_gather"),
     ("spectra", "spectra", "register_spectra"),
     ("figures", "figures", "register_figures"),
+    ("hysteresis", "figures", "register_hysteresis"),
     ("maps", "maps", "register_maps"),
     ("study", "studies", "register_study"),
     ("beta", "beta", "register_beta"),

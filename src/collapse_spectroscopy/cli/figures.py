@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from collapse_spectroscopy import figures
+from collapse_spectroscopy.analysis.hysteresis import COLUMNS as HYSTERESIS_COLUMNS
 from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
 from collapse_spectroscopy.cli.spectra import (
     RHO_MIN_KEY,
@@ -108,3 +109,47 @@ def read_null_run(path: Path | None, name: str | None):
             "spectra table written by `collapse-spectroscopy spectra`"
         )
     return NullRun(name or path.resolve().parent.name, table)
+
+
+def register_hysteresis(sub) -> None:
+    p = sub.add_parser(
+        "hysteresis",
+        help="draw a sweep's hysteresis figure from its two scans and spectra.csv",
+        description="For a run with scan.start sweep (docs/science.md §9.4): each ranked "
+        "latent's seed-mean rho against T while warming (scan.nc) and while cooling "
+        "(scan_cooling.nc), the crossing thresholds of both directions and their ratio "
+        "(the spectra table's hysteresis columns, from `spectra --cooling-scan`). Writes "
+        "hysteresis.png and hysteresis.pdf into OUT_DIR.",
+    )
+    p.add_argument("scan", type=Path, help="the warming chains' gathered scan (scan.nc)")
+    p.add_argument("cooling_scan", type=Path, help="the cooling chains' (scan_cooling.nc)")
+    p.add_argument("spectra", type=Path, help="spectra table with the hysteresis columns")
+    p.add_argument("--out-dir", required=True, type=Path)
+    add_run_config_argument(p)
+    config_option(p, RHO_MIN_KEY, "--rho-min", suffix="; the one the spectra were fitted with")
+    # reads the whole spectra section (settings.STAGES), as maps does
+    add_tolerances_option(p, "not used by the hysteresis figure")
+    p.set_defaults(func=run_hysteresis)
+
+
+def run_hysteresis(args) -> int:
+    import pandas as pd
+
+    from collapse_spectroscopy.figures import hysteresis  # lazy: matplotlib
+
+    check_rho_min(args.rho_min)
+    warming, cooling = scanfile.read(args.scan), scanfile.read(args.cooling_scan)
+    if not args.spectra.is_file():
+        raise InputError(f"spectra table {str(args.spectra)!r} does not exist")
+    table = pd.read_csv(args.spectra)
+    missing = [c for c in HYSTERESIS_COLUMNS if c not in table]
+    if missing:
+        raise InputError(
+            f"spectra table {str(args.spectra)!r} lacks {', '.join(missing)}: expected the "
+            "table of a sweep (collapse-spectroscopy spectra --cooling-scan)"
+        )
+    fig = hysteresis.draw(warming, cooling, table, args.rho_min)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for path in figures.save_figure(fig, args.out_dir, "hysteresis"):
+        print(path)
+    return 0

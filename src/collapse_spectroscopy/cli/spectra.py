@@ -6,6 +6,7 @@ import math
 import sys
 from pathlib import Path
 
+from collapse_spectroscopy.analysis.hysteresis import COLUMNS, hysteresis_summary, scan_hysteresis
 from collapse_spectroscopy.analysis.spectra import summarize
 from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
 from collapse_spectroscopy.errors import InputError
@@ -75,6 +76,14 @@ def register_spectra(sub) -> None:
     p.add_argument("scan", type=Path, help="gathered scan file (scan.nc)")
     p.add_argument("--out", required=True, type=Path, help="spectra table to write (.csv)")
     p.add_argument("--summary", type=Path, help="JSON summary to write")
+    p.add_argument(
+        "--cooling-scan",
+        type=Path,
+        metavar="SCAN",
+        help="the cooling chains' gathered scan of a sweep (scan.start sweep; SCAN is then "
+        "the warming one): the table gets each rank's crossing threshold of both directions "
+        "and their ratio, hysteresis, and the summary a hysteresis block (docs/science.md §9.4)",
+    )
     add_run_config_argument(p)
     config_option(p, RHO_MIN_KEY, "--rho-min")
     add_tolerances_option(p, "n(eps) goes into the summary")
@@ -87,6 +96,11 @@ def run_spectra(args) -> int:
     tolerances = check_tolerances(args.tolerances)
     scan = scanfile.read(args.scan)
     table, summary = summarize(scan, rho_min=args.rho_min, tolerances=tolerances)
+    if args.cooling_scan:
+        cooling = scan_hysteresis(scan, scanfile.read(args.cooling_scan), args.rho_min)
+        for name in COLUMNS:  # appended after every other column
+            table[name] = cooling[name].reindex(range(len(table))).to_numpy()
+        summary["hysteresis"] = hysteresis_summary(cooling)
     with all_or_none() as written:  # a table without its summary would look complete
         with atomic_path(args.out) as tmp:
             table.to_csv(tmp, index=False, float_format="%.10g")

@@ -33,13 +33,15 @@ SECTIONS = ("dataset", "split", "model", "training", "scan", "spectra", "figures
 # and the command reads nothing else (the CLI refuses an option keyed outside its stage).
 # `scan` is read by the workflow alone: it decides which training jobs exist, not how one
 # trains; so is `maps`: it decides which scan points are mapped (one maps job each), and a
-# maps job reads rho_min (which latents are active) from the spectra section.
+# maps job reads rho_min (which latents are active) from the spectra section, and so does
+# the hysteresis figure of a sweep.
 STAGES = {
     "prepare": ("dataset", "split"),
     "train": ("model", "training"),
     "spectra": ("spectra",),
     "figures": ("spectra", "figures"),
     "maps": ("spectra",),
+    "hysteresis": ("spectra",),
 }
 
 

@@ -1,0 +1,73 @@
+"""Hysteresis of a sweep (docs/science.md §9.4): the ratio of the warming and cooling
+crossing thresholds, rank by rank.
+
+Oracles:
+
+- **The linear VAE has none.** Its equilibrium ``rho_k(T)`` (the analytic mean-field law,
+  :mod:`.analysis.equilibrium`) is one function of ``T`` whatever the start, so two sweeps
+  that both reach it give a ratio of 1 for every rank with a crossing in the scan, to
+  round-off (the two crossings are the same arithmetic on the same numbers; 1e-12 allows
+  for nothing but that).
+- **A known shift is read exactly.** A cooling curve that is the warming curve delayed by
+  a factor ``f`` in ``T`` (``rho_cool(T) = rho_warm(T * f)``), sampled on a geometric grid
+  whose step is ``f``'s ``m``-th root, is the warming curve moved by ``m`` grid points, so
+  its linear-in-log-T crossing is the warming one divided by ``f`` exactly (1e-9: the
+  logarithms of a grid built by repeated multiplication agree to ~1e-15 per step).
+"""
+
+import numpy as np
+import pytest
+
+from collapse_spectroscopy.analysis import equilibrium
+from collapse_spectroscopy.analysis.hysteresis import (
+    hysteresis_columns,
+    hysteresis_summary,
+)
+
+SPECTRUM = np.array([0.45, 0.25, 0.15, 0.1, 0.05])  # lambda_k / V, sums to 1
+RHO_MIN = 0.05
+
+
+def curves(temperatures, seeds=2):
+    """(P,) temperatures and (P, K) ranked rho of the analytic equilibrium, each
+    temperature once per seed (as a gathered scan flattens them)."""
+    t = np.repeat(temperatures, seeds)
+    rho = np.stack([equilibrium.signal_fraction(SPECTRUM, x) for x in t])
+    return t, rho
+
+
+def test_the_linear_equilibrium_has_no_hysteresis():
+    grid = np.geomspace(1e-3, 1.0, 19)
+    t, rho = curves(grid)
+    # the cooling sweep lists its points warm to cold: the order must not matter
+    columns = hysteresis_columns(t, rho, t[::-1], rho[::-1], RHO_MIN)
+    assert np.all(np.isfinite(columns["hysteresis"]))  # every mode collapses inside the scan
+    np.testing.assert_allclose(columns["hysteresis"], 1.0, rtol=0, atol=1e-12)
+    # the crossing of the mean-field law 1 - T/T_k: (1 - rho_min) T_k, to within the
+    # interpolation of a curve linear in T by a line in log T over one grid step
+    step = grid[1] / grid[0]
+    expected = (1 - RHO_MIN) * SPECTRUM
+    assert np.all(np.abs(columns["crossing_threshold_warming"] / expected - 1) < step - 1)
+
+
+@pytest.mark.parametrize("m", [1, 3])
+def test_a_delayed_cooling_curve_is_read_as_its_delay(m):
+    factor = 1.3
+    step = factor ** (1 / m)
+    n = int(np.ceil(np.log(2e3) / np.log(step)))  # from 1e-3 past T = 2 > every threshold
+    grid = 1e-3 * step ** np.arange(n)
+    t, rho_warm = curves(grid)
+    rho_cool = np.stack([equilibrium.signal_fraction(SPECTRUM, x * factor) for x in t])
+    columns = hysteresis_columns(t, rho_warm, t, rho_cool, RHO_MIN)
+    np.testing.assert_allclose(columns["hysteresis"], factor, rtol=1e-9)
+    summary = hysteresis_summary(columns)
+    assert summary["max_factor"] == pytest.approx(factor, rel=1e-9)
+    assert sorted(summary["ratio"]) == [1, 2, 3, 4, 5]
+
+
+def test_a_rank_without_a_crossing_has_no_ratio():
+    grid = np.geomspace(1e-3, 0.2, 12)  # rank 1 (threshold 0.45) is still active at 0.2
+    t, rho = curves(grid)
+    columns = hysteresis_columns(t, rho, t, rho, RHO_MIN)
+    assert np.isnan(columns["hysteresis"][0]) and np.isnan(columns["crossing_threshold_warming"][0])
+    assert 1 not in hysteresis_summary(columns)["ratio"]
