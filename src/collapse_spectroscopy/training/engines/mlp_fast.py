@@ -45,6 +45,7 @@ from collapse_spectroscopy.training.engines.mlp import fixed_draw_loss, validati
 from collapse_spectroscopy.training.engines.mlp_update import (
     MLPUpdate,
     Net,
+    copy_into,
     native_kernels,
     window_losses,
 )
@@ -111,11 +112,7 @@ class MLPFastEngine(MLPUpdate, TorchEngine):
             model, flat = self.model, self.p
         else:
             model, flat = self.averaged_model, self.average.value(self.p)
-        start = 0
-        for param in model.parameters():
-            param.copy_(flat[start : start + param.numel()].view_as(param))
-            start += param.numel()
-        return model
+        return copy_into(model, flat)
 
     def validation_loss(self) -> tuple[float, float, float]:
         return fixed_draw_loss(self.sync_model(), self.x_val, self.beta, self.sigma2, self.val_seed)

@@ -265,6 +265,17 @@ class MLPUpdate:
         )
 
 
+@torch.no_grad()
+def copy_into(model, flat: torch.Tensor):
+    """Copy the flat weights ``flat`` (``model.parameters()`` order) into ``model`` (copies:
+    the model never shares memory with them); return the model."""
+    start = 0
+    for param in model.parameters():
+        param.copy_(flat[start : start + param.numel()].view_as(param))
+        start += param.numel()
+    return model
+
+
 def window_losses(sums: torch.Tensor, sizes: np.ndarray, sigma2: float, beta, K: int, dtype):
     """The batch loss ``L = D + beta R`` (batch means) of each update of a window from its
     :meth:`MLPUpdate.step` sums: ``sums`` ``(n, 4)`` for one point (``beta`` a float) or
