@@ -278,7 +278,8 @@ MODEL_HOLES = {
     "linear-only engine": (
         "kind: mlp",  # with training.engine: numba (ENGINE_HOLE)
         "config key runs.tiny.training.engine",
-        "'auto', 'mlp', 'mlp_fast'] (model.kind mlp trains with engine auto, mlp or mlp_fast)",
+        "'auto', 'mlp', 'mlp_fast', 'batched'] (model.kind mlp trains with engine auto, mlp, "
+        "mlp_fast or batched)",
     ),
 }
 ENGINE_HOLE = "linear-only engine"
