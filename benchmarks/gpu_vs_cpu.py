@@ -11,14 +11,18 @@ script prints both times and the largest differences, and exits non-zero where t
 exceed the tolerance (0.02 in rho; 2 % of the total variance in the truncated
 distortions). Runs in well under 5 minutes. Without CUDA it says so and exits 0.
 
-The batched case (``--points 1 4 16``, the default; ``--points`` alone skips it): on each
-device (the CPU, and CUDA where present, there also with ``--cuda-graphs``), P points
-(other temperatures and seeds) trained as one batched model against P separate ``fast``
-engines run one after the other, ``--batched-updates`` updates each: updates/s per point
-and in all (P times that). First, on each device, a float64 check that the batched
-engine follows the separate engines (3 points, 300 updates; ``batched_max_rel_diff``,
-exit non-zero above 1e-9), which runs the CUDA (and CUDA-graph) code paths that the CPU
-test suite cannot. Without CUDA only the CPU part runs.
+The batched case (``--points 1 4 16``, the default; ``--points`` alone skips it), for each
+family of ``--kinds`` (default ``linear mlp``): on each device (the CPU, and CUDA where
+present, there also with ``--cuda-graphs``), P points (other temperatures and seeds)
+trained as one batched model against P separate single-point engines run one after the
+other, ``--batched-updates`` updates each: updates/s per point and in all (P times that).
+The separate engine is the one the batch follows: ``fast`` for the linear VAE, ``mlp_fast``
+for the MLP VAE (WorldClim size: hidden ``--mlp-hidden``, default 64-64, GELU), and on CUDA
+also ``mlp`` (``auto``'s engine there). First, on each device and for each family, a
+float64 check that the batched engine follows the separate engines (3 points, 300
+updates; ``batched_max_rel_diff`` for the linear VAE, ``batched_mlp_max_rel_diff`` for the
+MLP VAE, exit non-zero above 1e-9), which runs the CUDA (and CUDA-graph) code paths that
+the CPU test suite cannot. Without CUDA only the CPU part runs.
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ import torch
 from collapse_spectroscopy.analysis import observables
 from collapse_spectroscopy.analysis.temperature import temperature_to_beta, total_variance
 from collapse_spectroscopy.models.linear import LinearVAE
-from collapse_spectroscopy.training.engines import TrainingProblem
-from collapse_spectroscopy.training.engines.batched import BatchedEngine
-from collapse_spectroscopy.training.engines.torch_engines import FastEngine
+from collapse_spectroscopy.models.mlp import MLPVAE
+from collapse_spectroscopy.training.engines import TrainingProblem, make_engine
+from collapse_spectroscopy.training.engines.batched import batched_engine
 from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
 
 
@@ -67,6 +71,8 @@ def main(argv=None) -> int:
     ap.add_argument("--temperature", type=float, default=0.01)
     ap.add_argument("--points", type=int, nargs="*", default=[1, 4, 16])
     ap.add_argument("--batched-updates", type=int, default=2000)
+    ap.add_argument("--kinds", nargs="+", default=["linear", "mlp"], choices=["linear", "mlp"])
+    ap.add_argument("--mlp-hidden", type=int, nargs="+", default=[64, 64])
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     xtr, xva, xte = data()
@@ -95,14 +101,21 @@ def main(argv=None) -> int:
     return 0 if (d_rho < 0.02 and d_dn < 0.02 and ok == 0) else 1
 
 
-def problems(x, points, device, dtype=torch.float32, T=0.01, batch_size=256):
-    """``points`` scan points (temperatures over three decades, seeds 0..P-1) on ``x``."""
+def model(kind, d, seed, dtype, hidden=(64, 64)):
+    g = torch.Generator().manual_seed(seed)
+    if kind == "linear":
+        return LinearVAE(d, 32, generator=g, dtype=dtype)
+    return MLPVAE(d, 32, list(hidden), "gelu", generator=g, dtype=dtype)
+
+
+def problems(x, points, device, dtype=torch.float32, T=0.01, batch_size=256, **arch):
+    """``points`` scan points (temperatures over three decades, seeds 0..P-1) on ``x``;
+    ``arch``: ``kind`` (default linear) and ``hidden`` of :func:`model`."""
     V = total_variance(x)
+    kind = arch.get("kind", "linear")
     return [
         TrainingProblem(
-            model=LinearVAE(
-                x.shape[1], 32, generator=torch.Generator().manual_seed(i), dtype=dtype
-            ).to(device),
+            model=model(kind, x.shape[1], i, dtype, arch.get("hidden", (64, 64))).to(device),
             x_train=x,
             x_val=x[:1000],
             beta=temperature_to_beta(T * 10.0 ** (-(i % 3)), V, 1.0),
@@ -116,6 +129,10 @@ def problems(x, points, device, dtype=torch.float32, T=0.01, batch_size=256):
     ]
 
 
+#: the single-point engine the batch of each family follows (the same batches and noise)
+FOLLOWS = {"linear": "fast", "mlp": "mlp_fast"}
+
+
 def timed(engine, updates, window=1000) -> float:
     t0 = time.perf_counter()
     for start in range(0, updates, window):
@@ -123,45 +140,65 @@ def timed(engine, updates, window=1000) -> float:
     return time.perf_counter() - t0  # run_window ends with a copy to the host: synced
 
 
-def batched_max_rel_diff(x, device, cuda_graphs) -> float:
-    """float64, 3 points, 300 updates: the batched engine against separate fast engines."""
+def batched_max_rel_diff(x, device, cuda_graphs, kind="linear", hidden=(64, 64)) -> float:
+    """float64, 3 points, 300 updates: the batched engine against the separate engines it
+    follows (the largest relative difference of a batch loss)."""
     x = x[:3000].astype(np.float64)
-    batch = BatchedEngine(
-        problems(x, 3, device, torch.float64, batch_size=128), cuda_graphs=cuda_graphs
+    arch = dict(kind=kind, hidden=hidden)
+    batch = batched_engine(
+        problems(x, 3, device, torch.float64, batch_size=128, **arch), cuda_graphs=cuda_graphs
     )
     got = np.concatenate([batch.run_window(n) for n in (100, 37, 163)], axis=1)
     worst = 0.0
-    for i, pr in enumerate(problems(x, 3, device, torch.float64, batch_size=128)):
-        fast = FastEngine(pr)
-        ref = np.concatenate([fast.run_window(n).copy() for n in (100, 37, 163)])
+    for i, pr in enumerate(problems(x, 3, device, torch.float64, batch_size=128, **arch)):
+        single = make_engine(FOLLOWS[kind], pr)
+        ref = np.concatenate([single.run_window(n).copy() for n in (100, 37, 163)])
         worst = max(worst, float(np.max(np.abs(got[i] - ref) / np.abs(ref))))
     return worst
 
 
 def batched(devices, x, args) -> int:
-    """The batched case on each device; 0 when the batched engine follows ``fast``."""
+    """The batched case on each device for each family of ``args.kinds``; 0 when the
+    batched engine follows its single-point engine."""
     if not args.points:
         return 0
     bad = 0
-    for device in devices:
-        for graphs in (False, True) if device == "cuda" else (False,):
-            tag = f"{device}{' + CUDA graphs' if graphs else ''}"
-            diff = batched_max_rel_diff(x, device, graphs)
-            bad |= not diff < 1e-9
-            print(f"\nbatched engine on {tag}: batched_max_rel_diff={diff:.2e} (float64)")
-            print(f"  {'':14s} {'updates/s per point':>20s} {'updates/s in all':>17s}")
-            n = args.batched_updates
-            for P in args.points:
-                separate = sum(timed(FastEngine(pr), n) for pr in problems(x, P, device))
-                batch = BatchedEngine(problems(x, P, device), cuda_graphs=graphs)
-                together = timed(batch, n)
-                for name, t in ((f"{P} x fast", separate), (f"batched P={P}", together)):
-                    print(f"  {name:14s} {P * n / t / P:20.0f} {P * n / t:17.0f}")
-                print(
-                    f"  batched_speedup_P{P}_{device}{'_graphs' if graphs else ''}="
-                    f"{separate / together:.2f}"
-                )
+    for kind in args.kinds:
+        arch = dict(kind=kind, hidden=tuple(args.mlp_hidden))
+        for device in devices:
+            for graphs in (False, True) if device == "cuda" else (False,):
+                diff = batched_max_rel_diff(x, device, graphs, **arch)
+                bad |= not diff < 1e-9
+                key = "batched_max_rel_diff" if kind == "linear" else "batched_mlp_max_rel_diff"
+                tag = f"{device}{' + CUDA graphs' if graphs else ''}"
+                print(f"\n{kind} batched engine on {tag}: {key}={diff:.2e} (float64)")
+                throughput(kind, device, graphs, x, args, arch)
     return int(bad)
+
+
+def throughput(kind, device, graphs, x, args, arch) -> None:
+    """updates/s per point and in all: P separate engines, one after the other, against
+    one batch of P."""
+    singles = [FOLLOWS[kind]] + (["mlp"] if kind == "mlp" and device == "cuda" else [])
+    print(f"  {'':17s} {'updates/s per point':>20s} {'updates/s in all':>17s}")
+    n = args.batched_updates
+    for P in args.points:
+        times = {
+            f"{P} x {name}": sum(
+                timed(make_engine(name, pr), n) for pr in problems(x, P, device, **arch)
+            )
+            for name in singles
+        }
+        batch = batched_engine(problems(x, P, device, **arch), cuda_graphs=graphs)
+        times[f"batched P={P}"] = together = timed(batch, n)
+        for name, t in times.items():
+            print(f"  {name:17s} {n / t:20.0f} {P * n / t:17.0f}")
+        separate = times[f"{P} x {FOLLOWS[kind]}"]
+        prefix = "batched" if kind == "linear" else "batched_mlp"
+        print(
+            f"  {prefix}_speedup_P{P}_{device}{'_graphs' if graphs else ''}="
+            f"{separate / together:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from collapse_spectroscopy.config.grid import (
 )
 from collapse_spectroscopy.config.validate import coerce_text_scalars
 from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.training.engines import ENGINES
 from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
 
 TINY = """\
@@ -278,7 +279,8 @@ MODEL_HOLES = {
     "linear-only engine": (
         "kind: mlp",  # with training.engine: numba (ENGINE_HOLE)
         "config key runs.tiny.training.engine",
-        "'auto', 'mlp', 'mlp_fast'] (model.kind mlp trains with engine auto, mlp or mlp_fast)",
+        "'auto', 'mlp', 'mlp_fast', 'batched'] (model.kind mlp trains with engine auto, mlp, "
+        "mlp_fast or batched)",
     ),
 }
 ENGINE_HOLE = "linear-only engine"
@@ -301,6 +303,17 @@ def test_bad_model_keys_name_the_key(hole):
 
 def test_good_mlp_model_passes():
     check_config(yaml.safe_load(model_hole("zero width").replace("64, 0", "32, 16")))
+
+
+def test_the_mlp_engines_of_the_schema_are_the_registrys():
+    """model.kind mlp takes auto and every engine whose ``kinds`` hold mlp (the batched
+    one included: a chunk of MLP points trains as one batch)."""
+    with open(settings.SCHEMA_PATH) as f:
+        then = yaml.safe_load(f)["$defs"]["run"]["then"]
+    enum = then["properties"]["training"]["properties"]["engine"]["enum"]
+    assert enum == ["auto", *(name for name, e in ENGINES.items() if "mlp" in e.kinds)]
+    text = model_hole("zero width").replace("64, 0", "32, 16")
+    check_config(yaml.safe_load(text.replace("training: {", "training: {engine: batched, ")))
 
 
 def test_snakemake_stops_on_a_bad_model_before_any_job(tmp_path):

@@ -15,10 +15,11 @@ the job finishes the point at hand and then stops the same way before the next o
 rerun skips the finished points and resumes the interrupted one (:mod:`.chunks`).
 
 **A chunk with** ``training.engine: batched`` trains its points not yet written together,
-as one batched model (:func:`collapse_spectroscopy.training.batched.train_scan_points_batched`;
-each point follows the ``fast`` engine's trajectory for it alone), with one checkpoint for the
-batch: ``<first point's out>.batch.ckpt``. A signal during that training writes it and
-stops the job (exit 4); the rerun resumes the batch bit for bit. Once trained, every
+as one batched model (:func:`collapse_spectroscopy.training.batched.train_scan_points_batched`,
+either ``model.kind``; each point follows the trajectory that ``fast``, for the MLP VAE
+``mlp_fast``, follows for it alone), with one checkpoint for the batch:
+``<first point's out>.batch.ckpt``. A signal during that training writes it and stops the
+job (exit 4); the rerun resumes the batch bit for bit. Once trained, every
 point is measured and written in turn (:func:`measure_and_write`, as after a training of
 its own) and kept (:mod:`.chunks`), and only then is the batch checkpoint deleted; a
 signal meanwhile is heeded after the last point (the training is done: stopping would
@@ -309,7 +310,7 @@ def train_together(
     call ``done(i, result)``; delete the batch checkpoint; raise the first point's
     :class:`.errors.TrainingError` if any failed (the others are written)."""
 
-    resolve_engine(BATCHED, resolve_device(job.config.device), job.kind)  # linear only
+    resolve_engine(BATCHED, resolve_device(job.config.device), job.kind)  # a family it trains
     checkpoint = batch_checkpoint(points)
 
     def foreign(message: str) -> None:  # a job killed while writing: its points differ
@@ -323,6 +324,9 @@ def train_together(
         sigma2=job.sigma2,
         config=job.config,
         checkpoint=checkpoint,
+        kind=job.kind,
+        hidden=job.hidden,
+        activation=job.activation,
         keep_going=True,
         on_foreign_checkpoint=foreign,
     )

@@ -1,10 +1,12 @@
 """Equilibrium training of several scan points as one batched model (docs/science.md §5).
 
 :func:`train_scan_points_batched` trains P points ``(T, seed)`` on the same data with the
-batched engine (:mod:`.engines.batched`) and returns one :class:`.scan_point.TrainResult` per
-point, each what :func:`.scan_point.train_scan_point` with the ``fast`` engine returns for
-that point alone (same initialization, batches and noise, the same protocol; equal up to
-rounding, tests/training/test_batched_engine.py).
+batched engine (:mod:`.engines.batched`: the linear VAE's or the MLP VAE's, by
+``model.kind``) and returns one :class:`.scan_point.TrainResult` per point, each what
+:func:`.scan_point.train_scan_point` returns for that point alone with the engine whose
+update the batch runs (``fast`` for the linear VAE, ``mlp_fast`` for the MLP VAE: same
+initialization, batches and noise, the same protocol; equal up to rounding,
+tests/training/test_batched_engine.py and tests/training/test_batched_mlp.py).
 
 The protocol is the trainer's, applied to every point (:func:`train_batch`): after each
 window of ``eval_every`` updates of the batch, each point's losses are checked, its
@@ -35,10 +37,12 @@ from tqdm.auto import tqdm
 from collapse_spectroscopy.analysis.temperature import temperature_to_beta, total_variance
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.errors import InputError, TrainingError
-from collapse_spectroscopy.models.linear import LinearVAE
+from collapse_spectroscopy.models.families import build_model, check_model, model_spec
 from collapse_spectroscopy.training import checkpoint as ckpt
 from collapse_spectroscopy.training import protocol
-from collapse_spectroscopy.training.engines.batched import BatchedEngine
+from collapse_spectroscopy.training.engines.batched import batched_engine
+from collapse_spectroscopy.training.engines.point_batch import PointBatch
+from collapse_spectroscopy.training.engines.point_view import ENGINE_NAME
 from collapse_spectroscopy.training.protocol import Run, Schedule
 from collapse_spectroscopy.training.scan_point import (
     TrainConfig,
@@ -52,11 +56,11 @@ from collapse_spectroscopy.training.scan_point import (
 )
 
 _MODEL = settings.section_defaults("model")  # the one home of these defaults
-ENGINE = BatchedEngine.name
+ENGINE = ENGINE_NAME
 
 
 def train_batch(
-    batch: BatchedEngine,
+    batch: PointBatch,
     config: Schedule,
     *,
     labels: Sequence[str],
@@ -137,13 +141,13 @@ class PointRun(Run):
         return self.stopped_after if self.stopped_after is not None else super().elapsed()
 
 
-def _finish(batch: BatchedEngine, run: PointRun, point: int) -> None:
+def _finish(batch: PointBatch, run: PointRun, point: int) -> None:
     """Retire a point that stopped; its elapsed time stops with it."""
     batch.retire(point)
     run.stopped_after = run.elapsed()
 
 
-def save(path, batch: BatchedEngine, runs: list[PointRun], failed: dict, update: int, identities):
+def save(path, batch: PointBatch, runs: list[PointRun], failed: dict, update: int, identities):
     """The whole batch in one checkpoint file (atomic)."""
     ckpt.save(
         path,
@@ -165,7 +169,7 @@ def _run_state(run: PointRun) -> dict:
     }
 
 
-def resume(batch: BatchedEngine, path, identities: list[dict]):
+def resume(batch: PointBatch, path, identities: list[dict]):
     """``(runs, failed, update)`` from the checkpoint at ``path`` (the batch restored from
     it), or fresh runs when there is none."""
     state = ckpt.load(path, {"batch": identities}) if path else None
@@ -207,16 +211,21 @@ def train_scan_points_batched(
     config: TrainConfig | None = None,
     checkpoint: str | os.PathLike | None = None,
     *,
+    kind: str = _MODEL["kind"],
+    hidden=tuple(_MODEL["hidden"]),
+    activation: str = _MODEL["activation"],
     cuda_graphs: bool = False,
     keep_going: bool = False,
     on_foreign_checkpoint: Callable[[str], None] | None = None,
 ) -> list[TrainResult | TrainingError]:
-    """Train the linear VAE at every ``(T, seed)`` of ``points`` to equilibrium, as one
-    batched model (docs/science.md §5); one result per point, in order.
+    """Train the VAE of family ``kind`` (and, for ``mlp``, ``hidden`` and ``activation``,
+    as :func:`.scan_point.train_scan_point`) at every ``(T, seed)`` of ``points`` to
+    equilibrium, as one batched model (docs/science.md §5); one result per point, in order.
 
     Point ``(T, seed)`` is initialized, batched and noised as by
     :func:`.scan_point.train_scan_point` (the seeds' three streams), so its result equals
-    that function's with ``engine='fast'`` up to rounding. ``config`` is shared
+    that function's with ``engine='fast'`` (linear) or ``'mlp_fast'`` (mlp) up to
+    rounding. ``config`` is shared
     (``training.engine`` must be ``auto`` or ``batched``); ``checkpoint`` one file for the
     whole batch (removed by the caller once every point's outputs are written);
     ``cuda_graphs`` replays each update as a CUDA graph (CUDA only). A result's
@@ -230,6 +239,7 @@ def train_scan_points_batched(
     """
     config = config or TrainConfig()
     check_batched_config(config)
+    check_model(kind, hidden, activation)
     points = [(float(t), int(s)) for t, s in points]
     if not points:
         raise InputError("train_scan_points_batched: no scan points (an empty list)")
@@ -238,11 +248,11 @@ def train_scan_points_batched(
     device = resolve_device(config.device)
     V = total_variance(x_train)  # measured once for all the points
     problems, identities, labels = point_problems(
-        x_train, x_val, points, latents, sigma2, config, device, V
+        x_train, x_val, points, latents, sigma2, config, device, V, (kind, hidden, activation)
     )
     if checkpoint is not None and on_foreign_checkpoint is not None:
         drop_foreign_checkpoint(checkpoint, identities, on_foreign_checkpoint)
-    batch = BatchedEngine(problems, cuda_graphs=cuda_graphs)
+    batch = batched_engine(problems, cuda_graphs=cuda_graphs)
     runs = train_batch(
         batch,
         config,
@@ -278,27 +288,30 @@ def check_batched_config(config: TrainConfig) -> None:
         )
 
 
-def point_problems(x_train, x_val, points, latents, sigma2, config, device, V):
+def point_problems(x_train, x_val, points, latents, sigma2, config, device, V, arch):
     """``(problems, identities, labels)``: for each ``(T, seed)`` of ``points`` what the
-    batched engine trains (initialized, batched and noised by the seed's three streams),
-    what its checkpoint must belong to, and how errors name it."""
+    batched engine trains (a model of ``arch = (kind, hidden, activation)``, initialized,
+    batched and noised by the seed's three streams), what its checkpoint must belong to
+    (with the model's family: a linear batch's identity is as before families existed),
+    and how errors name it."""
     dtype = getattr(torch, config.dtype)
     problems, identities, labels = [], [], []
     for temperature, seed in points:
         beta = temperature_to_beta(temperature, V, sigma2)
         s_init, s_shuffle, s_noise = seed_streams(seed)
-        model = LinearVAE(
-            x_train.shape[1], latents, generator=torch.Generator().manual_seed(s_init), dtype=dtype
-        ).to(device)
+        generator = torch.Generator().manual_seed(s_init)
+        model = build_model(
+            arch[0], x_train.shape[1], latents, *arch[1:], generator=generator, dtype=dtype
+        )
+        model = model.to(device)
         problems.append(
             training_problem(model, x_train, x_val, beta, sigma2, config, s_shuffle, s_noise)
         )
         unused = ("progress", "checkpoint_every", "device", "engine")
-        identities.append(
-            point_identity(
-                temperature, seed, beta, latents, sigma2, x_train, x_val, ENGINE, config, unused
-            )
+        identity = point_identity(
+            temperature, seed, beta, latents, sigma2, x_train, x_val, ENGINE, config, unused
         )
+        identities.append({**identity, **model_spec(model)})
         labels.append(point_label(temperature, beta, seed))
     return problems, identities, labels
 

@@ -20,13 +20,16 @@ parameter layout (:mod:`.layout`), noise of the same distribution.
     passes in torch (no autograd), on the same batches and noise; ``auto``'s engine of
     ``model.kind: mlp`` on a CPU.
 ``batched`` (:mod:`.batched`)
-    P scan points as one batched model (``fast``'s update over stacked parameters, each
-    point with its own batches and noise); registered as a batch of one, trained for
-    several points by :func:`collapse_spectroscopy.training.batched.train_scan_points_batched`.
+    P scan points as one batched model, each point with its own batches and noise: for
+    ``model.kind: linear`` ``fast``'s update over stacked parameters, for ``mlp``
+    ``mlp_fast``'s (:mod:`.batched_mlp`), picked by the points' family; registered as a
+    batch of one, trained for several points by
+    :func:`collapse_spectroscopy.training.batched.train_scan_points_batched`. ``auto``
+    never picks it (a point's result would depend on the points it is batched with).
 
-The first three and ``batched`` train the linear VAE only (their validation, and the
-hand-written ones' gradients, are its closed forms): ``kinds`` says which ``model.kind``
-an engine trains; ``mlp_fast`` trains the MLP VAE only.
+``kinds`` says which ``model.kind`` an engine trains: the first three train the linear
+VAE only (their validation, and the hand-written ones' gradients, are its closed forms),
+``mlp_fast`` the MLP VAE only, ``mlp`` and ``batched`` both.
 
 :data:`ENGINES` is the one list of engine names: the command line's choices, the
 configuration schema's ``training.engine`` enum (checked by a test) and
@@ -60,7 +63,7 @@ ENGINES: dict[str, EngineEntry] = {
     "numba": EngineEntry(".numba.engine", "NumbaEngine", cpu_only=True),
     "mlp": EngineEntry(".mlp", "MLPEngine", kinds=("mlp", "linear")),
     "mlp_fast": EngineEntry(".mlp_fast", "MLPFastEngine", kinds=("mlp",)),
-    "batched": EngineEntry(".batched", "BatchedPointEngine"),
+    "batched": EngineEntry(".batched", "BatchedPointEngine", kinds=("linear", "mlp")),
 }
 
 

@@ -17,21 +17,11 @@ from numba's ``np.dot``, the same BLAS speed; exact GELU costs 18 us in torch (v
 the activations are the whole cost of this update, so numba would only win with a
 hand-vectorized ``erf`` and each activation's derivative written out again.
 
-**The update.** With ``a_0 = x``, ``p_l = a_{l-1} W_l^T + b_l``, ``a_l = f(p_l)`` (the last
-layer of each network affine), ``[mu, logs2]`` the encoder's output, ``s = exp(logs2 / 2)``,
-``z = mu + s eps``, ``xhat`` the decoder's output and ``G = (xhat - x) / (sigma2 n_b)``::
-
-    decoder   dW_L = G^T a_{L-1},  db_L = sum_b G,  da_{L-1} = G W_L
-              dp_l = f'(p_l) da_l,  dW_l = dp_l^T a_{l-1},  db_l = sum_b dp_l,  da_{l-1} = dp_l W_l
-              dz = da_0
-    latent    dmu    = dz + beta mu / n_b
-              dlogs2 = dz eps s / 2 + beta (s^2 - 1) / (2 n_b)
-    encoder   the same recursion from [dmu, dlogs2] (no gradient for x)
-
-The loss ``D + beta R`` of :func:`collapse_spectroscopy.models.linear.sampled_loss` (batch
-means) is formed from the same buffers. The parameters live in one flat vector in the
-order of ``model.parameters()`` (each layer's weight, then its bias; encoder, then
-decoder), with views per layer; ``sync_model`` copies them into the model.
+**The update** (forward, backward, loss, Adam) is :mod:`.mlp_update`'s, the one home of its
+equations, which the batched engine of ``model.kind: mlp`` runs on P stacked points
+(:mod:`.batched_mlp`). The parameters live in one flat vector in the order of
+``model.parameters()`` (each layer's weight, then its bias; encoder, then decoder), with
+views per layer; ``sync_model`` copies them into the model.
 
 It loads the ``mlp`` engine's state (:func:`flat_state`) and ``mlp`` loads its own, so a
 checkpoint resumes in either. In float64 it follows ``mlp`` to ~1e-15 over hundreds of
@@ -43,7 +33,6 @@ torch engines do (:mod:`.averaging`). Any torch device runs it (tested on the CP
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import numpy as np
@@ -52,132 +41,20 @@ from torch.nn.utils import parameters_to_vector
 
 from collapse_spectroscopy.models.mlp import MLPVAE
 from collapse_spectroscopy.training.engines.base import TrainingProblem
-from collapse_spectroscopy.training.engines.layout import ADAM_BETAS, ADAM_EPS
 from collapse_spectroscopy.training.engines.mlp import fixed_draw_loss, validation_seed
+from collapse_spectroscopy.training.engines.mlp_update import (
+    MLPUpdate,
+    Net,
+    copy_into,
+    native_kernels,
+    window_losses,
+)
 from collapse_spectroscopy.training.engines.torch_engines import TorchEngine
 
-aten = torch.ops.aten
 
-
-def _forward(name: str):
-    """``f(p, out)``: the activation ``name`` of ``models.mlp.ACTIVATIONS`` into ``out``
-    (torch's defaults: exact GELU, softplus beta 1 threshold 20, ELU alpha 1)."""
-    return {
-        "gelu": lambda p, out: aten.gelu.out(p, approximate="none", out=out),
-        "relu": lambda p, out: torch.clamp_min(p, 0, out=out),
-        "tanh": lambda p, out: torch.tanh(p, out=out),
-        "silu": lambda p, out: aten.silu.out(p, out=out),
-        "softplus": lambda p, out: aten.softplus.out(p, 1, 20, out=out),
-        "elu": lambda p, out: aten.elu.out(p, 1.0, 1, 1, out=out),
-    }[name]
-
-
-def _backward(name: str):
-    """``f'(p, a, g, out)``: ``g f'(p)`` into ``out`` from the pre-activation ``p`` and the
-    activation ``a = f(p)``, by the kernel autograd uses for ``name``."""
-    return {
-        "gelu": lambda p, a, g, out: aten.gelu_backward.grad_input(
-            g, p, approximate="none", grad_input=out
-        ),
-        "relu": lambda p, a, g, out: aten.threshold_backward.grad_input(g, a, 0, grad_input=out),
-        "tanh": lambda p, a, g, out: aten.tanh_backward.grad_input(g, a, grad_input=out),
-        "silu": lambda p, a, g, out: aten.silu_backward.grad_input(g, p, grad_input=out),
-        "softplus": lambda p, a, g, out: aten.softplus_backward.grad_input(
-            g, p, 1, 20, grad_input=out
-        ),
-        "elu": lambda p, a, g, out: aten.elu_backward.grad_input(
-            g, 1.0, 1, 1, False, p, grad_input=out
-        ),
-    }[name]
-
-
-@contextlib.contextmanager
-def native_kernels(on: bool):
-    """While ``on``: torch's own CPU kernels instead of oneDNN's. For float32 GELU and its
-    derivative torch calls oneDNN, which costs ~7 us and ~15 us more per call than torch's
-    own vectorized kernels (18 and 29 us against 12 and 21 us on a 256 x 64 batch, one
-    thread): ~50 us of an update at WorldClim size. The products (MKL) do not change.
-    Both compute exact GELU to float32 round-off; validation runs outside, as ``mlp``'s."""
-    if not on:
-        yield
-        return
-    before = torch._C._get_mkldnn_enabled()
-    torch._C._set_mkldnn_enabled(False)
-    try:
-        yield
-    finally:
-        torch._C._set_mkldnn_enabled(before)
-
-
-class Net:
-    """One MLP of the model (the encoder or the decoder) on views of the flat weights and
-    of its gradient, with buffers for one batch size: :meth:`forward` and :meth:`backward`
-    run a plan of torch calls whose arguments (views, transposes) are made once per batch
-    size, so that an update creates no tensors.
-
-    ``heads`` cut the output layer's rows into separate (contiguous) output buffers: the
-    encoder's ``[mu, logs2]`` as ``(K, K)``."""
-
-    def __init__(self, widths: list[int], p, g, start: int, act: str, heads: tuple[int, ...]):
-        self.widths, self.f, self.df, self.heads = widths, _forward(act), _backward(act), heads
-        self.W, self.b, self.gW, self.gb = [], [], [], []
-        for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
-            for flat, Ws, bs in ((p, self.W, self.b), (g, self.gW, self.gb)):
-                Ws.append(flat[start : start + n_out * n_in].view(n_out, n_in))
-                bs.append(flat[start + n_out * n_in : start + n_out * (n_in + 1)])
-            start += n_out * (n_in + 1)
-        self.end = start
-
-    def buffers(self, x, outs: list, dout, dx) -> None:
-        """The plan for input buffer ``x`` ``(n_b, widths[0])``, output buffers ``outs``
-        (one per head), output gradient ``dout`` ``(n_b, widths[-1])`` and input gradient
-        ``dx`` (None: not wanted)."""
-        nb, hidden = x.shape[0], self.widths[1:-1]
-        pre = [x.new_empty(nb, w) for w in hidden]
-        act = [x.new_empty(nb, w) for w in hidden]
-        dact = [x.new_empty(nb, w) for w in hidden]
-        dpre = [x.new_empty(nb, w) for w in hidden]
-        inputs = [x, *act]
-        self.fwd = [(self.b[i], inputs[i], self.W[i].T, pre[i], act[i]) for i in range(len(pre))]
-        rows = np.cumsum([0, *self.heads])
-        W, b, a = self.W[-1], self.b[-1], inputs[-1]
-        self.out = [
-            (b[r0:r1], a, W[r0:r1].T, o) for r0, r1, o in zip(rows, rows[1:], outs, strict=False)
-        ]
-        d = [*dpre, dout]
-        self.bwd = []
-        for i in range(len(self.W) - 1, -1, -1):
-            grads = (d[i].T, inputs[i], self.gW[i], d[i], self.gb[i])
-            if i:
-                back = (
-                    (d[i], self.W[i], dact[i - 1]),
-                    (pre[i - 1], act[i - 1], dact[i - 1], d[i - 1]),
-                )
-            else:
-                back = ((d[0], self.W[0], dx), None) if dx is not None else (None, None)
-            self.bwd.append((grads, *back))
-
-    def forward(self) -> None:
-        f = self.f
-        for b, a, WT, pre, act in self.fwd:
-            f(torch.addmm(b, a, WT, out=pre), act)
-        for b, a, WT, out in self.out:
-            torch.addmm(b, a, WT, out=out)
-
-    def backward(self) -> None:
-        df = self.df
-        for (dT, a, gW, d, gb), prod, act in self.bwd:
-            torch.mm(dT, a, out=gW)
-            torch.sum(d, dim=0, out=gb)
-            if prod is not None:
-                torch.mm(prod[0], prod[1], out=prod[2])
-            if act is not None:
-                df(*act)
-
-
-class MLPFastEngine(TorchEngine):
+class MLPFastEngine(MLPUpdate, TorchEngine):
     """The engine protocol (:class:`.base.Engine`) for the MLP VAE by hand-written
-    gradients (the module docstring)."""
+    gradients (the module docstring; the update is :class:`.mlp_update.MLPUpdate`'s)."""
 
     name = "mlp_fast"
 
@@ -195,7 +72,7 @@ class MLPFastEngine(TorchEngine):
         self.dec = Net([K, *hidden[::-1], d], self.p, self.g, self.enc.end, act, heads=(d,))
         assert self.dec.end == self.p.numel()
         self.val_seed = validation_seed(problem.noise_seed)
-        self._nb = None
+        self._plans: dict = {}
         self._sums = self.p.new_empty(0, 4)
         self._np_dtype = torch.empty((), dtype=self.dtype).numpy().dtype  # of the losses
         # GELU on the CPU: torch's own kernels, not oneDNN's (see native_kernels)
@@ -203,17 +80,8 @@ class MLPFastEngine(TorchEngine):
         self.start_average()
         self.averaged_model = copy.deepcopy(model) if self.average is not None else None
 
-    def _buffers(self, nb: int) -> None:
-        """The buffers of one update for batches of ``nb``, and the networks' plans."""
-        new, K, d = self.p.new_empty, self.K, self.d
-        self.xb, self.eps, self.xhat = new(nb, d), new(nb, K), new(nb, d)
-        self.mu, self.ls, self.s, self.se, self.s2 = (new(nb, K) for _ in range(5))
-        self.z, self.dz, self.dh = new(nb, K), new(nb, K), new(nb, 2 * K)
-        self.dmu, self.dls = self.dh[:, :K], self.dh[:, K:]
-        self.flat = {k: getattr(self, k).view(-1) for k in ("xhat", "mu", "ls", "s2")}
-        self.enc.buffers(self.xb, [self.mu, self.ls], self.dh, None)
-        self.dec.buffers(self.z, [self.xhat], self.xhat, self.dz)  # xhat becomes G in place
-        self._nb = nb
+    def _coefficients(self, nb: int) -> tuple[float, float]:
+        return 0.5 * self.beta / nb, self.beta / nb
 
     def run_window(self, n_updates: int) -> np.ndarray:
         if self._sums.shape[0] < n_updates:
@@ -222,64 +90,16 @@ class MLPFastEngine(TorchEngine):
         with native_kernels(self.native):
             for i in range(n_updates):
                 rows = self.batches.next()
-                if rows.shape[0] != self._nb:
-                    self._buffers(rows.shape[0])
-                torch.index_select(self.x, 0, rows, out=self.xb)
+                b = self._plan(rows.shape[0])
+                torch.index_select(self.x, 0, rows, out=b.xb)
                 # the mlp engine's draw: torch.randn((n_b, K)) from the noise generator
-                torch.randn(self.eps.shape, generator=self.g_noise, out=self.eps)
+                torch.randn(b.eps.shape, generator=self.g_noise, out=b.eps)
                 self.step(sums[i])
-                sizes[i] = self._nb
+                sizes[i] = b.nb
                 if self.average is not None:
                     self.average.update(self.p)
-        # L = D + beta R (batch means) from each update's sums
-        r2, mu2, s2, ls = sums[:n_updates].double().cpu().numpy().T
-        kl = 0.5 * (mu2 + s2 - ls - sizes * self.K)
-        return ((r2 / (2.0 * self.sigma2) + self.beta * kl) / sizes).astype(self._np_dtype)
-
-    def step(self, sums: torch.Tensor) -> None:
-        """One update on the batch and noise in ``xb`` and ``eps``; ``sums`` gets
-        ``sum (xhat - x)^2``, ``sum mu^2``, ``sum s^2`` and ``sum logs2`` over the batch."""
-        nb, beta, f = self._nb, self.beta, self.flat
-        self.enc.forward()  # mu, logs2
-        s, se = self.s, self.se
-        torch.mul(self.ls, 0.5, out=s).exp_()  # s = exp(logs2 / 2)
-        torch.mul(s, self.eps, out=se)
-        torch.add(self.mu, se, out=self.z)  # z = mu + s eps
-        self.dec.forward()  # xhat
-        self.xhat.sub_(self.xb)  # r = xhat - x
-        torch.mul(s, s, out=self.s2)
-        torch.dot(f["xhat"], f["xhat"], out=sums[0])
-        torch.dot(f["mu"], f["mu"], out=sums[1])
-        torch.sum(f["s2"], 0, out=sums[2])
-        torch.sum(f["ls"], 0, out=sums[3])
-        # backward
-        self.xhat.mul_(1.0 / (self.sigma2 * nb))  # G
-        self.dec.backward()  # dz
-        c = 0.5 * beta / nb
-        torch.sub(self.s2, 1.0, out=self.dls).mul_(c)  # beta (s^2 - 1) / (2 n_b)
-        self.dls.addcmul_(self.dz, se, value=0.5)  # + dz eps s / 2
-        torch.add(self.dz, self.mu, alpha=beta / nb, out=self.dmu)  # dz + beta mu / n_b
-        self.enc.backward()
-        self._adam()
-
-    @torch.no_grad()
-    def _adam(self) -> None:
-        # torch.optim.Adam(fused=True)'s own kernel (the mlp engine's), on the flat vector
-        self.step_t += 1
-        torch._fused_adam_(
-            [self.p],
-            [self.g],
-            [self.m],
-            [self.v],
-            [],
-            [self.step_t],
-            lr=self.lr,
-            beta1=ADAM_BETAS[0],
-            beta2=ADAM_BETAS[1],
-            weight_decay=0.0,
-            eps=ADAM_EPS,
-            amsgrad=False,
-            maximize=False,
+        return window_losses(
+            sums[:n_updates], sizes, self.sigma2, self.beta, self.K, self._np_dtype
         )
 
     def weights(self) -> torch.Tensor:
@@ -292,11 +112,7 @@ class MLPFastEngine(TorchEngine):
             model, flat = self.model, self.p
         else:
             model, flat = self.averaged_model, self.average.value(self.p)
-        start = 0
-        for param in model.parameters():
-            param.copy_(flat[start : start + param.numel()].view_as(param))
-            start += param.numel()
-        return model
+        return copy_into(model, flat)
 
     def validation_loss(self) -> tuple[float, float, float]:
         return fixed_draw_loss(self.sync_model(), self.x_val, self.beta, self.sigma2, self.val_seed)

@@ -1,6 +1,7 @@
 """One point of a batched engine through the engine protocol (docs/science.md §5).
 
-:class:`PointView` is point ``i`` of a :class:`.batched.BatchedEngine` seen as an engine
+:class:`PointView` is point ``i`` of a batched engine (a :class:`.point_batch.PointBatch`:
+:class:`.batched.BatchedEngine` or :class:`.batched_mlp.BatchedMLPEngine`) seen as an engine
 (:class:`.base.Engine`), so that the trainer's per-point rule (validation, best weights,
 early stopping: :mod:`collapse_spectroscopy.training.protocol`) drives each point of a
 batch (:mod:`collapse_spectroscopy.training.batched`).
@@ -10,13 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from collapse_spectroscopy.models.linear import LinearVAE
-
 ENGINE_NAME = "batched"  # the batched engine's name in the registry (.engines.ENGINES)
 
 
 class PointView:
-    """Point ``point`` of a :class:`.batched.BatchedEngine` through the engine protocol
+    """Point ``point`` of a :class:`.point_batch.PointBatch` through the engine protocol
     (:class:`.base.Engine`), for the trainer's per-point functions.
 
     The batch runs all its points at once, so :meth:`run_window` does not run anything:
@@ -40,7 +39,7 @@ class PointView:
     def validation_loss(self) -> tuple[float, float, float]:
         return self.batch.validation_losses()[self.point]
 
-    def sync_model(self) -> LinearVAE:
+    def sync_model(self):  # the point's model (LinearVAE or MLPVAE)
         return self.batch.sync_point(self.point)
 
     def state_dict(self) -> dict:

@@ -1,12 +1,12 @@
 """The stacked parameters of P linear VAEs and their batched Adam update (docs/science.md §5).
 
-:class:`StackedModels` is the arithmetic of :class:`.batched.BatchedEngine`: the
-parameters, gradients and Adam moments of its active points, each one flat buffer, the
-encoders ``E`` of all points then their decoders ``Wc`` (block-major), so that ``E`` is one
-``(P, 2K, d+1)`` tensor and ``Wc`` one ``(P, d, K+1)`` tensor that the batched products
-write their gradients into, and one Adam update is still five vector operations over one
-flat vector; a point's row in the layout of :mod:`.layout` (``FastEngine``'s) is gathered
-from it and scattered back.
+:class:`StackedModels` is the linear arithmetic of :class:`.batched.BatchedEngine` (a
+:class:`.point_batch.PointBatch`, which keeps the stacked buffers: parameters, gradients and
+Adam moments, each one flat block-major buffer): two segments per point, the encoders ``E``
+of all points then their decoders ``Wc``, so that ``E`` is one ``(P, 2K, d+1)`` tensor and
+``Wc`` one ``(P, d, K+1)`` tensor that the batched products write their gradients into, and
+one Adam update is still five vector operations over one flat vector; a point's row is in
+the layout of :mod:`.layout` (``FastEngine``'s).
 
 The update is FastEngine's (see :mod:`.torch_engines`), with ``beta`` a per-point
 ``(P, 1, 1)`` tensor and the biases inside the products (``h = [x 1] E^T``,
@@ -14,54 +14,42 @@ The update is FastEngine's (see :mod:`.torch_engines`), with ``beta`` a per-poin
 rows, noise, the Adam bias corrections) from buffers filled before it, so that on CUDA it
 can be captured once as a CUDA graph and replayed (``cuda_graphs``).
 
-The subclass sets what the update reads besides: ``K``, ``d``, ``sigma2``, ``lr``, ``bs``,
+The engine sets what the update reads besides: ``K``, ``d``, ``sigma2``, ``lr``, ``bs``,
 ``betas`` (per point), ``device``, ``dtype``, ``cuda_graphs`` and ``x1`` (the training
 split with a column of ones).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from collapse_spectroscopy.training.engines.layout import ADAM_BETAS, ADAM_EPS
+from collapse_spectroscopy.training.engines.point_batch import capture_graph
 
 
 class StackedModels:
-    """The stacked points (:attr:`active`) of a batched engine, their parameters ``p``,
-    gradients ``g``, Adam moments ``m``, ``v`` at step ``t``, and one batched Adam update
-    of them (:meth:`_step`)."""
+    """The arithmetic of the stacked linear points (:attr:`active`) of a batched engine:
+    the views of their parameters ``p`` and gradients ``g``, one batched Adam update of
+    them with the moments ``m``, ``v`` at step ``t`` (:meth:`_step`), and the window hooks
+    of :class:`.point_batch.PointBatch`."""
 
     # ------------------------------------------------------------------ the stack
-    # The stacked buffers are block-major: [E of every point | Wc of every point], so that
-    # E is one contiguous (P, 2K, d+1) tensor and Wc one (P, d, K+1) tensor (the batched
-    # products write their gradients in place), and the Adam update is still one pass
-    # over one flat vector. A point's row in the layout of .layout (FastEngine's) is
-    # gathered from it (_rows) and scattered back (_flat).
+    # Two segments per point, E (2K x (d+1)) and Wc (d x (K+1)), in the layout of .layout
+    # (FastEngine's); block-major (.point_batch), so that E is one contiguous
+    # (P, 2K, d+1) tensor and Wc one (P, d, K+1) tensor that the batched products write
+    # their gradients into.
+    def _segments(self, model) -> list[int]:
+        K, d = self.K, self.d
+        return [2 * K * (d + 1), d * (K + 1)]
+
     def _split(self, flat: torch.Tensor, P: int):
         K, d = self.K, self.d
-        n_enc = P * 2 * K * (d + 1)
-        return flat[:n_enc].view(P, 2 * K, d + 1), flat[n_enc:].view(P, d, K + 1)
+        E, Wc = self._blocks(flat, P)
+        return E.view(P, 2 * K, d + 1), Wc.view(P, d, K + 1)
 
-    def _flat(self, rows: torch.Tensor) -> torch.Tensor:
-        """Block-major flat buffer from ``(P, n_params)`` rows in the layout of .layout."""
-        n_enc = 2 * self.K * (self.d + 1)
-        return torch.cat([rows[:, :n_enc].reshape(-1), rows[:, n_enc:].reshape(-1)])
-
-    def _rows(self, flat: torch.Tensor) -> torch.Tensor:
-        """``(P, n_params)`` rows in the layout of .layout from a block-major buffer."""
+    def _restack(self) -> None:
         P = len(self.active)
-        E, Wc = self._split(flat, P)
-        return torch.cat([E.reshape(P, -1), Wc.reshape(P, -1)], dim=1)
-
-    def _stack(self, active: list[int], p, m, v, t: int) -> None:
-        """Make ``active`` (point numbers, in order) the stacked points, with parameters
-        ``p`` and Adam moments ``m``, ``v`` (``(P, n_params)`` rows in that order, each in
-        the layout of .layout) at step ``t``."""
-        self.active = list(active)
-        P = len(self.active)
-        self.p, self.m, self.v = self._flat(p), self._flat(m), self._flat(v)
-        self.g = torch.zeros_like(self.p)
-        self.t = int(t)
         self.E, self.Wc = self._split(self.p, P)
         self.gE, self.gWc = self._split(self.g, P)
         self._beta_list = [self.betas[i] for i in self.active]
@@ -69,6 +57,22 @@ class StackedModels:
         self.adam_c = self.p.new_zeros(2)
         self._bufs: dict[int, dict] = {}  # temporaries per batch size
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
+
+    # ------------------------------------------------------------------ the window
+    def _begin_window(self, n_updates: int) -> None:
+        consts = [self._adam_constants(self.t + k + 1) for k in range(n_updates)]
+        self._consts = torch.stack(consts).to(self.device)
+        self._losses = self.p.new_empty(n_updates, len(self.active))
+
+    def _eps(self, nb: int) -> torch.Tensor:
+        return self._buffers(nb)["eps"]
+
+    def _advance(self, k: int, nb: int, idx: torch.Tensor) -> None:
+        self._step(nb, idx, self._consts[k])
+        self._losses[k].copy_(self._bufs[nb]["loss"])
+
+    def _end_window(self, sizes: np.ndarray) -> np.ndarray:
+        return self._losses.T.cpu().numpy().copy()
 
     def _buffers(self, nb: int) -> dict:
         # Temporaries per batch size (the last batch of an epoch may be short), reused in
@@ -170,19 +174,6 @@ class StackedModels:
             self._update(nb, idx, adam_c)
 
     def _capture(self, nb: int):  # pragma: no cover - CUDA only
-        """Capture one update (which reads only its buffers) as a CUDA graph. The
-        capture runs the update once on a side stream first (warm-up, as CUDA graphs
-        require) on copies, so the weights are not changed by capturing."""
-        saved = [t.clone() for t in (self.p, self.m, self.v)]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
+        """One update (which reads only its buffers) captured as a CUDA graph."""
         args = (nb, self._bufs[nb]["idx"], self.adam_c)
-        with torch.cuda.stream(side):
-            self._update(*args)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._update(*args)
-        for t, s in zip((self.p, self.m, self.v), saved, strict=True):
-            t.copy_(s)
-        return graph
+        return capture_graph(lambda: self._update(*args), (self.p, self.m, self.v))
