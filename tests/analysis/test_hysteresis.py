@@ -1,4 +1,4 @@
-"""Hysteresis of a sweep (docs/science.md §9.4): the ratio of the warming and cooling
+"""Hysteresis of a sweep (docs/science.md §5.9): the ratio of the warming and cooling
 crossing thresholds, rank by rank.
 
 Oracles:

@@ -1,4 +1,4 @@
-"""Continuation starts (``scan.start: continuation``; docs/science.md §5.5): a chain job.
+"""Continuation starts (``scan.start: continuation``; docs/science.md §5.8): a chain job.
 
 Oracles:
 

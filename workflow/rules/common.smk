@@ -104,7 +104,7 @@ def scan_jobs(run):
     """The training jobs of a run but those of one independent point each (rule
     train_point makes those), as (folder, points, start, chain): the (T label, seed) of
     the job's points in training order, and with continuation starts (``chain``) the
-    chain's point before them, in another job, or None (docs/science.md §5.5).
+    chain's point before them, in another job, or None (docs/science.md §5.8).
 
     Independent starts with scan.points_per_job > 1: chunks.scan_chunks (round-robin, so
     each job spans the temperature range). Continuation: chunks.scan_chains, one chain per

@@ -49,7 +49,7 @@ rule split_map_figure:
         copy_file(input[0], output[0], log[0])
 
 
-# A sweep's hysteresis figure (docs/science.md §9.4): rho against T while warming and cooling.
+# A sweep's hysteresis figure (docs/science.md §5.9): rho against T while warming and cooling.
 rule hysteresis_figure:
     input:
         scan="results/{run}/scan.nc",

@@ -1,4 +1,4 @@
-"""Hysteresis between a warming and a cooling sweep (``scan.start: sweep``; docs/science.md §9.4).
+"""Hysteresis between a warming and a cooling sweep (``scan.start: sweep``; docs/science.md §5.9).
 
 A sweep trains each seed's scan points twice, as two continuation chains: *warming*
 (cold to warm, each point from the colder one's weights) and *cooling* (warm to cold).
@@ -65,5 +65,5 @@ def hysteresis_summary(columns: pd.DataFrame) -> dict:
     return {
         "ratio": ratios,
         "max_factor": float(max(factors)) if factors else None,
-        "definition": "crossing threshold warming / cooling, per rank (docs/science.md §9.4)",
+        "definition": "crossing threshold warming / cooling, per rank (docs/science.md §5.9)",
     }

@@ -115,7 +115,7 @@ def register_hysteresis(sub) -> None:
     p = sub.add_parser(
         "hysteresis",
         help="draw a sweep's hysteresis figure from its two scans and spectra.csv",
-        description="For a run with scan.start sweep (docs/science.md §9.4): each ranked "
+        description="For a run with scan.start sweep (docs/science.md §5.9): each ranked "
         "latent's seed-mean rho against T while warming (scan.nc) and while cooling "
         "(scan_cooling.nc), the crossing thresholds of both directions and their ratio "
         "(the spectra table's hysteresis columns, from `spectra --cooling-scan`). Writes "

@@ -91,7 +91,7 @@ def _add_point_options(p: argparse.ArgumentParser) -> None:
         "--chain",
         action="store_true",
         help="continuation starts (the workflow's scan.start continuation or sweep; "
-        "docs/science.md §5.5): the points, in the order given, form a chain, each "
+        "docs/science.md §5.8): the points, in the order given, form a chain, each "
         "starting from the weights the previous one saved instead of a random initialization "
         "(default: %(default)s)",
     )

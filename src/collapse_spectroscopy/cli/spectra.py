@@ -82,7 +82,7 @@ def register_spectra(sub) -> None:
         metavar="SCAN",
         help="the cooling chains' gathered scan of a sweep (scan.start sweep; SCAN is then "
         "the warming one): the table gets each rank's crossing threshold of both directions "
-        "and their ratio, hysteresis, and the summary a hysteresis block (docs/science.md §9.4)",
+        "and their ratio, hysteresis, and the summary a hysteresis block (docs/science.md §5.9)",
     )
     add_run_config_argument(p)
     config_option(p, RHO_MIN_KEY, "--rho-min")

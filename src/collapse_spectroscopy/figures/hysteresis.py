@@ -1,4 +1,4 @@
-"""The hysteresis figure of a sweep (``scan.start: sweep``; docs/science.md §9.4).
+"""The hysteresis figure of a sweep (``scan.start: sweep``; docs/science.md §5.9).
 
 One panel, one column wide: each ranked latent's signal fraction ``rho_k`` against ``T``
 (seed mean), warming (cold to warm: solid line, filled circles) and cooling (warm to

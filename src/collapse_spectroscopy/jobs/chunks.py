@@ -56,7 +56,7 @@ def scan_chunks(points: Sequence, per_job: int) -> list[list]:
 
 @dataclass(frozen=True)
 class ChainJob:
-    """A training job of a continuation chain (``scan.start``; docs/science.md §5.5):
+    """A training job of a continuation chain (``scan.start``; docs/science.md §5.8):
     ``points`` in training order, each starting from the one before it, the first from
     ``start``, the chain's point before it (trained by another job), or, if None, from
     its seed's random initialization."""

@@ -3,7 +3,7 @@
 A training job saves a dictionary with the model's ``state_dict``, what rebuilds the
 model (``d``, ``latents``, and for a nonlinear family ``kind``, ``hidden``,
 ``activation``) and the point (``temperature``, ``seed``, ``beta``). The maps read it to
-rebuild the model, and a continuation start (docs/science.md §5.5) reads the previous
+rebuild the model, and a continuation start (docs/science.md §5.8) reads the previous
 point's to start the next one from them.
 
 :func:`state_digest` names a ``state_dict`` by its values: a checkpoint of a point that

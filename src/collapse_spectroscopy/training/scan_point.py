@@ -323,7 +323,7 @@ def train_scan_point(
     kind, hidden, activation : the model family and, for ``mlp``, its hidden widths and
         activation (:mod:`.families`, docs/science.md §9).
     start : a ``state_dict`` to start from instead of the seed's random initialization
-        (a continuation start, docs/science.md §5.5: the previous scan point's weights);
+        (a continuation start, docs/science.md §5.8: the previous scan point's weights);
         batches and noise are the seed's all the same. Its digest joins the checkpoint's
         identity, so a checkpoint of a point started from other weights is not resumed.
     """

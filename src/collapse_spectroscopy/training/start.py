@@ -1,4 +1,4 @@
-"""Continuation starts (``scan.start``; docs/science.md §5.5).
+"""Continuation starts (``scan.start``; docs/science.md §5.8).
 
 With ``scan.start: continuation`` (or ``sweep``) the scan points of one seed form a chain
 over T: each point starts from the weights the previous point of the chain ended with
