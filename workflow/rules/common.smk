@@ -126,6 +126,23 @@ def scan_jobs(run):
     return jobs
 
 
+def cooling_input(wildcards):
+    """A sweep's cooling scan: spectra adds the hysteresis columns from it."""
+    return (
+        {"cooling": f"results/{wildcards.run}/scan_cooling.nc"}
+        if is_sweep(wildcards.run)
+        else {}
+    )
+
+
+def cooling_args(wildcards, input):
+    return (
+        f"--cooling-scan {shlex.quote(input.cooling)}"
+        if is_sweep(wildcards.run)
+        else ""
+    )
+
+
 def chain_args(run, folder, start, chain):
     """--chain, and --start-from with the .pt of the chain's point before the job's."""
     if not chain:

@@ -38,23 +38,6 @@ rule gather_cooling:
         "collapse-spectroscopy gather {input} --out {output} > {log} 2>&1"
 
 
-def cooling_input(wildcards):
-    """A sweep's cooling scan: spectra adds the hysteresis columns from it."""
-    return (
-        {"cooling": f"results/{wildcards.run}/scan_cooling.nc"}
-        if is_sweep(wildcards.run)
-        else {}
-    )
-
-
-def cooling_args(wildcards, input):
-    return (
-        f"--cooling-scan {shlex.quote(input.cooling)}"
-        if is_sweep(wildcards.run)
-        else ""
-    )
-
-
 # spectra (and figures) read the run's spectra section, rho_min (stage_config in common.smk).
 rule spectra:
     input:

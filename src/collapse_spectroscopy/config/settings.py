@@ -43,6 +43,8 @@ STAGES = {
     "maps": ("spectra",),
     "hysteresis": ("spectra",),
 }
+# the stages only a run with scan.start sweep has a job of (the others: every run)
+SWEEP_STAGES = ("hysteresis",)
 
 
 @functools.cache
