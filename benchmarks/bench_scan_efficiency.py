@@ -42,9 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def snakemake(wd: Path, cores: int, *targets: str) -> float:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(wd)]
-    cmd += ["--cores", str(cores), "--configfile", "config/config.yaml", "local.yaml"]
+    # the targets before --configfile, which takes every word after it
+    cmd += ["--cores", str(cores), *targets, "--configfile", "config/config.yaml", "local.yaml"]
     t0 = time.perf_counter()
-    proc = subprocess.run([*cmd, *targets], capture_output=True, text=True, cwd=wd)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=wd)
     if proc.returncode:
         sys.exit(f"snakemake {' '.join(targets)} failed:\n{proc.stderr[-3000:]}")
     return time.perf_counter() - t0

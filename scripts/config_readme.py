@@ -34,6 +34,8 @@ def kind(prop: dict) -> str:
     """What a key holds, in words: its type and bounds (``number > 0``, ``one of ...``)."""
     if "enum" in prop:
         return "one of " + ", ".join(f"`{v}`" for v in prop["enum"])
+    if "const" in prop:
+        return f"`{prop['const']}`"
     if "oneOf" in prop:
         return " or ".join(kind(alt) for alt in prop["oneOf"])
     t = prop.get("type")

@@ -211,7 +211,44 @@ def test_points_are_dealt_round_robin():
     assert chunks.scan_chunks(points, 100) == [points]
 
 
-@pytest.mark.parametrize("value", [0, -1, 1.5, "two", "1.5"])
+def test_auto_cuts_blocks_cold_to_warm_about_four_jobs_per_core():
+    """points_per_job auto: ceil(N / (4 cores)) points per job, 1 where the cores are
+    unknown (a cluster executor); the blocks hold consecutive temperatures, coldest first
+    (labels compared as numbers), the seeds of a temperature together."""
+    assert chunks.auto_points_per_job(37, 2) == 5  # 8 jobs: the paper scan on 2 cores
+    assert chunks.auto_points_per_job(37, 16) == 1
+    assert chunks.auto_points_per_job(37, None) == 1
+    points = [(t, s) for t in ("0.1", "1e-05", "0.003") for s in (0, 1)]
+    assert chunks.scan_blocks(points, 4) == [
+        [("1e-05", 0), ("1e-05", 1), ("0.003", 0), ("0.003", 1)],
+        [("0.1", 0), ("0.1", 1)],
+    ]
+
+
+@pytest.mark.slow
+def test_auto_plans_blocks_from_the_cores_given(tmp_path):
+    """A dry run of 20 temperatures with points_per_job auto: 3 points per job (7 jobs)
+    on 2 cores, the first job the 3 coldest; one job per point on 8 cores."""
+    temperatures = [float(f"{0.001 * 1.3**i:.4g}") for i in range(20)]  # as labelled
+    config = tiny_config(temperatures)
+    config["runs"]["tiny"]["scan"]["points_per_job"] = "auto"
+    wd = workdir(tmp_path, config)
+    plan = snakemake(wd, "-n", "-p").stdout
+    assert plan.count("rule train_chunk_tiny_") == 7 and "rule train_point:" not in plan
+    coldest = " ".join(
+        f"--point {t!r} 0 results/tiny/scan/T={t!r}/seed=0.nc" for t in temperatures[:3]
+    )
+    assert coldest in plan
+    wide = subprocess.run(
+        [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "8", "-n"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "train_chunk" not in wide and wide.count("rule train_point:") == 20
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "two", "1.5", "Auto"])
 def test_a_bad_points_per_job_names_the_key(value):
     config = tiny_config([0.1])
     config["runs"]["tiny"]["scan"]["points_per_job"] = value

@@ -7,6 +7,7 @@ import shutil
 import sys
 
 from snakemake.utils import validate
+from snakemake.exceptions import WorkflowError
 
 from collapse_spectroscopy.cli import ERROR_FD_ENV
 from collapse_spectroscopy.config import settings
@@ -20,7 +21,12 @@ from collapse_spectroscopy.config.grid import (
 from collapse_spectroscopy.config.studies import study_runs
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.figures import REGISTRY as FIGURE_REGISTRY
-from collapse_spectroscopy.jobs.chunks import scan_chains, scan_chunks
+from collapse_spectroscopy.jobs.chunks import (
+    auto_points_per_job,
+    scan_blocks,
+    scan_chains,
+    scan_chunks,
+)
 from collapse_spectroscopy.store.atomic import atomic_path
 
 # First the project's check, which names the offending config key (and checks what a
@@ -113,8 +119,13 @@ def scan_jobs(run):
     scan = run_config(run)["scan"]
     per_job, start, ids = scan["points_per_job"], scan["start"], scan_point_ids(run)
     if start == "independent":
-        chunks = scan_chunks(ids, per_job) if per_job > 1 else []
+        if per_job == "auto":  # blocks cold to warm, the coldest first (job_priority)
+            per_job = auto_points_per_job(len(ids), scan_cores())
+            chunks = scan_blocks(ids, per_job) if per_job > 1 else []
+        else:
+            chunks = scan_chunks(ids, per_job) if per_job > 1 else []
         return [(SCAN, points, None, False) for points in chunks]
+    per_job = len(ids) if per_job == "auto" else per_job  # a chain in one job
     cooling = start == "continuation" and scan["direction"] == "cooling"
     jobs = [
         (SCAN, j.points, j.start, True)
@@ -141,6 +152,39 @@ def cooling_args(wildcards, input):
         if is_sweep(wildcards.run)
         else ""
     )
+
+
+def scan_cores():
+    """The cores the jobs share (--cores) when Snakemake runs them on this machine; None
+    under a cluster executor (or with no --cores)."""
+    if not workflow.local_exec:
+        return None
+    try:
+        return int(workflow.cores)
+    except (WorkflowError, TypeError, ValueError):
+        return None
+
+
+def point_runs():
+    """The runs whose scan is one independent point per job (rule train_point)."""
+    return [
+        r
+        for r in config["runs"]
+        if run_config(r)["scan"]["start"] == "independent" and not scan_jobs(r)
+    ]
+
+
+# above every training job's priority (at most the number of temperatures or jobs)
+MAP_PRIORITY = 1_000_000
+
+
+def point_priority(wildcards):
+    """Rule train_point's priority: the colder the point, the higher (cold points train
+    longest: started first, they leave the short warm ones to fill the cores at the end).
+    """
+    temps = sorted(scan_temperatures(run_config(wildcards.run)["scan"]["temperatures"]))
+    labels = [scan_point_label(t) for t in temps]
+    return len(labels) - labels.index(wildcards.T) if wildcards.T in labels else 0
 
 
 def chain_args(run, folder, start, chain):

@@ -21,6 +21,9 @@ rule maps_grid:
         "results/{run}/logs/maps/T={T}.log",
     wildcard_constraints:
         run=map_runs(table=False),
+    # before any training job left: a map needs only its own scan point, so it runs while
+    # the scan goes on instead of after it, with the gathering and the figures
+    priority: MAP_PRIORITY
     conda:
         "../../envs/collapse-spectroscopy.yaml"
     threads: 1

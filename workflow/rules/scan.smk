@@ -24,12 +24,7 @@ TRAIN_SHELL = (
 
 
 # the runs whose scan runs one independent point per job
-POINT_RUNS = [
-    r
-    for r in config["runs"]
-    if config["runs"][r]["scan"]["points_per_job"] == 1
-    and config["runs"][r]["scan"]["start"] == "independent"
-]
+POINT_RUNS = point_runs()
 
 # SLURM's warning before a training job's time limit (other executors ignore it): SIGTERM
 # to every process of the job's steps 300 s before it (SLURM may send it up to a minute
@@ -51,6 +46,7 @@ rule train_point:
         "results/{run}/logs/train/T={T}_seed={seed}.log",
     wildcard_constraints:
         run=any_of(POINT_RUNS),
+    priority: point_priority
     conda:
         "../../envs/collapse-spectroscopy.yaml"
     threads: 1
@@ -68,7 +64,8 @@ rule train_point:
 
 CHUNK_RULES = set()
 for _run in config["runs"]:
-    for _i, (_folder, _points, _start, _chain) in enumerate(scan_jobs(_run)):
+    _jobs = scan_jobs(_run)
+    for _i, (_folder, _points, _start, _chain) in enumerate(_jobs):
         _name = f"train_chunk_{re.sub('[^A-Za-z0-9_]', '_', _run)}_{_i}"
         while _name in CHUNK_RULES:  # runs a-b and a_b: both would be train_chunk_a_b_0
             _name += "_"
@@ -87,6 +84,7 @@ for _run in config["runs"]:
                 log_csv=[scan_point_file(_run, p, ".log.csv", _folder) for p in _points],
             log:
                 f"results/{_run}/logs/train/chunk{_i}.log",
+            priority: len(_jobs) - _i  # in scan_jobs' order: blocks coldest first
             conda:
                 "../../envs/collapse-spectroscopy.yaml"
             threads: 1
