@@ -310,7 +310,7 @@ def test_a_sweep_trains_both_directions_and_measures_their_hysteresis(tmp_path):
     summary its block, and the figure is drawn."""
     temperatures = [0.02, 0.06, 0.2, 0.6]
     config = tiny_config(temperatures, max_updates=2000)
-    config["runs"]["tiny"]["scan"].update(start="sweep")
+    config["runs"]["tiny"]["scan"].update(start="sweep", points_per_job=1)
     wd = workdir(tmp_path, config)
     plan = snakemake(wd, "-n", "-p").stdout
     labels = [repr(t) for t in temperatures]

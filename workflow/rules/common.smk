@@ -156,8 +156,10 @@ def cooling_args(wildcards, input):
 
 def scan_cores():
     """The cores the jobs share (--cores) when Snakemake runs them on this machine; None
-    under a cluster executor (or with no --cores)."""
-    if not workflow.local_exec:
+    under a cluster executor (or with no --cores). None also in a cluster job's own
+    Snakemake (remote execution), which must plan the very rules its main process did
+    (there, under a cluster executor: one point per job)."""
+    if not workflow.local_exec or workflow.remote_exec:
         return None
     try:
         return int(workflow.cores)
