@@ -176,7 +176,8 @@ def point_runs():
     ]
 
 
-# above every training job's priority (at most the number of temperatures or jobs)
+# above every training job's priority (at most the number of temperatures or jobs): the
+# maps, and the run configurations (local, seconds each)
 MAP_PRIORITY = 1_000_000
 
 

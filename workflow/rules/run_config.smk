@@ -11,6 +11,8 @@ localrules:
 rule run_config:
     output:
         "results/{run}/config/{stage}.json",
+    # at the start, not between the last training job and the figures it configures
+    priority: MAP_PRIORITY
     log:
         "results/{run}/logs/config_{stage}.log",
     params:
