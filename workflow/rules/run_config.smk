@@ -11,10 +11,10 @@ localrules:
 rule run_config:
     output:
         "results/{run}/config/{stage}.json",
-    # at the start, not between the last training job and the figures it configures
-    priority: MAP_PRIORITY
     log:
         "results/{run}/logs/config_{stage}.log",
+    # at the start, not between the last training job and the figures it configures
+    priority: MAP_PRIORITY
     params:
         sections=lambda wc: settings.stage_config(run_config(wc.run), wc.stage),
     run:
