@@ -23,16 +23,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from collapse_spectroscopy.analysis.spectra import scan_arrays
 from collapse_spectroscopy.analysis.thresholds import RHO_MIN, crossing_threshold
 
 COLUMNS = ("crossing_threshold_warming", "crossing_threshold_cooling", "hysteresis")
-
-
-def _curves(scan):
-    """A gathered scan's temperature of each point (P,) and ranked ``rho`` (P, K)."""
-    rho = scan["signal_fraction"].transpose("T", "seed", "latent").values
-    t = np.broadcast_to(scan["T"].values[:, None], rho.shape[:2])
-    return t.reshape(-1), rho.reshape(t.size, -1)
 
 
 def hysteresis_columns(t_warm, rho_warm, t_cool, rho_cool, rho_min: float = RHO_MIN):
@@ -53,7 +47,8 @@ def hysteresis_columns(t_warm, rho_warm, t_cool, rho_cool, rho_min: float = RHO_
 
 def scan_hysteresis(warming, cooling, rho_min: float = RHO_MIN) -> pd.DataFrame:
     """:func:`hysteresis_columns` of two gathered scans (``scan.nc``, ``scan_cooling.nc``)."""
-    return hysteresis_columns(*_curves(warming), *_curves(cooling), rho_min=rho_min)
+    (t_warm, rho_warm, _), (t_cool, rho_cool, _) = scan_arrays(warming), scan_arrays(cooling)
+    return hysteresis_columns(t_warm, rho_warm, t_cool, rho_cool, rho_min=rho_min)
 
 
 def hysteresis_summary(columns: pd.DataFrame) -> dict:

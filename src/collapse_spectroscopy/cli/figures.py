@@ -63,12 +63,9 @@ def register_figures(sub) -> None:
 
 
 def run_figures(args) -> int:
-    import pandas as pd
 
     scan = scanfile.read(args.scan)
-    if not args.spectra.is_file():
-        raise InputError(f"spectra table {str(args.spectra)!r} does not exist")
-    table = pd.read_csv(args.spectra)
+    table = read_spectra_table(args.spectra)
     check_rho_min(args.rho_min)
     tolerances = check_tolerances(args.tolerances)
     null_run = read_null_run(args.null_spectra, args.null_name)
@@ -84,6 +81,15 @@ def run_figures(args) -> int:
     for path in paths:
         print(path)
     return 0
+
+
+def read_spectra_table(path: Path):
+    """The spectra table at ``path``; InputError naming it when it does not exist."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise InputError(f"spectra table {str(path)!r} does not exist")
+    return pd.read_csv(path)
 
 
 def read_null_run(path: Path | None, name: str | None):
@@ -133,15 +139,12 @@ def register_hysteresis(sub) -> None:
 
 
 def run_hysteresis(args) -> int:
-    import pandas as pd
 
     from collapse_spectroscopy.figures import hysteresis  # lazy: matplotlib
 
     check_rho_min(args.rho_min)
     warming, cooling = scanfile.read(args.scan), scanfile.read(args.cooling_scan)
-    if not args.spectra.is_file():
-        raise InputError(f"spectra table {str(args.spectra)!r} does not exist")
-    table = pd.read_csv(args.spectra)
+    table = read_spectra_table(args.spectra)
     missing = [c for c in HYSTERESIS_COLUMNS if c not in table]
     if missing:
         raise InputError(

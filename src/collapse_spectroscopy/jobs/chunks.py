@@ -48,6 +48,12 @@ IDENTITY_FILE = "identity.json"
 KEPT = (("out", "point.nc"), ("weights", "weights.pt"), ("log", "log.csv"))
 
 
+def check_per_job(per_job) -> None:
+    """ValueError unless ``per_job`` is an integer >= 1."""
+    if int(per_job) != per_job or per_job < 1:
+        raise ValueError(f"points_per_job = {per_job!r}: expected an integer >= 1")
+
+
 # ``points_per_job: auto``: this many jobs per core. Simulated on the measured training
 # times of the paper scan's 37 points (a ~10x spread, the coldest longest) with ~4 s of
 # start-up per job, in coldest-first order: 1 point per job finishes the scan in 359 s
@@ -72,8 +78,7 @@ def scan_blocks(points: Sequence, per_job: int) -> list[list]:
     ``per_job``: the first jobs hold the coldest points, which train longest, so that a
     scheduler that starts them first (their priority) balances the cores with the short
     warm jobs at the end."""
-    if int(per_job) != per_job or per_job < 1:
-        raise ValueError(f"points_per_job = {per_job!r}: expected an integer >= 1")
+    check_per_job(per_job)
     order = sorted(points, key=lambda p: float(p[0]))
     return [order[i : i + per_job] for i in range(0, len(order), per_job)]
 
@@ -81,8 +86,7 @@ def scan_blocks(points: Sequence, per_job: int) -> list[list]:
 def scan_chunks(points: Sequence, per_job: int) -> list[list]:
     """``points`` dealt round-robin into ``ceil(len(points) / per_job)`` chunks (each of at
     most ``per_job`` points, in their original order inside a chunk)."""
-    if int(per_job) != per_job or per_job < 1:
-        raise ValueError(f"points_per_job = {per_job!r}: expected an integer >= 1")
+    check_per_job(per_job)
     n = math.ceil(len(points) / per_job)
     return [list(points[i::n]) for i in range(n)]
 
@@ -103,8 +107,7 @@ def scan_chains(points: Sequence, per_job: int, *, cooling: bool = False) -> lis
     a number or its label): one chain per seed, ordered cold to warm (``cooling``: warm
     to cold), cut into consecutive jobs of at most ``per_job`` points. Chains in the
     order of their seeds' first appearance."""
-    if int(per_job) != per_job or per_job < 1:
-        raise ValueError(f"points_per_job = {per_job!r}: expected an integer >= 1")
+    check_per_job(per_job)
     seeds = list(dict.fromkeys(seed for _, seed in points))
     jobs = []
     for seed in seeds:
