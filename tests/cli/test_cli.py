@@ -73,10 +73,19 @@ def pipeline(prepared, tmp_path_factory):
     scan = tmp / "scan.nc"
     assert main(["gather", *map(str, points), "--out", str(scan)]) == 0
     csv, summary = tmp / "spectra.csv", tmp / "summary.json"
-    assert main(["spectra", str(scan), "--out", str(csv), "--summary", str(summary)]) == 0
+    spectra = ["spectra", str(scan), "--out", str(csv), "--summary", str(summary)]
+    assert main([*spectra, "--prepared", str(prepared)]) == 0
     figdir = tmp / "figures"
     assert main(["figures", str(scan), str(csv), "--out-dir", str(figdir)]) == 0
-    return {"points": points, "scan": scan, "csv": csv, "summary": summary, "figures": figdir}
+    assert main(["rate-distortion", str(summary), "--out-dir", str(figdir)]) == 0
+    return {
+        "points": points,
+        "scan": scan,
+        "csv": csv,
+        "summary": summary,
+        "figures": figdir,
+        "prepared": prepared,
+    }
 
 
 @pytest.mark.slow
@@ -121,6 +130,51 @@ def test_spectra_writes_one_row_per_latent_and_a_summary(pipeline):
     assert (np.diff(table["pca_ratio"][:4]) <= 0).all()
     s = json.loads(pipeline["summary"].read_text())
     assert s["scan_points"] == 6 and s["temperatures"] == 3
+
+
+@pytest.mark.slow
+def test_each_rank_gets_the_rate_of_the_point_that_sets_its_level(pipeline):
+    """The `rate` column, against a naive search of the scan: for rank k, the point with
+    the lowest Dn_k, and that point's KL rate of its rank-k latent."""
+    table = pd.read_csv(pipeline["csv"])
+    scan = xr.open_dataset(pipeline["scan"], engine="h5netcdf").load()
+    for k in range(1, 6):
+        best = None
+        for T in TEMPERATURES:
+            for seed in SEEDS:
+                point = scan.sel(T=T, seed=seed)
+                dn = float(point["truncated_distortion"][k])
+                if best is None or dn < best[0]:
+                    best = (dn, float(point["kl_rate"][k - 1]))
+        # the CSV keeps 10 significant digits (float_format %.10g): 5e-10 relative
+        assert table["rate"][k - 1] == pytest.approx(best[1], rel=1e-9)
+    assert np.all(np.isfinite(table["rate"]))
+
+
+@pytest.mark.slow
+def test_the_summary_places_every_point_on_the_rate_distortion_plane(pipeline):
+    """Every point's rate is its scan rate; its distortion the stored sampled one rescaled
+    from E||x - xbar_train||^2 to the evaluation split's own variance (computed here from
+    the prepared file). A linear VAE on Gaussian data cannot lie below the Gaussian bound
+    but for the one-draw estimate of D: with 1,000 test samples and >= 1 noisy mode its
+    relative error is ~sqrt(2/1000) = 4.5 %, which at D >= 0.06 and T >= 0.02 moves R
+    by <= 0.045 D / (2 T) ~ 0.07 nats; -0.25 nats is over three of those."""
+    block = json.loads(pipeline["summary"].read_text())["rate_distortion"]
+    scan = xr.open_dataset(pipeline["scan"], engine="h5netcdf").load()
+    with np.load(pipeline["prepared"]) as z:
+        train, test = z["x_train"].astype(np.float64), z["x_test"].astype(np.float64)
+    v_eval = np.var(test, axis=0).sum()
+    ref2 = np.square(test - train.mean(axis=0)).sum(axis=1).mean()
+    assert len(block["points"]) == 6
+    for p in block["points"]:
+        point = scan.sel(T=p["T"], seed=p["seed"])
+        assert p["rate"] == pytest.approx(float(point["rate"]), rel=1e-12)
+        assert p["distortion"] == pytest.approx(
+            float(point["distortion_sampled"]) * ref2 / v_eval, rel=1e-9
+        )
+        assert p["excess_rate"] > -0.25, p
+    assert block["points_below_bound"] == sum(p["excess_rate"] < 0 for p in block["points"])
+    assert (pipeline["figures"] / "rate_distortion.pdf").read_bytes().startswith(b"%PDF")
 
 
 @pytest.mark.slow

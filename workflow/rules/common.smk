@@ -239,6 +239,19 @@ def null_run_args(wildcards, input):
     return f"--null-spectra {shlex.quote(input.null_table)} --null-name {shlex.quote(null)}"
 
 
+def null_summary_input(wildcards):
+    """The summary of the run's null_run: the rate-distortion figure draws its points."""
+    null = run_config(wildcards.run).get("null_run")
+    return {"null_summary": f"results/{null}/summary.json"} if null else {}
+
+
+def null_summary_args(wildcards, input):
+    null = run_config(wildcards.run).get("null_run")
+    if not null:
+        return ""
+    return f"--null-summary {shlex.quote(input.null_summary)} --null-name {shlex.quote(null)}"
+
+
 def map_targets(run):
     """The maps of a run (rules/maps.smk); none for a run the config does not define
     (rule paper_figures names the worldclim run whatever the config)."""
@@ -270,6 +283,9 @@ def run_targets(runs):
             ext=["png", "pdf"],
         )
         out += [f"results/{run}/figures/split_map.png"]
+        out += expand(
+            f"results/{run}/figures/rate_distortion.{{ext}}", ext=["png", "pdf"]
+        )
         if is_sweep(run):
             out += expand(
                 f"results/{run}/figures/hysteresis.{{ext}}", ext=["png", "pdf"]

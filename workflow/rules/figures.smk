@@ -73,3 +73,27 @@ rule hysteresis_figure:
         "MPLBACKEND=Agg collapse-spectroscopy hysteresis {input.scan} {input.cooling} "
         "{input.table} --run-config {input.run_config} "
         "--out-dir results/{wildcards.run}/figures > {log} 2>&1"
+
+
+# The rate-distortion plane (docs/science.md §9.1): every scan point against the Gaussian
+# bound of the evaluation split, beside the null run's points.
+rule rate_distortion_figure:
+    input:
+        unpack(null_summary_input),
+        summary="results/{run}/summary.json",
+    output:
+        png=figure_output("rate_distortion", "png"),
+        pdf=figure_output("rate_distortion", "pdf"),
+    log:
+        "results/{run}/logs/rate_distortion_figure.log",
+    conda:
+        "../../envs/collapse-spectroscopy.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        null=null_summary_args,
+    shell:
+        "MPLBACKEND=Agg collapse-spectroscopy rate-distortion {input.summary} "
+        "--out-dir results/{wildcards.run}/figures {params.null} > {log} 2>&1"

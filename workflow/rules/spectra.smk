@@ -43,6 +43,7 @@ rule spectra:
     input:
         unpack(cooling_input),
         scan="results/{run}/scan.nc",
+        prepared="results/{run}/data/prepared.npz",
         run_config=stage_config("spectra"),
     output:
         table=report(
@@ -64,4 +65,5 @@ rule spectra:
         cooling=cooling_args,
     shell:
         "collapse-spectroscopy spectra {input.scan} --run-config {input.run_config} "
-        "--out {output.table} --summary {output.summary} {params.cooling} > {log} 2>&1"
+        "--prepared {input.prepared} --out {output.table} --summary {output.summary} "
+        "{params.cooling} > {log} 2>&1"

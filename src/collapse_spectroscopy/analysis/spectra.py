@@ -25,6 +25,7 @@ from collapse_spectroscopy.analysis.equilibration import (
     scan_under_equilibrated,
 )
 from collapse_spectroscopy.analysis.pca import PCA_FLOOR, pca_truncation_distortion
+from collapse_spectroscopy.analysis.rate_distortion import rate_distortion_block
 from collapse_spectroscopy.analysis.thresholds import (
     RANK_RULE,
     RHO_MIN,
@@ -34,6 +35,7 @@ from collapse_spectroscopy.analysis.thresholds import (
     fixed_exponent_threshold,
     free_exponent_fit,
     rank_values,
+    selected_values,
     under_equilibrated_ranks,
     utilities,
 )
@@ -145,6 +147,14 @@ def scan_arrays(scan):
     return t[ran], rho[ran], dn[ran]
 
 
+def ranked_values(scan, name: str) -> np.ndarray:
+    """A per-latent variable of a gathered scan over the points :func:`scan_arrays` keeps,
+    in its order (P, K)."""
+    _, ran = _flat_rho(scan)
+    v = scan[name].transpose("T", "seed", "latent").values
+    return v.reshape(ran.size, -1)[ran]
+
+
 def scan_point_flags(scan) -> np.ndarray:
     """:func:`.equilibration.scan_under_equilibrated` of each point :func:`scan_arrays` keeps,
     in its order (P,)."""
@@ -203,11 +213,13 @@ def mode_columns(scan, rho_min: float = RHO_MIN) -> dict[str, np.ndarray]:
     return out
 
 
-def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES):
+def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES, reference=None):
     """The spectra table of a gathered scan, and a JSON-ready summary of the run.
 
     ``tolerances`` are the distortion levels ``eps`` of the utility concentration
-    (:func:`.concentration.utility_concentration`).
+    (:func:`.concentration.utility_concentration`). ``reference``: the evaluation split's
+    :func:`.rate_distortion.split_reference`, which adds the summary's ``rate_distortion``
+    block (docs/science.md §9.1); without it the block is left out.
     """
     t, rho, dn = scan_arrays(scan)
     pca_ratio = scan["pca_ratio"].values
@@ -217,6 +229,8 @@ def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES):
         table[name] = column
     flags = under_equilibrated_ranks(t, rho, dn, scan_point_flags(scan), rho_min)
     table["under_equilibrated"] = flags
+    # each rank's KL rate (nats) at the point that sets its Dn*_k (docs/science.md §9.1)
+    table["rate"] = selected_values(dn, ranked_values(scan, "kl_rate"))
     # lazy: scipy (scipy.stats); the CLI imports this module at start, a training job too
     from collapse_spectroscopy.analysis.seed_intervals import with_intervals
 
@@ -266,4 +280,6 @@ def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES):
         },
         "seed_intervals": seed_block,
     }
+    if reference is not None:
+        summary["rate_distortion"] = rate_distortion_block(scan, reference)
     return table, summary

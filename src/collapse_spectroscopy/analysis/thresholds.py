@@ -243,6 +243,23 @@ def best_distortions(truncated) -> np.ndarray:
     return best
 
 
+def selected_values(truncated, values) -> np.ndarray:
+    """Each rank's value at the scan point that sets its ``Dn*_k``, ``k = 1..K``.
+
+    ``truncated`` (P, K+1) and ``values`` (P, K), both over the same flattened points:
+    ``values[p, k-1]`` at the point ``p`` with the lowest ``Dn_k`` (:func:`best_distortions`'
+    choice; the first such point on a tie). The spectra's ``rate`` column is the ranked
+    KL rate read this way: what the rank-``k`` latent carries where it is used best.
+    """
+    dn = np.asarray(truncated, dtype=np.float64)[:, 1:]
+    v = np.asarray(values, dtype=np.float64)
+    out = np.full(dn.shape[1], np.nan)
+    has = np.any(np.isfinite(dn), axis=0)
+    best = np.nanargmin(np.where(np.isfinite(dn), dn, np.inf), axis=0)
+    out[has] = v[best[has], np.flatnonzero(has)]
+    return out
+
+
 def utilities(best) -> np.ndarray:
     """``u_k = Dn*_{k-1} - Dn*_k``, ``k = 1..K`` (float64), from ``Dn*_k``, ``k = 0..K``.
 

@@ -92,6 +92,7 @@ COMMANDS = [
     ("spectra", "spectra", "register_spectra"),
     ("figures", "figures", "register_figures"),
     ("hysteresis", "figures", "register_hysteresis"),
+    ("rate-distortion", "figures", "register_rate_distortion"),
     ("maps", "maps", "register_maps"),
     ("study", "studies", "register_study"),
     ("beta", "beta", "register_beta"),

@@ -3,6 +3,7 @@ spectra.csv (docs/science.md §6, §9), with a linear null run's spectra.csv bes
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from collapse_spectroscopy import figures
@@ -154,5 +155,50 @@ def run_hysteresis(args) -> int:
     fig = hysteresis.draw(warming, cooling, table, args.rho_min)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for path in figures.save_figure(fig, args.out_dir, "hysteresis"):
+        print(path)
+    return 0
+
+
+def register_rate_distortion(sub) -> None:
+    p = sub.add_parser(
+        "rate-distortion",
+        help="draw a run's rate-distortion plane from its summary.json",
+        description="Every scan point's total KL rate against its sampled distortion, beside "
+        "the Gaussian rate-distortion bound of the evaluation split's covariance, from the "
+        "rate_distortion block of the summary (`spectra --prepared`; docs/science.md §9.1). "
+        "Writes rate_distortion.png and rate_distortion.pdf into OUT_DIR.",
+    )
+    p.add_argument("summary", type=Path, help="the run's summary.json")
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.add_argument("--null-summary", type=Path, help="the null run's summary.json")
+    p.add_argument("--null-name", help="the null run's name, for the legend")
+    p.set_defaults(func=run_rate_distortion)
+
+
+def read_rate_distortion(path: Path, flag: str) -> dict:
+    """The ``rate_distortion`` block of a summary, or one line saying what is wrong."""
+    try:
+        block = json.loads(path.read_text()).get("rate_distortion")
+    except FileNotFoundError:
+        raise InputError(f"{flag} {str(path)!r} does not exist: expected a summary.json") from None
+    except (OSError, ValueError, AttributeError) as exc:
+        raise InputError(f"{flag} {str(path)!r} cannot be read as a JSON summary: {exc}") from None
+    if not isinstance(block, dict) or not {"points", "bound"} <= block.keys():
+        raise InputError(
+            f"{flag} {str(path)!r} has no rate_distortion block: expected the summary of "
+            "`collapse-spectroscopy spectra --prepared`"
+        )
+    return block
+
+
+def run_rate_distortion(args) -> int:
+
+    from collapse_spectroscopy.figures import rate_distortion  # lazy: matplotlib
+
+    block = read_rate_distortion(args.summary, "summary")
+    null = read_rate_distortion(args.null_summary, "--null-summary") if args.null_summary else None
+    fig = rate_distortion.draw(block, null, args.null_name)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for path in figures.save_figure(fig, args.out_dir, "rate_distortion"):
         print(path)
     return 0

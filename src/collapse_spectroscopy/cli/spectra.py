@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 from collapse_spectroscopy.analysis.hysteresis import COLUMNS, hysteresis_summary, scan_hysteresis
+from collapse_spectroscopy.analysis.rate_distortion import split_reference
 from collapse_spectroscopy.analysis.spectra import summarize
 from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.store import scanfile
 from collapse_spectroscopy.store.atomic import all_or_none, atomic_path, write_json
+from collapse_spectroscopy.store.prepared import load_prepared
 
 RHO_MIN_KEY = "spectra.rho_min"
 TOLERANCES_KEY = "spectra.tolerances"
@@ -84,6 +86,14 @@ def register_spectra(sub) -> None:
         "the warming one): the table gets each rank's crossing threshold of both directions "
         "and their ratio, hysteresis, and the summary a hysteresis block (docs/science.md §5.9)",
     )
+    p.add_argument(
+        "--prepared",
+        type=Path,
+        metavar="NPZ",
+        help="the run's prepared dataset: adds the rate-distortion block to the summary, the "
+        "scan points' (rate, distortion) beside the Gaussian bound of the evaluation split's "
+        "covariance (docs/science.md §9.1)",
+    )
     add_run_config_argument(p)
     config_option(p, RHO_MIN_KEY, "--rho-min")
     add_tolerances_option(p, "n(eps) goes into the summary")
@@ -95,7 +105,10 @@ def run_spectra(args) -> int:
     check_rho_min(args.rho_min)
     tolerances = check_tolerances(args.tolerances)
     scan = scanfile.read(args.scan)
-    table, summary = summarize(scan, rho_min=args.rho_min, tolerances=tolerances)
+    reference = split_reference_of(args.prepared, scan) if args.prepared else None
+    table, summary = summarize(
+        scan, rho_min=args.rho_min, tolerances=tolerances, reference=reference
+    )
     if args.cooling_scan:
         cooling = scan_hysteresis(scan, scanfile.read(args.cooling_scan), args.rho_min)
         for name in COLUMNS:  # appended after every other column
@@ -116,6 +129,17 @@ def run_spectra(args) -> int:
         .to_string(index=False)
     )
     return 0
+
+
+def split_reference_of(prepared: Path, scan) -> dict:
+    """:func:`.rate_distortion.split_reference` of the split the scan was measured on."""
+    ds = load_prepared(prepared)
+    if ds.x_train.shape[1] != scan.sizes["mode"]:
+        raise InputError(
+            f"--prepared {str(prepared)!r}: has {ds.x_train.shape[1]} features, the scan "
+            f"{scan.sizes['mode']}: expected the prepared dataset of the scan's run"
+        )
+    return split_reference(ds.x_train, ds.split(str(scan.attrs.get("eval_split", "test"))))
 
 
 def under_equilibrated_warning(block: dict) -> str:
