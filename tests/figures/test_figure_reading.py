@@ -290,6 +290,8 @@ def test_maps_loadings_and_bands_write_rho_to_the_same_decimals():
         loadings=np.arange(12, dtype=float).reshape(3, 4) - 5,
         feature_names=["a", "b", "c", "d"],
         means={},
+        jacobian_rms=np.abs(np.arange(12, dtype=float).reshape(3, 4) - 5),
+        sign_agreement=np.ones((3, 4)),
     )
     wgs84 = (
         'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'

@@ -111,15 +111,25 @@ def test_synthetic_raster_maps_match_pc1(synthetic_run):
     )
     for name in ("latent_means.png", "loadings.png"):
         assert (out / name).stat().st_size > 10_000
+    # the linear model's Jacobian is constant: its RMS is |W_k| and every sample agrees in
+    # sign, written after the loadings (the same number formatted alike: equal exactly)
+    names = list(load_prepared(data).feature_names)
+    assert (
+        list(loadings.columns[: 4 + len(names)]) == ["rank", "rho", "latent_index", "sign"] + names
+    )
+    rms = loadings[[f"jacobian_rms_{f}" for f in names]].to_numpy()
+    np.testing.assert_array_equal(rms, np.abs(loadings[names].to_numpy()))
+    np.testing.assert_array_equal(loadings[[f"sign_agreement_{f}" for f in names]], 1.0)
 
 
 def test_mlp_loadings_are_the_mean_decoder_jacobian(synthetic_run):
     """For the mlp family the loadings are the decoder Jacobian at mu(x), averaged over
-    all samples: checked against central finite differences of the decoder (an
-    independent computation) on the same weights."""
+    all samples, beside its RMS and sign agreement: checked against central finite
+    differences of the decoder at each sample (an independent computation) on the same
+    weights."""
     import torch
 
-    from collapse_spectroscopy.maps import latent_maps
+    from collapse_spectroscopy.maps import jacobian
     from collapse_spectroscopy.models.mlp import MLPVAE
 
     data, _, _ = synthetic_run
@@ -129,7 +139,7 @@ def test_mlp_loadings_are_the_mean_decoder_jacobian(synthetic_run):
     )
     xs = [ds.split(s) for s in SPLITS]
     cols = np.array([2, 0])
-    jac = latent_maps.mean_decoder_jacobian(model, xs, cols)
+    stats = jacobian.decoder_jacobian_stats(model, xs, cols)
     x = torch.from_numpy(np.concatenate(xs).astype(np.float64))
     h = 1e-5  # central differences: error ~h^2 * f''' ~ 1e-10, far below the 1e-6 bound
     with torch.no_grad():
@@ -137,8 +147,37 @@ def test_mlp_loadings_are_the_mean_decoder_jacobian(synthetic_run):
         for row, k in enumerate(cols):
             dz = torch.zeros_like(z)
             dz[:, k] = h
-            fd = ((model.decode(z + dz) - model.decode(z - dz)) / (2 * h)).mean(0).numpy()
-            np.testing.assert_allclose(jac[row], fd, atol=1e-6)
+            fd = ((model.decode(z + dz) - model.decode(z - dz)) / (2 * h)).numpy()
+            np.testing.assert_allclose(stats.mean[row], fd.mean(0), atol=1e-6)
+            np.testing.assert_allclose(stats.rms[row], np.sqrt((fd**2).mean(0)), atol=1e-6)
+            # a sign may differ only where |J| is within the differences' error of 0
+            same = (np.sign(fd) == np.sign(fd.mean(0))).mean(0)
+            unsure = (np.abs(fd) < 1e-8).mean(0)
+            assert np.all(np.abs(stats.agreement[row] - same) <= unsure), (row, same, unsure)
+
+
+def test_mlp_maps_carry_rms_and_agreement_unflipped(synthetic_run):
+    """latent_maps() of an mlp: the loadings take the sign convention, the RMS and the
+    agreement are the pass's own (a flip leaves them, docs/science.md §10)."""
+    import torch
+
+    from collapse_spectroscopy.maps import jacobian, latent_maps
+    from collapse_spectroscopy.models.mlp import MLPVAE
+
+    data, _, work = synthetic_run
+    ds = load_prepared(data)
+    model = MLPVAE(
+        8, 8, (16,), "tanh", generator=torch.Generator().manual_seed(2), dtype=torch.float64
+    ).eval()
+    point = scanfile.read(work / "T=0.01" / "seed=0.nc")
+    maps = latent_maps.latent_maps(ds, model, point, 0.05)
+    xs = [ds.split(s) for s in SPLITS]
+    stats = jacobian.decoder_jacobian_stats(model, xs, maps.latent_index)
+    np.testing.assert_array_equal(maps.loadings, stats.mean * maps.sign[:, None])
+    np.testing.assert_array_equal(maps.jacobian_rms, stats.rms)
+    np.testing.assert_array_equal(maps.sign_agreement, stats.agreement)
+    assert maps.kind == "mlp" and np.all(maps.jacobian_rms >= np.abs(maps.loadings) * (1 - 1e-12))
+    assert np.all((maps.sign_agreement >= 0) & (maps.sign_agreement <= 1))
 
 
 def test_table_dataset_gives_a_csv_per_sample(tmp_path):

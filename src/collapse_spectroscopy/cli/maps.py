@@ -20,9 +20,10 @@ def register_maps(sub) -> None:
         "dataset latent_means.tif (one float32 band per rank on the input grid: CRS, "
         "transform, nodata; descriptions 'rank k, rho=...') and latent_means.png, for a "
         "table latent_means.csv -- and the loadings (decoder column W_k of the linear "
-        "model, mean decoder Jacobian of an mlp; standardized units), loadings.csv and "
-        "loadings.png, all in OUT_DIR. Each latent's sign makes its largest-|loading| "
-        "feature positive.",
+        "model, mean decoder Jacobian of an mlp; standardized units; with the Jacobian's "
+        "RMS over the samples and the fraction of samples sharing the mean's sign), "
+        "loadings.csv and loadings.png, all in OUT_DIR. Each latent's sign makes its "
+        "largest-|loading| feature positive.",
     )
     p.add_argument("point", type=Path, help="the scan point (scan/T=.../seed=....nc)")
     p.add_argument("--data", required=True, type=Path, help="prepared dataset (.npz)")

@@ -4,7 +4,8 @@ not in :data:`.figures.REGISTRY`. Built without pyplot, in the figures' style.
 - :func:`draw_latent_means`: one panel per active rank, the posterior mean ``mu_k(x)`` on
   the input grid, diverging colour map centred at 0, symmetric robust limits (the 98th
   percentile of ``|mu_k|``), a colour bar per panel, lon/lat (or CRS) ticks.
-- :func:`draw_loadings`: the rank x feature heatmap of the loadings, same colour map.
+- :func:`draw_loadings`: the rank x feature heatmap of the loadings, same colour map; for
+  a nonlinear model with the RMS of the local Jacobian and its sign agreement below it.
 
 Both give each rank's ``rho`` as :func:`.maps.latent_maps.rho_text` writes it, as the GeoTIFF's band
 descriptions do (:meth:`.maps.LatentMaps.labels`), so that a map, its loadings row and
@@ -88,33 +89,65 @@ def grid_fill(grid: Grid) -> float:
     return output_nodata(grid)
 
 
+RMS_CMAP = "Greys"  # a magnitude: white 0, black the mean panel's limit
+AGREEMENT_CMAP = "viridis"  # a fraction from 0 to 1, readable without the mean's colours
+
+
 def draw_loadings(maps: LatentMaps, title: str):
-    """The rank x feature heatmap of ``maps.loadings`` (standardized units)."""
+    """The rank x feature heatmap of ``maps.loadings`` (standardized units). For a
+    nonlinear model two more panels below it: the RMS of the local Jacobian on the mean's
+    colour limit (a cell dark there but pale in the mean's panel: the mean cancels), and
+    the fraction of samples whose local Jacobian has the mean's sign (near 0.5: the latent's
+    effect on the feature changes sign along the data). The linear model's Jacobian is
+    constant (RMS ``|W_k|``, agreement 1), so it gets the one panel."""
     from matplotlib.figure import Figure
 
     n, d = maps.loadings.shape
-    lim = float(np.abs(maps.loadings).max()) or 1.0
+    curved = maps.kind != "linear"
+    # RMS >= |mean|: its largest value bounds both panels, so equal colour means equal size
+    lim = float(np.nanmax(maps.jacobian_rms if curved else np.abs(maps.loadings))) or 1.0
+    what = (
+        "mean decoder Jacobian\n$\\langle\\partial\\hat x/\\partial z_k\\rangle$"
+        if curved
+        else "decoder column $W_k$"
+    )
+    panels = [(maps.loadings, CMAP, -lim, lim, f"{what}\n(standardized units)")]
+    if curved:
+        panels += [
+            (maps.jacobian_rms, RMS_CMAP, 0.0, lim, "RMS of the local\nJacobian (same units)"),
+            (
+                maps.sign_agreement,
+                AGREEMENT_CMAP,
+                0.0,
+                1.0,
+                "fraction of samples\nwith the mean's sign",
+            ),
+        ]
     with style():
         fig = Figure(
-            figsize=(min(PAGE_WIDTH, 1.2 + 0.3 * d), 1.2 + 0.25 * n + 0.4), layout="constrained"
+            figsize=(
+                min(PAGE_WIDTH, (1.6 if curved else 1.2) + 0.3 * d),
+                len(panels) * (0.6 + 0.25 * n) + 1.0,
+            ),
+            layout="constrained",
         )
-        ax = fig.subplots()
-        im = ax.imshow(maps.loadings, cmap=CMAP, vmin=-lim, vmax=lim, aspect="auto")
-        ax.set_xticks(range(d), maps.feature_names, rotation=90, fontsize=6)
-        ax.set_yticks(
-            range(n),
-            [f"{k} ($\\rho$ = {rho_text(r)})" for k, r in zip(maps.ranks, maps.rho, strict=True)],
-        )
-        ax.tick_params(axis="y", labelsize=6)
-        ax.set_xlabel("feature", fontsize=7)
-        ax.set_ylabel("rank $k$", fontsize=7)
-        what = (
-            "decoder column $W_k$"
-            if maps.kind == "linear"
-            else "mean decoder Jacobian $\\partial\\hat x/\\partial z_k$"
-        )
-        bar = fig.colorbar(im, ax=ax, shrink=0.9)
-        bar.set_label(f"{what}\n(standardized units)", fontsize=6)
-        bar.ax.tick_params(labelsize=5)
-        ax.set_title(f"{title}\n{SIGN_NOTE}", fontsize=7)
+        axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+        for ax, (values, cmap, vmin, vmax, label) in zip(axes, panels, strict=True):
+            im = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+            ax.set_yticks(
+                range(n),
+                [
+                    f"{k} ($\\rho$ = {rho_text(r)})"
+                    for k, r in zip(maps.ranks, maps.rho, strict=True)
+                ],
+            )
+            ax.tick_params(axis="y", labelsize=6)
+            ax.set_ylabel("rank $k$", fontsize=7)
+            bar = fig.colorbar(im, ax=ax, shrink=0.9)
+            bar.set_label(label, fontsize=6)
+            bar.ax.tick_params(labelsize=5)
+        axes[-1].set_xticks(range(d), maps.feature_names, rotation=90, fontsize=6)
+        axes[-1].set_xlabel("feature", fontsize=7)
+        note = f"{SIGN_NOTE}; RMS and agreement over every sample" if curved else SIGN_NOTE
+        axes[0].set_title(f"{title}\n{note}", fontsize=7)
     return fig

@@ -8,11 +8,13 @@ signal fraction as the observables rank them, :meth:`.observables.Observables.ra
   row per sample (:func:`write_means_table`);
 - **loadings**: the decoder's response to each latent per input feature, in standardized
   units: the decoder column ``W_k`` for the linear model, the decoder Jacobian
-  ``d xhat / d z_k`` at ``z = mu(x)`` averaged over every sample for a nonlinear one.
+  ``d xhat / d z_k`` at ``z = mu(x)`` averaged over every sample for a nonlinear one;
+  beside it the Jacobian's RMS over the samples and the fraction of samples whose local
+  Jacobian has the mean's sign, which say where the mean cancels (:mod:`.jacobian`).
 
 Sign convention: a latent and its decoder column can flip sign together without changing
 the model, so each latent is flipped so that its largest-``|.|`` loading is positive; its
-map and its loadings carry the same sign.
+map and its loadings carry the same sign (the RMS and the agreement do not change with it).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.maps.jacobian import constant_jacobian_stats, decoder_jacobian_stats
 from collapse_spectroscopy.models.families import build_model, model_kind, numpy_codec
 from collapse_spectroscopy.store.atomic import atomic_path
 from collapse_spectroscopy.store.prepared import SPLITS, PreparedDataset
@@ -61,7 +64,11 @@ class LatentMaps:
     latent_index : (n,) raw latent unit at each active rank.
     rho : (n,) signal fraction of each active rank (on the scan point's evaluation split).
     sign : (n,) +1 or -1, the flip applied to each latent (the sign convention).
-    loadings : (n, d) loadings in standardized units.
+    loadings : (n, d) loadings in standardized units (the mean Jacobian, sign applied).
+    jacobian_rms : (n, d) ``sqrt(mean_i J_i^2)`` of the local Jacobian over every sample,
+        ``|loadings|`` for the linear model (:mod:`.jacobian`).
+    sign_agreement : (n, d) in [0, 1], the fraction of samples whose local Jacobian has the
+        loading's sign (a zero counts one half; 1 for the linear model).
     feature_names : (d,)
     means : split -> (n_split, n) posterior means ``mu_k(x)`` of the split's samples.
     """
@@ -75,6 +82,8 @@ class LatentMaps:
     loadings: np.ndarray
     feature_names: list[str]
     means: dict[str, np.ndarray]
+    jacobian_rms: np.ndarray
+    sign_agreement: np.ndarray
 
     @property
     def ranks(self) -> np.ndarray:
@@ -123,32 +132,6 @@ def posterior_means(encode, x: np.ndarray, columns: np.ndarray, chunk: int = CHU
     return out
 
 
-def mean_decoder_jacobian(model, xs, columns: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """``mean_x d decode(z) / d z_k`` at ``z = mu(x)`` over all samples of ``xs`` (a list
-    of arrays), for each latent ``k`` in ``columns``: (len(columns), d), float64.
-
-    One forward-mode derivative per latent (``torch.func.jvp``): the decoder's response
-    to moving latent ``k`` alone, at each sample's posterior mean.
-    """
-    import torch
-    from torch.func import jvp
-
-    total, n = 0.0, 0
-    with torch.no_grad():
-        for x in xs:
-            for start in range(0, x.shape[0], chunk):
-                xc = torch.from_numpy(np.asarray(x[start : start + chunk], dtype=np.float64))
-                z = model.encode(xc)[0]
-                rows = []
-                for k in columns:
-                    tangent = torch.zeros_like(z)
-                    tangent[:, int(k)] = 1.0
-                    rows.append(jvp(model.decode, (z,), (tangent,))[1].sum(0))
-                total = total + torch.stack(rows).numpy()
-                n += xc.shape[0]
-    return np.asarray(total) / n
-
-
 def sign_convention(loadings: np.ndarray) -> np.ndarray:
     """+1 or -1 per row: the sign that makes the row's largest-``|.|`` entry positive."""
     if loadings.size == 0:
@@ -177,10 +160,11 @@ def latent_maps(ds: PreparedDataset, model, point, rho_min: float) -> LatentMaps
         )
     kind = model_kind(model)
     encode, _ = numpy_codec(model)
-    if kind == "linear":
-        loadings = model.numpy_params()["W"][:, index].T
+    if kind == "linear":  # a constant Jacobian: no pass over the samples
+        jac = constant_jacobian_stats(model.numpy_params()["W"][:, index].T)
     else:
-        loadings = mean_decoder_jacobian(model, [ds.split(s) for s in SPLITS], index)
+        jac = decoder_jacobian_stats(model, [ds.split(s) for s in SPLITS], index)
+    loadings = jac.mean
     sign = sign_convention(loadings)
     means = {s: posterior_means(encode, ds.split(s), index) * sign for s in SPLITS}
     return LatentMaps(
@@ -193,6 +177,9 @@ def latent_maps(ds: PreparedDataset, model, point, rho_min: float) -> LatentMaps
         loadings=loadings * sign[:, None],
         feature_names=list(ds.feature_names),
         means=means,
+        # a flip negates the mean and every local Jacobian: the RMS and the agreement keep
+        jacobian_rms=jac.rms,
+        sign_agreement=jac.agreement,
     )
 
 
@@ -315,12 +302,27 @@ def write_means_table(path, maps: LatentMaps, ds: PreparedDataset) -> None:
 
 
 def loadings_table(maps: LatentMaps) -> pd.DataFrame:
-    """One row per active rank: rank, rho, raw latent, sign, one column per feature."""
-    df = pd.DataFrame(maps.loadings, columns=maps.feature_names)
+    """One row per active rank: rank, rho, raw latent, sign, one column per feature (the
+    loading), then ``jacobian_rms_<feature>`` and ``sign_agreement_<feature>`` per feature
+    (:mod:`.jacobian`; appended after the loadings so that a reader of those keeps working).
+    """
+    names = maps.feature_names
+    df = pd.DataFrame(maps.loadings, columns=names)
     df.insert(0, "sign", maps.sign.astype(int))
     df.insert(0, "latent_index", maps.latent_index)
     df.insert(0, "rho", maps.rho)
     df.insert(0, "rank", maps.ranks)
+    spread = [
+        pd.DataFrame(values, columns=[f"{prefix}_{name}" for name in names])
+        for prefix, values in (
+            ("jacobian_rms", maps.jacobian_rms),
+            ("sign_agreement", maps.sign_agreement),
+        )
+    ]
+    df = pd.concat([df, *spread], axis=1)
+    if not df.columns.is_unique:
+        twice = sorted(set(df.columns[df.columns.duplicated()]))
+        raise InputError(f"loadings.csv would repeat the columns {twice}: rename those features")
     return df
 
 
