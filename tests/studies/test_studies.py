@@ -16,10 +16,12 @@ from collapse_spectroscopy.maps.latent_maps import Grid
 from collapse_spectroscopy.studies.compare import (
     STUDY_COLUMNS,
     Effective,
+    base_signs,
     leading_subspace_angles,
     map_correlations,
     point_warnings,
     resample_map,
+    weighted_pearson,
 )
 from collapse_spectroscopy.studies.compare import Member as StudyMember
 from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
@@ -147,7 +149,9 @@ def test_principal_angles_of_hand_built_decoders():
 def test_resampled_map_and_its_correlation():
     """A base map on a 4 x 6 grid (one cell missing), by hand: each 2 x 2 block's
     area-weighted mean of its cells. A run whose maps are those block means correlates 1
-    rank by rank; its rank-2 map negated, -1."""
+    rank by rank. Its rank-2 latent flipped (map and loadings together, the same model)
+    still correlates 1: signs follow the base run's loadings. A map negated under
+    unchanged loadings (no model does that) would read -1, so the sign is not forced."""
     values = np.arange(24.0).reshape(4, 6)
     values[0, 0] = np.nan
     areas = np.repeat([[1.0], [2.0], [3.0], [4.0]], 6, axis=1)
@@ -169,6 +173,11 @@ def test_resampled_map_and_its_correlation():
     equal = np.ones((4, 6))
     run_bands = np.stack([resample_map(values, equal, 2), -resample_map(values**2, equal, 2)])
     loadings = np.eye(2, 3)
+    flipped = loadings * [[1.0], [-1.0]]
+    corr = map_correlations(
+        Effective(flipped, run_bands, coarse), Effective(loadings, base_bands, fine)
+    )
+    np.testing.assert_allclose(corr, [1, 1], atol=1e-12)
     corr = map_correlations(
         Effective(loadings, run_bands, coarse), Effective(loadings, base_bands, fine)
     )
@@ -179,6 +188,34 @@ def test_resampled_map_and_its_correlation():
             Effective(loadings, run_bands, shifted), Effective(loadings, base_bands, fine)
         )
     ).all()
+
+
+def test_the_map_correlation_weights_cells_by_area():
+    """Against an independent computation: integer weights are the same as repeating each
+    cell that many times (np.corrcoef on the repeated values), NaN cells are left out, and
+    equal weights give the plain correlation. Both sides sum a few dozen float64 products:
+    1e-12 is round-off."""
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal(40), rng.standard_normal(40)
+    b += 0.5 * a
+    w = rng.integers(1, 6, size=40).astype(float)
+    a[3], b[7] = np.nan, np.nan
+    keep = np.isfinite(a) & np.isfinite(b)
+    want = np.corrcoef(
+        np.repeat(a[keep], w[keep].astype(int)), np.repeat(b[keep], w[keep].astype(int))
+    )
+    assert weighted_pearson(a, b, w) == pytest.approx(want[0, 1], abs=1e-12)
+    plain = np.corrcoef(a[keep], b[keep])[0, 1]
+    assert weighted_pearson(a, b, np.ones(40)) == pytest.approx(plain, abs=1e-12)
+    assert abs(weighted_pearson(a, b, w) - plain) > 1e-3  # the weights matter here
+
+
+def test_signs_follow_the_base_loadings():
+    base = np.array([[1.0, 0.99, 0.0], [0.0, 0.0, 1.0]])
+    # the largest-loading rule flips rank 1 (its two largest nearly tie): the base sign wins
+    run = np.array([[-0.99, -1.0, 0.01], [0.0, 0.1, -1.0]])
+    np.testing.assert_array_equal(base_signs(run, base), [-1.0, -1.0])
+    np.testing.assert_array_equal(base_signs(run[:1], base), [-1.0])
 
 
 def _snakemake(wd, *args):

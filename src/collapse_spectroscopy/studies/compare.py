@@ -12,12 +12,16 @@ signs fixed):
   (the loadings, standardized units; for an MLP the mean decoder Jacobian) of the run and
   that of the base run. 0 means the same k effective directions, 90 a direction of one
   orthogonal to all of the other's. Defined for k up to the fewer active latents.
-* **map correlation** of rank k (raster runs): the Pearson correlation over grid cells of
-  the run's rank-k latent map with the base run's rank-k map resampled to the run's grid
-  (:func:`resample_map`: the area-weighted mean over each block of the base grid, as
-  ``dataset.coarsen`` aggregates the data), over the cells both hold. Signs follow the
-  maps' convention (largest loading positive), so a value near -1 is possible only when
-  that convention picks opposite signs.
+* **map correlation** of rank k (raster runs): the Pearson correlation over the area the
+  two maps share, each cell weighted by its area (a 10' cell near the pole covers a
+  fraction of one at the equator, and an unweighted correlation would count the cell, not
+  the land), of the run's rank-k latent map with the base run's rank-k map resampled to the
+  run's grid (:func:`resample_map`: the area-weighted mean over each block of the base
+  grid, as ``dataset.coarsen`` aggregates the data). A latent and its decoder flip
+  together without changing the model, so each of the run's latents is signed to agree
+  with the base run's latent of its rank (:func:`base_signs`: positive dot product of their
+  loadings) rather than by the maps' own largest-loading rule, which flips a latent whose
+  two largest loadings nearly tie and gave r ~ -1 for maps ~1 degree apart.
 
 :func:`study_table` writes both next to the spectra, in long form, one row per (value,
 rank): the contract of ``results/studies/NAME/spectra.csv`` is its first six columns.
@@ -86,13 +90,25 @@ def resample_map(values: np.ndarray, areas: np.ndarray, factor: int) -> np.ndarr
         return np.where(total > 0, sums / total, np.nan)
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    both = np.isfinite(a) & np.isfinite(b)
+def weighted_pearson(a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> float:
+    """The Pearson correlation of ``a`` and ``b`` over the entries both hold (finite), each
+    entry weighted by ``weights`` (cell areas); NaN with fewer than 3 such entries or no
+    spread."""
+    both = np.isfinite(a) & np.isfinite(b) & (weights > 0)
     if both.sum() < 3:
         return float("nan")
-    x, y = a[both] - a[both].mean(), b[both] - b[both].mean()
-    denom = np.sqrt((x * x).sum() * (y * y).sum())
-    return float((x * y).sum() / denom) if denom > 0 else float("nan")
+    w = weights[both] / weights[both].sum()
+    x, y = a[both] - w @ a[both], b[both] - w @ b[both]
+    denom = np.sqrt((w @ (x * x)) * (w @ (y * y)))
+    return float(w @ (x * y) / denom) if denom > 0 else float("nan")
+
+
+def base_signs(loadings: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """+1 or -1 per rank (up to the fewer active latents): the sign that makes the run's
+    rank-k loadings agree with the base run's (positive dot product; +1 when orthogonal)."""
+    n = min(loadings.shape[0], base.shape[0])
+    dots = np.einsum("kd,kd->k", loadings[:n], base[:n])
+    return np.where(dots < 0, -1.0, 1.0)
 
 
 @dataclass
@@ -142,8 +158,9 @@ def grid_factor(grid, base_grid) -> int | None:
 
 
 def map_correlations(run: Effective, base: Effective) -> np.ndarray:
-    """Rank by rank, the correlation of ``run``'s latent map with the base run's resampled
-    to ``run``'s grid; NaN where either has no map or the grids do not nest."""
+    """Rank by rank, the area-weighted correlation of ``run``'s latent map, signed to agree
+    with the base run's latent of its rank, with the base run's map resampled to ``run``'s
+    grid; NaN where either has no map or the grids do not nest."""
     n = min(run.loadings.shape[0], base.loadings.shape[0])
     out = np.full(n, np.nan)
     factor = grid_factor(run.grid, base.grid)
@@ -154,14 +171,15 @@ def map_correlations(run: Effective, base: Effective) -> np.ndarray:
 
     from collapse_spectroscopy.datasets.coarsen import cell_areas  # lazy: pyproj and rasterio
 
-    areas = np.asarray(
-        cell_areas(
-            base.grid.shape, Affine(*base.grid.transform[:6]), CRS.from_wkt(base.grid.crs_wkt)
-        )
-    )
+    def areas(grid):
+        crs = CRS.from_wkt(grid.crs_wkt)
+        return np.asarray(cell_areas(grid.shape, Affine(*grid.transform[:6]), crs))
+
+    base_areas, run_areas = areas(base.grid), areas(run.grid).ravel()
+    signs = base_signs(run.loadings, base.loadings)
     for k in range(n):
-        coarse = resample_map(base.bands[k], areas, factor)
-        out[k] = _pearson(run.bands[k].ravel(), coarse.ravel())
+        coarse = resample_map(base.bands[k], base_areas, factor)
+        out[k] = weighted_pearson(signs[k] * run.bands[k].ravel(), coarse.ravel(), run_areas)
     return out
 
 
