@@ -265,6 +265,28 @@ def test_overlays_of_a_nonlinear_run_are_the_linear_null_model(draw, linear, non
     assert nonlinear in texts and linear not in texts
 
 
+@pytest.mark.parametrize(
+    "draw, linear, nonlinear",
+    [
+        (fig1_collapse_scan.draw, r"fit $\rho_k = 1-T/T_k$", r"empirical fit $\rho_k = 1-T/T_k$"),
+        (fig3_duality.draw, "$u = T$", "$u = T$ (linear null model's duality)"),
+    ],
+)
+def test_the_fits_and_the_duality_of_a_nonlinear_run_are_labelled_empirical(
+    draw, linear, nonlinear
+):
+    """The law rho = 1 - T/T_k and the duality u_k = T_k hold near a linear model's
+    equilibrium only (docs/science.md §9): an MLP run's figures say so."""
+    scan = equilibrium_scan(K=8, temperatures=np.geomspace(1e-3, 1, 6), seeds=(0,))
+    table = table_of(scan)
+    fig = draw(scan, table)
+    assert linear in legend_texts(fig)
+    fig = draw(mlp(scan), table)
+    assert nonlinear in legend_texts(fig) and linear not in legend_texts(fig)
+    if draw is fig3_duality.draw:
+        assert fig.axes[0].get_xlabel() == r"empirical collapse threshold $T_k$"
+
+
 def test_model_kind_from_the_scan_attrs():
     scan = xr.Dataset()
     assert not is_nonlinear(scan)  # a linear run writes no model attribute

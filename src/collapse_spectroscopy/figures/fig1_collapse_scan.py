@@ -192,7 +192,10 @@ def _legend_handles(scan, tk, colors, flags, rho_min: float, modes: bool, grey, 
         handles[0].set_label(f"{handles[0].get_label()}: mode totals")
     # each of these marks is drawn in one panel only, so the legend names no panel;
     # that (a, b)'s equilibrium is measured on the eval split is the caption's to say
-    handles.append(handle(r"fit $\rho_k = 1-T/T_k$", FIT))
+    # the law holds near a linear model's equilibrium only: for a nonlinear family the fit
+    # is an empirical summary of where rho falls, and the label says so (docs/science.md §9)
+    fit = null_model_label(scan, r"fit $\rho_k = 1-T/T_k$", r"empirical fit $\rho_k = 1-T/T_k$")
+    handles.append(handle(fit, FIT))
     if flagged.any():
         handles.append(handle("fit of an under-equilibrated rank", FIT_FLAGGED))
     handles.append(handle(rf"fit cut $\rho_{{min}}$ = {rho_min:g}", GUIDE))

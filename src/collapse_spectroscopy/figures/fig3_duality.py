@@ -31,6 +31,7 @@ from collapse_spectroscopy.analysis.thresholds import EQUILIBRATION_TOLERANCE, R
 from collapse_spectroscopy.figures.axes import log_ticks
 from collapse_spectroscopy.figures.common import (
     column,
+    is_nonlinear,
     null_model_label,
     positive,
     rank_colors,
@@ -114,7 +115,7 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
             handles.insert(1, dot(UNDER_EQUILIBRATED_TEXT, mfc="white", mew=0.7))
         pts += [thr[ok], util[ok]]
         error_bars(ax, spectra, rank, thr, util, colors, handles)  # with >= 2 seeds
-        _square_log_axes(ax, pts, handles)
+        _square_log_axes(ax, pts, handles, empirical=is_nonlinear(scan))
         ax.legend(handles=handles, loc="upper left", handletextpad=0.3)
         colors.colorbar(fig, ax, fraction=0.05, aspect=25)
         return fig
@@ -131,16 +132,19 @@ def _faces(ranks, open_, colors):
     return out or "k"
 
 
-def _square_log_axes(ax, pts, handles) -> None:
+def _square_log_axes(ax, pts, handles, empirical: bool = False) -> None:
     """Equal log axes around every value drawn in ``pts``, with the diagonal ``u = T``
-    (its legend entry appended to ``handles``)."""
+    (its legend entry appended to ``handles``). ``empirical``: a nonlinear run, whose
+    ``T_k`` are empirical fits and for which the duality ``u_k = T_k`` is the linear null
+    model's, not a law (docs/science.md §9); the labels say so."""
     allv = np.concatenate(pts) if pts else np.zeros(0)
     allv = allv[np.isfinite(allv) & (allv > 0)]
     if allv.size:
         lo, hi = allv.min() / 2.0, allv.max() * 2.0
     else:
         lo, hi = 1e-3, 1.0
-    ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.6, ls="-", zorder=1, label="$u = T$")
+    diagonal = "$u = T$ (linear null model's duality)" if empirical else "$u = T$"
+    ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.6, ls="-", zorder=1, label=diagonal)
     handles.append(ax.lines[-1])
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -149,5 +153,7 @@ def _square_log_axes(ax, pts, handles) -> None:
     log_ticks(ax.xaxis, lo, hi)
     log_ticks(ax.yaxis, lo, hi)
     ax.set_aspect("equal", adjustable="box")
-    ax.set_xlabel(r"collapse threshold $T_k$")
+    ax.set_xlabel(
+        r"empirical collapse threshold $T_k$" if empirical else r"collapse threshold $T_k$"
+    )
     ax.set_ylabel(r"utility $u_k$")
