@@ -281,3 +281,28 @@ def test_worldclim_rank1_map_is_pc1(tmp_path):
     out = train_and_map(data, tmp_path, 0.001)
     layer = sorted(Path(folder).glob("*bio_1.tif"))[0]
     check_against_pca(data, out, layer)
+
+
+def test_the_map_title_of_a_subsampled_run_says_what_it_covers():
+    """With split.train_subsample the prepared dataset keeps only the subsampled training
+    cells: the map shows mostly validation and test cells, and its title counts them
+    (10 training cells of 1,000 kept; 900 of the 910 mapped cells are val and test: 99 %)."""
+    from collapse_spectroscopy.cli.maps import subsample_note
+    from collapse_spectroscopy.store.prepared import PreparedDataset
+
+    def dataset(metadata):
+        x = {
+            n: np.zeros((size, 2), np.float32)
+            for n, size in zip("tvs", (10, 400, 500), strict=True)
+        }
+        return PreparedDataset(
+            x["t"], x["v"], x["s"], np.zeros(2), np.ones(2), ["a", "b"], metadata
+        )
+
+    sub = {"fraction": 0.01, "samples_in_split": 1000}
+    note = subsample_note(dataset({"split": {"train_subsample": sub}}))
+    assert note == (
+        "\ntraining split subsampled to 0.01: 10 of its 1,000 cells mapped; 99 % of the "
+        "mapped cells are validation and test"
+    )
+    assert subsample_note(dataset({"split": {}})) == ""

@@ -60,7 +60,8 @@ def run_maps(args) -> int:
             latent_maps.write_geotiff(files["geotiff"], result, ds, grid)
             written.append(files["geotiff"])
             bands = latent_maps.grid_bands(result, ds, grid)
-            fig = draw_latent_means(bands, result, grid, f"posterior means $\\mu_k(x)$, {title}")
+            means_title = f"posterior means $\\mu_k(x)$, {title}{subsample_note(ds)}"
+            fig = draw_latent_means(bands, result, grid, means_title)
             _save_png(fig, files["means_png"], atomic_path)
             written.append(files["means_png"])
         else:
@@ -75,6 +76,22 @@ def run_maps(args) -> int:
     for path in written:
         print(path)
     return 0
+
+
+def subsample_note(ds) -> str:
+    """A second title line for a run with ``split.train_subsample``: the prepared dataset
+    keeps only the subsampled training cells, so its maps show mostly validation and test
+    cells, and the title says how many of each (docs/science.md §10, §11)."""
+    sub = ds.metadata.get("split", {}).get("train_subsample")
+    if not sub:
+        return ""
+    n = {name: ds.split(name).shape[0] for name in ("train", "val", "test")}
+    total = sum(n.values())
+    return (
+        f"\ntraining split subsampled to {sub['fraction']:g}: {n['train']:,} of its "
+        f"{sub['samples_in_split']:,} cells mapped; {100 * (n['val'] + n['test']) / total:.0f} % "
+        "of the mapped cells are validation and test"
+    )
 
 
 def _save_png(fig, path: Path, atomic_path) -> None:
