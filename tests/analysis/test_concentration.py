@@ -133,6 +133,36 @@ def test_summary_has_the_utility_concentration():
     assert block["participation_ratio_pca"] == pytest.approx(pr, rel=1e-12)
 
 
+def test_each_seed_gets_its_own_n_and_the_summary_their_range():
+    """Two seeds: the equilibrium's levels, and the same levels 1.6 times higher (a seed
+    that reconstructs worse). Each seed's n(eps) is the first k of its own best levels
+    within eps (a naive loop over them), and the range spans both."""
+    import xarray as xr
+
+    one = equilibrium_scan()
+    two = one.assign_coords(seed=[1])
+    two["truncated_distortion"] = two["truncated_distortion"] * 1.6
+    scan = xr.concat([one, two], dim="seed", data_vars="minimal")  # pca_ratio: per run
+    eps = [0.5, 0.1, 0.05, 0.01]
+    _, summary = spectra.summarize(scan, tolerances=eps)
+    block = summary["utility_concentration"]
+    want = {}
+    for i, seed in enumerate(("0", "1")):
+        best = thresholds.best_distortions(scan["truncated_distortion"].values[:, i, :])
+        want[seed] = [naive_needed(best, e) for e in eps]
+    assert block["n_vae_per_seed"] == want
+    assert want["0"] != want["1"]  # the scaling moves n at some eps: the test can fail
+    assert block["n_vae_seed_range"] == [
+        None if None in (a, b) else [min(a, b), max(a, b)]
+        for a, b in zip(want["0"], want["1"], strict=True)
+    ]
+
+
+def test_one_seed_has_no_per_seed_n():
+    _, summary = spectra.summarize(equilibrium_scan())
+    assert "n_vae_per_seed" not in summary["utility_concentration"]
+
+
 def test_spectra_command_takes_tolerances_from_the_run_config(tmp_path):
     from collapse_spectroscopy.cli import main
     from collapse_spectroscopy.store import scanfile

@@ -89,3 +89,28 @@ def utility_concentration(
         "participation_ratio_vae": participation_ratio(utility),
         "participation_ratio_pca": participation_ratio(pca_ratio),
     }
+
+
+def per_seed_variables(per_seed_best: dict, tolerances=TOLERANCES, active: int | None = None):
+    """``n(eps)`` of each seed's own best truncated distortions, and their range.
+
+    ``per_seed_best`` maps a seed to its ``Dn*_k``, ``k = 1..K`` (``None`` or NaN where the
+    seed has none; ``Dn*_0 = 1`` is prepended), as the summary's ``seed_intervals`` block
+    holds them. ``active`` is the pooled scan's :func:`last_active_rank`, so that every seed
+    counts the same latents. Returns ``{"n_vae_per_seed": {seed: [n per eps]},
+    "n_vae_seed_range": [[min, max] per eps]}``; a range is ``None`` where some seed never
+    reaches that ``eps``. ``n`` is an integer, so its spread over seeds is given as the
+    range of the seeds' values rather than a t-interval (docs/science.md §4.8).
+    """
+    eps = [float(e) for e in tolerances]
+    per_seed = {}
+    for seed, best in per_seed_best.items():
+        levels = np.array([1.0] + [np.nan if v is None else v for v in best], dtype=np.float64)
+        if active is not None:
+            levels = levels[: active + 1]
+        per_seed[str(seed)] = [variables_needed(levels, e) for e in eps]
+    ranges = []
+    for i in range(len(eps)):
+        values = [n[i] for n in per_seed.values()]
+        ranges.append(None if None in values or not values else [min(values), max(values)])
+    return {"n_vae_per_seed": per_seed, "n_vae_seed_range": ranges}

@@ -137,8 +137,8 @@ def escape_rate(spectrum, temperature, total_variance: float, sigma2: float = 1.
     (``w, u`` grow like ``exp(rate t)`` in gradient-flow time ``t``) exactly when
     ``T < T_k``, negative (the collapse is stable) above. For a small mode it is about
     ``V^2 T_k (T_k - T) / sigma2`` (``-a + c^2 / b`` to first order in the small entries
-    ``a = beta lambda``, ``c = lambda / sigma2``): quadratic in the mode's size, which is why the tail
-    takes so long to leave collapse from a random start.
+    ``a = beta lambda``, ``c = lambda / sigma2``): quadratic in the mode's size, which is
+    why the tail takes so long to leave collapse from a random start.
     """
     tk, t = _grid(spectrum, temperature)
     V = float(total_variance)

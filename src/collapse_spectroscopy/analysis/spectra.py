@@ -18,6 +18,7 @@ from collapse_spectroscopy.analysis import equilibrium
 from collapse_spectroscopy.analysis.concentration import (
     TOLERANCES,
     last_active_rank,
+    per_seed_variables,
     utility_concentration,
 )
 from collapse_spectroscopy.analysis.equilibration import (
@@ -230,7 +231,9 @@ def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES, reference=N
     flags = under_equilibrated_ranks(t, rho, dn, scan_point_flags(scan), rho_min)
     table["under_equilibrated"] = flags
     # each rank's KL rate (nats) at the point that sets its Dn*_k (docs/science.md §9.1)
-    table["rate"] = selected_values(dn, ranked_values(scan, "kl_rate"))
+    table["rate"] = (
+        selected_values(dn, ranked_values(scan, "kl_rate")) if "kl_rate" in scan else np.nan
+    )
     # lazy: scipy (scipy.stats); the CLI imports this module at start, a training job too
     from collapse_spectroscopy.analysis.seed_intervals import with_intervals
 
@@ -280,6 +283,13 @@ def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES, reference=N
         },
         "seed_intervals": seed_block,
     }
+    if seed_block["n_seeds"] >= 2:  # n(eps) of each seed, and its range over the seeds
+        per_seed_best = {
+            seed: values["best_distortion"] for seed, values in seed_block["per_seed"].items()
+        }
+        summary["utility_concentration"].update(
+            per_seed_variables(per_seed_best, tolerances, last_active_rank(rho, rho_min))
+        )
     if reference is not None:
         summary["rate_distortion"] = rate_distortion_block(scan, reference)
     return table, summary
