@@ -89,6 +89,7 @@ COMMANDS = [
     ("fetch", "data", "register_fetch"),
     ("train", "scan", "register_train"),
     ("gather", "scan", "register_gather"),
+    ("measure", "scan", "register_measure"),
     ("spectra", "spectra", "register_spectra"),
     ("figures", "figures", "register_figures"),
     ("hysteresis", "figures", "register_hysteresis"),

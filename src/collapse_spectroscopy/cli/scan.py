@@ -248,3 +248,28 @@ def run_gather(args) -> int:
         f"({scan.sizes['T']} temperatures x {scan.sizes['seed']} seeds) into {args.out}"
     )
     return 0
+
+
+def register_measure(sub) -> None:
+    p = sub.add_parser(
+        "measure",
+        help="measure scan points again from their saved weights",
+        description="Measure each scan-point file again from the best weights beside it "
+        "(POINT with .pt), with this version's observables, on the run's prepared dataset, "
+        "and rewrite it atomically, keeping what it records of the training: a scan whose "
+        "observables grew need not be trained again. Gather the scan again afterwards "
+        "(snakemake does: the points are newer than scan.nc).",
+    )
+    p.add_argument("points", nargs="+", type=Path, help="scan-point .nc files")
+    p.add_argument("--data", required=True, type=Path, help="the run's prepared.npz")
+    p.set_defaults(func=run_measure)
+
+
+def run_measure(args) -> int:
+
+    from collapse_spectroscopy.jobs.remeasure import remeasure  # lazy: torch
+
+    check_prepared_file(args.data)
+    for path in remeasure(args.points, args.data):
+        print(path)
+    return 0

@@ -34,15 +34,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from collapse_spectroscopy.analysis import modes, observables, pca
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.errors import InputError, TrainingError
 from collapse_spectroscopy.jobs import chunks
+from collapse_spectroscopy.jobs.measure_point import DataReferences, job_attrs, point_dataset
 from collapse_spectroscopy.jobs.points import JobOptions, PointFiles, batch_checkpoint
-from collapse_spectroscopy.models.families import check_model, model_spec, numpy_codec
+from collapse_spectroscopy.models.families import check_model, model_spec
 from collapse_spectroscopy.store import scanfile
 from collapse_spectroscopy.store.atomic import (
     all_or_none,
@@ -71,33 +70,6 @@ def set_threads(threads: int) -> None:
 
     torch.set_num_threads(int(threads))
     threadpool_limits(int(threads))
-
-
-@dataclass
-class DataReferences:
-    """What a job measures on the data alone, once for all its points (docs/science.md §4):
-    the evaluation split and the PCA references (one eigendecomposition of the training
-    covariance)."""
-
-    x_eval: object
-    pca_ratio: object
-    pca_eval_distortion: object
-    pca_eval_ratio: object
-    basis: tuple  # pca.pca_basis(x_train): the modes' PCs (docs/science.md §10.1)
-    x_train_mean: object  # float64 training mean (modes.measure_modes)
-
-    @classmethod
-    def of(cls, ds, eval_split: str) -> DataReferences:
-        x_eval = ds.split(eval_split)
-        basis = pca.pca_basis(ds.x_train)
-        return cls(
-            x_eval=x_eval,
-            pca_ratio=pca.pca_spectrum(ds.x_train, basis=basis),
-            pca_eval_distortion=pca.pca_eval_distortion(ds.x_train, x_eval, basis=basis),
-            pca_eval_ratio=pca.pca_eval_ratio(ds.x_train, x_eval, basis=basis),
-            basis=basis,
-            x_train_mean=modes.training_mean(ds.x_train),
-        )
 
 
 def write_outputs(weights: Path, state: dict, log: Path, log_table, out: Path, point) -> None:
@@ -346,36 +318,17 @@ def measure_and_write(point: PointFiles, ds, refs: DataReferences, job: JobOptio
     """Measure a trained scan point on the evaluation split (docs/science.md §3-4, §10.1)
     and write its weights, training log and scan-point file (all or none)."""
     temperature, seed = point.temperature, point.seed
-    data, config, sigma2, eval_split = job.data, job.config, job.sigma2, job.eval_split
-    x_eval = refs.x_eval
-    spec = model_spec(result.model)  # {} for the linear model: its files stay as they were
-    if spec:  # no closed form: measure through the networks (docs/science.md §9)
-        encode, decode = numpy_codec(result.model)
-        obs = observables.measure_decoded(encode, decode, x_eval, ds.x_train, seed=seed)
-    else:
-        params = result.model.numpy_params()
-        obs = observables.measure(params, x_eval, ds.x_train, seed=seed)
-    scan_point = scanfile.scan_point_dataset(
-        temperature=temperature,
-        seed=seed,
-        obs=obs,
-        train=result,
-        pca_ratio=refs.pca_ratio,
-        pca_eval_distortion=refs.pca_eval_distortion,
-        pca_eval_ratio=refs.pca_eval_ratio,
-        modes=modes.point_modes(
-            result.model, x_eval, ds.x_train, refs.basis, x_train_mean=refs.x_train_mean
-        ),
-        true_spectrum=ds.true_spectrum,
-        attrs={
-            "sigma2": sigma2,
-            "eval_split": eval_split,
-            "dataset": os.fspath(data),
-            "features": ",".join(ds.feature_names),
-            "training": vars(config),
-            **({"model": spec} if spec else {}),
-        },
+    attrs = job_attrs(
+        sigma2=job.sigma2,
+        eval_split=job.eval_split,
+        data=job.data,
+        ds=ds,
+        training=vars(job.config),
     )
+    scan_point = point_dataset(
+        result.model, ds, refs, result, temperature=temperature, seed=seed, attrs=attrs
+    )
+    spec = model_spec(result.model)
     write_outputs(
         point.weights,
         {
