@@ -172,9 +172,13 @@ def test_observables_through_the_networks_equal_the_closed_forms():
     with torch.no_grad():
         model.enc_logvar.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(3))
         model.enc_mean.bias.add_(0.4)  # a training mean of mu far from 0
-    closed = observables.measure(model.numpy_params(), x_eval, x_train, seed=3, chunk=256)
+    x_val = rng.standard_normal((400, 5)) * 1.3
+    params = model.numpy_params()
+    closed = observables.measure(params, x_eval, x_train, seed=3, chunk=256, x_val=x_val)
     encode, decode = numpy_codec(model)
-    through = observables.measure_decoded(encode, decode, x_eval, x_train, seed=3, chunk=300)
+    through = observables.measure_decoded(
+        encode, decode, x_eval, x_train, seed=3, chunk=300, x_val=x_val
+    )
     assert np.array_equal(closed.latent_index, through.latent_index)
     for name, value in closed.per_latent.items():
         np.testing.assert_allclose(through.per_latent[name], value, rtol=1e-10, err_msg=name)
@@ -189,6 +193,30 @@ def test_observables_through_the_networks_equal_the_closed_forms():
         np.testing.assert_allclose(
             getattr(through, name), getattr(closed, name), rtol=1e-10, atol=1e-12, err_msg=name
         )
+    # the prior rule decodes fixed draws of the pruned latents and averages: on an affine
+    # decoder the antithetic draws average to the prior mean, so it is the zero rule; and
+    # the validation split's levels are the closed forms' on that split
+    assert set(through.extra) == set(closed.extra) == set(observables.EXTRA_TRUNCATIONS)
+    for name, value in closed.extra.items():
+        np.testing.assert_allclose(through.extra[name], value, rtol=1e-10, atol=1e-12, err_msg=name)
+    np.testing.assert_allclose(
+        through.extra["truncated_distortion_prior"], closed.truncated_distortion, rtol=1e-10
+    )
+
+
+def test_the_prior_rule_differs_from_zero_for_a_curved_decoder():
+    """Negative control for the test above: through an MLP decoder, averaging the pruned
+    latents over their prior is not decoding them at 0 (measured here: the levels differ
+    by more than 1e-3 at some k < K, and agree at k = K, where nothing is pruned)."""
+    rng = np.random.default_rng(1)
+    x_train, x_eval = rng.standard_normal((600, 5)), rng.standard_normal((500, 5))
+    gen = torch.Generator().manual_seed(5)
+    model = build_model("mlp", 5, 4, (16,), "tanh", generator=gen, dtype=torch.float64)
+    encode, decode = numpy_codec(model)
+    obs = observables.measure_decoded(encode, decode, x_eval, x_train, seed=2)
+    prior, zero = obs.extra["truncated_distortion_prior"], obs.truncated_distortion
+    assert np.max(np.abs(prior - zero)[:-1]) > 1e-3, (prior, zero)
+    assert prior[-1] == pytest.approx(zero[-1], rel=1e-12)
 
 
 # --- a job end to end, and its resume after SIGKILL --------------------------------------

@@ -27,13 +27,24 @@ the same observables, ``Dn_k`` by decoding, one decoder pass per ``k``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from collapse_spectroscopy.errors import InputError
 
 CHUNK = 65536
+# Fixed draws of the pruned latents' prior behind the ``prior`` pruning rule (docs/science.md
+# §9): two antithetic pairs (eps, -eps), so that an affine decoder's average over them is
+# exactly its value at the prior mean and the rule equals ``zero`` there to round-off.
+PRIOR_DRAWS = 4
+# What a scan point holds besides truncated_distortion (pruned to 0, evaluation split):
+# name -> (pruning rule, split), split "eval" or "val" (the validation split).
+EXTRA_TRUNCATIONS = {
+    "truncated_distortion_prior": ("prior", "eval"),
+    "truncated_distortion_val": ("zero", "val"),
+    "truncated_distortion_prior_val": ("prior", "val"),
+}
 
 
 @dataclass
@@ -183,12 +194,16 @@ class Observables:
     distortion_sampled: float  # Dn of a sampled reconstruction
     rate: float  # sum_j R_j, nats
     n_eval: int
+    # the other pruning rule and the validation split's levels (EXTRA_TRUNCATIONS), each
+    # (K+1,) in the evaluation split's rank order; empty when not measured
+    extra: dict = field(default_factory=dict)
 
     @classmethod
-    def ranked(cls, obs, order, train_mu, dn, dn_mean, sampled, n_eval) -> Observables:
+    def ranked(cls, obs, order, train_mu, dn, dn_mean, sampled, n_eval, extra=None) -> Observables:
         """The observables of one scan point from per-latent values in raw latent order,
         the ranking ``order`` and the truncated distortions (already in rank order)."""
         return cls(
+            extra=dict(extra or {}),
             per_latent={k: v[order] for k, v in obs.items()},
             latent_index=order,
             train_mean_mu=train_mu[order],
@@ -210,12 +225,21 @@ def _finite_or_raise(obs: dict) -> None:
 
 
 def measure(
-    params: dict, x_eval: np.ndarray, x_train: np.ndarray, seed: int = 0, chunk: int = CHUNK
+    params: dict,
+    x_eval: np.ndarray,
+    x_train: np.ndarray,
+    seed: int = 0,
+    chunk: int = CHUNK,
+    x_val: np.ndarray | None = None,
 ) -> Observables:
     """All observables of docs/science.md §3-4 for a trained model on an evaluation split.
 
     ``x_train`` supplies ``xbar_train`` (the normalizer's reference) and the training mean
     of ``mu`` (the pruning variant). ``seed`` fixes the noise of the sampled distortion.
+    ``x_val`` (the validation split) adds its truncated distortions, ranked as on the
+    evaluation split (``EXTRA_TRUNCATIONS``). The ``prior`` rule is the ``zero`` rule
+    exactly here: an affine decoder averaged over a pruned latent's prior is its value at
+    the prior mean.
     """
     _check(params, x_train, "training split")
     x_train_mean = sum(xc.sum(0) for xc in _chunks(x_train, chunk)) / x_train.shape[0]
@@ -228,7 +252,13 @@ def measure(
     dn = truncated_distortions(mom, W, order)
     dn_mean = truncated_distortions(mom, W, order, offset=train_mu)
     sampled = sampled_distortion(params, x_eval, x_train_mean, seed, chunk)
-    return Observables.ranked(obs, order, train_mu, dn, dn_mean, sampled, x_eval.shape[0])
+    extra = {"truncated_distortion_prior": dn.copy()}
+    if x_val is not None:
+        dn_val = truncated_distortions(
+            posterior_moments(params, x_val, x_train_mean, chunk), W, order
+        )
+        extra |= {"truncated_distortion_val": dn_val, "truncated_distortion_prior_val": dn_val}
+    return Observables.ranked(obs, order, train_mu, dn, dn_mean, sampled, x_eval.shape[0], extra)
 
 
 def _chunks(x: np.ndarray, chunk: int):
@@ -237,7 +267,13 @@ def _chunks(x: np.ndarray, chunk: int):
 
 
 def measure_decoded(
-    encode, decode, x_eval: np.ndarray, x_train: np.ndarray, seed: int = 0, chunk: int = CHUNK
+    encode,
+    decode,
+    x_eval: np.ndarray,
+    x_train: np.ndarray,
+    seed: int = 0,
+    chunk: int = CHUNK,
+    x_val: np.ndarray | None = None,
 ) -> Observables:
     """:func:`measure` for a model of any family, through its networks (docs/science.md §9).
 
@@ -246,12 +282,16 @@ def measure_decoded(
     encoder's output, as for the linear model; ``Dn_k`` decodes the posterior means with
     the ranked latents after ``k`` at 0 (or at their training-split mean of ``mu``, an
     average over the training split: ``mu`` is no longer affine), one decoder pass per
-    ``k``. The normalizer, the sampled distortion's noise and the rate are those of
-    :func:`measure`, so on a linear model both give the same numbers up to rounding
-    (tests/training/test_mlp.py). ``Dn_0`` is the distortion of ``xhat(0)`` and may exceed 1.
+    ``k``; the ``prior`` rule averages the decoder over :data:`PRIOR_DRAWS` fixed draws of
+    the pruned latents' prior (seeded by ``seed``). The normalizer, the sampled
+    distortion's noise and the rate are those of :func:`measure`, so on a linear model
+    both give the same numbers up to rounding (tests/training/test_mlp.py). ``Dn_0`` is the
+    distortion of ``xhat(0)`` and may exceed 1. ``x_val`` adds the validation split's
+    levels (``EXTRA_TRUNCATIONS``), ranked as on the evaluation split.
     """
     d = x_train.shape[1] if x_train.ndim == 2 else -1
-    for name, x in (("training split", x_train), ("evaluation split", x_eval)):
+    named = [("training split", x_train), ("evaluation split", x_eval)]
+    for name, x in named + ([("validation split", x_val)] if x_val is not None else []):
         if x.ndim != 2 or x.shape[1] != d or x.shape[0] == 0:
             raise InputError(f"{name}: expected a non-empty array of shape (n, {d}), got {x.shape}")
     sum_x = sum_mu = 0.0
@@ -259,32 +299,54 @@ def measure_decoded(
         sum_x = sum_x + xc.sum(0)
         sum_mu = sum_mu + encode(xc)[0].sum(0)
     x_train_mean, train_mu = sum_x / x_train.shape[0], sum_mu / x_train.shape[0]
-    acc = {k: 0.0 for k in ("mu2", "s2", "ls2", "ref2")}
+    acc = {k: 0.0 for k in ("mu2", "s2", "ls2")}
     for xc in _chunks(x_eval, chunk):
         mu, ls2 = encode(xc)
         acc["mu2"] = acc["mu2"] + np.einsum("nk,nk->k", mu, mu)
         acc["s2"] = acc["s2"] + np.exp(ls2).sum(0)
         acc["ls2"] = acc["ls2"] + ls2.sum(0)
-        xr = xc - x_train_mean
-        acc["ref2"] = acc["ref2"] + np.einsum("nd,nd->", xr, xr)
     n = x_eval.shape[0]
     obs = latent_observables(acc["mu2"] / n, acc["s2"] / n, acc["ls2"] / n)
     _finite_or_raise(obs)
     order = rank_by_signal_fraction(obs["signal_fraction"])
+    codec = (encode, decode, order, train_mu, x_train_mean, chunk)
+    levels, sampled = _decoded_levels(*codec, x_eval, np.random.default_rng(seed), seed)
+    extra = {"truncated_distortion_prior": levels["prior"]}
+    if x_val is not None:
+        val, _ = _decoded_levels(*codec, x_val, None, seed)
+        extra |= {
+            "truncated_distortion_val": val["zero"],
+            "truncated_distortion_prior_val": val["prior"],
+        }
+    dn, dn_mean = levels["zero"], levels["mean"]
+    return Observables.ranked(obs, order, train_mu, dn, dn_mean, sampled, n, extra)
+
+
+def _decoded_levels(encode, decode, order, train_mu, x_ref_mean, chunk, x, rng, seed):
+    """``Dn_k``, ``k = 0..K``, of ``x`` under each pruning rule (``zero``, ``mean``,
+    ``prior``), normalized by ``E ||x - xbar_train||^2``, and, with ``rng`` (the sampled
+    distortion's noise, drawn as :func:`sampled_distortion` draws it), the normalized
+    distortion of a sampled reconstruction (else NaN)."""
     K = order.size
-    sq = {"zero": np.zeros(K + 1), "mean": np.zeros(K + 1)}
-    sampled = 0.0
-    rng = np.random.default_rng(seed)  # the noise of sampled_distortion, drawn alike
-    for xc in _chunks(x_eval, chunk):
+    sq = {rule: np.zeros(K + 1) for rule in ("zero", "mean", "prior")}
+    prior_rng = np.random.default_rng([int(seed), 2])  # the prior rule's fixed draws
+    sampled = ref = 0.0
+    for xc in _chunks(x, chunk):
         mu, ls2 = encode(xc)
-        for name, offset in (("zero", np.zeros(K)), ("mean", train_mu)):
-            z = np.broadcast_to(offset, mu.shape).copy()
-            for k in range(K + 1):
-                if k:
-                    z[:, order[k - 1]] = mu[:, order[k - 1]]
-                sq[name][k] += np.square(xc - decode(z)).sum()
-        z = mu + np.exp(0.5 * ls2) * rng.standard_normal(mu.shape)
-        sampled += np.square(xc - decode(z)).sum()
-    ref = acc["ref2"]
-    dn, dn_mean = sq["zero"] / ref, sq["mean"] / ref
-    return Observables.ranked(obs, order, train_mu, dn, dn_mean, sampled / ref, n)
+        half = prior_rng.standard_normal((PRIOR_DRAWS // 2, *mu.shape))
+        draws = np.concatenate([half, -half])  # antithetic: an affine decoder averages to 0
+        z = {"zero": np.zeros_like(mu), "mean": np.broadcast_to(train_mu, mu.shape).copy()}
+        for k in range(K + 1):
+            if k:
+                j = order[k - 1]
+                z["zero"][:, j] = z["mean"][:, j] = draws[:, :, j] = mu[:, j]
+            for rule in ("zero", "mean"):
+                sq[rule][k] += np.square(xc - decode(z[rule])).sum()
+            xhat = sum(decode(draws[s]) for s in range(PRIOR_DRAWS)) / PRIOR_DRAWS
+            sq["prior"][k] += np.square(xc - xhat).sum()
+        if rng is not None:
+            zs = mu + np.exp(0.5 * ls2) * rng.standard_normal(mu.shape)
+            sampled += np.square(xc - decode(zs)).sum()
+        ref += np.square(xc - x_ref_mean).sum()
+    levels = {rule: v / ref for rule, v in sq.items()}
+    return levels, (sampled / ref if rng is not None else float("nan"))

@@ -54,9 +54,12 @@ def point_dataset(model, ds, refs: DataReferences, train, *, temperature, seed, 
     spec = model_spec(model)  # {} for the linear model: its files stay as they were
     if spec:  # no closed form: measure through the networks
         encode, decode = numpy_codec(model)
-        obs = observables.measure_decoded(encode, decode, refs.x_eval, ds.x_train, seed=seed)
+        obs = observables.measure_decoded(
+            encode, decode, refs.x_eval, ds.x_train, seed=seed, x_val=ds.x_val
+        )
     else:
-        obs = observables.measure(model.numpy_params(), refs.x_eval, ds.x_train, seed=seed)
+        params = model.numpy_params()
+        obs = observables.measure(params, refs.x_eval, ds.x_train, seed=seed, x_val=ds.x_val)
     return scanfile.scan_point_dataset(
         temperature=temperature,
         seed=seed,

@@ -54,6 +54,20 @@ PER_MODE = {
     "mode_latents": ("", "1", "latents the mode spans: participation ratio of their signal"),
 }
 
+# The other pruning rule and the validation split (observables.EXTRA_TRUNCATIONS; docs/
+# science.md §9): what a point measured by this version holds besides truncated_distortion.
+EXTRA_TRUNCATION_MEANINGS = {
+    "truncated_distortion_prior": (
+        "pruned latents averaged over their prior (fixed draws)",
+        "evaluation split",
+    ),
+    "truncated_distortion_val": ("pruned latents at 0", "validation split"),
+    "truncated_distortion_prior_val": (
+        "pruned latents averaged over their prior (fixed draws)",
+        "validation split",
+    ),
+}
+
 SCALARS = {
     "beta": ("1", "beta-VAE weight, beta = T V / sigma2"),
     "sigma2": ("1", "decoder variance of the Gaussian likelihood"),
@@ -139,6 +153,10 @@ def latent_variables(obs) -> dict[str, xr.Variable]:
             "highest-rho latents at their posterior means, the others at 0",
         },
     )
+    for name, (rule, split) in EXTRA_TRUNCATION_MEANINGS.items():
+        if name in obs.extra:
+            meaning = f"as truncated_distortion, {rule}, on the {split}"
+            data[name] = xr.Variable("k", obs.extra[name], {"units": "1", "long_name": meaning})
     data["truncated_distortion_train_mean"] = xr.Variable(
         "k",
         obs.truncated_distortion_train_mean,
