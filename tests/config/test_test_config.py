@@ -9,7 +9,6 @@ and the recorded metadata of the finished run, so no job is rerun to check it.
 """
 
 import json
-import re
 import shutil
 import subprocess
 
@@ -18,7 +17,7 @@ import yaml
 
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.figures import REGISTRY
-from workflow_helpers import ROOT, SNAKEMAKE
+from workflow_helpers import ROOT, SNAKEMAKE, planned_jobs
 
 TEST_DIR = ROOT / ".test"
 
@@ -28,21 +27,6 @@ def snakemake(wd, *args):
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, f"snakemake {' '.join(args)}:\n{proc.stderr[-4000:]}"
     return proc.stdout + proc.stderr
-
-
-def planned_jobs(wd) -> dict[str, int]:
-    """The jobs a run of the workflow in ``wd`` would execute now: {rule: count}."""
-    out = snakemake(wd, "-n", "--quiet", "rules")
-    if "Nothing to be done" in out:
-        return {}
-    table = out[out.index("Job stats:") :].splitlines()[3:]
-    jobs = {}
-    for line in table:
-        if m := re.fullmatch(r"(\w+)\s+(\d+)", line.strip()):
-            jobs[m[1]] = int(m[2])
-        if line.startswith("total"):
-            break
-    return {rule: n for rule, n in jobs.items() if rule != "total"}
 
 
 def edit_run(wd, section, key, value):
@@ -81,8 +65,8 @@ def test_the_test_config_builds_every_output(finished):
     raw = yaml.safe_load((TEST_DIR / "config" / "config.yaml").read_text())["runs"]["ci"]
     resolved = settings.resolve_run(raw)
     for stage, sections in settings.STAGES.items():
-        if stage in settings.SWEEP_STAGES:
-            continue  # the ci run is no sweep
+        if stage in settings.SWEEP_STAGES + settings.BASELINE_STAGES:
+            continue  # the ci run is no sweep and has no baseline
         written = json.loads((res / "config" / f"{stage}.json").read_text())
         assert list(written) == list(sections)
         assert written == settings.stage_config(resolved, stage)
@@ -143,8 +127,8 @@ def test_a_dry_run_writes_nothing(tmp_path):
     wd = tmp_path / "test"
     shutil.copytree(TEST_DIR / "config", wd / "config")
     jobs = planned_jobs(wd)
-    # every stage's configuration but those only a sweep has
-    stages = len(settings.STAGES) - len(settings.SWEEP_STAGES)
+    # every stage's configuration but those only a sweep or a baseline has
+    stages = len(settings.STAGES) - len(settings.SWEEP_STAGES) - len(settings.BASELINE_STAGES)
     assert jobs["run_config"] == stages and jobs["train_point"] == 2
     assert sorted(p.name for p in wd.iterdir()) == [".snakemake", "config"]
     assert not (wd / ".snakemake" / "metadata").exists() or not any(
