@@ -78,6 +78,8 @@ def rows(schema: dict, prefix: str = ""):
         for alt in prop.get("oneOf", ()):
             if alt.get("type") == "object":
                 yield from rows(alt, f"{prefix}{key}.")
+        if prop.get("type") == "object":  # a nested object's keys (baselines.autoencoder.*)
+            yield from rows(prop, f"{prefix}{key}.")
 
 
 def body(schema: dict | None = None) -> str:

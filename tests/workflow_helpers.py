@@ -2,6 +2,8 @@
 working directory that holds its own config/config.yaml (so tests never write into the
 repository)."""
 
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,6 +45,25 @@ def tiny_config(temperatures, max_updates=600, **training):
             }
         },
     }
+
+
+def planned_jobs(wd) -> dict[str, int]:
+    """The jobs a run of the repository's workflow in ``wd`` would execute now: {rule:
+    count}, from a dry run's job stats."""
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "2"]
+    proc = subprocess.run([*cmd, "-n", "--quiet", "rules"], capture_output=True, text=True)
+    assert proc.returncode == 0, f"snakemake -n:\n{proc.stderr[-4000:]}"
+    out = proc.stdout + proc.stderr
+    if "Nothing to be done" in out:
+        return {}
+    table = out[out.index("Job stats:") :].splitlines()[3:]
+    jobs = {}
+    for line in table:
+        if m := re.fullmatch(r"(\w+)\s+(\d+)", line.strip()):
+            jobs[m[1]] = int(m[2])
+        if line.startswith("total"):
+            break
+    return {rule: n for rule, n in jobs.items() if rule != "total"}
 
 
 def workdir(path, config):

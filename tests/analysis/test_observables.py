@@ -199,3 +199,26 @@ def test_sampled_distortion_is_reproducible_and_above_the_mean_reconstruction():
 def test_bad_shapes(bad):
     with pytest.raises(InputError, match="shape|empty"):
         ob.measure(random_params(), bad.astype(np.float32), data())
+
+
+def test_reconstruction_distortion_is_dn_with_every_latent_kept():
+    """The autoencoder baseline's distortion (docs/science.md §9) against the naive loop's
+    Dn_K (every latent at its posterior mean, normalized by E_eval ||x - xbar_train||^2)
+    on a linear model read as an autoencoder (code = mu): the same float64 sums in another
+    order, 1e-10 as above; an evaluation split shifted from the training one, so that the
+    normalizer's reference (the training mean, not the evaluation mean) matters."""
+    params = random_params()
+    x, x_train = data(400, shift=0.5), data(300, seed=2)
+    A, a, W, c = (params[k] for k in "AaWc")
+
+    def encode(xc):
+        return xc @ A.T + a, None
+
+    def decode(z):
+        return z @ W.T + c
+
+    reached = ob.reconstruction_distortion(encode, decode, x, x_train, chunk=128)
+    assert reached == pytest.approx(naive(params, x, x_train)["dn"][-1], rel=1e-10)
+    # the evaluation mean instead of the training mean would give another number
+    centred = ob.reconstruction_distortion(encode, decode, x, x, chunk=128)
+    assert abs(centred - reached) > 1e-3 * reached

@@ -34,6 +34,9 @@ DEFAULT_OVERRIDES = {
     ("prepare", "--path"): [],
     ("prepare", "--drop-columns"): [],
     ("train", "--device"): "auto",
+    ("autoencoder", "--device"): "auto",
+    # model.kind's default is linear, which has no autoencoder baseline
+    ("autoencoder", "--kind"): "mlp",
     ("study", "--rho-min"): None,
 }
 # (command, option) whose enum the command checks itself, with a message naming the key:
@@ -44,7 +47,7 @@ CHECKED_BY_THE_COMMAND = {
     ("fetch", "--resolution"),
 }
 # (command, option) whose type is not the key's: training.gpu (a boolean) sets --device
-TYPE_OVERRIDES = {("train", "--device")}
+TYPE_OVERRIDES = {("train", "--device"), ("autoencoder", "--device")}
 
 
 def subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -84,6 +87,7 @@ def test_the_options_are_found():
         "prepare": 19,
         "fetch": 3,
         "train": 16,
+        "autoencoder": 17,
         "spectra": 2,
         "figures": 3,
         "maps": 2,
@@ -120,12 +124,12 @@ def test_default_is_the_schemas(command, action):
     if overridden:
         assert action.default == DEFAULT_OVERRIDES[where]
         return
-    section, name = action.schema_key.split(".")
+    prop = settings.key_schema(action.schema_key)  # section.name, or deeper
     assert action.default == schema_default(action.schema_key)
-    if name not in settings.section_defaults(section):
+    if "default" not in prop:
         assert action.default is None
         return
-    default = settings.section_defaults(section)[name]
+    default = prop["default"]
     value = action.default
     if isinstance(value, str) and action.type is not None:
         value = action.type(value)  # as argparse converts it

@@ -331,3 +331,55 @@ def test_snakemake_stops_on_a_bad_model_before_any_job(tmp_path):
     assert key in proc.stderr and words in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "Building DAG" not in proc.stderr + proc.stdout
+
+
+# runs.R.baselines (docs/science.md §9, "Autoencoder baseline"): an MLP run's option. (what
+# is added to TINY's run, model first, the key the message must name, words it must hold)
+MLP_MODEL = "    model: {latents: 6, kind: mlp, hidden: [16]}\n"
+BASELINE_HOLES = {
+    "on a linear run": (
+        "    baselines: {autoencoder: {max_latents: 2}}\n",
+        "config key runs.tiny.baselines.autoencoder trains autoencoders",
+        "model.kind 'linear': expected model.kind mlp",
+    ),
+    "max_latents 0": (
+        MLP_MODEL + "    baselines: {autoencoder: {max_latents: 0}}\n",
+        "config key runs.tiny.baselines.autoencoder.max_latents: 0",
+        "less than the minimum of 1",
+    ),
+    "no max_latents": (
+        MLP_MODEL + "    baselines: {autoencoder: {seed: 1}}\n",
+        "config key runs.tiny.baselines.autoencoder.max_latents is required",
+        "the largest bottleneck k",
+    ),
+    "unknown baseline": (
+        MLP_MODEL + "    baselines: {pca: {max_latents: 2}}\n",
+        "config key runs.tiny.baselines",
+        "'pca' was unexpected",
+    ),
+}
+
+
+def baseline_config(hole: str) -> str:
+    text = TINY + SCAN + BASELINE_HOLES[hole][0]
+    return text.replace("    model: {latents: 6}\n", "") if MLP_MODEL in text else text
+
+
+@pytest.mark.parametrize("hole", BASELINE_HOLES)
+def test_a_bad_baseline_is_one_line_naming_the_key(hole):
+    _, key, words = BASELINE_HOLES[hole]
+    message = errors_of(baseline_config(hole))
+    problems = message.splitlines()[1:]  # "invalid configuration:", then one line each
+    assert len(problems) == 1 and key in problems[0] and words in problems[0], message
+
+
+def test_a_good_baseline_passes_and_is_resolved_with_its_seed():
+    config = yaml.safe_load(
+        baseline_config("max_latents 0").replace("max_latents: 0", "max_latents: 3")
+    )
+    check_config(config)
+    run = settings.resolve_run(config["runs"]["tiny"])
+    assert run["baselines"] == {"autoencoder": {"max_latents": 3, "seed": 0}}
+    assert settings.stage_config(run, "autoencoder")["baselines"] == run["baselines"]
+    # absent: no baseline, and the resolved run has no section for it
+    assert "baselines" not in settings.resolve_run(yaml.safe_load(TINY + SCAN)["runs"]["tiny"])

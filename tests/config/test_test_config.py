@@ -9,7 +9,6 @@ and the recorded metadata of the finished run, so no job is rerun to check it.
 """
 
 import json
-import re
 import shutil
 import subprocess
 
@@ -18,7 +17,7 @@ import yaml
 
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.figures import REGISTRY
-from workflow_helpers import ROOT, SNAKEMAKE
+from workflow_helpers import ROOT, SNAKEMAKE, planned_jobs
 
 TEST_DIR = ROOT / ".test"
 
@@ -28,21 +27,6 @@ def snakemake(wd, *args):
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, f"snakemake {' '.join(args)}:\n{proc.stderr[-4000:]}"
     return proc.stdout + proc.stderr
-
-
-def planned_jobs(wd) -> dict[str, int]:
-    """The jobs a run of the workflow in ``wd`` would execute now: {rule: count}."""
-    out = snakemake(wd, "-n", "--quiet", "rules")
-    if "Nothing to be done" in out:
-        return {}
-    table = out[out.index("Job stats:") :].splitlines()[3:]
-    jobs = {}
-    for line in table:
-        if m := re.fullmatch(r"(\w+)\s+(\d+)", line.strip()):
-            jobs[m[1]] = int(m[2])
-        if line.startswith("total"):
-            break
-    return {rule: n for rule, n in jobs.items() if rule != "total"}
 
 
 def edit_run(wd, section, key, value):
@@ -81,8 +65,8 @@ def test_the_test_config_builds_every_output(finished):
     raw = yaml.safe_load((TEST_DIR / "config" / "config.yaml").read_text())["runs"]["ci"]
     resolved = settings.resolve_run(raw)
     for stage, sections in settings.STAGES.items():
-        if stage in settings.SWEEP_STAGES:
-            continue  # the ci run is no sweep
+        if stage in settings.SWEEP_STAGES + settings.BASELINE_STAGES:
+            continue  # the ci run is no sweep and has no baseline
         written = json.loads((res / "config" / f"{stage}.json").read_text())
         assert list(written) == list(sections)
         assert written == settings.stage_config(resolved, stage)
@@ -110,7 +94,7 @@ def test_max_updates_reruns_the_training_and_what_follows(copy):
         "gather": 1,
         "spectra": 1,
         "figures": 1,
-        "rate_distortion_figure": 1,  # from the summary
+        "rate_distortion_figure": 1,  # it reads summary.json, which spectra rewrites
         "maps_grid": 1,  # the mapped scan point retrained
         "all": 1,
     }
@@ -123,7 +107,7 @@ def test_rho_min_reruns_only_the_spectra_and_figures(copy):
         "run_config": 3,  # config/spectra.json, figures.json and maps.json
         "spectra": 1,
         "figures": 1,
-        "rate_distortion_figure": 1,  # from the summary
+        "rate_distortion_figure": 1,  # it reads summary.json, which spectra rewrites
         "maps_grid": 1,  # which latents are active
         "all": 1,
     }
@@ -137,7 +121,7 @@ def test_a_new_temperature_trains_only_itself(copy):
         "gather": 1,
         "spectra": 1,
         "figures": 1,
-        "rate_distortion_figure": 1,  # from the summary
+        "rate_distortion_figure": 1,  # it reads summary.json, which spectra rewrites
         "all": 1,
     }
 
@@ -146,8 +130,8 @@ def test_a_dry_run_writes_nothing(tmp_path):
     wd = tmp_path / "test"
     shutil.copytree(TEST_DIR / "config", wd / "config")
     jobs = planned_jobs(wd)
-    # every stage's configuration but those only a sweep has
-    stages = len(settings.STAGES) - len(settings.SWEEP_STAGES)
+    # every stage's configuration but those only a sweep or a baseline has
+    stages = len(settings.STAGES) - len(settings.SWEEP_STAGES) - len(settings.BASELINE_STAGES)
     assert jobs["run_config"] == stages and jobs["train_point"] == 2
     assert sorted(p.name for p in wd.iterdir()) == [".snakemake", "config"]
     assert not (wd / ".snakemake" / "metadata").exists() or not any(

@@ -179,6 +179,47 @@ def test_null_run_is_drawn_only_when_given():
     assert not lines(without.axes[0], "curve_null") and not lines(without.axes[1], "n_null")
 
 
+# The autoencoder baseline's table (baselines/autoencoder.csv): k = 1, 2, 3 at 0.3, 0.02,
+# 0.004, k = 1 stopped at its budget (under-equilibrated). By hand, with Dn_0 = 1:
+#   n(eps): 0.1 -> k=2 (0.02), 0.01 -> k=3 (0.004), 0.001 -> never within 3 latents
+#   PR of the utilities 0.7, 0.28, 0.016: 0.996^2 / 0.568656 = 1.7445 -> "1.74"
+AE_LEVELS = [0.3, 0.02, 0.004]
+N_AE = {0.1: 2, 0.01: 3}
+
+
+def autoencoder_table(levels=AE_LEVELS, flags=(True, False, False)) -> pd.DataFrame:
+    # rows out of order, and flags as text, as pd.read_csv of a rewritten file may give
+    rows = pd.DataFrame(
+        {"k": [1, 2, 3], "distortion": levels, "under_equilibrated": [str(f) for f in flags]}
+    )
+    return rows.iloc[::-1]
+
+
+def test_the_autoencoder_baseline_is_drawn_only_when_given():
+    scan, table = concentration_scan()
+    fig = fig5_utility_concentration.draw(
+        scan, table, tolerances=EPS, autoencoder=autoencoder_table()
+    )
+    left, right = fig.axes
+    (curve,) = lines(left, "curve_ae")
+    np.testing.assert_array_equal(curve.get_xdata(), [1, 2, 3])
+    np.testing.assert_array_equal(curve.get_ydata(), AE_LEVELS)
+    # k = 1 stopped at its budget: hollow, as an under-equilibrated VAE point
+    assert points(left, "ae_open") == {1.0: 0.3}
+    assert points(left, "ae") == {2.0: 0.02, 3.0: 0.004}
+    assert points(right, "n_ae") == N_AE
+    assert "autoencoder baseline, PR = 1.74" in legend_texts(fig)
+    assert "autoencoder under-equilibrated" in legend_texts(fig)
+    # the VAE's own marks are untouched by it
+    assert points(right, "n_vae") == N_VAE
+    without = fig5_utility_concentration.draw(scan, table, tolerances=EPS)
+    assert not any("autoencoder" in t for t in legend_texts(without))
+    assert not lines(without.axes[0], "curve_ae") and not lines(without.axes[1], "step_ae")
+    none_open = autoencoder_table(flags=(False, False, False))
+    fig = fig5_utility_concentration.draw(scan, table, tolerances=EPS, autoencoder=none_open)
+    assert "autoencoder under-equilibrated" not in legend_texts(fig)
+
+
 def test_under_equilibrated_best_points_are_hollow():
     # every Dn*_k comes from the first temperature: flag it and the VAE's points (k >= 1)
     # and its n(eps) markers are hollow; Dn*_0 = 1 is by definition and never is (it is not
@@ -207,7 +248,11 @@ def test_each_figure_declares_only_known_extras_with_defaults():
         kw_only = [p for p in params.values() if p.kind is p.KEYWORD_ONLY]
         assert [p.name for p in kw_only] == list(extras), name  # none unknown
         assert all(p.default is not p.empty for p in kw_only), name
-    assert figures.declared_extras(fig5_utility_concentration.draw) == ("tolerances", "null_run")
+    assert figures.declared_extras(fig5_utility_concentration.draw) == (
+        "tolerances",
+        "null_run",
+        "autoencoder",
+    )
     assert figures.declared_extras(fig1_collapse_scan.draw) == ("fig1_view",)
 
 
@@ -221,19 +266,21 @@ def test_make_figures_passes_each_figure_its_extras(tmp_path, monkeypatch):
 
         return draw
 
-    def wanting(scan, spectra, rho_min=0.05, *, tolerances=(1.0,), null_run=None):
-        calls["fig5"] = {"tolerances": tolerances, "null_run": null_run}
+    def wanting(scan, spectra, rho_min=0.05, *, tolerances=(1.0,), null_run=None, autoencoder=None):
+        calls["fig5"] = {"tolerances": tolerances, "null_run": null_run, "ae": autoencoder}
         return Figure(figsize=(1, 1))
 
     for module in (fig1_collapse_scan, fig2_truncated_distortion, fig3_duality, fig4_latent_scale):
         monkeypatch.setattr(module, "draw", plain(module.__name__))
     monkeypatch.setattr(fig5_utility_concentration, "draw", wanting)
-    null = NullRun("lin", pd.DataFrame())
-    figures.make_figures(None, None, tmp_path, 0.05, tolerances=[0.2], null_run=null)
-    assert calls["fig5"] == {"tolerances": [0.2], "null_run": null}
+    null, ae = NullRun("lin", pd.DataFrame()), pd.DataFrame({"k": [1]})
+    figures.make_figures(
+        None, None, tmp_path, 0.05, tolerances=[0.2], null_run=null, autoencoder=ae
+    )
+    assert calls["fig5"] == {"tolerances": [0.2], "null_run": null, "ae": ae}
     assert len(calls) == 5
     figures.make_figures(None, None, tmp_path, 0.05)  # none given: the figure's defaults
-    assert calls["fig5"] == {"tolerances": (1.0,), "null_run": None}
+    assert calls["fig5"] == {"tolerances": (1.0,), "null_run": None, "ae": None}
 
 
 # ---------------------------------------------------------------------------------------
@@ -334,8 +381,13 @@ def test_figures_command_names_bad_null_input(tables, monkeypatch, capsys, extra
 def test_figures_command_reads_the_null_run(tables, monkeypatch):
     seen = {}
 
-    def spy(scan, spectra, outdir, rho_min, *, tolerances=None, null_run=None, fig1_view=None):
-        seen.update(tolerances=tolerances, null_run=null_run, fig1_view=fig1_view)
+    def spy(
+        scan, spectra, outdir, rho_min, *, tolerances=None, null_run=None, fig1_view=None,
+        autoencoder=None,
+    ):  # fmt: skip
+        seen.update(
+            tolerances=tolerances, null_run=null_run, fig1_view=fig1_view, autoencoder=autoencoder
+        )
         return []
 
     monkeypatch.setattr(figures, "make_figures", spy)
@@ -347,7 +399,31 @@ def test_figures_command_reads_the_null_run(tables, monkeypatch):
     assert seen["null_run"].name == "lin"  # the folder holding the table
     np.testing.assert_array_equal(seen["null_run"].spectra["best_distortion"], BEST[1:])
     assert main([*args, str(tables / "out"), *null, "--null-name", "linear_demo"]) == 0
-    assert seen["null_run"].name == "linear_demo"
+    assert seen["null_run"].name == "linear_demo" and seen["autoencoder"] is None
+    ae = tables / "autoencoder.csv"
+    autoencoder_table().to_csv(ae, index=False)
+    assert main([*args, str(tables / "out"), "--autoencoder", str(ae)]) == 0
+    assert seen["autoencoder"]["distortion"].tolist() == AE_LEVELS[::-1]  # as written
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "--autoencoder 'ae.csv' does not exist"),
+        ("", "cannot be read as CSV"),
+        ("k,distortion\n1,0.5\n", "lacks column(s) under_equilibrated"),
+        ("k,distortion,under_equilibrated\n1,0.5,False\n3,0.1,False\n", "one row per k = 1 .. 2"),
+    ],
+)
+def test_figures_command_names_a_bad_autoencoder_table(tables, monkeypatch, capsys, content, words):
+    monkeypatch.chdir(tables)
+    if content is not None:
+        (tables / "ae.csv").write_text(content)
+    args = ["figures", "scan.nc", "spectra.csv", "--out-dir", "out", "--autoencoder", "ae.csv"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tables / "out").exists()
 
 
 # ---------------------------------------------------------------------------------------

@@ -252,6 +252,39 @@ def null_summary_args(wildcards, input):
     return f"--null-summary {shlex.quote(input.null_summary)} --null-name {shlex.quote(null)}"
 
 
+def autoencoder_runs():
+    """The runs with an autoencoder baseline (baselines.autoencoder; MLP runs only, checked
+    by check_config)."""
+    return [
+        r for r in config["runs"] if "autoencoder" in run_config(r).get("baselines", {})
+    ]
+
+
+def autoencoder_table(run):
+    return f"results/{run}/baselines/autoencoder.csv"
+
+
+def autoencoder_input(wildcards):
+    """The run's autoencoder baseline, when it has one: Fig 5 draws its distortion."""
+    run = wildcards.run
+    return {"autoencoder": autoencoder_table(run)} if run in autoencoder_runs() else {}
+
+
+def autoencoder_args(wildcards, input):
+    """--autoencoder of the figures job. Not in the figures stage file: the table is an
+    input of the job, so a changed baseline (or none) reruns the figures through it."""
+    if not input.get("autoencoder"):
+        return ""
+    return f"--autoencoder {shlex.quote(input.autoencoder)}"
+
+
+def autoencoder_runtime_min(wildcards, attempt):
+    """Minutes the autoencoder job may need: max_latents trainings, each up to the run's
+    budget, as a chunk of that many scan points (scan_runtime_min)."""
+    k = run_config(wildcards.run)["baselines"]["autoencoder"]["max_latents"]
+    return scan_runtime_min(wildcards.run, k, attempt)
+
+
 def map_targets(run):
     """The maps of a run (rules/maps.smk); none for a run the config does not define
     (rule paper_figures names the worldclim run whatever the config)."""
@@ -291,6 +324,8 @@ def run_targets(runs):
                 f"results/{run}/figures/hysteresis.{{ext}}", ext=["png", "pdf"]
             )
         out += map_targets(run)
+        if run in autoencoder_runs():
+            out.append(autoencoder_table(run))
     return out
 
 

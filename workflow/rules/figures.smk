@@ -1,10 +1,12 @@
 # The paper's Figs 1-4 (docs/science.md §6) and the utility concentration, Fig 5 (§9), and
-# the split map beside them.
+# the split map beside them. Fig 5 draws the run's null run and its autoencoder baseline
+# (rules/baselines.smk) when it has them.
 
 
 rule figures:
     input:
         unpack(null_run_input),
+        unpack(autoencoder_input),
         scan="results/{run}/scan.nc",
         table="results/{run}/spectra.csv",
         run_config=stage_config("figures"),
@@ -24,10 +26,11 @@ rule figures:
         runtime=10,
     params:
         null=null_run_args,
+        autoencoder=autoencoder_args,
     shell:
         "MPLBACKEND=Agg collapse-spectroscopy figures {input.scan} {input.table} "
         "--run-config {input.run_config} --out-dir results/{wildcards.run}/figures "
-        "{params.null} > {log} 2>&1"
+        "{params.null} {params.autoencoder} > {log} 2>&1"
 
 
 # a copy: never worth a cluster job

@@ -350,3 +350,23 @@ def _decoded_levels(encode, decode, order, train_mu, x_ref_mean, chunk, x, rng, 
         ref += np.square(xc - x_ref_mean).sum()
     levels = {rule: v / ref for rule, v in sq.items()}
     return levels, (sampled / ref if rng is not None else float("nan"))
+
+
+def reconstruction_distortion(
+    encode, decode, x_eval: np.ndarray, x_train: np.ndarray, chunk: int = CHUNK
+) -> float:
+    """``E_eval ||x - decode(mu(x))||^2 / E_eval ||x - xbar_train||^2``: every latent kept
+    at its posterior mean, normalized as ``Dn_k`` is (docs/science.md §4.2), so it equals
+    :func:`measure_decoded`'s ``Dn_K`` at one decoder pass. The distortion of a
+    deterministic autoencoder (the baseline of docs/science.md §9), whose ``encode`` gives
+    its code as ``mu``. ``encode``, ``decode``: as for :func:`measure_decoded`; float64."""
+    d = x_train.shape[1] if x_train.ndim == 2 else -1
+    for name, x in (("training split", x_train), ("evaluation split", x_eval)):
+        if x.ndim != 2 or x.shape[1] != d or x.shape[0] == 0:
+            raise InputError(f"{name}: expected a non-empty array of shape (n, {d}), got {x.shape}")
+    x_train_mean = sum(xc.sum(0) for xc in _chunks(x_train, chunk)) / x_train.shape[0]
+    err = ref = 0.0
+    for xc in _chunks(x_eval, chunk):
+        err += float(np.square(xc - decode(encode(xc)[0])).sum())
+        ref += float(np.square(xc - x_train_mean).sum())
+    return err / ref

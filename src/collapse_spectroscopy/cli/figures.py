@@ -27,7 +27,8 @@ def register_figures(sub) -> None:
         "distortion (Dn_k(T) and Dn*_k against rank with PCA); Fig 3 utility-threshold "
         "duality (u_k against T_k); Fig 4 latent-scale diagnostics (q and the Jensen gap); Fig 5 "
         "utility concentration (Dn*_k against k beside the PCA truncation curve, the linear "
-        "null model, and n(eps) against eps; with --null-spectra, a linear run's Dn*_k too). "
+        "null model, and n(eps) against eps; with --null-spectra, a linear run's Dn*_k too, "
+        "and with --autoencoder the run's autoencoder baseline). "
         "Each as PNG and PDF in OUT_DIR, with the analytic equilibrium of the training PCA "
         "spectrum as thin dashed lines (docs/science.md §6). Under-equilibrated scan points "
         "(stopped at max_updates before the early-stopping test passed) are drawn hollow.",
@@ -60,6 +61,14 @@ def register_figures(sub) -> None:
         metavar="RUN",
         help="the null run's name for the legend (default: the folder holding --null-spectra)",
     )
+    # like the null run, a table of another job (rule autoencoder_baseline), not a setting
+    p.add_argument(
+        "--autoencoder",
+        type=Path,
+        metavar="CSV",
+        help="the run's autoencoder baseline (baselines/autoencoder.csv from "
+        "`collapse-spectroscopy autoencoder`), drawn in Fig 5 beside the VAE (default: none)",
+    )
     p.set_defaults(func=run_figures)
 
 
@@ -70,6 +79,7 @@ def run_figures(args) -> int:
     check_rho_min(args.rho_min)
     tolerances = check_tolerances(args.tolerances)
     null_run = read_null_run(args.null_spectra, args.null_name)
+    autoencoder = read_autoencoder(args.autoencoder)
     paths = figures.make_figures(
         scan,
         table,
@@ -78,6 +88,7 @@ def run_figures(args) -> int:
         tolerances=tolerances,
         null_run=null_run,
         fig1_view=args.fig1_view,
+        autoencoder=autoencoder,
     )
     for path in paths:
         print(path)
@@ -116,6 +127,33 @@ def read_null_run(path: Path | None, name: str | None):
             "spectra table written by `collapse-spectroscopy spectra`"
         )
     return NullRun(name or path.resolve().parent.name, table)
+
+
+AUTOENCODER_COLUMNS = ("k", "distortion", "under_equilibrated")
+
+
+def read_autoencoder(path: Path | None):
+    """The table of ``--autoencoder`` (None without it): one row per ``k = 1, 2, ...``."""
+    import pandas as pd
+
+    if path is None:
+        return None
+    flag = f"--autoencoder {str(path)!r}"
+    if not path.is_file():
+        raise InputError(f"{flag} does not exist: expected a baselines/autoencoder.csv")
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{flag} cannot be read as CSV: {exc}") from None
+    missing = [c for c in AUTOENCODER_COLUMNS if c not in table]
+    if missing:
+        raise InputError(
+            f"{flag} lacks column(s) {', '.join(missing)}: expected the table of "
+            "`collapse-spectroscopy autoencoder`"
+        )
+    if sorted(table["k"].tolist()) != list(range(1, len(table) + 1)):
+        raise InputError(f"{flag}: expected one row per k = 1 .. {len(table)}")
+    return table
 
 
 def register_hysteresis(sub) -> None:

@@ -40,8 +40,9 @@ class ConfigOption:
     to_argv: Callable[[str, object], list[str]]
 
     def argv(self, run: dict) -> list[str]:
-        section, name = self.key.split(".")
-        value = run.get(section, {}).get(name)
+        value = run
+        for name in self.key.split("."):  # section.name, or deeper (baselines.autoencoder.seed)
+            value = value.get(name) if isinstance(value, dict) else None
         return [] if value is None else self.to_argv(self.flag, value)
 
 

@@ -42,7 +42,7 @@ def register_train(sub) -> None:
     _add_point_options(p)
     add_run_config_argument(p)
     _add_model_options(p)
-    _add_training_options(p)
+    add_training_options(p)
     p.add_argument(
         "--threads",
         type=int,
@@ -113,10 +113,13 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     config_option(p, "model.sigma2", "--sigma2", type=positive_float)
 
 
-def _add_training_options(p: argparse.ArgumentParser) -> None:
+def add_training_options(
+    p: argparse.ArgumentParser, checkpoint: str = "OUT with suffix .ckpt"
+) -> None:
     """The training protocol (training.*): help, default, choices and type from the
     schema; the engine's choices are the schema's list, auto and the keys of
-    engines.ENGINES (a test keeps them equal), so --help imports no engine (and no torch)."""
+    engines.ENGINES (a test keeps them equal), so --help imports no engine (and no torch).
+    ``checkpoint``: where the command's help says the checkpoint is."""
     config_option(p, "training.max_updates", "--max-updates")
     config_option(p, "training.patience", "--patience", type=patience)
     config_option(p, "training.average", "--average")
@@ -130,7 +133,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         p,
         "training.checkpoint_every",
         "--checkpoint-every",
-        suffix="; the checkpoint is OUT with suffix .ckpt, and a job stopped by a signal "
+        suffix=f"; the checkpoint is {checkpoint}, and a job stopped by a signal "
         "exits with status 4",
     )
     # the key is a boolean, the option a torch device (cuda:1, say): text, default auto
@@ -183,6 +186,24 @@ def scan_points(args) -> list:
     return points
 
 
+def training_options(args) -> dict:
+    """The options of ``TrainConfig`` that :func:`add_training_options` and ``--progress``
+    set (training.eval_split is the measurement's, not the trainer's)."""
+    return dict(
+        max_updates=args.max_updates,
+        patience=args.patience,
+        average=args.average,
+        average_horizon=args.average_horizon,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        eval_every=args.eval_every,
+        engine=args.engine,
+        checkpoint_every=args.checkpoint_every,
+        device=args.device,
+        progress=args.progress,
+    )
+
+
 def run_train(args) -> int:
     from collapse_spectroscopy.jobs.train_job import train_points  # lazy: torch
 
@@ -202,19 +223,7 @@ def run_train(args) -> int:
         kind=args.kind,
         hidden=widths(args.hidden),
         activation=args.activation,
-        training=dict(
-            max_updates=args.max_updates,
-            patience=args.patience,
-            average=args.average,
-            average_horizon=args.average_horizon,
-            batch_size=args.batch_size,
-            learning_rate=args.learning_rate,
-            eval_every=args.eval_every,
-            engine=args.engine,
-            checkpoint_every=args.checkpoint_every,
-            device=args.device,
-            progress=args.progress,
-        ),
+        training=training_options(args),
         eval_split=args.eval_split,
         threads=args.threads,
         report=report,

@@ -19,6 +19,7 @@ typed values only, never to the default.
 from __future__ import annotations
 
 import argparse
+import copy
 
 from collapse_spectroscopy.cli.argtypes import boolean
 from collapse_spectroscopy.config import settings
@@ -54,8 +55,7 @@ def bounded(convert, prop: dict, key: str):
 
 def schema_default(key: str):
     """The schema's default of ``key`` (``section.name``) as argparse wants it, or None."""
-    section, name = key.split(".")
-    value = settings.section_defaults(section).get(name)
+    value = copy.deepcopy(settings.key_schema(key).get("default"))
     # as text, so that argparse applies the option's type to it exactly as to a value
     # typed by hand or read from a run configuration (500 -> --block-km type float -> 500.0)
     if value is None or isinstance(value, bool):

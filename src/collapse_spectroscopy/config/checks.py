@@ -12,7 +12,8 @@ runs the schema checks of :mod:`.validate` (which name the *config* key, where S
 * a model fits in memory, its family takes the keys given, weight averaging has a
   horizon the budget allows;
 * a run's ``null_run`` is another run, linear, on the same dataset
-  (:func:`null_run_errors`); ``figures.fig1_view: modes`` only for a linear run;
+  (:func:`null_run_errors`); ``figures.fig1_view: modes`` only for a linear run,
+  ``baselines.autoencoder`` only for an MLP run;
 * studies name a base run and a key of a run, and each value passes that key's schema
   (:mod:`.studies`); their derived runs then pass every check above
   (:func:`with_study_runs`).
@@ -109,6 +110,13 @@ def consistency_errors(config: dict) -> list[str]:
                 f"config key runs.{name}.figures.fig1_view = 'modes' needs the per-mode "
                 f"totals of the linear VAE, but the run has model.kind {kind!r}: expected "
                 "fig1_view latents"
+            )
+        if "autoencoder" in (run.get("baselines") or {}) and kind != "mlp":
+            errors.append(
+                f"config key runs.{name}.baselines.autoencoder trains autoencoders of the MLP "
+                f"VAE's architecture (model.hidden, model.activation), but the run has "
+                f"model.kind {kind!r}: expected model.kind mlp (a linear autoencoder is PCA, "
+                "which Fig 5 draws already)"
             )
         if ds.get("source") == "table" and ds.get("coarsen", 1) > 1:
             errors.append(

@@ -24,7 +24,8 @@ from collapse_spectroscopy.store.atomic import atomic_path, write_json
 
 SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
 
-# the sections of a run, in workflow order
+# the sections of a run, in workflow order (the optional `baselines` of an MLP run and
+# the `null_run` key stand beside them: a study cannot vary them)
 SECTIONS = ("dataset", "split", "model", "training", "scan", "spectra", "figures", "maps")
 
 # The sections each command reads from a run configuration: the one table both sides use.
@@ -42,9 +43,13 @@ STAGES = {
     "figures": ("spectra", "figures"),
     "maps": ("spectra",),
     "hysteresis": ("spectra",),
+    # the autoencoder baseline: the run's architecture and training protocol (docs/science.md §9)
+    "autoencoder": ("model", "training", "baselines"),
 }
-# the stages only a run with scan.start sweep has a job of (the others: every run)
+# the stages only a run with scan.start sweep has a job of, and only a run with
+# baselines.autoencoder (the others: every run)
 SWEEP_STAGES = ("hysteresis",)
+BASELINE_STAGES = ("autoencoder",)
 
 
 @functools.cache
@@ -67,9 +72,13 @@ def section_schema(section: str) -> dict:
 
 
 def key_schema(key: str) -> dict:
-    """The schema of one key of a run, ``section.name`` (e.g. ``"training.engine"``)."""
-    section, name = key.split(".")
-    return section_schema(section)["properties"][name]
+    """The schema of one key of a run, ``section.name`` (e.g. ``"training.engine"``), or
+    deeper in a section of nested objects (``"baselines.autoencoder.max_latents"``)."""
+    section, *names = key.split(".")
+    prop = section_schema(section)
+    for name in names:
+        prop = prop["properties"][name]
+    return prop
 
 
 def section_defaults(section: str) -> dict:

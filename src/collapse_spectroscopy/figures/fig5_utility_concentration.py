@@ -7,7 +7,12 @@ where the best scan point is under-equilibrated), the PCA
 truncation curve ``1 - sum_{i<=k} lambda_i/V`` of the training spectrum over all its
 components (the linear null model), the split-matched PCA distortion on the evaluation
 split where the scan has it, and, when the run names a linear ``null_run`` on the same
-dataset, that run's measured ``Dn*_k``; dotted guides at the run's tolerances ``eps``.
+dataset, that run's measured ``Dn*_k``, and, when the run has the autoencoder baseline
+(``baselines.autoencoder``), the distortion of its deterministic autoencoder of ``k``
+latents (the same normalization; hollow where that ``k`` stopped at its budget before the
+patience passed, as the VAE's under-equilibrated points): what any ``k``-dimensional
+nonlinear code of the run's architecture reaches; dotted guides at the run's tolerances
+``eps``.
 The y range holds every curve and tolerance; a PCA level at float rounding of 0 (at most
 :data:`.pca.PCA_FLOOR`: an exactly dependent feature) is a down-triangle on the bottom
 edge, as in Fig 2b. The VAE's ranks past its last active one (a latent whose ``rho``
@@ -15,9 +20,10 @@ never exceeds ``rho_min``, as in Figs 1-4) are grey points off its line: they ca
 signal, and their ``Dn*_k`` differ from the last active one's by scatter (``~1e-8``).
 
 (b) ``n(eps) = min{k : Dn*_k <= eps}`` against ``eps`` (log x) as step curves for the VAE,
-PCA and the null run, all from :func:`.concentration.variables_needed` (the function that
-writes ``summary.json``). A step curve of a truncation curve is exact: ``n`` only changes
-at the curve's own levels, and it is evaluated there and at the tolerances. Markers, in
+PCA, the null run and the autoencoder baseline, all from
+:func:`.concentration.variables_needed` (the function that writes ``summary.json``). A
+step curve of a truncation curve is exact: ``n`` only changes at the curve's own levels,
+and it is evaluated there and at the tolerances. Markers, in
 each model's marker and colour: the values at the run's tolerances (``summary.json``'s
 ``utility_concentration``). A VAE counts its active latents only (the null run too, by its
 table's ``fit_points``): the scatter of the spare latents' levels made ``n`` climb to
@@ -70,6 +76,7 @@ from collapse_spectroscopy.figures.style import (
 
 VAE_COLOR = RankColors(1)(1)  # the colour of rank 1 in Figs 1-4: the run's VAE
 NULL_COLOR = "#D55E00"  # vermillion (Okabe-Ito): the measured linear null run
+AE_COLOR = "#009E73"  # bluish green (Okabe-Ito): the autoencoder baseline
 EVAL_COLOR = "0.45"  # the split-matched PCA, as in Fig 2b
 
 # line and marker of each curve; the null run is a broad pale band under the thin dashed
@@ -84,7 +91,14 @@ LOOK = {
                  "mew": 0.7, "zorder": 2.5},
     "null": {"color": NULL_COLOR, "ls": "-", "lw": 2.4, "alpha": 0.45, "marker": "D",
              "ms": 3.6, "mew": 0, "zorder": 2, "solid_capstyle": "butt"},
+    # dash-dot and a pentagon: no other curve's line or marker (triangles are edge marks);
+    # larger than the VAE's dot, which it lies under, so that where the two need the same
+    # n(eps) (the manifold's 2) the dot sits inside a green pentagon rather than hiding it
+    "ae": {"color": AE_COLOR, "ls": "-.", "lw": 0.9, "marker": "p", "ms": 6.0, "mew": 0,
+           "zorder": 3.5},
 }  # fmt: skip
+# the gids of a curve's filled and hollow markers in panel (a) (the VAE's, as before)
+MARK_GIDS = {"vae": ("vae", "open"), "ae": ("ae", "ae_open")}
 
 
 @dataclass(frozen=True)
@@ -121,15 +135,28 @@ def split_active(levels: np.ndarray, active: int | None) -> tuple[np.ndarray, np
     return levels[: active + 1], levels[active + 1 :]
 
 
+def autoencoder_curve(table: pd.DataFrame) -> Curve:
+    """The autoencoder baseline's curve from its table (``k = 1, 2, ...``, columns ``k``,
+    ``distortion``, ``under_equilibrated``): ``levels[0] = 1`` (no latent: the training
+    mean, as ``Dn*_0``), and its utilities ``levels[k-1] - levels[k]`` as PR weights."""
+    table = table.sort_values("k")
+    levels = np.r_[1.0, table["distortion"].to_numpy(dtype=np.float64)]
+    flags = table["under_equilibrated"].astype(str).str.lower().eq("true").to_numpy()
+    label = "autoencoder baseline"
+    return Curve("ae", label, levels, levels[:-1] - levels[1:], np.r_[False, flags])
+
+
 def curves(
     scan: xr.Dataset,
     spectra: pd.DataFrame,
     null_run: NullRun | None = None,
     rho_min: float = RHO_MIN,
+    autoencoder: pd.DataFrame | None = None,
 ):
-    """The curves of Fig 5: VAE, PCA (train), PCA (eval split, panel a only) and the null
-    run, those the inputs have. A VAE counts its ranks up to the last whose ``rho`` ever
-    exceeds ``rho_min`` (from the scan, or for the null run its table's ``fit_points``)."""
+    """The curves of Fig 5: VAE, PCA (train), PCA (eval split, panel a only), the null run
+    and the autoencoder baseline, those the inputs have. A VAE counts its ranks up to the
+    last whose ``rho`` ever exceeds ``rho_min`` (from the scan, or for the null run its
+    table's ``fit_points``)."""
     best = np.r_[1.0, column(spectra, "best_distortion")]  # Dn*_0 = 1 by definition
     open_ = np.zeros(best.size, dtype=bool)
     if "truncated_distortion" in scan:
@@ -156,6 +183,8 @@ def curves(
         levels, _ = split_active(levels, table_n_active(null_run.spectra))
         label = f"linear VAE, run {null_run.name}"
         out.append(Curve("null", label, levels, column(null_run.spectra, "utility")))
+    if autoencoder is not None:
+        out.append(autoencoder_curve(autoencoder))
     return out
 
 
@@ -166,13 +195,15 @@ def draw(
     *,
     tolerances=TOLERANCES,
     null_run: NullRun | None = None,
+    autoencoder: pd.DataFrame | None = None,
 ) -> Figure:
     """Fig 5 of ``scan`` and its spectra table at the distortion tolerances ``tolerances``
-    (the run's ``spectra.tolerances``), beside the linear ``null_run`` if given; the VAE
+    (the run's ``spectra.tolerances``), beside the linear ``null_run`` and the
+    ``autoencoder`` baseline's table (``baselines/autoencoder.csv``) if given; the VAE
     counts the ranks whose ``rho`` ever exceeds ``rho_min``."""
     with style():
         eps = np.sort(np.asarray(tolerances, dtype=np.float64).ravel())
-        drawn = curves(scan, spectra, null_run, rho_min)
+        drawn = curves(scan, spectra, null_run, rho_min, autoencoder)
         fig = Figure(figsize=(PAGE_WIDTH, 3.3), layout="constrained")
         left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
         off_scale = _levels_against_k(left, drawn, eps)
@@ -185,6 +216,10 @@ def draw(
         if any(ln.get_gid() in ("open", "n_vae_open") for ax in (left, right) for ln in ax.lines):
             handles.append(dot("best point under-equilibrated", mfc="white", mew=0.7,
                                mec=vae["color"], color=vae["color"]))  # fmt: skip
+        if any(ln.get_gid() in ("ae_open", "n_ae_open") for ax in (left, right) for ln in ax.lines):
+            ae = LOOK["ae"]
+            handles.append(dot("autoencoder under-equilibrated", marker=ae["marker"], ms=ae["ms"],
+                               mfc="white", mew=0.7, mec=ae["color"]))  # fmt: skip
         spare = next((c for c in drawn if c.key == "vae" and c.spare.size), None)
         if spare is not None:
             label = "VAE " + grey_rank_label(RankColors(spare.levels.size - 1), rho_min, "k")
@@ -226,17 +261,20 @@ def _levels_against_k(ax, drawn: list[Curve], eps: np.ndarray) -> bool:
             off_scale |= below_axis(ax, k, raw, y_lo, look["color"])
             values = np.where(values >= y_lo, values, np.nan)
         ok = np.isfinite(values)
-        if c.key == "vae":  # a hollow marker: the best point is under-equilibrated
-            line = {key: v for key, v in look.items() if key not in ("marker", "ms")}
-            ax.plot(k[ok], values[ok], gid="curve_vae", **line)
+        if c.key in MARK_GIDS:  # a hollow marker: the level's training is under-equilibrated
+            line = {key: v for key, v in look.items() if key not in ("marker", "ms", "mew")}
+            ax.plot(k[ok], values[ok], gid=f"curve_{c.key}", **line)
             open_ = c.open_[1:]
-            for sel, face, gid in ((~open_, look["color"], "vae"), (open_, "white", "open")):
+            filled, hollow = MARK_GIDS[c.key]
+            for sel, face, gid in ((~open_, look["color"], filled), (open_, "white", hollow)):
                 if (sel & ok).any():
-                    ax.plot(k[sel & ok], values[sel & ok], ls="none", marker="o", ms=3.2,
-                            mfc=face, mec=look["color"], mew=0.7, zorder=5, gid=gid)  # fmt: skip
-            k_spare = np.arange(c.levels.size, c.levels.size + c.spare.size)
-            ax.plot(k_spare, positive(c.spare), color=INACTIVE_COLOR, gid="vae_spare",
-                    **{**INACTIVE_POINTS, "ms": 3.2, "alpha": 1.0})  # fmt: skip
+                    ax.plot(k[sel & ok], values[sel & ok], ls="none", marker=look["marker"],
+                            ms=look["ms"], mfc=face, mec=look["color"], mew=0.7,
+                            zorder=look["zorder"] + 1, gid=gid)  # fmt: skip
+            if c.key == "vae":
+                k_spare = np.arange(c.levels.size, c.levels.size + c.spare.size)
+                ax.plot(k_spare, positive(c.spare), color=INACTIVE_COLOR, gid="vae_spare",
+                        **{**INACTIVE_POINTS, "ms": 3.2, "alpha": 1.0})  # fmt: skip
         else:
             ax.plot(k[ok], values[ok], gid=f"curve_{c.key}", **look)
     for e in eps:

@@ -30,6 +30,11 @@ class TrainingProblem:
     running average of the weights that validation and ``sync_model`` give instead of the
     raw iterate (:mod:`.averaging`); an engine that implements it says so with a class
     attribute ``averages = True``, and training refuses the others anything but none.
+    ``noise_free`` (the autoencoder baseline, docs/science.md §9): the
+    reparameterization noise is zero in training and validation, so the decoder sees
+    ``mu(x)``; with ``beta = 0`` the loss is then the reconstruction error alone. An engine
+    that implements it says so with a class attribute ``trains_noise_free = True``
+    (:mod:`.mlp`, :mod:`.mlp_fast`); the baseline refuses the others.
     """
 
     model: LinearVAE  # or any family of families.FAMILIES (e.g. MLPVAE)
@@ -43,6 +48,7 @@ class TrainingProblem:
     noise_seed: int
     average: str = "none"
     average_horizon: int = 1
+    noise_free: bool = False
 
 
 @runtime_checkable

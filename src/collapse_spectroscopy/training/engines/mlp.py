@@ -20,6 +20,11 @@ regenerated at every pass from one fixed seed (derived from the noise seed), so 
 pass sees the *same* draws: two weight settings are compared on common random numbers and
 early stopping compares weights, not noise. The estimate is unbiased for the noise
 average; its noise (docs/science.md §9) is measured in ``tests/training/test_mlp.py``.
+
+**Noise-free mode** (``TrainingProblem.noise_free``; the autoencoder baseline,
+:mod:`collapse_spectroscopy.training.autoencoder`): ``eps = 0`` in every update and in
+validation, which is then one exact pass, ``||x - xhat(mu(x))||^2 / (2 sigma2)`` plus
+``beta`` times the rate (the baseline's ``beta`` is 0).
 """
 
 from __future__ import annotations
@@ -47,19 +52,26 @@ def validation_seed(noise_seed: int) -> int:
 
 
 @torch.no_grad()
-def fixed_draw_loss(model, x, beta, sigma2, seed, draws=VALIDATION_DRAWS, chunk=VALIDATION_CHUNK):
+def fixed_draw_loss(
+    model, x, beta, sigma2, seed, draws=VALIDATION_DRAWS, chunk=VALIDATION_CHUNK, *, noise=True
+):
     """``(L, D, R)``: the loss on ``x`` averaged over ``draws`` noise draws per sample,
     the draws generated from ``seed`` (the same seed gives the same draws), the rate exact;
-    means over ``x`` as Python floats, accumulated in float64."""
+    means over ``x`` as Python floats, accumulated in float64. ``noise=False``: one pass
+    decoding ``mu`` (the noise-free mode), exact."""
     g = torch.Generator(device=x.device).manual_seed(int(seed))
     n, K = x.shape[0], model.latents
+    draws = draws if noise else 1
     d_sum = r_sum = 0.0
     for start in range(0, n, chunk):
         xc = x[start : start + chunk]
         mu, logs2 = model.encode(xc)
         s = torch.exp(0.5 * logs2)
         for _ in range(draws):
-            eps = torch.randn(xc.shape[0], K, generator=g, device=x.device, dtype=x.dtype)
+            if noise:
+                eps = torch.randn(xc.shape[0], K, generator=g, device=x.device, dtype=x.dtype)
+            else:
+                eps = torch.zeros_like(mu)
             xhat = model.decode(mu + s * eps)
             d_sum += (xc - xhat).square().sum(dim=1).double().sum().item()
         r_sum += kl_per_latent(mu, logs2).sum(dim=1).double().sum().item()
@@ -74,6 +86,7 @@ class MLPEngine(AutogradEngine):
     and the fixed-draw validation estimate above."""
 
     name = "mlp"
+    trains_noise_free = True
 
     def __init__(self, problem: TrainingProblem):
         super().__init__(problem)
@@ -114,4 +127,6 @@ class MLPEngine(AutogradEngine):
     def validation_loss(self) -> tuple[float, float, float]:
         # the model validation keeps: the averaged weights when training.average is on
         model = self.sync_model()
-        return fixed_draw_loss(model, self.x_val, self.beta, self.sigma2, self.val_seed)
+        return fixed_draw_loss(
+            model, self.x_val, self.beta, self.sigma2, self.val_seed, noise=not self.noise_free
+        )

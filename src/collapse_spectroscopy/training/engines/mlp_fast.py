@@ -28,7 +28,8 @@ checkpoint resumes in either. In float64 it follows ``mlp`` to ~1e-15 over hundr
 updates; in float32 to float32 round-off grown by training
 (tests/training/test_mlp_fast.py). It averages weights (``training.average``) as the
 torch engines do (:mod:`.averaging`). Any torch device runs it (tested on the CPU only);
-``auto`` picks it on a CPU, ``mlp`` elsewhere.
+``auto`` picks it on a CPU, ``mlp`` elsewhere. It has ``mlp``'s noise-free mode
+(``TrainingProblem.noise_free``: ``eps = 0``, the autoencoder baseline's training).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class MLPFastEngine(MLPUpdate, TorchEngine):
     gradients (the module docstring; the update is :class:`.mlp_update.MLPUpdate`'s)."""
 
     name = "mlp_fast"
+    trains_noise_free = True  # eps = 0 (the mlp engine's noise-free mode)
 
     def __init__(self, problem: TrainingProblem):
         super().__init__(problem)
@@ -92,8 +94,10 @@ class MLPFastEngine(MLPUpdate, TorchEngine):
                 rows = self.batches.next()
                 b = self._plan(rows.shape[0])
                 torch.index_select(self.x, 0, rows, out=b.xb)
-                # the mlp engine's draw: torch.randn((n_b, K)) from the noise generator
-                torch.randn(b.eps.shape, generator=self.g_noise, out=b.eps)
+                if self.noise_free:  # z = mu, and logs2 gets no gradient (beta = 0)
+                    b.eps.zero_()
+                else:  # the mlp engine's draw: torch.randn((n_b, K)) from the noise generator
+                    torch.randn(b.eps.shape, generator=self.g_noise, out=b.eps)
                 self.step(sums[i])
                 sizes[i] = b.nb
                 if self.average is not None:
@@ -115,7 +119,14 @@ class MLPFastEngine(MLPUpdate, TorchEngine):
         return copy_into(model, flat)
 
     def validation_loss(self) -> tuple[float, float, float]:
-        return fixed_draw_loss(self.sync_model(), self.x_val, self.beta, self.sigma2, self.val_seed)
+        return fixed_draw_loss(
+            self.sync_model(),
+            self.x_val,
+            self.beta,
+            self.sigma2,
+            self.val_seed,
+            noise=not self.noise_free,
+        )
 
     def _rule_state(self) -> dict:
         return {

@@ -57,6 +57,10 @@ class TorchEngine:
 
     name = ""
     averages = True  # training.average ema and polyak (module docstring)
+    # TrainingProblem.noise_free (eps = 0): only an engine whose validation then decodes
+    # mu (the mlp engines) may say True; the linear ones validate by the closed form
+    # expected_loss, which adds the posterior variance's term whatever eps was
+    trains_noise_free = False
 
     def __init__(self, problem: TrainingProblem):
         self.model = problem.model
@@ -73,6 +77,9 @@ class TorchEngine:
             self.x.shape[0], problem.batch_size, problem.shuffle_seed, self.device
         )
         self.g_noise = torch.Generator(device=self.device).manual_seed(problem.noise_seed)
+        if problem.noise_free and not self.trains_noise_free:
+            raise ValueError(f"the {self.name!r} engine has no noise-free mode")
+        self.noise_free = bool(problem.noise_free)
         self._losses = torch.empty(0)
         self.average = None  # a TorchAverage once the subclass has its weights (start_average)
         self._average_of = (problem.average, problem.average_horizon)
@@ -100,9 +107,12 @@ class TorchEngine:
         losses, K = self._losses, self.model.latents
         for i in range(n_updates):
             xb = self.x[self.batches.next()]
-            eps = torch.randn(
-                xb.shape[0], K, generator=self.g_noise, device=self.device, dtype=self.dtype
-            )
+            if self.noise_free:  # the decoder sees mu; the noise generator is not drawn
+                eps = xb.new_zeros(xb.shape[0], K)
+            else:
+                eps = torch.randn(
+                    xb.shape[0], K, generator=self.g_noise, device=self.device, dtype=self.dtype
+                )
             losses[i] = self.step(xb, eps)
             if self.average is not None:
                 self.average.update(self.weights())
