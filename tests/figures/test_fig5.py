@@ -29,6 +29,7 @@ import yaml  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from collapse_spectroscopy import figures  # noqa: E402
+from collapse_spectroscopy.analysis.spectra import summarize  # noqa: E402
 from collapse_spectroscopy.cli import main  # noqa: E402
 from collapse_spectroscopy.config.checks import check_config  # noqa: E402
 from collapse_spectroscopy.errors import InputError  # noqa: E402
@@ -573,3 +574,20 @@ def test_readme_local_worldclim_recipe_keeps_a_downloading_null_run_valid():
     other = merged(config, {"runs": {"worldclim": {"dataset": {"resolution": "5m"}}}})
     with pytest.raises(InputError, match=r"runs.worldclim_mlp.null_run.*\(in resolution\)"):
         check_config(other)
+
+
+def test_panel_b_and_the_summary_count_pca_on_the_evaluation_split_too():
+    """The VAE's levels are measured on the evaluation split: n(eps) is also compared with
+    the training PCs' truncation measured there (pca_eval_distortion), in panel (b) and in
+    summary.json's n_pca_eval, each against a naive loop over that curve."""
+    scan, table = concentration_scan()
+    ev = np.array([1.0, 0.5, 0.2, 0.04, 0.0005])  # hand-built: k = 0..d
+    scan["pca_eval_distortion"] = ("mode_k", ev)
+    fig = fig5_utility_concentration.draw(scan, table, tolerances=EPS)
+    (step,) = lines(fig.axes[1], "step_pca_eval")
+    x, y = np.asarray(step.get_xdata()), np.asarray(step.get_ydata(), dtype=float)
+    naive = [next((k for k, v in enumerate(ev) if v <= e), np.nan) for e in x]
+    np.testing.assert_array_equal(y, naive)
+    _, summary = summarize(scan, tolerances=EPS)
+    want = [next((k for k, v in enumerate(ev) if v <= e), None) for e in EPS]
+    assert summary["utility_concentration"]["n_pca_eval"] == want

@@ -67,7 +67,13 @@ def participation_ratio(weights) -> float | None:
 
 
 def utility_concentration(
-    best, utility, pca_distortion, pca_ratio, tolerances=TOLERANCES, active: int | None = None
+    best,
+    utility,
+    pca_distortion,
+    pca_ratio,
+    tolerances=TOLERANCES,
+    active: int | None = None,
+    pca_eval_distortion=None,
 ):
     """The ``utility_concentration`` block of ``summary.json``.
 
@@ -76,7 +82,9 @@ def utility_concentration(
     is ``lambda_k/V``; ``active`` the VAE's :func:`last_active_rank` (``None``: all ``K``
     count). ``n_vae`` and ``n_pca`` hold ``None`` where the curve never reaches that
     ``eps`` (the VAE within its active latents, PCA within ``d`` components); Fig 5 draws
-    the same counts.
+    the same counts. ``pca_eval_distortion`` (the training PCs' truncation measured on the
+    evaluation split, ``k = 0..d``) adds ``n_pca_eval``: the split-matched comparison for
+    the VAE's levels, which are measured on that split too.
     """
     eps = [float(e) for e in tolerances]
     counted = np.asarray(best, dtype=np.float64)
@@ -86,6 +94,11 @@ def utility_concentration(
         "eps": eps,
         "n_vae": [variables_needed(counted, e) for e in eps],
         "n_pca": [variables_needed(pca_distortion, e) for e in eps],
+        **(
+            {"n_pca_eval": [variables_needed(pca_eval_distortion, e) for e in eps]}
+            if pca_eval_distortion is not None
+            else {}
+        ),
         "participation_ratio_vae": participation_ratio(utility),
         "participation_ratio_pca": participation_ratio(pca_ratio),
     }

@@ -269,6 +269,7 @@ def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES, reference=N
             pca_ratio,
             tolerances,
             active=last_active_rank(rho, rho_min),
+            pca_eval_distortion=pca_eval,
         ),
         "stop_reasons": {
             str(k): int(v)

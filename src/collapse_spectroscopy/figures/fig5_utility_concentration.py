@@ -207,7 +207,10 @@ def draw(
         fig = Figure(figsize=(PAGE_WIDTH, 3.3), layout="constrained")
         left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
         off_scale = _levels_against_k(left, drawn, eps)
-        unreached = _needed_against_eps(right, [c for c in drawn if c.weights is not None], eps)
+        # (b) compares like with like too: the VAE's test-split levels against PCA's on the
+        # same split (pca_eval), beside the training spectrum's
+        counted = [c for c in drawn if c.weights is not None or c.key == "pca_eval"]
+        unreached = _needed_against_eps(right, counted, eps)
         # one legend above both panels: a concentrating VAE fills any corner of either. Each
         # model's entry shows its line and its marker, as drawn in both panels; the marks
         # are drawn in one panel each, so no entry names a panel
