@@ -345,6 +345,10 @@ def test_sigint_during_training_checkpoints_and_exits_4(prepared, tmp_path):
 # its own process half-way through the file; Python raises KeyboardInterrupt right after.
 SIGINT_MID_WRITE = """
 import os, signal, sys
+# Python leaves SIGINT ignored when it starts ignored (a job launched in the background by
+# a non-interactive shell, as `cmd &`): restore Ctrl-C's handler so the test acts the same
+# wherever the suite runs
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from collapse_spectroscopy.store import atomic
 
 real = atomic.atomic_path
