@@ -96,10 +96,10 @@ def test_option_defaults_are_the_schemas(command):
     expected = {
         "prepare": 12,
         "train": 15,
-        "spectra": 2,
-        "figures": 3,
-        "maps": 2,
-        "hysteresis": 2,
+        "spectra": 4,
+        "figures": 5,
+        "maps": 4,
+        "hysteresis": 4,
         "autoencoder": 14,
     }
     assert checked == expected[command]

@@ -27,6 +27,7 @@ from collapse_spectroscopy.analysis.equilibration import (
 )
 from collapse_spectroscopy.analysis.pca import PCA_FLOOR, pca_truncation_distortion
 from collapse_spectroscopy.analysis.rate_distortion import rate_distortion_block
+from collapse_spectroscopy.analysis.selection import Selection
 from collapse_spectroscopy.analysis.thresholds import (
     RANK_RULE,
     RHO_MIN,
@@ -135,6 +136,21 @@ def _flat_rho(scan) -> tuple[np.ndarray, np.ndarray]:
     return rho, np.all(np.isfinite(rho), axis=1)
 
 
+def scan_levels(scan, selection: Selection | None = None) -> np.ndarray:
+    """The truncated distortions the spectra read (:mod:`.selection`) over the points
+    :func:`scan_arrays` keeps: ``(P, K+1)`` levels, or paired ``(P, K+1, 2)`` (reported,
+    choosing) when the points are chosen on the validation split."""
+    selection = selection or Selection()
+    _, ran = _flat_rho(scan)
+
+    def flat(name):
+        v = scan[name].transpose("T", "seed", "k").values
+        return v.reshape(ran.size, -1)[ran]
+
+    report = flat(selection.report)
+    return report if selection.choose is None else np.stack([report, flat(selection.choose)], -1)
+
+
 def scan_arrays(scan):
     """Flatten a gathered scan's (T, seed) points into ``(T, rho, Dn)`` arrays.
 
@@ -214,15 +230,25 @@ def mode_columns(scan, rho_min: float = RHO_MIN) -> dict[str, np.ndarray]:
     return out
 
 
-def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES, reference=None):
+def summarize(
+    scan,
+    rho_min: float = RHO_MIN,
+    tolerances=TOLERANCES,
+    reference=None,
+    selection: Selection | None = None,
+):
     """The spectra table of a gathered scan, and a JSON-ready summary of the run.
 
     ``tolerances`` are the distortion levels ``eps`` of the utility concentration
     (:func:`.concentration.utility_concentration`). ``reference``: the evaluation split's
     :func:`.rate_distortion.split_reference`, which adds the summary's ``rate_distortion``
-    block (docs/science.md §9.1); without it the block is left out.
+    block (docs/science.md §9.1); without it the block is left out. ``selection``: the
+    pruning rule and selection split of ``Dn*_k`` (:mod:`.selection`; default the paper's,
+    zero and test); the thresholds do not depend on it.
     """
-    t, rho, dn = scan_arrays(scan)
+    selection = selection or Selection()
+    t, rho, _ = scan_arrays(scan)
+    dn = scan_levels(scan, selection)
     pca_ratio = scan["pca_ratio"].values
     pca_eval = scan["pca_eval_distortion"].values if "pca_eval_distortion" in scan else None
     table = spectra_table(t, rho, dn, pca_ratio, pca_eval, rho_min=rho_min)
@@ -239,7 +265,20 @@ def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES, reference=N
 
     # confidence intervals across seeds (NaN with one seed), after every other column
     table, seed_block = with_intervals(table, scan, t, rho, dn, rho_min)
+    summary = run_summary(scan, table, t, rho, dn, rho_min, tolerances, seed_block)
+    summary["selection"] = selection.block()
+    if reference is not None:
+        summary["rate_distortion"] = rate_distortion_block(scan, reference)
+    return table, summary
+
+
+def run_summary(scan, table, t, rho, dn, rho_min, tolerances, seed_block) -> dict:
+    """The JSON summary of a run (docs/science.md §4.6) from its spectra table and the
+    scan's arrays (``dn`` the levels :func:`summarize` reads)."""
     best = best_distortions(dn)
+    pca_ratio = scan["pca_ratio"].values
+    pca_eval = scan["pca_eval_distortion"].values if "pca_eval_distortion" in scan else None
+    flags = table["under_equilibrated"].to_numpy(dtype=bool)
     fitted = table.dropna(subset=["collapse_threshold"])
     fitted = fitted[fitted["pca_ratio"] > PCA_FLOOR]
     ratio = fitted["collapse_threshold"] / fitted["pca_ratio"]
@@ -291,6 +330,4 @@ def summarize(scan, rho_min: float = RHO_MIN, tolerances=TOLERANCES, reference=N
         summary["utility_concentration"].update(
             per_seed_variables(per_seed_best, tolerances, last_active_rank(rho, rho_min))
         )
-    if reference is not None:
-        summary["rate_distortion"] = rate_distortion_block(scan, reference)
-    return table, summary
+    return summary

@@ -233,30 +233,56 @@ def _fit_points(temperature, rho, rho_min):
 
 
 def best_distortions(truncated) -> np.ndarray:
-    """``Dn*_k``: the lowest ``Dn_k`` over all scan points (any leading dims), ``k = 0..K``.
+    """``Dn*_k``: the lowest ``Dn_k`` over the scan points of ``truncated`` (P, K+1),
+    ``k = 0..K``.
 
     ``Dn*_0`` is 1 by definition (docs/science.md §4), whatever the split's own ``Dn_0``.
+    Paired levels, ``(P, K+1, 2)``, choose on one split and report on another
+    (``spectra.select_on: val``, docs/science.md §9): ``[..., 0]`` the levels reported,
+    ``[..., 1]`` the levels that choose each rank's point (:func:`best_points`).
     """
     dn = np.asarray(truncated, dtype=np.float64)
-    best = np.nanmin(dn.reshape(-1, dn.shape[-1]), axis=0)
+    if dn.ndim == 3:
+        chosen = best_points(dn)
+        k = np.arange(dn.shape[1])
+        best = np.where(chosen >= 0, dn[np.maximum(chosen, 0), k, 0], np.nan)
+    else:
+        best = np.nanmin(dn.reshape(-1, dn.shape[-1]), axis=0)
     best[0] = 1.0
     return best
+
+
+def best_points(paired) -> np.ndarray:
+    """For paired levels ``(P, K+1, 2)`` (:func:`best_distortions`), the point chosen for
+    each ``k``: the lowest choosing level among the points that hold both levels, the
+    first on a tie; -1 where no point holds both."""
+    dn = np.asarray(paired, dtype=np.float64)
+    ok = np.isfinite(dn[..., 0]) & np.isfinite(dn[..., 1])
+    chosen = np.argmin(np.where(ok, dn[..., 1], np.inf), axis=0)
+    return np.where(ok.any(axis=0), chosen, -1)
 
 
 def selected_values(truncated, values) -> np.ndarray:
     """Each rank's value at the scan point that sets its ``Dn*_k``, ``k = 1..K``.
 
-    ``truncated`` (P, K+1) and ``values`` (P, K), both over the same flattened points:
-    ``values[p, k-1]`` at the point ``p`` with the lowest ``Dn_k`` (:func:`best_distortions`'
-    choice; the first such point on a tie). The spectra's ``rate`` column is the ranked
-    KL rate read this way: what the rank-``k`` latent carries where it is used best.
+    ``truncated`` (P, K+1), or paired (P, K+1, 2), and ``values`` (P, K), both over the
+    same flattened points: ``values[p, k-1]`` at the point ``p`` that
+    :func:`best_distortions` chooses (the first on a tie). The spectra's ``rate`` column
+    is the ranked KL rate read this way: what the rank-``k`` latent carries where it is
+    used best.
     """
-    dn = np.asarray(truncated, dtype=np.float64)[:, 1:]
+    dn = np.asarray(truncated, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
-    out = np.full(dn.shape[1], np.nan)
-    has = np.any(np.isfinite(dn), axis=0)
-    best = np.nanargmin(np.where(np.isfinite(dn), dn, np.inf), axis=0)
-    out[has] = v[best[has], np.flatnonzero(has)]
+    if dn.ndim == 3:  # paired levels: the point chosen on the choosing split
+        chosen = best_points(dn)[1:]
+    else:
+        finite = np.isfinite(dn[:, 1:])
+        chosen = np.where(
+            finite.any(axis=0), np.argmin(np.where(finite, dn[:, 1:], np.inf), axis=0), -1
+        )
+    out = np.full(chosen.size, np.nan)
+    has = chosen >= 0
+    out[has] = v[chosen[has], np.flatnonzero(has)]
     return out
 
 

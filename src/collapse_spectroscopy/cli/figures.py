@@ -11,6 +11,7 @@ from collapse_spectroscopy.analysis.hysteresis import COLUMNS as HYSTERESIS_COLU
 from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
 from collapse_spectroscopy.cli.spectra import (
     RHO_MIN_KEY,
+    add_selection_options,
     add_tolerances_option,
     check_rho_min,
     check_tolerances,
@@ -46,6 +47,8 @@ def register_figures(sub) -> None:
     )
     # figures reads the whole spectra section (settings.STAGES); the tolerances are Fig 5's
     add_tolerances_option(p, "Fig 5 draws n(eps)")
+    # the figures read Dn*_k from the spectra table, which holds the selection's values
+    add_selection_options(p, "the spectra table drawn holds its values")
     config_option(p, "figures.fig1_view", "--fig1-view")
     # The null run is a relation between two runs, not a setting of this one's stage: the
     # workflow passes it from the run's null_run (its spectra.csv an input of the job)
@@ -174,6 +177,7 @@ def register_hysteresis(sub) -> None:
     config_option(p, RHO_MIN_KEY, "--rho-min", suffix="; the one the spectra were fitted with")
     # reads the whole spectra section (settings.STAGES), as maps does
     add_tolerances_option(p, "not used by the hysteresis figure")
+    add_selection_options(p, "not used by the hysteresis figure")
     p.set_defaults(func=run_hysteresis)
 
 

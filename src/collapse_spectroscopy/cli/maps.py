@@ -5,7 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
-from collapse_spectroscopy.cli.spectra import RHO_MIN_KEY, add_tolerances_option, check_rho_min
+from collapse_spectroscopy.cli.spectra import (
+    RHO_MIN_KEY,
+    add_selection_options,
+    add_tolerances_option,
+    check_rho_min,
+)
 from collapse_spectroscopy.store import scanfile
 from collapse_spectroscopy.store.atomic import all_or_none, atomic_path
 from collapse_spectroscopy.store.prepared import load_prepared
@@ -35,6 +40,7 @@ def register_maps(sub) -> None:
     config_option(p, RHO_MIN_KEY, "--rho-min", suffix="; maps the active latents")
     # maps reads the whole spectra section (settings.STAGES); the tolerances are not used
     add_tolerances_option(p, "not used by maps")
+    add_selection_options(p, "not used by maps")
     p.set_defaults(func=run_maps)
 
 

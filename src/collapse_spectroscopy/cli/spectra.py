@@ -6,8 +6,11 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from collapse_spectroscopy.analysis.hysteresis import COLUMNS, hysteresis_summary, scan_hysteresis
 from collapse_spectroscopy.analysis.rate_distortion import split_reference
+from collapse_spectroscopy.analysis.selection import resolve
 from collapse_spectroscopy.analysis.spectra import summarize
 from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
 from collapse_spectroscopy.errors import InputError
@@ -59,6 +62,14 @@ def add_tolerances_option(parser, use: str) -> None:
     )
 
 
+def add_selection_options(parser, use: str) -> None:
+    """``--pruning`` and ``--select-on``, set by ``spectra.pruning`` and
+    ``spectra.select_on`` (every command of the spectra section reads them); ``use`` says
+    what this command does with them."""
+    config_option(parser, "spectra.pruning", "--pruning", suffix=f"; {use}")
+    config_option(parser, "spectra.select_on", "--select-on", suffix=f"; {use}")
+
+
 def register_spectra(sub) -> None:
     p = sub.add_parser(
         "spectra",
@@ -97,6 +108,7 @@ def register_spectra(sub) -> None:
     add_run_config_argument(p)
     config_option(p, RHO_MIN_KEY, "--rho-min")
     add_tolerances_option(p, "n(eps) goes into the summary")
+    add_selection_options(p, "the rule and split of Dn*_k, u_k and n(eps)")
     p.set_defaults(func=run_spectra)
 
 
@@ -106,8 +118,16 @@ def run_spectra(args) -> int:
     tolerances = check_tolerances(args.tolerances)
     scan = scanfile.read(args.scan)
     reference = split_reference_of(args.prepared, scan) if args.prepared else None
+    ran = np.all(np.isfinite(scan["signal_fraction"].transpose("T", "seed", "latent").values), -1)
+    selection = resolve(scan, args.pruning, args.select_on, ran.ravel(), repr(str(args.scan)))
+    if selection.note.startswith("auto: test, as"):  # a nonlinear scan measured before
+        print(f"collapse-spectroscopy spectra: warning: {selection.note}", file=sys.stderr)
     table, summary = summarize(
-        scan, rho_min=args.rho_min, tolerances=tolerances, reference=reference
+        scan,
+        rho_min=args.rho_min,
+        tolerances=tolerances,
+        reference=reference,
+        selection=selection,
     )
     if args.cooling_scan:
         cooling = scan_hysteresis(scan, scanfile.read(args.cooling_scan), args.rho_min)

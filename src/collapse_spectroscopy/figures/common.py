@@ -6,7 +6,6 @@ linear null run a figure may be given beside the run."""
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ from collapse_spectroscopy.analysis.equilibration import scan_under_equilibrated
 from collapse_spectroscopy.analysis.pca import PCA_FLOOR
 from collapse_spectroscopy.analysis.spectra import scan_rank_flags
 from collapse_spectroscopy.figures.style import RankColors
-from collapse_spectroscopy.store.scanfile import point_grid
+from collapse_spectroscopy.store.scanfile import point_grid, scan_model_kind
 
 
 @dataclass(frozen=True)
@@ -32,24 +31,10 @@ class NullRun:
     spectra: pd.DataFrame
 
 
-def model_kind(scan: xr.Dataset) -> str:
-    """The model family of the scan (``model.kind``): the ``kind`` of the ``model`` attribute
-    the scan points of a nonlinear family carry (:func:`.models.families.model_spec`, kept by
-    :func:`.scanfile.gather`); ``"linear"`` for a scan without one, as a linear run writes."""
-    spec = scan.attrs.get("model")
-    if spec is None:
-        return "linear"
-    try:
-        spec = json.loads(spec) if isinstance(spec, str) else spec
-    except ValueError:
-        return "unknown"
-    return str(spec.get("kind", "linear")) if isinstance(spec, dict) else "unknown"
-
-
 def is_nonlinear(scan: xr.Dataset) -> bool:
     """Is the scan's model other than the linear VAE (e.g. ``model.kind: mlp``)? Its PCA
     and equilibrium overlays are then not its theory but the linear null model."""
-    return model_kind(scan) != "linear"
+    return scan_model_kind(scan) != "linear"
 
 
 def null_model_label(scan: xr.Dataset, linear: str, nonlinear: str) -> str:

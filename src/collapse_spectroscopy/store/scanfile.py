@@ -285,6 +285,20 @@ def read(path: str | os.PathLike) -> xr.Dataset:
         raise InputError(f"scan file {str(path)!r} cannot be read as NetCDF: {exc}") from exc
 
 
+def scan_model_kind(scan: xr.Dataset) -> str:
+    """The model family of the scan (``model.kind``): the ``kind`` of the ``model`` attribute
+    the scan points of a nonlinear family carry (:func:`.models.families.model_spec`, kept by
+    :func:`gather`); ``"linear"`` for a scan without one, as a linear run writes."""
+    spec = scan.attrs.get("model")
+    if spec is None:
+        return "linear"
+    try:
+        spec = json.loads(spec) if isinstance(spec, str) else spec
+    except ValueError:
+        return "unknown"
+    return str(spec.get("kind", "linear")) if isinstance(spec, dict) else "unknown"
+
+
 def point_grid(scan: xr.Dataset, name: str, *trailing: str) -> np.ndarray:
     """``scan[name]`` as an array over ``(T, seed, *trailing)``; a ``T`` or ``seed`` dim the
     variable lacks (one scan point, a variable of the whole run) becomes of length 1."""
