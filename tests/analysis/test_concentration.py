@@ -297,3 +297,14 @@ def test_summary_counts_what_fig5_draws():
     vae = next(c for c in curves(scan, table, rho_min=0.05) if c.key == "vae")
     drawn = vae.needed(block["eps"])
     assert [None if np.isnan(n) else int(n) for n in drawn] == block["n_vae"]
+
+
+def test_rank_order_lists_the_pairs_whose_utilities_run_against_rho():
+    """By hand: utilities 0.5, 0.1, 0.3, 0.05 in rho order invert (2, 3) only; the linear
+    equilibrium's descending utilities agree; ranks past the active ones are not counted."""
+    block = concentration.rank_order([0.5, 0.1, 0.3, 0.05])
+    assert block == {"agree": False, "inversions": [[2, 3]]}
+    assert concentration.rank_order([0.4, 0.7], active=1) == {"agree": True, "inversions": []}
+    assert concentration.rank_order(equilibrium.utility(TK, 1e-3)[0])["agree"]
+    _, summary = spectra.summarize(equilibrium_scan())
+    assert summary["rank_order"] == {"agree": True, "inversions": []}

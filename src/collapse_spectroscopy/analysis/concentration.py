@@ -127,3 +127,25 @@ def per_seed_variables(per_seed_best: dict, tolerances=TOLERANCES, active: int |
         values = [n[i] for n in per_seed.values()]
         ranges.append(None if None in values or not values else [min(values), max(values)])
     return {"n_vae_per_seed": per_seed, "n_vae_seed_range": ranges}
+
+
+def rank_order(utility, active: int | None = None) -> dict:
+    """Do the ranks by signal fraction (the spectra's order) also rank the utilities?
+
+    Among the active ranks (``active``: :func:`last_active_rank`), an inversion is a pair
+    of ranks ``k < l`` whose utilities run the other way, ``u_k < u_l``: a latent ranked
+    below another by ``rho`` that removes more distortion. For the linear VAE at
+    equilibrium both orders are the PCA order (docs/science.md §4.5); a nonlinear model
+    may keep a latent of high ``rho`` that removes little. Returns ``agree`` and the
+    ``inversions`` as ``[k, l]`` pairs (ranks from 1).
+    """
+    u = np.asarray(utility, dtype=np.float64)
+    if active is not None:
+        u = u[:active]
+    pairs = [
+        [k + 1, j + 1]
+        for k in range(u.size)
+        for j in range(k + 1, u.size)
+        if np.isfinite(u[k]) and np.isfinite(u[j]) and u[k] < u[j]
+    ]
+    return {"agree": not pairs, "inversions": pairs}

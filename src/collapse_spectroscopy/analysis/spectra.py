@@ -19,6 +19,7 @@ from collapse_spectroscopy.analysis.concentration import (
     TOLERANCES,
     last_active_rank,
     per_seed_variables,
+    rank_order,
     utility_concentration,
 )
 from collapse_spectroscopy.analysis.equilibration import (
@@ -323,6 +324,8 @@ def run_summary(scan, table, t, rho, dn, rho_min, tolerances, seed_block) -> dic
         },
         "seed_intervals": seed_block,
     }
+    # does the order by rho rank the utilities too? (docs/science.md §9)
+    summary["rank_order"] = rank_order(utilities(best), last_active_rank(rho, rho_min))
     if seed_block["n_seeds"] >= 2:  # n(eps) of each seed, and its range over the seeds
         per_seed_best = {
             seed: values["best_distortion"] for seed, values in seed_block["per_seed"].items()
