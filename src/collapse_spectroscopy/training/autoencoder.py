@@ -39,7 +39,7 @@ import torch
 from collapse_spectroscopy.analysis.temperature import total_variance
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.errors import InputError
-from collapse_spectroscopy.models.families import build_model, check_model
+from collapse_spectroscopy.models.families import check_model
 from collapse_spectroscopy.training import protocol
 from collapse_spectroscopy.training.engines import make_engine, resolve_engine
 from collapse_spectroscopy.training.scan_point import (
@@ -50,6 +50,7 @@ from collapse_spectroscopy.training.scan_point import (
     resolve_device,
     scan_point_identity,
     seed_streams,
+    seeded_model,
     training_problem,
 )
 
@@ -105,15 +106,8 @@ def train_autoencoder(
     device = resolve_device(config.device)
     engine_name = (autoencoder_engine if kind == KIND else linear_engine)(config.engine, device)
     s_init, s_shuffle, s_noise = seed_streams(seed)
-    model = build_model(
-        kind,
-        x_train.shape[1],
-        latents,
-        hidden,
-        activation,
-        generator=torch.Generator().manual_seed(s_init),
-        dtype=getattr(torch, config.dtype),
-    ).to(device)
+    d = x_train.shape[1]
+    model = seeded_model(kind, d, latents, hidden, activation, s_init, config).to(device)
     problem = training_problem(model, x_train, x_val, 0.0, sigma2, config, s_shuffle, s_noise)
     engine = make_engine(engine_name, replace(problem, noise_free=True))
     if not getattr(engine, "trains_noise_free", False):  # autoencoder_engine picks only those

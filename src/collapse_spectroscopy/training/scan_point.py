@@ -193,6 +193,14 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise InputError(f"device {device!r} is not a torch device: {exc}") from exc
 
 
+def seeded_model(kind, d: int, latents: int, hidden, activation, s_init: int, config):
+    """A fresh model of family ``kind`` initialized from the seed stream ``s_init`` (a
+    scan point's, or an autoencoder baseline's), in ``config.dtype`` on the CPU."""
+    generator = torch.Generator().manual_seed(s_init)
+    dtype = getattr(torch, config.dtype)
+    return build_model(kind, d, latents, hidden, activation, generator=generator, dtype=dtype)
+
+
 def seed_streams(seed: int) -> tuple[int, int, int]:
     """Independent integer seeds for initialization, batch order and noise."""
     s = np.random.SeedSequence(int(seed)).generate_state(3, dtype=np.uint32)
@@ -336,15 +344,7 @@ def train_scan_point(
     V = total_variance(x_train)
     beta = temperature_to_beta(temperature, V, sigma2)
     s_init, s_shuffle, s_noise = seed_streams(seed)
-    model = build_model(
-        kind,
-        x_train.shape[1],
-        latents,
-        hidden,
-        activation,
-        generator=torch.Generator().manual_seed(s_init),
-        dtype=getattr(torch, config.dtype),
-    )
+    model = seeded_model(kind, x_train.shape[1], latents, hidden, activation, s_init, config)
     if start is not None:
         load_start(model, start)
     model = model.to(device)
