@@ -204,6 +204,29 @@ def test_a_record_of_another_training_is_not_used(tmp_path):
     assert chunks.restore(point, ident) and point.out.read_text() == ".nc"
 
 
+def test_a_record_survives_a_rewrite_of_the_same_data_but_not_a_changed_byte(tmp_path):
+    """Snakemake reruns ``prepare`` when an input's modification time is newer (a dataset
+    folder copied again), and ``prepare`` rewrites a byte-identical file: the finished
+    points must be kept (this once threw away 24 trained WorldClim MLP points). One
+    changed byte is another dataset: the record is not used."""
+    point = chunks_point(tmp_path / "p.nc")
+    for p in files(point.out):
+        p.write_text(p.suffix)
+    data = tmp_path / "data.npz"
+    data.write_bytes(b"abc")
+    opts = {"training": {"max_updates": 10}}
+    chunks.keep(point, chunks.identity(point, data, opts))
+    data.unlink()
+    data.write_bytes(b"abc")  # a new file (new inode and time), the same bytes
+    os.utime(data, ns=(1, 1))
+    point.out.unlink()
+    assert chunks.restore(point, chunks.identity(point, data, opts))
+    assert point.out.read_text() == ".nc"
+    data.write_bytes(b"abd")
+    assert not chunks.restore(point, chunks.identity(point, data, opts))
+    assert not chunks.record_path(point).exists()
+
+
 def test_points_are_dealt_round_robin():
     points = list(range(10))
     assert chunks.scan_chunks(points, 4) == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]

@@ -28,6 +28,7 @@ from pathlib import Path
 from collapse_spectroscopy.datasets.rasters import LayerSource, _file_layer, open_zip, zip_layer
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.store.atomic import atomic_directory
+from collapse_spectroscopy.store.digest import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +93,6 @@ def _check_sha256(value: str | None) -> str | None:
     if len(v) != 64 or any(c not in "0123456789abcdef" for c in v):
         raise InputError(f"dataset.sha256 = {value!r}: expected 64 hexadecimal digits")
     return v
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ResumableDownloader:

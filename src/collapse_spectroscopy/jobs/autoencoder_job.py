@@ -16,8 +16,8 @@ inputs give the same file.
 **Resume.** Each ``k`` trains with its own checkpoint ``<out>.k=<k>.ckpt`` (the
 trainer's: written every ``checkpoint_every`` updates and on SIGTERM/SIGUSR1/SIGINT, which
 stop the job with exit 4), and a finished ``k`` leaves a record ``<out>.k=<k>.json``: its
-row and the identity it was trained under (the dataset file's path, size and modification
-time, and every option). A rerun keeps the finished ``k`` whose record has the same
+row and the identity it was trained under (the dataset file's content digest and every
+option). A rerun keeps the finished ``k`` whose record has the same
 identity and resumes the interrupted one; Snakemake deletes a failed job's outputs (the
 table) but not these files, which the job deletes once the table is written.
 """
@@ -25,7 +25,6 @@ table) but not these files, which the job deletes once the table is written.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from collapse_spectroscopy.store.atomic import (
     remove_stale_temporaries,
     write_json,
 )
+from collapse_spectroscopy.store.digest import data_identity
 from collapse_spectroscopy.store.prepared import load_prepared
 from collapse_spectroscopy.training.autoencoder import (
     KIND,
@@ -81,11 +81,10 @@ def checkpoint_path(out, k: int) -> Path:
 
 
 def job_identity(data, options: dict) -> dict:
-    """What a finished ``k``'s row depends on besides ``k``: the dataset file (path, size,
-    modification time: ``prepare`` rewrites it when anything upstream changes) and every
-    option (as :func:`.chunks.identity` keeps a scan point)."""
-    st = os.stat(data)
-    data = {"path": os.path.abspath(data), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    """What a finished ``k``'s row depends on besides ``k``: the dataset file's content
+    (:func:`.store.digest.data_identity`) and every option (as :func:`.chunks.identity`
+    keeps a scan point)."""
+    data = data_identity(data)
     return json.loads(json.dumps({"data": data, "options": options}, sort_keys=True))
 
 

@@ -23,10 +23,13 @@ failed job. So the finished points are kept aside: once a point's files are writ
 job links them (hard links: no copy, no extra space; a copy where the file system has no
 hard links) into ``<point>.finished/`` beside them, with the point's :func:`identity`.
 The rerun restores a point whose record has the same identity (the same T, seed, dataset
-file and options) by linking the files back (the same bytes, not retrained) and trains
-the others, the interrupted one from its checkpoint. A record of another identity (the
-configuration or the dataset changed meanwhile) is deleted and the point retrained. When
-every point of the chunk is written, the job deletes the records. A job of one point
+content and options) by linking the files back (the same bytes, not retrained) and trains
+the others, the interrupted one from its checkpoint. The dataset is identified by its
+content digest (:mod:`.store.digest`), so a ``prepared.npz`` rewritten with the same bytes
+(Snakemake reruns ``prepare`` after an input's modification time changes) keeps them. A
+record of another identity (the configuration or the dataset changed meanwhile) is
+deleted and the point retrained. When every point of the chunk is written, the job
+deletes the records. A job of one point
 keeps no record: it is done when its files are written.
 """
 
@@ -41,6 +44,8 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from collapse_spectroscopy.store.digest import data_identity
 
 FINISHED_SUFFIX = ".finished"
 IDENTITY_FILE = "identity.json"
@@ -119,14 +124,16 @@ def scan_chains(points: Sequence, per_job: int, *, cooling: bool = False) -> lis
 
 
 def identity(point, data, options: dict) -> dict:
-    """What a finished point's files depend on: T, seed, the dataset file (path, size and
-    modification time: `prepare` rewrites it when anything upstream changes) and every
-    option of the job (model, training, evaluation split)."""
-    st = os.stat(data)
+    """What a finished point's files depend on: T, seed, the dataset file's content (its
+    digest, :func:`.store.digest.data_identity`; ``data`` may be the path or its identity,
+    computed once per job) and every option of the job (model, training, evaluation
+    split)."""
+    if not isinstance(data, dict):
+        data = data_identity(data)
     return {
         "T": float(point.temperature),
         "seed": int(point.seed),
-        "data": {"path": os.path.abspath(data), "size": st.st_size, "mtime_ns": st.st_mtime_ns},
+        "data": data,
         "options": options,
     }
 

@@ -50,6 +50,7 @@ from collapse_spectroscopy.store.atomic import (
     remove_stale_temporaries,
     save_torch,
 )
+from collapse_spectroscopy.store.digest import data_identity
 from collapse_spectroscopy.store.prepared import load_prepared
 from collapse_spectroscopy.store.weights import read_weights, state_digest
 from collapse_spectroscopy.training.batched import train_scan_points_batched
@@ -142,7 +143,8 @@ def train_points(
         options["start"] = {"chain": True, "from": first and state_digest(first)}
     job = JobOptions(data, config, latents, sigma2, eval_split, kind, hidden, activation)
     chunk = len(points) > 1  # a job of one point is done when its files are written
-    identities = [chunks.identity(p, data, options) if chunk else None for p in points]
+    digest = data_identity(data) if chunk else None  # once: hashing reads the whole file
+    identities = [chunks.identity(p, digest, options) if chunk else None for p in points]
     results: list = [None] * len(points)
     todo = points_to_train(points, identities, report) if chunk else list(range(len(points)))
 
