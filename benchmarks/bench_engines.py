@@ -59,6 +59,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from collapse_spectroscopy.analysis.temperature import temperature_to_beta, total_variance  # noqa: E402
+from collapse_spectroscopy.models.families import Architecture
 from collapse_spectroscopy.models.linear import LinearVAE, sampled_loss  # noqa: E402
 from collapse_spectroscopy.models.mlp import MLPVAE  # noqa: E402
 from collapse_spectroscopy.training.engines import TrainingProblem, make_engine  # noqa: E402
@@ -357,9 +358,7 @@ def bench_mlp(args, x: np.ndarray, beta: float) -> None:
         seed=0,
         latents=K,
         config=cfg,
-        kind="mlp",
-        hidden=args.mlp_hidden,
-        activation=args.mlp_activation,
+        arch=Architecture("mlp", tuple(args.mlp_hidden), args.mlp_activation),
     )
     print(
         f"  whole training loop ({r.engine}), validation every {WINDOW} on {x_val.shape[0]} "

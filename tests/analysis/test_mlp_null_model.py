@@ -47,9 +47,13 @@ import numpy as np
 import pytest
 
 from collapse_spectroscopy.analysis import observables, pca, spectra
-from collapse_spectroscopy.models.families import numpy_codec
+from collapse_spectroscopy.config import settings
+from collapse_spectroscopy.models.families import Architecture, numpy_codec
 from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
 from synthetic_gaussian import gaussian_splits
+
+# the schema's default MLP (64-64 GELU)
+MLP = Architecture.from_spec({**settings.section_defaults("model"), "kind": "mlp"})
 
 SPECTRUM = [0.5, 0.3, 0.15, 0.05]
 TEMPERATURES = np.geomspace(0.005, 0.7, 6)

@@ -286,7 +286,7 @@ def test_train_help_shows_the_real_defaults():
             default = " ".join(map(str, default))
         assert f"default: {default})" in text, action.dest
         shown += 1
-    assert shown == 19
+    assert shown == 20
     # the defaults are the schema's, shown with the configuration key that sets them
     training = settings.section_defaults("training")
     assert f"(training.max_updates; default: {training['max_updates']})" in text

@@ -86,7 +86,7 @@ def test_the_options_are_found():
     assert counts == {
         "prepare": 19,
         "fetch": 3,
-        "train": 16,
+        "train": 18,
         "autoencoder": 17,
         "spectra": 4,
         "figures": 5,
@@ -176,6 +176,10 @@ def test_type_and_nargs_follow_the_schema(command, action):
         # float, or a stricter float the command chose (positive_float, patience)
         assert action.type is not None and isinstance(action.type("0.5"), float)
         assert action.type("0.5") == 0.5
+    elif kind == "object":  # JSON (model.options)
+        assert action.type('{"a": 1}') == {"a": 1}
+        with pytest.raises(argparse.ArgumentTypeError, match="expected a JSON object"):
+            action.type("[1]")
     else:  # text or an enum: argparse's own str
         assert action.type is None
 
@@ -186,7 +190,7 @@ def test_the_generator_takes_everything_from_the_schema():
     assert hidden["help"].startswith(settings.key_schema("model.hidden")["description"])
     assert hidden["help"].endswith("(model.hidden; default: 64 64)")
     kind = schema_kwargs("model.kind")
-    assert kind["choices"] == ["linear", "mlp"] and "type" not in kind
+    assert kind["choices"] == ["linear", "mlp", "custom"] and "type" not in kind
     latents, block_km = (
         schema_kwargs("model.latents")["type"],
         schema_kwargs("split.block_km")["type"],

@@ -307,13 +307,20 @@ def test_good_mlp_model_passes():
     check_config(yaml.safe_load(model_hole("zero width").replace("64, 0", "32, 16")))
 
 
-def test_the_mlp_engines_of_the_schema_are_the_registrys():
-    """model.kind mlp takes auto and every engine whose ``kinds`` hold mlp (the batched
-    one included: a chunk of MLP points trains as one batch)."""
+@pytest.mark.parametrize("kind", ["mlp", "custom"])
+def test_the_engines_of_a_nonlinear_family_in_the_schema_are_the_registrys(kind):
+    """model.kind mlp (custom) takes auto and every engine whose ``kinds`` hold mlp
+    (custom): for mlp the batched one included (a chunk of MLP points trains as one
+    batch), for custom the autograd engine alone."""
     with open(settings.SCHEMA_PATH) as f:
-        then = yaml.safe_load(f)["$defs"]["run"]["then"]
+        rules = yaml.safe_load(f)["$defs"]["run"]["allOf"]
+    (then,) = [
+        r["then"]
+        for r in rules
+        if r["if"]["properties"]["model"]["properties"]["kind"] == {"const": kind}
+    ]
     enum = then["properties"]["training"]["properties"]["engine"]["enum"]
-    assert enum == ["auto", *(name for name, e in ENGINES.items() if "mlp" in e.kinds)]
+    assert enum == ["auto", *(name for name, e in ENGINES.items() if kind in e.kinds)]
     text = model_hole("zero width").replace("64, 0", "32, 16")
     check_config(yaml.safe_load(text.replace("training: {", "training: {engine: batched, ")))
 

@@ -26,6 +26,7 @@ from collapse_spectroscopy.cli import main
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.jobs.points import PointFiles
 from collapse_spectroscopy.jobs.train_job import train_points
+from collapse_spectroscopy.models.families import Architecture
 from collapse_spectroscopy.store import scanfile
 from synthetic_gaussian import gaussian_prepared
 from test_batched_chunks import TOL, assert_close_point
@@ -68,9 +69,7 @@ def run_job(prepared, folder, engine, names="abc"):
         sigma2=SIGMA2,
         training={**TRAINING, "engine": engine},
         eval_split=EVAL_SPLIT,
-        kind="mlp",
-        hidden=HIDDEN,
-        activation=ACTIVATION,
+        arch=Architecture("mlp", tuple(HIDDEN), ACTIVATION),
         report=lambda p, r: lines.append(f"{p.label}: {r.summary_line() if r else 'kept'}"),
     )
     return lines

@@ -35,6 +35,7 @@ import torch
 from torch.nn.utils import parameters_to_vector
 
 from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.models.families import Architecture
 from collapse_spectroscopy.models.linear import LinearVAE
 from collapse_spectroscopy.models.mlp import ACTIVATIONS, MLPVAE
 from collapse_spectroscopy.training.batched import train_scan_points_batched
@@ -195,7 +196,7 @@ TRAIN = dict(
     progress=False,
 )
 SCAN = [(0.2, 0), (0.02, 1), (0.6, 2)]  # (T, seed): stop at 850, 1900 and 600
-ARCH = dict(kind="mlp", hidden=HIDDEN, activation="tanh")
+ARCH = dict(arch=Architecture("mlp", tuple(HIDDEN), "tanh"))
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +257,7 @@ def test_resume_is_bit_identical(splits, batched_results, tmp_path):
             assert all(torch.equal(sr[k], sg[k]) for k in sr)
     assert state["update"] in [r.resumed_from for r in again]
     # the checkpoint belongs to its architecture: another activation is refused
-    other = {**ARCH, "activation": "gelu"}
+    other = dict(arch=Architecture("mlp", tuple(HIDDEN), "gelu"))
     with pytest.raises(InputError, match="belongs to another training"):
         train_scan_points_batched(*splits, SCAN, latents=K, config=cfg, checkpoint=ckpt, **other)
 
@@ -317,7 +318,9 @@ def test_bad_batched_input(splits):
     with pytest.raises(InputError, match="no scan points"):
         batched_engine([])
     with pytest.raises(InputError, match="model.activation = 'swish'"):
-        train_scan_points_batched(*splits, SCAN, latents=K, kind="mlp", activation="swish")
+        train_scan_points_batched(
+            *splits, SCAN, latents=K, arch=Architecture("mlp", tuple(HIDDEN), "swish")
+        )
     with pytest.raises(InputError, match="training.average = 'ema'"):
         config = TrainConfig(average="ema")
         train_scan_points_batched(*splits, SCAN, latents=K, config=config, **ARCH)

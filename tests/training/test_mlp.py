@@ -19,7 +19,7 @@ import torch
 from collapse_spectroscopy.analysis import observables
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.errors import InputError, TrainingError
-from collapse_spectroscopy.models.families import FAMILIES, build_model, numpy_codec
+from collapse_spectroscopy.models.families import FAMILIES, Architecture, build_model, numpy_codec
 from collapse_spectroscopy.models.linear import LinearVAE, expected_loss
 from collapse_spectroscopy.models.mlp import ACTIVATIONS, MLPVAE
 from collapse_spectroscopy.store import scanfile
@@ -30,7 +30,7 @@ from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_po
 from synthetic_gaussian import gaussian_prepared, gaussian_splits
 
 SPECTRUM = [0.5, 0.3, 0.15, 0.05, 0.0]
-ARCH = dict(kind="mlp", hidden=[16, 16], activation="gelu")
+ARCH = dict(arch=Architecture("mlp", (16, 16), "gelu"))
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ import pytest
 import torch
 
 from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.models.families import Architecture
 from collapse_spectroscopy.models.linear import LinearVAE
 from collapse_spectroscopy.models.mlp import ACTIVATIONS, MLPVAE
 from collapse_spectroscopy.training.engines import (
@@ -199,7 +200,7 @@ def test_auto_picks_it_on_a_cpu_and_it_trains_as_mlp_does(splits):
     and its result (the log, the kept weights) is engine mlp's within the float64 bound."""
     xtr, xva, _, _, _ = splits
     common = dict(max_updates=300, eval_every=100, device="cpu", dtype="float64")
-    arch = dict(kind="mlp", hidden=[16, 12], activation="tanh")
+    arch = dict(arch=Architecture("mlp", (16, 12), "tanh"))
     runs = {
         engine: train_scan_point(
             xtr, xva, 0.05, seed=4, latents=4, config=TrainConfig(engine=engine, **common), **arch

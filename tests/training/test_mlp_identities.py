@@ -42,12 +42,16 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from collapse_spectroscopy.analysis import observables
-from collapse_spectroscopy.models.families import numpy_codec
+from collapse_spectroscopy.config import settings
+from collapse_spectroscopy.models.families import Architecture, numpy_codec
 from collapse_spectroscopy.models.mlp import MLPVAE
 from collapse_spectroscopy.store import scanfile
 from collapse_spectroscopy.training.engines.mlp import fixed_draw_loss
 from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
 from synthetic_gaussian import gaussian_prepared, gaussian_splits
+
+# the schema's default MLP (64-64 GELU)
+MLP = Architecture.from_spec({**settings.section_defaults("model"), "kind": "mlp"})
 
 SPECTRUM = [0.5, 0.3, 0.15, 0.05, 0.0]
 K = 6
@@ -82,7 +86,7 @@ def trained(splits):
     xtr, xva, _ = splits
     config = TrainConfig(max_updates=1500, patience=0.5, eval_every=500, device="cpu")
     x_train, x_val = xtr.astype(np.float32), xva.astype(np.float32)
-    result = train_scan_point(x_train, x_val, 0.1, seed=1, latents=K, config=config, kind="mlp")
+    result = train_scan_point(x_train, x_val, 0.1, seed=1, latents=K, config=config, arch=MLP)
     return result.model.double()
 
 

@@ -51,6 +51,11 @@ def scalar_argv(flag: str, value) -> list[str]:
     return [f"{flag}={value}"]
 
 
+def json_argv(flag: str, value) -> list[str]:
+    """An object key (``model.options``) as one JSON argument."""
+    return [f"{flag}={json.dumps(value, sort_keys=True)}"]
+
+
 def list_argv(flag: str, value) -> list[str]:
     values = [value] if isinstance(value, str) else list(value)
     return [flag, *map(str, values)] if values else []
@@ -75,6 +80,8 @@ def config_option(
         # a programming error: the workflow would not rerun this command when key changes
         raise ValueError(f"{command} reads {key}, outside its stage {settings.STAGES[command]}")
     action = schema_argument(parser, key, flag, *aliases, suffix=suffix, **overrides)
+    if to_argv is None and settings.key_schema(key).get("type") == "object":
+        to_argv = json_argv  # model.options: one JSON argument
     if to_argv is None:
         to_argv = list_argv if action.nargs in ("*", "+") else scalar_argv
     options = parser.get_default("config_options") or ()

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from collapse_spectroscopy.cli.argtypes import check_prepared_file, patience, positive_float
+from collapse_spectroscopy.cli.argtypes import (
+    check_prepared_file,
+    patience,
+    positive_float,
+)
 from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.store import scanfile
@@ -109,6 +113,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     config_option(p, "model.kind", "--kind")
     config_option(p, "model.hidden", "--hidden", metavar="WIDTH")
     config_option(p, "model.activation", "--activation")
+    config_option(p, "model.factory", "--factory", metavar="MODULE:FUNCTION")
+    config_option(p, "model.options", "--model-options", metavar="JSON")
     config_option(p, "model.latents", "--latents")
     config_option(p, "model.sigma2", "--sigma2", type=positive_float)
 
@@ -186,6 +192,15 @@ def scan_points(args) -> list:
     return points
 
 
+def architecture(args):
+    """The model the options describe (:class:`.models.families.Architecture`)."""
+    from collapse_spectroscopy.models.families import Architecture  # lazy: torch
+
+    return Architecture(
+        args.kind, tuple(widths(args.hidden)), args.activation, args.factory, args.model_options
+    )
+
+
 def training_options(args) -> dict:
     """The options of ``TrainConfig`` that :func:`add_training_options` and ``--progress``
     set (training.eval_split is the measurement's, not the trainer's)."""
@@ -220,9 +235,7 @@ def run_train(args) -> int:
         data=args.data,
         latents=args.latents,
         sigma2=args.sigma2,
-        kind=args.kind,
-        hidden=widths(args.hidden),
-        activation=args.activation,
+        arch=architecture(args),
         training=training_options(args),
         eval_split=args.eval_split,
         threads=args.threads,

@@ -5,10 +5,10 @@ An option that sets a configuration key takes from the key's schema
 reads or argparse checks: its help (the key's description, then the key and its default:
 ``(training.max_updates; default: 500000)``), its default, its choices (an ``enum``), its
 type (``integer`` -> int, ``number`` -> float, ``boolean`` -> true/false, ``string`` ->
-text) and its nargs (an ``array``, or a ``oneOf`` with one: ``+``). A command adds only
-what is its own: the option's name, a metavar, a short ``suffix`` to the help (what the
-command does with the value, how to type it) and, where the command checks a value with a
-message of its own, a stricter type (``positive_float``) or none (``choices=None``: the
+text, ``object`` -> JSON) and its nargs (an ``array``, or a ``oneOf`` with one: ``+``). A
+command adds only what is its own: the option's name, a metavar, a short ``suffix`` to the
+help (what the command does with the value, how to type it) and, where the command checks a
+value with a message of its own, a stricter type (``positive_float``) or none (``choices=None``: the
 command names the valid values, and the help lists the enum).
 
 The items of a list option stay text, as its default is given (``--hidden 64 64``): the
@@ -21,11 +21,12 @@ from __future__ import annotations
 import argparse
 import copy
 
-from collapse_spectroscopy.cli.argtypes import boolean
+from collapse_spectroscopy.cli.argtypes import boolean, json_object
 from collapse_spectroscopy.config import settings
 
-# the argparse type of each scalar schema type (None: text, argparse's own)
-TYPES = {"integer": int, "number": float, "boolean": boolean, "string": None}
+# the argparse type of each schema type but array (None: text, argparse's own); an object
+# (model.options) is typed as JSON
+TYPES = {"integer": int, "number": float, "boolean": boolean, "string": None, "object": json_object}
 
 
 def bounded(convert, prop: dict, key: str):

@@ -39,6 +39,7 @@ from collapse_spectroscopy.config.validate import (
     schema_errors,
 )
 from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.models.factory import load_factory
 
 TABLE_ONLY_KEYS = ("split_column", "drop_columns")
 
@@ -163,13 +164,32 @@ def model_errors(name: str, run: dict) -> list[str]:
             f"latents), more than this machine's {have / 2**30:.3g} GiB: expected at most "
             f"{most} latents (a few more than the features are plenty: the surplus collapse)"
         )
-    if model.get("kind", "linear") == "linear":
-        errors += [
-            f"config key runs.{name}.model.{key} = {model[key]!r} applies to model.kind mlp "
-            "only; the linear VAE has no hidden layers: leave it out, or set model.kind mlp"
-            for key in ("hidden", "activation")
-            if key in model
-        ]
+    return errors + family_errors(name, model)
+
+
+def family_errors(name: str, model: dict) -> list[str]:
+    """Keys of another family than ``model.kind`` (``hidden``/``activation`` are the MLP's,
+    ``factory``/``options`` a custom model's), and a custom factory that cannot be loaded
+    (not importable, not callable: :func:`.models.factory.load_factory`; what it builds is
+    checked when a job builds it, on the dataset's shape)."""
+    kind = model.get("kind", "linear")
+    why = {
+        "linear": "the linear VAE has no hidden layers or factory",
+        "mlp": "the MLP VAE is built from model.hidden and model.activation",
+        "custom": "a custom model takes its settings in model.options",
+    }.get(kind, "")
+    owner = {"hidden": "mlp", "activation": "mlp", "factory": "custom", "options": "custom"}
+    errors = [
+        f"config key runs.{name}.model.{key} = {model[key]!r} applies to model.kind "
+        f"{family} only; {why}: leave it out, or set model.kind {family}"
+        for key, family in owner.items()
+        if key in model and kind != family
+    ]
+    if kind == "custom" and model.get("factory"):
+        try:
+            load_factory(model["factory"], key=f"runs.{name}.model.factory")
+        except InputError as exc:
+            errors.append(f"config key {exc}")
     return errors
 
 

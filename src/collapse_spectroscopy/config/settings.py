@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from collapse_spectroscopy.models.factory import factory_source
 from collapse_spectroscopy.store.atomic import atomic_path, write_json
 
 SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
@@ -46,6 +47,8 @@ STAGES = {
     # the autoencoder baseline: the run's architecture and training protocol (docs/science.md §9)
     "autoencoder": ("model", "training", "baselines"),
 }
+# the key of a stage's file that identifies a custom model's code (not a schema section)
+MODEL_SOURCE = "model_source"
 # the stages only a run with scan.start sweep has a job of, and only a run with
 # baselines.autoencoder (the others: every run)
 SWEEP_STAGES = ("hysteresis",)
@@ -116,9 +119,16 @@ def _ordered(instance, schema: dict):
 
 def stage_config(run: dict, stage: str) -> dict:
     """The sections of a resolved ``run`` that command ``stage`` reads (:data:`STAGES`),
-    each with its keys in the schema's order."""
+    each with its keys in the schema's order; for a custom model, also what identifies
+    its factory's code (:data:`MODEL_SOURCE`, :func:`.models.factory.factory_source`)."""
     properties = _schema()["$defs"]["run"]["properties"]
-    return {s: _ordered(run[s], properties[s]) for s in STAGES[stage] if s in run}
+    sections = {s: _ordered(run[s], properties[s]) for s in STAGES[stage] if s in run}
+    model = sections.get("model") or {}
+    if model.get("kind") == "custom" and model.get("factory"):
+        # not a setting but the factory's code: a changed model rewrites the file, and
+        # Snakemake reruns the jobs that read it (the command ignores this key)
+        sections[MODEL_SOURCE] = factory_source(model["factory"])
+    return sections
 
 
 def write_run_config(path, run: dict, log=None) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.models.families import Architecture
 from collapse_spectroscopy.training.scan_point import TrainConfig
 
 
@@ -60,9 +61,7 @@ class JobOptions:
     latents: int
     sigma2: float
     eval_split: str
-    kind: str
-    hidden: object  # as given: it goes into the checkpoint identity and the weights
-    activation: str
+    arch: Architecture  # the model (model.*); with the dataset's sample_shape once loaded
 
 
 def batch_checkpoint(points: Sequence[PointFiles]) -> Path:

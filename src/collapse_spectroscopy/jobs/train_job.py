@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from collapse_spectroscopy.config import settings
@@ -41,7 +42,7 @@ from collapse_spectroscopy.errors import InputError, TrainingError
 from collapse_spectroscopy.jobs import chunks
 from collapse_spectroscopy.jobs.measure_point import DataReferences, job_attrs, point_dataset
 from collapse_spectroscopy.jobs.points import JobOptions, PointFiles, batch_checkpoint
-from collapse_spectroscopy.models.families import check_model, model_spec
+from collapse_spectroscopy.models.families import Architecture, model_spec
 from collapse_spectroscopy.store import scanfile
 from collapse_spectroscopy.store.atomic import (
     all_or_none,
@@ -111,9 +112,7 @@ def train_points(
     training: dict | None = None,
     eval_split: str,
     threads: int = 1,
-    kind: str = _MODEL["kind"],
-    hidden=tuple(_MODEL["hidden"]),
-    activation: str = _MODEL["activation"],
+    arch: Architecture | None = None,
     report: Callable | None = None,
     chain: bool = False,
     start_from=None,
@@ -122,9 +121,9 @@ def train_points(
     one training result per point (``None`` for a point an earlier run of the same job
     finished, which is kept as it is: :mod:`.chunks`).
 
-    ``kind``, ``hidden``, ``activation``: the model family (``model.kind`` and, for
-    ``mlp``, its architecture; :mod:`.families`). ``report(point, result)`` is called as
-    each point is done (``result`` None for a kept one).
+    ``arch``: the model (``model.*``, :class:`.families.Architecture`; default the linear
+    VAE), handed the dataset's ``sample_shape`` if it records one. ``report(point,
+    result)`` is called as each point is done (``result`` None for a kept one).
 
     ``chain`` (``scan.start: continuation`` or ``sweep``; :mod:`.training.start`): the
     points, in the order given, form a chain: each starts from the weights the previous
@@ -132,16 +131,17 @@ def train_points(
     in another job) or, without it, from its seed's random initialization.
     """
     set_threads(threads)
-    check_model(kind, hidden, activation)
+    arch = arch or Architecture()
+    arch.check()
     points = list(points)
     check_outputs(points)
     config = train_config(training)
     check_start(config, chain, start_from)
-    options = chunk_options(config, latents, sigma2, eval_split, kind, hidden, activation)
+    options = chunk_options(config, latents, sigma2, eval_split, arch)
     if chain:  # what the chain's points start from (a kept point is kept under it)
         first = read_weights(start_from)["state_dict"] if start_from else None
         options["start"] = {"chain": True, "from": first and state_digest(first)}
-    job = JobOptions(data, config, latents, sigma2, eval_split, kind, hidden, activation)
+    job = JobOptions(data, config, latents, sigma2, eval_split, arch)
     chunk = len(points) > 1  # a job of one point is done when its files are written
     digest = data_identity(data) if chunk else None  # once: hashing reads the whole file
     identities = [chunks.identity(p, digest, options) if chunk else None for p in points]
@@ -159,6 +159,7 @@ def train_points(
     if todo:
         with SignalFlag() as flag:  # a signal outside the training: stop after this point
             ds = load_prepared(data)
+            job = replace(job, arch=arch.with_sample_shape(ds.metadata))
             refs = DataReferences.of(ds, eval_split)
             if chunk and config.engine == BATCHED:  # the points left, as one batch
                 stop_if_signalled(flag, 0, len(todo))
@@ -199,12 +200,10 @@ def train_config(training: dict | None) -> TrainConfig:
         raise InputError(f"unknown training option: {exc}") from exc
 
 
-def chunk_options(config: TrainConfig, latents, sigma2, eval_split, kind, hidden, activation):
+def chunk_options(config: TrainConfig, latents, sigma2, eval_split, arch: Architecture):
     """The options a chunk's finished point is kept under (:func:`.chunks.identity`): the
     model, the evaluation split and every training option but ``progress``."""
-    model = {"latents": latents, "sigma2": sigma2, "kind": kind}
-    if kind != "linear":
-        model.update(hidden=list(hidden), activation=activation)
+    model = {"latents": latents, "sigma2": sigma2, "kind": arch.kind, **arch.spec()}
     return {
         "model": model,
         "eval_split": eval_split,
@@ -267,9 +266,7 @@ def train_one(point: PointFiles, ds, refs: DataReferences, job: JobOptions, star
         sigma2=job.sigma2,
         config=job.config,
         checkpoint=point.checkpoint,
-        kind=job.kind,
-        hidden=job.hidden,
-        activation=job.activation,
+        arch=job.arch,
         start=start,
     )
     measure_and_write(point, ds, refs, job, result)
@@ -284,7 +281,7 @@ def train_together(
     call ``done(i, result)``; delete the batch checkpoint; raise the first point's
     :class:`.errors.TrainingError` if any failed (the others are written)."""
 
-    resolve_engine(BATCHED, resolve_device(job.config.device), job.kind)  # a family it trains
+    resolve_engine(BATCHED, resolve_device(job.config.device), job.arch.kind)  # one it trains
     checkpoint = batch_checkpoint(points)
 
     def foreign(message: str) -> None:  # a job killed while writing: its points differ
@@ -298,9 +295,7 @@ def train_together(
         sigma2=job.sigma2,
         config=job.config,
         checkpoint=checkpoint,
-        kind=job.kind,
-        hidden=job.hidden,
-        activation=job.activation,
+        arch=job.arch,
         keep_going=True,
         on_foreign_checkpoint=foreign,
     )

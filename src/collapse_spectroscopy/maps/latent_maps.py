@@ -27,7 +27,7 @@ import pandas as pd
 
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.maps.jacobian import constant_jacobian_stats, decoder_jacobian_stats
-from collapse_spectroscopy.models.families import build_model, model_kind, numpy_codec
+from collapse_spectroscopy.models.families import Architecture, model_kind, numpy_codec
 from collapse_spectroscopy.store.atomic import atomic_path
 from collapse_spectroscopy.store.prepared import SPLITS, PreparedDataset
 from collapse_spectroscopy.store.weights import read_weights
@@ -100,13 +100,9 @@ def load_model(weights: str | os.PathLike):
     import torch
 
     state = read_weights(weights)
-    kind = state.get("kind", "linear")
-    model = build_model(
-        kind,
+    model = Architecture.from_spec(state).build(
         int(state["d"]),
         int(state["latents"]),
-        state.get("hidden", ()),
-        state.get("activation", "gelu"),
         generator=torch.Generator().manual_seed(0),
         dtype=torch.float64,
     )

@@ -6,30 +6,37 @@
 ``mlp``
     :class:`collapse_spectroscopy.models.mlp.MLPVAE`; its observables decode through the
     network (:func:`.observables.measure_decoded`).
+``custom``
+    a user's VAE, built by ``model.factory`` (:mod:`.custom`, docs/custom_models.md);
+    measured like ``mlp``.
 
 Both expose ``encode(x) -> (mu, logs2)``, ``decode(z)``, ``d`` and ``latents``, and are
 trained by the loss of §1. :data:`FAMILIES` is the one list of kinds: the schema's
 ``model.kind`` enum (checked by a test) and the engines' ``kinds`` read it.
+:class:`Architecture` is what builds a model besides ``d`` and ``latents``: the
+``model.*`` keys of a run, and what its weights file saves (:meth:`Architecture.spec`).
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 
 import torch
 
 from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.models.custom import build_custom, check_custom
 from collapse_spectroscopy.models.linear import LinearVAE
 from collapse_spectroscopy.models.mlp import ACTIVATIONS, MLPVAE
 
-FAMILIES = ("linear", "mlp")
+FAMILIES = ("linear", "mlp", "custom")
 
 
 def check_model(kind: str, hidden, activation: str) -> None:
     """InputError naming the key for a bad ``model.kind``, ``hidden`` or ``activation``."""
     if kind not in FAMILIES:
         raise InputError(f"model.kind = {kind!r}: expected one of {', '.join(FAMILIES)}")
-    if kind == "linear":
+    if kind != "mlp":
         return  # hidden and activation do not apply
     hidden = list(hidden) if hidden is not None else []
     if not hidden or any(int(h) != h or h < 1 for h in hidden):
@@ -40,12 +47,96 @@ def check_model(kind: str, hidden, activation: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Architecture:
+    """What builds a model besides ``d`` and ``latents`` (the run's ``model.*`` keys).
+
+    ``kind``: one of :data:`FAMILIES`. ``hidden``, ``activation``: the ``mlp`` family's
+    widths and nonlinearity. ``factory``, ``options``: the ``custom`` family's factory and
+    its keyword arguments; ``sample_shape``: the shape of one sample before flattening
+    (recorded by an arrays source), handed to a custom factory. Fields that do not apply
+    to ``kind`` are ignored (and dropped by :meth:`spec`).
+    """
+
+    kind: str = "linear"
+    hidden: tuple = ()
+    activation: str | None = None
+    factory: str | None = None
+    options: dict = field(default_factory=dict)
+    sample_shape: tuple | None = None
+
+    def check(self) -> None:
+        """InputError naming the key for a bad ``model.*`` value (the factory itself is
+        checked when it is built: :meth:`build`)."""
+        check_model(self.kind, self.hidden, self.activation)
+        if self.kind == "custom" and not self.factory:
+            raise InputError("model.factory is required with model.kind custom")
+
+    def build(self, d: int, latents: int, *, generator, dtype):
+        """A freshly initialized model (seeded by ``generator``); a custom one is checked
+        on a small batch (:func:`.custom.check_custom`)."""
+        self.check()
+        if self.kind == "linear":
+            return LinearVAE(d, latents, generator=generator, dtype=dtype)
+        if self.kind == "mlp":
+            return MLPVAE(
+                d, latents, self.hidden, self.activation, generator=generator, dtype=dtype
+            )
+        model = build_custom(
+            self.factory,
+            self.options,
+            self.sample_shape,
+            d,
+            latents,
+            generator=generator,
+            dtype=dtype,
+        )
+        check_custom(model)
+        return model
+
+    def spec(self) -> dict:
+        """What the weights file saves to rebuild the model ({} for the linear VAE, as
+        before families existed), the same as the built model's :func:`model_spec`."""
+        if self.kind == "linear":
+            return {}
+        if self.kind == "mlp":
+            return {
+                "kind": "mlp",
+                "hidden": [int(h) for h in self.hidden],
+                "activation": self.activation,
+            }
+        spec = {"kind": "custom", "factory": self.factory, "options": dict(self.options)}
+        if self.sample_shape is not None:
+            spec["sample_shape"] = [int(s) for s in self.sample_shape]
+        return spec
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> Architecture:
+        """The architecture a saved weights file (or a scan file's spec) describes."""
+        return cls(
+            kind=spec.get("kind", "linear"),
+            hidden=tuple(spec.get("hidden", ())),
+            activation=spec.get("activation"),
+            factory=spec.get("factory"),
+            options=dict(spec.get("options") or {}),
+            sample_shape=tuple(spec["sample_shape"]) if spec.get("sample_shape") else None,
+        )
+
+    def with_sample_shape(self, metadata: dict) -> Architecture:
+        """This architecture with the dataset's recorded ``sample_shape`` (a custom model's
+        only; the others ignore it)."""
+        shape = (metadata or {}).get("sample_shape")
+        if self.kind != "custom" or not shape:
+            return self
+        return Architecture(
+            self.kind, self.hidden, self.activation, self.factory, self.options, tuple(shape)
+        )
+
+
 def build_model(kind: str, d: int, latents: int, hidden, activation: str, *, generator, dtype):
-    """A freshly initialized model of family ``kind`` (seeded by ``generator``)."""
-    check_model(kind, hidden, activation)
-    if kind == "linear":
-        return LinearVAE(d, latents, generator=generator, dtype=dtype)
-    return MLPVAE(d, latents, hidden, activation, generator=generator, dtype=dtype)
+    """A freshly initialized model of a built-in family ``kind`` (seeded by ``generator``)."""
+    arch = Architecture(kind, tuple(hidden or ()), activation)
+    return arch.build(d, latents, generator=generator, dtype=dtype)
 
 
 def model_kind(model) -> str:

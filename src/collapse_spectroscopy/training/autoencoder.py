@@ -39,7 +39,7 @@ import torch
 from collapse_spectroscopy.analysis.temperature import total_variance
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.errors import InputError
-from collapse_spectroscopy.models.families import check_model
+from collapse_spectroscopy.models.families import Architecture
 from collapse_spectroscopy.training import protocol
 from collapse_spectroscopy.training.engines import make_engine, resolve_engine
 from collapse_spectroscopy.training.scan_point import (
@@ -101,13 +101,14 @@ def train_autoencoder(
     """
     config = config or TrainConfig()
     config.validate()
-    check_model(kind, hidden, activation)
+    arch = Architecture(kind, tuple(hidden), activation)
+    arch.check()
     check_inputs(x_train, x_val, 1.0, sigma2, latents)  # no temperature: 1.0 passes its check
     device = resolve_device(config.device)
     engine_name = (autoencoder_engine if kind == KIND else linear_engine)(config.engine, device)
     s_init, s_shuffle, s_noise = seed_streams(seed)
     d = x_train.shape[1]
-    model = seeded_model(kind, d, latents, hidden, activation, s_init, config).to(device)
+    model = seeded_model(arch, d, latents, s_init, config).to(device)
     problem = training_problem(model, x_train, x_val, 0.0, sigma2, config, s_shuffle, s_noise)
     engine = make_engine(engine_name, replace(problem, noise_free=True))
     if not getattr(engine, "trains_noise_free", False):  # autoencoder_engine picks only those

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from collapse_spectroscopy.analysis.temperature import temperature_to_beta, total_variance
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.errors import InputError, TrainingError
-from collapse_spectroscopy.models.families import build_model, check_model, model_spec
+from collapse_spectroscopy.models.families import Architecture, model_spec
 from collapse_spectroscopy.training import checkpoint as ckpt
 from collapse_spectroscopy.training import protocol
 from collapse_spectroscopy.training.engines.batched import batched_engine
@@ -211,15 +211,13 @@ def train_scan_points_batched(
     config: TrainConfig | None = None,
     checkpoint: str | os.PathLike | None = None,
     *,
-    kind: str = _MODEL["kind"],
-    hidden=tuple(_MODEL["hidden"]),
-    activation: str = _MODEL["activation"],
+    arch: Architecture | None = None,
     cuda_graphs: bool = False,
     keep_going: bool = False,
     on_foreign_checkpoint: Callable[[str], None] | None = None,
 ) -> list[TrainResult | TrainingError]:
-    """Train the VAE of family ``kind`` (and, for ``mlp``, ``hidden`` and ``activation``,
-    as :func:`.scan_point.train_scan_point`) at every ``(T, seed)`` of ``points`` to
+    """Train the VAE of architecture ``arch`` (as :func:`.scan_point.train_scan_point`;
+    a family the batched engine trains) at every ``(T, seed)`` of ``points`` to
     equilibrium, as one batched model (docs/science.md §5); one result per point, in order.
 
     Point ``(T, seed)`` is initialized, batched and noised as by
@@ -239,7 +237,8 @@ def train_scan_points_batched(
     """
     config = config or TrainConfig()
     check_batched_config(config)
-    check_model(kind, hidden, activation)
+    arch = arch or Architecture()
+    arch.check()
     points = [(float(t), int(s)) for t, s in points]
     if not points:
         raise InputError("train_scan_points_batched: no scan points (an empty list)")
@@ -248,7 +247,7 @@ def train_scan_points_batched(
     device = resolve_device(config.device)
     V = total_variance(x_train)  # measured once for all the points
     problems, identities, labels = point_problems(
-        x_train, x_val, points, latents, sigma2, config, device, V, (kind, hidden, activation)
+        x_train, x_val, points, latents, sigma2, config, device, V, arch
     )
     if checkpoint is not None and on_foreign_checkpoint is not None:
         drop_foreign_checkpoint(checkpoint, identities, on_foreign_checkpoint)
@@ -290,7 +289,7 @@ def check_batched_config(config: TrainConfig) -> None:
 
 def point_problems(x_train, x_val, points, latents, sigma2, config, device, V, arch):
     """``(problems, identities, labels)``: for each ``(T, seed)`` of ``points`` what the
-    batched engine trains (a model of ``arch = (kind, hidden, activation)``, initialized,
+    batched engine trains (a model of architecture ``arch``, initialized,
     batched and noised by the seed's three streams), what its checkpoint must belong to
     (with the model's family: a linear batch's identity is as before families existed),
     and how errors name it."""
@@ -300,9 +299,7 @@ def point_problems(x_train, x_val, points, latents, sigma2, config, device, V, a
         beta = temperature_to_beta(temperature, V, sigma2)
         s_init, s_shuffle, s_noise = seed_streams(seed)
         generator = torch.Generator().manual_seed(s_init)
-        model = build_model(
-            arch[0], x_train.shape[1], latents, *arch[1:], generator=generator, dtype=dtype
-        )
+        model = arch.build(x_train.shape[1], latents, generator=generator, dtype=dtype)
         model = model.to(device)
         problems.append(
             training_problem(model, x_train, x_val, beta, sigma2, config, s_shuffle, s_noise)

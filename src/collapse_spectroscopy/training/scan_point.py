@@ -48,7 +48,7 @@ from collapse_spectroscopy.analysis.observables import latent_observables
 from collapse_spectroscopy.analysis.temperature import temperature_to_beta, total_variance
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.errors import InputError
-from collapse_spectroscopy.models.families import build_model, check_model, model_spec
+from collapse_spectroscopy.models.families import Architecture, model_spec
 from collapse_spectroscopy.models.linear import LinearVAE
 from collapse_spectroscopy.store.weights import state_digest
 from collapse_spectroscopy.training import protocol
@@ -193,12 +193,12 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise InputError(f"device {device!r} is not a torch device: {exc}") from exc
 
 
-def seeded_model(kind, d: int, latents: int, hidden, activation, s_init: int, config):
-    """A fresh model of family ``kind`` initialized from the seed stream ``s_init`` (a
-    scan point's, or an autoencoder baseline's), in ``config.dtype`` on the CPU."""
+def seeded_model(arch: Architecture, d: int, latents: int, s_init: int, config):
+    """A fresh model of architecture ``arch`` initialized from the seed stream ``s_init``
+    (a scan point's, or an autoencoder baseline's), in ``config.dtype`` on the CPU."""
     generator = torch.Generator().manual_seed(s_init)
     dtype = getattr(torch, config.dtype)
-    return build_model(kind, d, latents, hidden, activation, generator=generator, dtype=dtype)
+    return arch.build(d, latents, generator=generator, dtype=dtype)
 
 
 def seed_streams(seed: int) -> tuple[int, int, int]:
@@ -311,9 +311,7 @@ def train_scan_point(
     config: TrainConfig | None = None,
     checkpoint: str | os.PathLike | None = None,
     *,
-    kind: str = _MODEL["kind"],
-    hidden=tuple(_MODEL["hidden"]),
-    activation: str = _MODEL["activation"],
+    arch: Architecture | None = None,
     start: dict | None = None,
 ) -> TrainResult:
     """Train a VAE at temperature ``T`` to equilibrium (docs/science.md §5).
@@ -328,8 +326,8 @@ def train_scan_point(
     checkpoint : file to checkpoint to every ``config.checkpoint_every`` updates and on
         SIGTERM/SIGUSR1 (then :class:`~.checkpoint.Interrupted` is raised); training
         resumes from it when it exists. Removed by the caller once the outputs are written.
-    kind, hidden, activation : the model family and, for ``mlp``, its hidden widths and
-        activation (:mod:`.families`, docs/science.md §9).
+    arch : the model (:class:`.families.Architecture`: the family and its keys,
+        docs/science.md §9); default the linear VAE.
     start : a ``state_dict`` to start from instead of the seed's random initialization
         (a continuation start, docs/science.md §5.8: the previous scan point's weights);
         batches and noise are the seed's all the same. Its digest joins the checkpoint's
@@ -337,14 +335,15 @@ def train_scan_point(
     """
     config = config or TrainConfig()
     config.validate()
-    check_model(kind, hidden, activation)
+    arch = arch or Architecture()
+    arch.check()
     check_inputs(x_train, x_val, temperature, sigma2, latents)
     device = resolve_device(config.device)
-    engine_name = resolve_engine(config.engine, device, kind)
+    engine_name = resolve_engine(config.engine, device, arch.kind)
     V = total_variance(x_train)
     beta = temperature_to_beta(temperature, V, sigma2)
     s_init, s_shuffle, s_noise = seed_streams(seed)
-    model = seeded_model(kind, x_train.shape[1], latents, hidden, activation, s_init, config)
+    model = seeded_model(arch, x_train.shape[1], latents, s_init, config)
     if start is not None:
         load_start(model, start)
     model = model.to(device)

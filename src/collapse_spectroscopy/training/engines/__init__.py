@@ -29,7 +29,8 @@ parameter layout (:mod:`.layout`), noise of the same distribution.
 
 ``kinds`` says which ``model.kind`` an engine trains: the first three train the linear
 VAE only (their validation, and the hand-written ones' gradients, are its closed forms),
-``mlp_fast`` the MLP VAE only, ``mlp`` and ``batched`` both.
+``mlp_fast`` the MLP VAE only, ``batched`` both, ``mlp`` (autograd) any family, a custom
+model (``model.kind: custom``) included.
 
 :data:`ENGINES` is the one list of engine names: the command line's choices, the
 configuration schema's ``training.engine`` enum (checked by a test) and
@@ -61,7 +62,7 @@ ENGINES: dict[str, EngineEntry] = {
     "fast": EngineEntry(".torch_engines", "FastEngine"),
     "autograd": EngineEntry(".torch_engines", "AutogradEngine"),
     "numba": EngineEntry(".numba.engine", "NumbaEngine", cpu_only=True),
-    "mlp": EngineEntry(".mlp", "MLPEngine", kinds=("mlp", "linear")),
+    "mlp": EngineEntry(".mlp", "MLPEngine", kinds=("mlp", "linear", "custom")),
     "mlp_fast": EngineEntry(".mlp_fast", "MLPFastEngine", kinds=("mlp",)),
     "batched": EngineEntry(".batched", "BatchedPointEngine", kinds=("linear", "mlp")),
 }
@@ -78,6 +79,8 @@ def resolve_engine(name: str, device, kind: str = "linear") -> str:
     (a ``torch.device``) for a model of family ``kind``; InputError for an engine that
     cannot run there or cannot train that family."""
     if name == "auto":
+        if kind == "custom":  # autograd: the one engine that trains any module
+            return "mlp"
         if kind != "linear":
             # mlp_fast: ~2x mlp on one CPU core (benchmarks/bench_engines.py --mlp-only);
             # mlp on CUDA, where it is the measured engine

@@ -1,0 +1,114 @@
+"""Finding a custom model's factory, ``model.factory`` (docs/custom_models.md), without torch.
+
+``"package.module:function"`` is imported from the run's environment;
+``"path/to/file.py:function"`` (anything ending in ``.py`` or holding a ``/``) is loaded from
+that file, relative to the working directory. :func:`load_factory` returns the callable or
+one :class:`.errors.InputError` line naming the key and what was wrong;
+:func:`factory_source` identifies the factory's code for the run's configuration, so that a
+changed model reruns training. Torch is not imported here: the workflow calls both when it
+reads its configuration (the user's module may import torch itself).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+from pathlib import Path
+
+from collapse_spectroscopy.errors import InputError
+
+KEY = "model.factory"
+
+
+def _split(factory: str, key: str) -> tuple[str, str]:
+    if not isinstance(factory, str) or factory.count(":") != 1:
+        raise InputError(
+            f"{key} = {factory!r}: expected 'package.module:function' or 'path/to/file.py:function'"
+        )
+    where, name = factory.split(":")
+    if not where or not name.isidentifier():
+        raise InputError(
+            f"{key} = {factory!r}: expected 'package.module:function' or 'path/to/file.py:function'"
+        )
+    return where, name
+
+
+def _is_file(where: str) -> bool:
+    return where.endswith(".py") or os.sep in where or "/" in where
+
+
+def _load_module(where: str, key: str, factory: str):
+    if _is_file(where):
+        path = Path(where).resolve()
+        if not path.is_file():
+            raise InputError(f"{key} = {factory!r}: no file {str(path)!r}")
+        name = (
+            "collapse_spectroscopy_factory_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
+        )
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # the user's file: any error is theirs, in one line
+            raise InputError(f"{key} = {factory!r}: {path.name} failed to load: {exc!r}") from None
+        return module
+    try:
+        return importlib.import_module(where)
+    except ModuleNotFoundError as exc:
+        raise InputError(
+            f"{key} = {factory!r}: module {where!r} is not importable ({exc}); install it in "
+            "the run's environment or give a file path 'path/to/file.py:function'"
+        ) from None
+    except Exception as exc:
+        raise InputError(f"{key} = {factory!r}: importing {where!r} failed: {exc!r}") from None
+
+
+def load_factory(factory: str, key: str = KEY):
+    """The callable ``factory`` names; InputError naming ``key`` if it cannot be had."""
+    where, name = _split(factory, key)
+    module = _load_module(where, key, factory)
+    fn = getattr(module, name, None)
+    if fn is None:
+        raise InputError(f"{key} = {factory!r}: {where!r} has no attribute {name!r}")
+    if not callable(fn):
+        raise InputError(f"{key} = {factory!r}: {name!r} is a {type(fn).__name__}, not callable")
+    return fn
+
+
+def factory_source(factory: str, key: str = KEY) -> dict:
+    """What identifies the factory's code, for the run's configuration (a changed model
+    reruns training): for a file, its path and SHA-256; for a module, its file's SHA-256
+    and, when an installed distribution provides it, that distribution's name and version."""
+    where, _ = _split(factory, key)
+    if _is_file(where):
+        path = Path(where).resolve()
+        if not path.is_file():
+            raise InputError(f"{key} = {factory!r}: no file {str(path)!r}")
+        return {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    try:
+        spec = importlib.util.find_spec(where)
+    except (ImportError, ValueError) as exc:
+        raise InputError(
+            f"{key} = {factory!r}: module {where!r} is not importable ({exc})"
+        ) from None
+    if spec is None or spec.origin is None:
+        raise InputError(f"{key} = {factory!r}: module {where!r} is not importable")
+    source = {"module": where}
+    if os.path.isfile(spec.origin):
+        source.update(
+            file=spec.origin, sha256=hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
+        )
+    top = where.split(".")[0]
+    dists = _distributions().get(top, [])
+    if dists:
+        source.update(distribution=dists[0], version=importlib.metadata.version(dists[0]))
+    return source
+
+
+@functools.cache  # scans every installed distribution: once per process
+def _distributions() -> dict:
+    return importlib.metadata.packages_distributions()
