@@ -11,6 +11,7 @@ Modules, in the order data flows through them:
 ``stack``      valid cells -> samples (x, lon, lat, cell area on the ellipsoid)
 ``split``      equal-area spatial blocks (or random / given split for tables)
 ``splitmap``   the split map (geopandas + matplotlib)
+``standardize`` ``dataset.standardize``: the training statistics every split is scaled by
 ``prepare``    the ``prepare`` step: split, standardize, write the run's files (its
                subcommand: ``collapse_spectroscopy.cli.data``)
 """

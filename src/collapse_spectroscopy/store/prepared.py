@@ -10,7 +10,8 @@ Keys in the file (a contract with the dataset layer and the training CLI):
     float32 arrays (n_split, d), standardized with the training split's mean and std.
 ``mean``, ``std``
     float64 (d,), the training split's per-feature mean and standard deviation in the
-    source units; ``x = (raw - mean) / std``.
+    source units; ``x = (raw - mean) / std``. With ``dataset.standardize: global`` one
+    value over all features, repeated; with ``none`` zeros and ones.
 ``feature_names``
     str (d,), in the order of the columns.
 ``true_spectrum`` (optional)
