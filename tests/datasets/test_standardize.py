@@ -1,6 +1,6 @@
 """Tests of ``dataset.standardize`` (datasets/standardize.py): features, global and none
-against numpy computations of their own; a constant feature; and the files of a default
-run, which the key leaves as they were.
+against numpy computations of their own, for a table and for arrays; a constant feature
+under each mode; and the files of a default run, which the key leaves as they were.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _source(kind: str, x: np.ndarray, folder) -> SourceOptions:
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("kind", ["table"])
+@pytest.mark.parametrize("kind", ["table", "arrays"])
 def test_each_mode_is_its_numpy_computation(tmp_path, kind, mode):
     x = _values()
     source = _source(kind, x, tmp_path)
@@ -103,6 +103,26 @@ def test_a_constant_feature_is_one_line_that_names_global(tmp_path, capsys):
     assert rc == 0, err
     ds = load_prepared(tmp_path / "o" / "prepared.npz")
     assert np.all(np.isfinite(ds.x_train)) and np.ptp(ds.x_train[:, 2]) == 0
+
+
+def test_many_constant_pixels_are_counted_not_listed(tmp_path):
+    x = np.random.default_rng(1).normal(size=(200, 10, 10))
+    x[:, 0, :] = 0.0  # a black top row
+    np.save(tmp_path / "a.npy", x)
+    source = SourceOptions(source="arrays", path=[str(tmp_path / "a.npy")])
+    with pytest.raises(InputError, match=r"10 feature\(s\) \('x_0_0', .* 'x_0_4' and 5 more\)"):
+        prepare(tmp_path / "o", source)
+    for mode in ("global", "none"):
+        prepare(tmp_path / "o", source, standardize=mode)
+        assert np.all(np.isfinite(load_prepared(tmp_path / "o" / "prepared.npz").x_train))
+
+
+def test_all_values_equal_is_an_error_for_global(tmp_path):
+    np.save(tmp_path / "a.npy", np.full((50, 3), 2.5))
+    source = SourceOptions(source="arrays", path=[str(tmp_path / "a.npy")])
+    with pytest.raises(InputError, match="every value of the training split is 2.5"):
+        prepare(tmp_path / "o", source, standardize="global")
+    prepare(tmp_path / "o", source, standardize="none")  # x as it is: no scale to divide by
 
 
 def test_an_unknown_mode_is_named(tmp_path, capsys):

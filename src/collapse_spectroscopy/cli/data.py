@@ -54,6 +54,11 @@ inputs (--source, config dataset.source):
              random (--fractions, --split-seed) or by --split-column (train/val/test);
              --drop-columns leaves out columns that are not features (ids). Rows with
              a missing value are dropped and counted (log, split_summary.json).
+  arrays     one .npy of shape (n, ...) (n samples of any shape: images, say) or .npz
+             with x, optionally split (0/1/2 or train/val/test per sample) and
+             sample_shape; each sample is flattened into features and its shape kept
+             (metadata sample_shape). Without split: at random, as a table (--fractions,
+             --split-seed). Samples with a non-finite value are dropped and counted.
 
 Every split is standardized by statistics of the training split (--standardize):
 features, one mean and std per feature (the default; a constant feature is an error);

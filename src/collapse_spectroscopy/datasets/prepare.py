@@ -13,7 +13,7 @@ Outputs, all in one folder ``out`` (names in :data:`OUTPUTS`):
     The training mean and standard deviation of each feature (``ddof = 0``), source units,
     as ``dataset.standardize`` chose them (:mod:`.standardize`).
 ``split_map.png``, ``split_map.pdf``
-    Blocks coloured by split (a bar chart of the counts for tables).
+    Blocks coloured by split (a bar chart of the counts for tables and arrays).
 ``split_blocks.csv``
     Spatial splits only: one row per block (indices, origin, area, cells, draw, split).
 ``synthetic_layers/``
@@ -45,6 +45,7 @@ from collapse_spectroscopy.datasets.split import (
     SPLITS,
     SUBSAMPLE_RULE,
     SplitResult,
+    array_split,
     check_block_km,
     check_fractions,
     check_train_subsample,
@@ -163,8 +164,8 @@ def _check_options(
 
 
 def _split(samples, source: SourceOptions, opts: _Checked) -> SplitResult:
-    """Spatial blocks for geographic samples, else the table's split column if it names
-    one, else a random split by count."""
+    """Spatial blocks for geographic samples, else the split the source gives (a table's
+    split column, an arrays file's split array), else a random split by count."""
     if samples.is_geographic:
         return spatial_block_split(
             samples.lon,
@@ -174,6 +175,8 @@ def _split(samples, source: SourceOptions, opts: _Checked) -> SplitResult:
             fractions=opts.fractions,
             seed=opts.seed,
         )
+    if samples.split is not None and source.source == "arrays":
+        return array_split(samples.split, samples.info["arrays"])
     if samples.split is not None:
         return column_split(
             samples.split, source.split_column, source=f"table {samples.info.get('table')!r}"
@@ -222,7 +225,7 @@ def _summary(
             "rule": SUBSAMPLE_RULE,
         }
     summary["feature_names"] = samples.feature_names
-    if "dropped_rows" in samples.info:  # tables: rows left out for a missing value
+    if "dropped_rows" in samples.info:  # tables, arrays: rows left out for a missing value
         summary["dropped_rows"] = samples.info["dropped_rows"]
     return summary
 
@@ -262,6 +265,8 @@ def _metadata(samples, extra: dict, source: SourceOptions, opts: _Checked, summa
         "n_features": len(samples.feature_names),
         "created_by": f"collapse-spectroscopy {__version__} prepare",
     }
+    if samples.sample_shape is not None:  # what a model may reshape each sample into
+        metadata["sample_shape"] = list(samples.sample_shape)
     if "true_spectrum" in extra:
         metadata["true_spectrum_meaning"] = (
             "declared lambda_k / V of the synthetic source's correlation matrix"
@@ -276,7 +281,7 @@ def _split_map_title(source: SourceOptions, result: SplitResult) -> str:
             f"{source.source}: {p['block_km']:g} km equal-area blocks, seed {p['seed']}, "
             f"area targets {p['fractions']}"
         )
-    return f"{source.source}: {result.method} split of a table without geography"
+    return f"{source.source}: {result.method} split of samples without geography"
 
 
 def _write_outputs(
