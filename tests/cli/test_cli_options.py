@@ -84,7 +84,7 @@ def test_the_options_are_found():
     for command, _ in ACTIONS:
         counts[command] = counts.get(command, 0) + 1
     assert counts == {
-        "prepare": 19,
+        "prepare": 20,
         "fetch": 3,
         "train": 18,
         "autoencoder": 17,

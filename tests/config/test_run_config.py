@@ -95,7 +95,7 @@ def test_option_defaults_are_the_schemas(command):
         assert getattr(args, action.dest) == expected, key
         checked += 1
     expected = {
-        "prepare": 12,
+        "prepare": 13,
         "train": 16,
         "spectra": 4,
         "figures": 5,

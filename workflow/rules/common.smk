@@ -12,7 +12,7 @@ from snakemake.exceptions import WorkflowError
 from collapse_spectroscopy.cli import ERROR_FD_ENV
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.config.checks import check_config, export_project_root
-from collapse_spectroscopy.config.dataset_paths import dataset_files
+from collapse_spectroscopy.config.dataset_paths import GRIDLESS_SOURCES, dataset_files
 from collapse_spectroscopy.config.grid import (
     map_points,
     scan_point_label,
@@ -291,7 +291,7 @@ def map_targets(run):
     if run not in config["runs"]:
         return []
     temps, _ = map_points(run_config(run))
-    table = run_config(run)["dataset"]["source"] == "table"
+    table = run_config(run)["dataset"]["source"] in GRIDLESS_SOURCES
     names = ["loadings.csv", "loadings.png"]
     names += ["latent_means.csv"] if table else ["latent_means.tif", "latent_means.png"]
     return [

@@ -1,8 +1,8 @@
 # Latent maps and loadings (docs/science.md §10): one job per mapped scan point, chosen by
 # the run's maps section (workflow_config.map_points: maps.temperatures, each its nearest
 # scan point, and maps.seed). A raster run maps every active latent's posterior mean on
-# the input grid (GeoTIFF and PNG), a table run writes it per sample (CSV); both write
-# the loadings. The job reads rho_min (stage_config("maps"), the spectra section).
+# the input grid (GeoTIFF and PNG), a table or arrays run writes it per sample (CSV);
+# both write the loadings. The job reads rho_min (stage_config("maps"), the spectra section).
 include: "maps_common.smk"
 
 
@@ -34,7 +34,7 @@ rule maps_grid:
         MAPS_SHELL
 
 
-# the same job for a table run: the latent means per sample (CSV), no raster
+# the same job for a table or arrays run: the latent means per sample (CSV), no raster
 use rule maps_grid as maps_table with:
     output:
         means_csv="results/{run}/maps/T={T}/latent_means.csv",

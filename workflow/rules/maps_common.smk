@@ -1,15 +1,17 @@
 # The functions of rules/maps.smk: which runs and scan points are mapped, and the
 # maps' outputs and command (kept apart from the rules, as the Snakemake linter asks).
 # The maps a run asks for are map_targets in common.smk, beside run_targets.
+from collapse_spectroscopy.config.dataset_paths import GRIDLESS_SOURCES
 from collapse_spectroscopy.config.grid import map_points
 
 
 def map_runs(table):
-    """A regex matching the names of the runs whose source is (not) a table."""
+    """A regex matching the names of the runs whose samples are (not) without a grid
+    (a table or arrays: their latent means are a table too)."""
     runs = [
         name
         for name, run in config["runs"].items()
-        if (run["dataset"]["source"] == "table") == table
+        if (run["dataset"]["source"] in GRIDLESS_SOURCES) == table
     ]
     return any_of(runs)
 

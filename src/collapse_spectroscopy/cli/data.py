@@ -54,6 +54,15 @@ inputs (--source, config dataset.source):
              random (--fractions, --split-seed) or by --split-column (train/val/test);
              --drop-columns leaves out columns that are not features (ids). Rows with
              a missing value are dropped and counted (log, split_summary.json).
+  arrays     one .npy of shape (n, ...) (n samples of any shape: images, say) or .npz
+             with x, optionally split (0/1/2 or train/val/test per sample) and
+             sample_shape; each sample is flattened into features and its shape kept
+             (metadata sample_shape). Without split: at random, as a table (--fractions,
+             --split-seed). Samples with a non-finite value are dropped and counted.
+
+Every split is standardized by statistics of the training split (--standardize):
+features, one mean and std per feature (the default; a constant feature is an error);
+global, one mean and std over all values (pixels: some are constant); none.
 
 A value that marks missing cells but is not declared in the files (a float32 fill of
 -3.4e38, say) is an error naming the layer and the value; declare it with --nodata
@@ -62,7 +71,7 @@ A value that marks missing cells but is not declared in the files (a float32 fil
 outputs (in OUT):
   {OUTPUTS["prepared"]:<22s} standardized float32 splits + mean/std + metadata (training input)
   {OUTPUTS["split_summary"]:<22s} split rule, parameters, samples/area/blocks per split
-  {OUTPUTS["standardization"]:<22s} per-feature training mean and std (source units)
+  {OUTPUTS["standardization"]:<22s} training mean and std of each feature (source units)
   {OUTPUTS["split_map_png"]:<22s} blocks coloured by split (also {OUTPUTS["split_map_pdf"]})
   {OUTPUTS["split_blocks"]:<22s} one row per spatial block (raster sources only)
   {SYNTHETIC_DIR + "/":<22s} the generated GeoTIFFs and truth.json (synthetic only)
@@ -122,7 +131,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
         train_subsample=args.train_subsample,
     )
     coarsen = CoarsenOptions(factor=args.coarsen, min_valid=args.coarsen_min_valid)
-    summary = prepare(args.out, source, split, coarsen)
+    summary = prepare(args.out, source, split, coarsen, standardize=args.standardize)
     counts = ", ".join(f"{k} {v['samples']:,}" for k, v in summary["splits"].items())
     if "train_subsample" in summary:  # split.train_subsample < 1: the training samples kept
         counts += f" (train kept: {summary['train_subsample']['samples_kept']:,})"
@@ -251,6 +260,7 @@ def register_prepare(sub) -> None:
         metavar="SHARE",
     )
     config_option(p, "split.train_subsample", "--train-subsample", type=finite_float, metavar="F")
+    config_option(p, "dataset.standardize", "--standardize")
     p.add_argument("--json", action="store_true", help="also print the summary as JSON")
     p.set_defaults(func=_run_prepare)
 

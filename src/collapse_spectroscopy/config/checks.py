@@ -26,6 +26,7 @@ import os
 
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.config.dataset_paths import (
+    GRIDLESS_SOURCES,
     WORLDCLIM_ACQUISITION_KEYS,
     dataset_path_errors,
     download_errors,
@@ -86,7 +87,7 @@ def consistency_errors(config: dict) -> list[str]:
         errors += temperature_grid_errors(name, run["scan"]["temperatures"])
         errors += map_errors(name, run)
         ds = run.get("dataset", {})
-        if ds.get("source") in ("rasters", "table") and not ds.get("path"):
+        if ds.get("source") in ("rasters", *GRIDLESS_SOURCES) and not ds.get("path"):
             errors.append(
                 f"config key runs.{name}.dataset.path is required for source {ds['source']!r}"
             )
@@ -119,10 +120,10 @@ def consistency_errors(config: dict) -> list[str]:
                 f"model.kind {kind!r}: expected model.kind mlp (a linear autoencoder is PCA, "
                 "which Fig 5 draws already)"
             )
-        if ds.get("source") == "table" and ds.get("coarsen", 1) > 1:
+        if ds.get("source") in GRIDLESS_SOURCES and ds.get("coarsen", 1) > 1:
             errors.append(
                 f"config key runs.{name}.dataset.coarsen = {ds['coarsen']} applies to raster "
-                "sources only (worldclim, rasters, synthetic), not 'table'"
+                f"sources only (worldclim, rasters, synthetic), not {ds['source']!r}"
             )
         for k in TABLE_ONLY_KEYS:
             if ds.get("source") != "table" and k in ds:

@@ -3,8 +3,8 @@
 :func:`dataset_files` is the one place the workflow learns which input files a run's
 ``prepare`` job depends on (a changed layer reruns it); :func:`dataset_path_errors` says,
 by config key, when a path does not exist or is not what the source reads (a folder of
-GeoTIFF layers or a WorldClim zip, a table file); :func:`download_errors` when WorldClim
-runs that share one download disagree on its ``url`` or ``sha256``.
+GeoTIFF layers or a WorldClim zip, a table file, an arrays file); :func:`download_errors`
+when WorldClim runs that share one download disagree on its ``url`` or ``sha256``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ import os
 
 # the files of a dataset.path folder that a source reads: GeoTIFF layers, a WorldClim zip
 DATASET_FOLDER_SUFFIXES = (".tif", ".tiff", ".zip")
+# the sources of samples without a grid: no spatial split, no coarsening, no map on a grid
+# (their latent means are a table, one row per sample)
+GRIDLESS_SOURCES = ("table", "arrays")
 
 
 def dataset_paths(dataset: dict) -> list[str]:
@@ -69,6 +72,7 @@ def _path_kind_error(source: str | None, path: str) -> str | None:
     """What is wrong with an existing ``path`` for ``source``: a folder given to the table
     source, a file of another format (a study that varies ``dataset.source`` keeps the
     base run's path); None when it is of the right kind."""
+    from collapse_spectroscopy.datasets.arrays import ARRAYS_SUFFIXES  # lazy: rasterio
     from collapse_spectroscopy.datasets.rasters import RASTER_SUFFIXES  # lazy: rasterio
     from collapse_spectroscopy.datasets.table import (  # lazy: pyproj and rasterio
         CSV_SUFFIXES,
@@ -77,7 +81,10 @@ def _path_kind_error(source: str | None, path: str) -> str | None:
     )
 
     name = path.lower()
-    if source == "table":
+    if source == "arrays":
+        if os.path.isdir(path) or not name.endswith(ARRAYS_SUFFIXES):
+            return "not an arrays file for source 'arrays': expected one .npy or .npz file"
+    elif source == "table":
         if os.path.isdir(path) or not name.endswith(
             CSV_SUFFIXES + PARQUET_SUFFIXES + NETCDF_SUFFIXES
         ):

@@ -22,6 +22,7 @@ import math
 import re
 
 from collapse_spectroscopy.config import settings
+from collapse_spectroscopy.config.dataset_paths import GRIDLESS_SOURCES
 from collapse_spectroscopy.config.validate import coerce_text_scalars, schema_errors
 
 SEPARATOR = "__"
@@ -159,10 +160,11 @@ def study_errors(config: dict) -> list[str]:
         section, key = spec["vary"].split(".")
         schema = _value_schema(spec["vary"])
         source = settings.resolve_run(runs[spec["run"]])["dataset"].get("source")
-        if spec["vary"].startswith("dataset.coarsen") and source == "table":
+        if spec["vary"].startswith("dataset.coarsen") and source in GRIDLESS_SOURCES:
             errors.append(
                 f"config key {where}.vary = {spec['vary']!r}: base run {spec['run']!r} reads "
-                "a table (dataset.source table): coarsening needs a raster source"
+                f"{'a table' if source == 'table' else 'an arrays file'} (dataset.source "
+                f"{source}): coarsening needs a raster source"
             )
             continue
         own = _base_value(runs[spec["run"]], spec["vary"])

@@ -32,6 +32,7 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 
+from collapse_spectroscopy.config.dataset_paths import GRIDLESS_SOURCES
 from collapse_spectroscopy.config.settings import section_defaults
 from collapse_spectroscopy.datasets.rasters import RasterStack
 from collapse_spectroscopy.datasets.stack import Samples, row_areas_km2_geographic, stack_samples
@@ -71,10 +72,10 @@ class CoarsenOptions:
                 f"dataset.coarsen_min_valid = {self.min_valid!r}: expected a share of a "
                 "block's area in (0, 1]"
             )
-        if factor > 1 and source == "table":
+        if factor > 1 and source in GRIDLESS_SOURCES:
             raise InputError(
                 f"dataset.coarsen = {factor} applies to raster sources only (worldclim, "
-                "rasters, synthetic): a table has no grid to coarsen"
+                f"rasters, synthetic): source {source!r} has no grid to coarsen"
             )
         return factor, share
 

@@ -10,9 +10,10 @@ Outputs, all in one folder ``out`` (names in :data:`OUTPUTS`):
     The split method and rule in words, its parameters, and samples / area / blocks
     per split.
 ``standardization.json``
-    Per-feature training mean and standard deviation (``ddof = 0``), source units.
+    The training mean and standard deviation of each feature (``ddof = 0``), source units,
+    as ``dataset.standardize`` chose them (:mod:`.standardize`).
 ``split_map.png``, ``split_map.pdf``
-    Blocks coloured by split (a bar chart of the counts for tables).
+    Blocks coloured by split (a bar chart of the counts for tables and arrays).
 ``split_blocks.csv``
     Spatial splits only: one row per block (indices, origin, area, cells, draw, split).
 ``synthetic_layers/``
@@ -44,6 +45,7 @@ from collapse_spectroscopy.datasets.split import (
     SPLITS,
     SUBSAMPLE_RULE,
     SplitResult,
+    array_split,
     check_block_km,
     check_fractions,
     check_train_subsample,
@@ -54,6 +56,12 @@ from collapse_spectroscopy.datasets.split import (
     subsample_train,
 )
 from collapse_spectroscopy.datasets.splitmap import draw_split_map
+from collapse_spectroscopy.datasets.standardize import (
+    DEFAULT_MODE,
+    check_mode,
+    standardization,
+    standardized,
+)
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.store.atomic import atomic_path, check_writable, write_json
 from collapse_spectroscopy.store.prepared import PreparedDataset
@@ -81,25 +89,6 @@ class SplitOptions:
     train_subsample: float = 1.0
 
 
-def standardization(
-    x: np.ndarray, train: np.ndarray, names: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and standard deviation (ddof = 0) of the training rows, float64.
-
-    Raises InputError naming a feature that is constant over the training split.
-    """
-    xt = x[train].astype(np.float64)
-    mean = xt.mean(axis=0)
-    std = xt.std(axis=0)
-    const = [n for n, s in zip(names, std, strict=True) if not s > 0]
-    if const:
-        raise InputError(
-            f"feature(s) {const} are constant over the training split: expected "
-            "a non-zero standard deviation to standardize by"
-        )
-    return mean, std
-
-
 def check_train_size(n_train: int, n_split: int, samples, subsample: float) -> None:
     """Refuse fewer training samples than features + 1: below that the training
     covariance is singular, so some PCA ratios are 0 and the rest, like the collapse
@@ -122,10 +111,6 @@ def check_train_size(n_train: int, n_split: int, samples, subsample: float) -> N
         f"{cause}: expected at least {d + 1} (the {d} features + 1, for a full-rank "
         f"training covariance): use {fix}"
     )
-
-
-def _standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    return ((x.astype(np.float64) - mean) / std).astype(np.float32)
 
 
 def output_paths(out_dir: Path) -> dict[str, Path]:
@@ -158,11 +143,15 @@ class _Checked:
     factor: int
     min_valid: float
     seed: int
+    standardize: str
 
 
-def _check_options(source: SourceOptions, split: SplitOptions, coarsen: CoarsenOptions) -> _Checked:
+def _check_options(
+    source: SourceOptions, split: SplitOptions, coarsen: CoarsenOptions, standardize: str
+) -> _Checked:
     """The cheap checks, run before any work; raises InputError for a bad option."""
     check_source(source.source)
+    check_mode(standardize)
     fractions = check_fractions(split.fractions)
     block_km = check_block_km(split.block_km)
     subsample = check_train_subsample(split.train_subsample)
@@ -171,12 +160,12 @@ def _check_options(source: SourceOptions, split: SplitOptions, coarsen: CoarsenO
         seed = int(split.seed)
     except (TypeError, ValueError) as exc:
         raise InputError(f"split.seed = {split.seed!r}: expected an integer") from exc
-    return _Checked(fractions, block_km, subsample, factor, min_valid, seed)
+    return _Checked(fractions, block_km, subsample, factor, min_valid, seed, standardize)
 
 
 def _split(samples, source: SourceOptions, opts: _Checked) -> SplitResult:
-    """Spatial blocks for geographic samples, else the table's split column if it names
-    one, else a random split by count."""
+    """Spatial blocks for geographic samples, else the split the source gives (a table's
+    split column, an arrays file's split array), else a random split by count."""
     if samples.is_geographic:
         return spatial_block_split(
             samples.lon,
@@ -186,6 +175,8 @@ def _split(samples, source: SourceOptions, opts: _Checked) -> SplitResult:
             fractions=opts.fractions,
             seed=opts.seed,
         )
+    if samples.split is not None and source.source == "arrays":
+        return array_split(samples.split, samples.info["arrays"])
     if samples.split is not None:
         return column_split(
             samples.split, source.split_column, source=f"table {samples.info.get('table')!r}"
@@ -195,7 +186,7 @@ def _split(samples, source: SourceOptions, opts: _Checked) -> SplitResult:
 
 @dataclass(frozen=True)
 class _Standardized:
-    """The samples of each split, standardized by the training mean and std."""
+    """The samples of each split, standardized by the training split's statistics."""
 
     train: np.ndarray  # mask of the training samples kept (after split.train_subsample)
     mean: np.ndarray
@@ -210,8 +201,8 @@ def _standardize_splits(samples, result: SplitResult, opts: _Checked) -> _Standa
     masks["train"] = subsample_train(masks["train"], opts.subsample, opts.seed)
     train = masks["train"]
     check_train_size(int(train.sum()), int(result.mask("train").sum()), samples, opts.subsample)
-    mean, std = standardization(samples.x, train, samples.feature_names)
-    xs = {name: _standardize(samples.x[masks[name]], mean, std) for name in SPLITS}
+    mean, std = standardization(samples.x, train, samples.feature_names, opts.standardize)
+    xs = {name: standardized(samples.x[masks[name]], mean, std) for name in SPLITS}
     index = samples.index
     if index is None:  # a source that keeps no positions: the sample's own number
         index = np.arange(samples.n, dtype=np.int64)
@@ -234,14 +225,14 @@ def _summary(
             "rule": SUBSAMPLE_RULE,
         }
     summary["feature_names"] = samples.feature_names
-    if "dropped_rows" in samples.info:  # tables: rows left out for a missing value
+    if "dropped_rows" in samples.info:  # tables, arrays: rows left out for a missing value
         summary["dropped_rows"] = samples.info["dropped_rows"]
     return summary
 
 
-def _standardization_doc(samples, data: _Standardized) -> dict:
+def _standardization_doc(samples, data: _Standardized, opts: _Checked) -> dict:
     """The contents of ``standardization.json``."""
-    return {
+    doc = {
         "feature_names": samples.feature_names,
         "mean": data.mean,
         "std": data.std,
@@ -250,6 +241,14 @@ def _standardization_doc(samples, data: _Standardized) -> dict:
         "ddof": 0,
         "formula": "x_standardized = (x - mean) / std, applied to every split",
     }
+    return doc | _mode_doc(opts)
+
+
+def _mode_doc(opts: _Checked) -> dict:
+    """``dataset.standardize`` for the files, only when it is not the default: a default
+    run's files keep the bytes they had before the key, so that its finished scan points,
+    which know the prepared file by its digest, are not trained again."""
+    return {} if opts.standardize == DEFAULT_MODE else {"standardize": opts.standardize}
 
 
 def _metadata(samples, extra: dict, source: SourceOptions, opts: _Checked, summary) -> dict:
@@ -262,10 +261,12 @@ def _metadata(samples, extra: dict, source: SourceOptions, opts: _Checked, summa
         "source_options": source_doc,
         "source_info": {**samples.info, **extra.get("source_info", {})},
         "split": summary,
-        "standardization": {"computed_on": "train", "ddof": 0},
+        "standardization": {"computed_on": "train", "ddof": 0} | _mode_doc(opts),
         "n_features": len(samples.feature_names),
         "created_by": f"collapse-spectroscopy {__version__} prepare",
     }
+    if samples.sample_shape is not None:  # what a model may reshape each sample into
+        metadata["sample_shape"] = list(samples.sample_shape)
     if "true_spectrum" in extra:
         metadata["true_spectrum_meaning"] = (
             "declared lambda_k / V of the synthetic source's correlation matrix"
@@ -280,7 +281,7 @@ def _split_map_title(source: SourceOptions, result: SplitResult) -> str:
             f"{source.source}: {p['block_km']:g} km equal-area blocks, seed {p['seed']}, "
             f"area targets {p['fractions']}"
         )
-    return f"{source.source}: {result.method} split of a table without geography"
+    return f"{source.source}: {result.method} split of samples without geography"
 
 
 def _write_outputs(
@@ -324,6 +325,7 @@ def prepare(
     source: SourceOptions | None = None,
     split: SplitOptions | None = None,
     coarsen: CoarsenOptions | None = None,
+    standardize: str = DEFAULT_MODE,
 ) -> dict:
     """Build the prepared dataset of a run and its side files in ``out_dir``.
 
@@ -339,6 +341,9 @@ def prepare(
     coarsen : CoarsenOptions
         ``dataset.coarsen`` and ``dataset.coarsen_min_valid``; default 1 (the grid as it
         is). Applied to the samples before the split (:mod:`.coarsen`).
+    standardize : str
+        ``dataset.standardize``: features (default), global or none
+        (:mod:`.standardize`).
 
     Returns
     -------
@@ -362,7 +367,7 @@ def prepare(
     paths = output_paths(out_dir)
     timings: dict[str, float] = {}
     try:
-        opts = _check_options(source, split, coarsen)
+        opts = _check_options(source, split, coarsen, standardize)
         with _timed(timings, "load_and_stack"):
             samples, extra = load_samples(source, synthetic_dir=out_dir / SYNTHETIC_DIR)
         if opts.factor > 1:  # before the split, so that its blocks stay geographic
@@ -373,7 +378,7 @@ def prepare(
         with _timed(timings, "standardize"):
             data = _standardize_splits(samples, result, opts)
         summary = _summary(result, samples, source, opts, data.train)
-        std_doc = _standardization_doc(samples, data)
+        std_doc = _standardization_doc(samples, data, opts)
         metadata = _metadata(samples, extra, source, opts, summary)
         with _timed(timings, "write"):
             _write_outputs(paths, source, samples, extra, result, data, summary, std_doc, metadata)

@@ -1,10 +1,13 @@
-"""Dataset sources, chosen by ``dataset.source``: worldclim, rasters, synthetic, table.
+"""Dataset sources, chosen by ``dataset.source``: worldclim, rasters, synthetic, table,
+arrays.
 
 Each source turns its inputs into :class:`~.stack.Samples`. The three raster sources
 share one path (:func:`.rasters.read_stack` then :func:`.stack.stack_samples`); the
 synthetic source first writes its GeoTIFFs, then reads them back like real data. Its
 kinds (``dataset.synthetic_kind``): ``gaussian`` (:mod:`.synthetic`, a declared linear
-spectrum) and ``manifold`` (:mod:`.synthetic_manifold`, docs/science.md §9).
+spectrum) and ``manifold`` (:mod:`.synthetic_manifold`, docs/science.md §9). The table
+(:mod:`.table`) and arrays (:mod:`.arrays`, e.g. images) sources read one sample per row
+of a single file, without geography.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import numpy as np
 
 from collapse_spectroscopy.config.settings import section_defaults
 from collapse_spectroscopy.datasets import synthetic, synthetic_manifold, worldclim
+from collapse_spectroscopy.datasets.arrays import read_arrays
 from collapse_spectroscopy.datasets.rasters import layers_from_paths, read_stack
 from collapse_spectroscopy.datasets.stack import Samples, stack_samples
 from collapse_spectroscopy.datasets.table import read_table
 from collapse_spectroscopy.errors import InputError
 
-SOURCES = ("worldclim", "rasters", "synthetic", "table")
+SOURCES = ("worldclim", "rasters", "synthetic", "table", "arrays")
 SYNTHETIC_KINDS = ("gaussian", "manifold")
 DEFAULT_SOURCE = "synthetic"
 DEFAULT_CACHE_DIR = Path("resources") / "worldclim"
@@ -40,7 +44,8 @@ class SourceOptions:
     path : list of str
         ``dataset.path``: worldclim -- the archive, a folder of its 19 GeoTIFFs or a folder
         holding the archive (empty: download into ``cache_dir``); rasters -- one folder, one
-        zip, or GeoTIFF files; table -- one CSV/Parquet/NetCDF file; synthetic -- unused.
+        zip, or GeoTIFF files; table -- one CSV/Parquet/NetCDF file; arrays -- one .npy or
+        .npz file; synthetic -- unused.
     resolution, url, sha256, cache_dir, retries, verify
         WorldClim options (``dataset.resolution`` etc.).
     split_column, drop_columns
@@ -108,28 +113,47 @@ def load_samples(opts: SourceOptions, synthetic_dir: Path | None = None) -> tupl
         linear spectrum truth) and source metadata.
     """
     check_source(opts.source)
-    extra: dict = {}
-    if opts.source == "table":
-        if opts.path and len(opts.path) == 1:
-            samples = read_table(
-                opts.path[0], opts.split_column, opts.drop_columns, nodata=opts.nodata
-            )
-        else:
+    _check_table_keys(opts)
+    if opts.source in ("table", "arrays"):
+        if len(opts.path or []) != 1:
+            files = "CSV, Parquet or NetCDF" if opts.source == "table" else ".npy or .npz"
             raise InputError(
-                f"dataset.path = {opts.path!r}: source 'table' expects exactly "
-                "one CSV, Parquet or NetCDF file"
+                f"dataset.path = {opts.path!r}: source {opts.source!r} expects exactly "
+                f"one {files} file"
             )
-        return samples, extra
+        if opts.source == "arrays":
+            return read_arrays(opts.path[0], nodata=opts.nodata), {}
+        return read_table(
+            opts.path[0], opts.split_column, opts.drop_columns, nodata=opts.nodata
+        ), {}
+    layers, extra = _raster_layers(opts, synthetic_dir)
+    samples = stack_samples(read_stack(layers, nodata=opts.nodata))
+    return samples, extra
+
+
+def _check_table_keys(opts: SourceOptions) -> None:
+    """Refuse ``dataset.split_column`` and ``dataset.drop_columns`` for a source other
+    than the table, whose columns they name."""
+    if opts.source == "table":
+        return
+    arrays = opts.source == "arrays"
     if opts.split_column:
+        how = "its split array or a random split" if arrays else "the spatial-block split"
         raise InputError(
             f"dataset.split_column = {opts.split_column!r} applies to source 'table' "
-            f"only; source {opts.source!r} uses the spatial-block split"
+            f"only; source {opts.source!r} uses {how}"
         )
     if opts.drop_columns:
         raise InputError(
             f"dataset.drop_columns = {opts.drop_columns!r} applies to source 'table' only; "
-            f"source {opts.source!r} has layers, not columns"
+            f"source {opts.source!r} has {'arrays' if arrays else 'layers'}, not columns"
         )
+
+
+def _raster_layers(opts: SourceOptions, synthetic_dir: Path | None) -> tuple[list, dict]:
+    """The layers of a raster source (worldclim, rasters, synthetic) and the ``extra``
+    of :func:`load_samples`."""
+    extra: dict = {}
     if opts.source == "worldclim":
         if opts.path:
             layers = worldclim.worldclim_layers(
@@ -160,8 +184,7 @@ def load_samples(opts: SourceOptions, synthetic_dir: Path | None = None) -> tupl
         if synthetic_dir is None:
             raise ValueError("synthetic_dir is required for the synthetic source")
         layers, extra = _synthetic(opts, Path(synthetic_dir))
-    samples = stack_samples(read_stack(layers, nodata=opts.nodata))
-    return samples, extra
+    return layers, extra
 
 
 def _synthetic(opts: SourceOptions, folder: Path) -> tuple[list, dict]:

@@ -1,4 +1,4 @@
-"""Train / validation / test splits: spatial blocks for grids, random or given for tables.
+"""Train / validation / test splits: spatial blocks for grids, random or given for the rest.
 
 Spatial-block rule (docs/science.md §5; :data:`SPATIAL_RULE` is written into ``split_summary.json``)
 ------------------------------------------------------------------------------------------
@@ -63,6 +63,7 @@ RANDOM_RULE = (
     "round(f_train*n) are training, the next round(f_val*n) validation, the rest test."
 )
 COLUMN_RULE = "Each sample's split is given by the table's split column."
+ARRAY_RULE = "Each sample's split is given by the split array of the arrays file."
 
 SPLIT_ALIASES = {
     "train": 0,
@@ -340,21 +341,37 @@ def random_split(n: int, fractions=DEFAULT_FRACTIONS, seed: int = DEFAULT_SEED) 
     )
 
 
-def column_split(values, column: str, source: str = "table") -> SplitResult:
-    """Split given per sample by ``values`` (train/val/test, or aliases)."""
+def split_codes(values, what: str) -> np.ndarray:
+    """The codes (int8: 0 train, 1 val, 2 test) of split labels ``values`` (train, val,
+    test or their aliases, any case); InputError naming ``what`` and the unknown labels."""
     v = pd.Series(values).astype(str).str.strip().str.lower()
     codes = v.map(SPLIT_ALIASES)
     bad = sorted(set(pd.Series(values)[codes.isna().to_numpy()].astype(str)))
     if bad:
         shown = ", ".join(repr(b) for b in bad[:5]) + (" ..." if len(bad) > 5 else "")
         raise InputError(
-            f"{source}: split column {column!r} (dataset.split_column) holds {shown}: "
-            "expected train, val or test (also training/validation/testing)"
+            f"{what} holds {shown}: expected train, val or test (also training/validation/testing)"
         )
-    labels = codes.to_numpy(dtype=np.int8)
-    _empty_check(labels, f"{source}: split column {column!r} (dataset.split_column)")
+    return codes.to_numpy(dtype=np.int8)
+
+
+def column_split(values, column: str, source: str = "table") -> SplitResult:
+    """Split given per sample by ``values`` (train/val/test, or aliases)."""
+    what = f"{source}: split column {column!r} (dataset.split_column)"
+    labels = split_codes(values, what)
+    _empty_check(labels, what)
     return SplitResult(
         labels=labels, method="column", rule=COLUMN_RULE, parameters={"column": column}
+    )
+
+
+def array_split(codes: np.ndarray, source: str) -> SplitResult:
+    """Split given per sample by ``codes`` (0 train, 1 val, 2 test), the ``split`` array
+    of the arrays file ``source`` (:mod:`.arrays` checked its values)."""
+    labels = np.asarray(codes, dtype=np.int8)
+    _empty_check(labels, f"arrays {source!r}: its split array")
+    return SplitResult(
+        labels=labels, method="array", rule=ARRAY_RULE, parameters={"array": "split"}
     )
 
 

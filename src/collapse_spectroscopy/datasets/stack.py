@@ -123,6 +123,9 @@ class Samples:
         (``row * width + col``) for rasters, the 0-based row of the table for tables.
     info : dict
         Source description for the metadata (paths, grid, CRS, ...).
+    sample_shape : list of int or None
+        The shape each sample had before it was flattened into its d features (the
+        arrays source: an image's (height, width), say; product d); None: a vector.
     """
 
     x: np.ndarray
@@ -133,6 +136,7 @@ class Samples:
     split: np.ndarray | None = None
     info: dict = field(default_factory=dict)
     index: np.ndarray | None = None
+    sample_shape: list[int] | None = None
 
     @property
     def n(self) -> int:

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from collapse_spectroscopy.datasets.rasters import value_in_dtype
+from collapse_spectroscopy.datasets.rows import complete_rows, row_counts
 from collapse_spectroscopy.datasets.stack import Samples, check_no_undeclared_nodata
 from collapse_spectroscopy.errors import InputError
 
@@ -212,21 +213,16 @@ def _feature_values(
     return x, dtypes
 
 
-def _table_info(
-    path: Path, n_rows: int, dropped: int, nodata, split_column, drop: list[str]
-) -> dict:
-    """The source info of a table's samples."""
+def _table_info(path: Path, complete: np.ndarray, nodata, split_column, drop: list[str]) -> dict:
+    """The source info of a table's samples (``complete``: the rows kept)."""
+    reason = (
+        "a missing or non-finite value"
+        + (f" or dataset.nodata = {nodata!r}" if nodata is not None else "")
+        + " in a feature column"
+    )
     return {
         "table": str(path),
-        "n_rows": n_rows,
-        "n_rows_dropped_nonfinite": dropped,
-        "dropped_rows": {
-            "count": dropped,
-            "of": n_rows,
-            "reason": "a missing or non-finite value"
-            + (f" or dataset.nodata = {nodata!r}" if nodata is not None else "")
-            + " in a feature column",
-        },
+        **row_counts(complete, reason),
         "split_column": split_column,
         "dropped_columns": drop,
     }
@@ -255,11 +251,7 @@ def read_table(
     features = _feature_columns(path, df, split_column, drop)
     split = df[split_column].to_numpy() if split_column else None
     x, dtypes = _feature_values(df, features, nodata)
-    complete = np.all(np.isfinite(x), axis=1)
-    if not complete.any():
-        raise InputError(
-            f"table {str(path)!r}: no row has finite values in all features {features}"
-        )
+    complete = complete_rows(x, f"table {str(path)!r}")
     for j, (c, dtype) in enumerate(zip(features, dtypes, strict=True)):
         check_no_undeclared_nodata(
             x[complete, j].astype(dtype),
@@ -267,11 +259,10 @@ def read_table(
             among="complete rows",
             tag_hint=False,
         )
-    dropped = int((~complete).sum())
     return Samples(
         x=x[complete].astype(np.float32),
         feature_names=features,
         split=None if split is None else split[complete],
         index=np.flatnonzero(complete),
-        info=_table_info(path, int(len(df)), dropped, nodata, split_column, drop),
+        info=_table_info(path, complete, nodata, split_column, drop),
     )

@@ -10,7 +10,8 @@ Keys in the file (a contract with the dataset layer and the training CLI):
     float32 arrays (n_split, d), standardized with the training split's mean and std.
 ``mean``, ``std``
     float64 (d,), the training split's per-feature mean and standard deviation in the
-    source units; ``x = (raw - mean) / std``.
+    source units; ``x = (raw - mean) / std``. With ``dataset.standardize: global`` one
+    value over all features, repeated; with ``none`` zeros and ones.
 ``feature_names``
     str (d,), in the order of the columns.
 ``true_spectrum`` (optional)
@@ -21,9 +22,12 @@ latent maps lack them)
     int64 (n_split,), where each sample sits in its source: the row-major flat cell index
     ``row * width + col`` on the grid of a raster source (its shape, transform, CRS and
     nodata are in ``metadata["source_info"]``: ``grid_shape``, ``transform``, ``crs_wkt``,
-    ``nodata``), the 0-based table row for a table. The latent maps put each sample back.
+    ``nodata``), the 0-based table row for a table, the sample's index in the file for
+    arrays. The latent maps put each sample back.
 ``metadata``
-    a JSON string: source, split parameters, counts and anything else worth keeping.
+    a JSON string: source, split parameters, counts and anything else worth keeping; for
+    the arrays source ``sample_shape``, the shape each sample had before it was flattened
+    into its d features (a list of integers, product d).
 """
 
 from __future__ import annotations
