@@ -1,4 +1,5 @@
-"""A custom model (``model.kind: custom``) through a real Snakemake run (issue 24).
+"""A custom model (``model.kind: custom``) through a real Snakemake run on a ``.npz`` source
+(``dataset.source: arrays``; issue 24).
 
 Oracle: the built-in MLP family. The run ``custom`` names a factory file in the working
 directory (a copy of ``tests/custom_factories.py``) whose ``same_as_mlp`` returns the
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from synthetic_gaussian import gaussian_splits
 from workflow_helpers import ROOT, SNAKEMAKE, planned_jobs, workdir
 
 FACTORY = "factories.py:same_as_mlp"
@@ -25,7 +27,7 @@ TRAINING = {"max_updates": 1500, "eval_every": 250, "patience": 0.5, "engine": "
 def config():
     def run(model):
         return {
-            "dataset": {"source": "synthetic", "synthetic_kind": "manifold"},
+            "dataset": {"source": "arrays", "path": "samples.npz"},
             "model": {"latents": 4, **model},
             "training": TRAINING,
             "scan": {"temperatures": [0.01, 0.05, 0.2], "seeds": [0]},
@@ -51,10 +53,14 @@ def snakemake(wd, *args):
 def test_a_custom_factory_measures_what_the_family_measures(tmp_path):
     wd = workdir(tmp_path, config())
     shutil.copy(ROOT / "tests" / "custom_factories.py", wd / "factories.py")
+    # 3000 samples of 5 correlated features, as a user's own array (no split: a seeded
+    # random split with the configured fractions)
+    xtr, xva, xte, _, _ = gaussian_splits([0.5, 0.3, 0.15, 0.05, 0.0], sizes=(2000, 500, 500))
+    np.savez(wd / "samples.npz", x=np.concatenate([xtr, xva, xte]))
     targets = [f"results/{r}/spectra.csv" for r in ("custom", "mlp")]
     snakemake(wd, *targets)
     custom, mlp = (pd.read_csv(wd / t) for t in targets)
-    assert len(custom) == len(mlp) == 4
+    assert len(custom) == len(mlp) == 4  # min(latents, features)
     numeric = mlp.select_dtypes("number").columns
     np.testing.assert_allclose(custom[numeric], mlp[numeric], rtol=1e-12, equal_nan=True)
     assert np.isfinite(custom["utility"]).all()

@@ -75,13 +75,24 @@ def run_maps(args) -> int:
             written.append(files["means_csv"])
         latent_maps.write_loadings(files["loadings_csv"], result)
         written.append(files["loadings_csv"])
-        from collapse_spectroscopy.figures.maps import draw_loadings  # lazy: matplotlib and torch
-
-        _save_png(draw_loadings(result, f"loadings, {title}"), files["loadings_png"], atomic_path)
+        _save_png(loadings_figure(result, ds, title), files["loadings_png"], atomic_path)
         written.append(files["loadings_png"])
     for path in written:
         print(path)
     return 0
+
+
+def loadings_figure(result, ds, title: str):
+    """The loadings figure: one image per active latent for samples that are images (a
+    2-D ``sample_shape``), else the rank x feature heatmap."""
+    # lazy: matplotlib and torch
+    from collapse_spectroscopy.figures.loading_images import draw_loading_images, image_shape
+    from collapse_spectroscopy.figures.maps import draw_loadings
+
+    shape = image_shape(ds.metadata)
+    if shape is not None:
+        return draw_loading_images(result, shape, f"loadings, {title}")
+    return draw_loadings(result, f"loadings, {title}")
 
 
 def subsample_note(ds) -> str:
