@@ -81,7 +81,7 @@ def test_a_custom_scan_point_trains_exactly_as_the_family(splits):
 
 BAD = [
     ("no_such_module_for_tests:f", "module 'no_such_module_for_tests' is not importable"),
-    ("custom_factories:not_callable", "'not_callable' is a int, not callable"),
+    ("custom_factories:not_callable", "'not_callable' is not callable (type int)"),
     ("custom_factories:returns_array", "returned a ndarray, expected a torch.nn.Module"),
     ("custom_factories:encode_one_tensor", "encode(x) returned one tensor of shape (5, 6)"),
     ("custom_factories:wrong_shapes", "encode(x)[0] (mu) has shape (5, 6), expected (5, 3)"),

@@ -75,7 +75,10 @@ def load_factory(factory: str, key: str = KEY):
     if fn is None:
         raise InputError(f"{key} = {factory!r}: {where!r} has no attribute {name!r}")
     if not callable(fn):
-        raise InputError(f"{key} = {factory!r}: {name!r} is a {type(fn).__name__}, not callable")
+        raise InputError(
+            f"{key} = {factory!r}: {name!r} is not callable (type {type(fn).__name__}): "
+            "expected a function that returns the model"
+        )
     return fn
 
 
