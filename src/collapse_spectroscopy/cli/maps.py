@@ -85,13 +85,12 @@ def run_maps(args) -> int:
 def loadings_figure(result, ds, title: str):
     """The loadings figure: one image per active latent for samples that are images (a
     2-D ``sample_shape``), else the rank x feature heatmap."""
-    # lazy: matplotlib and torch
-    from collapse_spectroscopy.figures.loading_images import draw_loading_images, image_shape
-    from collapse_spectroscopy.figures.maps import draw_loadings
+    from collapse_spectroscopy.figures import loading_images  # lazy: matplotlib and torch
+    from collapse_spectroscopy.figures.maps import draw_loadings  # lazy: matplotlib and torch
 
-    shape = image_shape(ds.metadata)
+    shape = loading_images.image_shape(ds.metadata)
     if shape is not None:
-        return draw_loading_images(result, shape, f"loadings, {title}")
+        return loading_images.draw_loading_images(result, shape, f"loadings, {title}")
     return draw_loadings(result, f"loadings, {title}")
 
 
