@@ -84,14 +84,17 @@ def load_factory(factory: str, key: str = KEY):
 
 def factory_source(factory: str, key: str = KEY) -> dict:
     """What identifies the factory's code, for the run's configuration (a changed model
-    reruns training): for a file, its path and SHA-256; for a module, its file's SHA-256
-    and, when an installed distribution provides it, that distribution's name and version."""
+    reruns training): for a file, its SHA-256 (not its path, which the key already holds
+    as given: a moved working directory retrains nothing); for a module, its file's
+    SHA-256 and, when an installed distribution provides it, that distribution's name and
+    version."""
     where, _ = _split(factory, key)
     if _is_file(where):
         path = Path(where).resolve()
         if not path.is_file():
             raise InputError(f"{key} = {factory!r}: no file {str(path)!r}")
-        return {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        # the digest, not the path: a moved working directory keeps its trained points
+        return {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     try:
         spec = importlib.util.find_spec(where)
     except (ImportError, ValueError) as exc:
@@ -102,9 +105,7 @@ def factory_source(factory: str, key: str = KEY) -> dict:
         raise InputError(f"{key} = {factory!r}: module {where!r} is not importable")
     source = {"module": where}
     if os.path.isfile(spec.origin):
-        source.update(
-            file=spec.origin, sha256=hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
-        )
+        source["sha256"] = hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
     top = where.split(".")[0]
     dists = _distributions().get(top, [])
     if dists:
