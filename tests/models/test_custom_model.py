@@ -155,3 +155,23 @@ def test_a_custom_model_trains_with_autograd_only():
     config["runs"]["r"]["training"] = {"engine": "mlp_fast"}
     with pytest.raises(InputError, match="engine"):
         check_config(config)
+
+
+def test_the_factory_source_identifies_the_code(tmp_path, monkeypatch):
+    """A file factory is identified by its content (an edit changes it, a move does not);
+    a module of an installed distribution also by the distribution's version."""
+    from collapse_spectroscopy.models.factory import factory_source
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f.py").write_text("def f(**kw): pass\n")
+    first = factory_source("a/f.py:f")
+    assert set(first) == {"sha256"}
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "f.py").write_text("def f(**kw): pass\n")
+    assert factory_source("b/f.py:f") == first  # the same code elsewhere
+    (tmp_path / "b" / "f.py").write_text("def f(**kw): return 1\n")
+    assert factory_source("b/f.py:f") != first
+    source = factory_source("collapse_spectroscopy.models.mlp:MLPVAE")
+    assert source["module"] == "collapse_spectroscopy.models.mlp"
+    assert source["distribution"] == "collapse-spectroscopy" and source["version"]
