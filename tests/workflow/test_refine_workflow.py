@@ -10,6 +10,7 @@ accuracy refinement buys is tests/analysis/test_refine.py's, on the analytic cur
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -136,3 +137,26 @@ def test_continuation_starts_an_added_point_from_its_nearest_colder_point(tmp_pa
             assert f"--chain --start-from {start} " in command, command
             assert point(res, t, seed).is_file()
     assert planned_jobs(wd) == {}
+
+
+def test_mlp_runs_and_studies_plan_their_rounds(tmp_path):
+    """A dry run: an MLP run and a study whose base run is refined (its derived run too,
+    with chunks) each plan their rounds; rounds 0 plans none. (A real run of this config
+    built every output and then had nothing to do; the runs above train through the same
+    rules.)"""
+    config = refined_config(rounds=1, points_per_job=2)
+    config["runs"]["mlp"] = {
+        "dataset": {"source": "synthetic", "synthetic_kind": "manifold"},
+        "model": {"kind": "mlp", "hidden": [16], "latents": 4},
+        "training": {"max_updates": 600, "eval_every": 100},
+        "scan": {"temperatures": GRID, "refine": {"rounds": 2}},
+    }
+    config["runs"]["plain"] = tiny_config(GRID)["runs"]["tiny"]
+    config["default_runs"] = ["tiny", "mlp", "plain"]
+    config["studies"] = {"size": {"run": "tiny", "vary": "split.train_subsample", "values": [0.5]}}
+    said = snakemake(workdir(tmp_path, config), "-n", "all", "studies")
+    # before the rounds run, Snakemake plans round 1 of each refined run (tiny, its study's
+    # derived run, mlp) and round 2 of mlp; plain has none
+    rounds = re.findall(r"output: results/(\S+)/scan/refine_round_(\d+)\.json", said)
+    assert sorted(rounds) == [("mlp", "1"), ("mlp", "2"), ("size__0p5", "1"), ("tiny", "1")]
+    assert re.search(r"rule study:", said)

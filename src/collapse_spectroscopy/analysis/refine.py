@@ -13,7 +13,7 @@ not through where inside it the chord puts it: a rerun with the same points adds
 temperatures (stable), and a kink of ``rho`` at ``T_k`` (``rho = 0`` above, not negative)
 that pulls the chord's estimate toward ``T_b`` cannot push the new points off the
 crossing. Centring points on the chord's estimate instead was measured worse on the
-analytic curves (an 8-point grid, two rounds of 2 points: up to 4 % off against 0.5 %).
+analytic curves (an 8-point grid, two rounds of 2 points: up to 4.2 % off against 0.23 %).
 
 A candidate within :data:`NEAR` (relative) of a temperature already in the scan is not
 added, and ranks whose crossings share a bracket ask for the same temperatures, which are
