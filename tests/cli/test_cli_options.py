@@ -87,6 +87,7 @@ def test_the_options_are_found():
         "prepare": 20,
         "fetch": 3,
         "train": 18,
+        "refine": 5,
         "autoencoder": 17,
         "spectra": 4,
         "figures": 5,

@@ -55,6 +55,16 @@ HOLES = {
         "config key runs.tiny.scan.temperatures.max: .inf",
         "finite",
     ),
+    "a refined sweep": (
+        "    scan: {temperatures: [0.01, 0.1], start: sweep, refine: {rounds: 1}}\n",
+        "config key runs.tiny.scan.refine.rounds = 1",
+        "sweep",
+    ),
+    "refinement without points": (
+        "    scan: {temperatures: [0.01, 0.1], refine: {rounds: 1, points_per_mode: 0}}\n",
+        "config key runs.tiny.scan.refine.points_per_mode",
+        "minimum",
+    ),
     "text that spells no number": (
         "    scan: {temperatures: {min: 1e-3x, max: 0.5, num: 4}}\n",
         "config key runs.tiny.scan.temperatures.min: '1e-3x' is not of type 'number'",
@@ -76,7 +86,9 @@ def test_check_config_names_the_key(hole):
     assert key in message and words in message, message
 
 
-@pytest.mark.parametrize("hole", ["no scan", "grid of one repeated T", "inf as max"])
+@pytest.mark.parametrize(
+    "hole", ["no scan", "grid of one repeated T", "inf as max", "a refined sweep"]
+)
 def test_snakemake_stops_before_any_job(tmp_path, hole):
     run_text, key, words = HOLES[hole]
     (tmp_path / "config").mkdir()

@@ -35,6 +35,7 @@ REQUIRED = {
     "maps": ["p.nc", "--data", "d.npz", "--out-dir", "m"],
     "hysteresis": ["scan.nc", "cool.nc", "s.csv", "--out-dir", "f"],
     "autoencoder": ["--data", "d.npz", "--out", "a.csv"],
+    "refine": ["p.nc", "--out", "r.json"],
 }
 # keys of a command's sections that it does not read: the autoencoder baseline's k runs
 # over 1 .. baselines.autoencoder.max_latents, not the VAE's model.latents (its stage
@@ -43,16 +44,17 @@ REQUIRED = {
 UNREAD = {"autoencoder": {"model.latents", "model.factory", "model.options"}}
 
 
-def leaf_keys(section: str) -> set[str]:
+def leaf_keys(entry: str) -> set[str]:
     """Every key of a run section, ``section.name``, or deeper in nested objects
-    (``baselines.autoencoder.max_latents``)."""
+    (``baselines.autoencoder.max_latents``); of an entry ``section.name`` of a stage, that
+    key's."""
 
     def walk(prop, path):
         if "properties" not in prop:
             return {".".join(path)}
         return set().union(*(walk(p, [*path, k]) for k, p in prop["properties"].items()))
 
-    return walk(settings.section_schema(section), [section])
+    return walk(settings.key_schema(entry), entry.split("."))
 
 
 def subparser(command):
@@ -102,6 +104,7 @@ def test_option_defaults_are_the_schemas(command):
         "maps": 4,
         "hysteresis": 4,
         "autoencoder": 14,
+        "refine": 5,
     }
     assert checked == expected[command]
 

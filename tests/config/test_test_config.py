@@ -65,10 +65,10 @@ def test_the_test_config_builds_every_output(finished):
     raw = yaml.safe_load((TEST_DIR / "config" / "config.yaml").read_text())["runs"]["ci"]
     resolved = settings.resolve_run(raw)
     for stage, sections in settings.STAGES.items():
-        if stage in settings.SWEEP_STAGES + settings.BASELINE_STAGES:
-            continue  # the ci run is no sweep and has no baseline
+        if stage in settings.SWEEP_STAGES + settings.BASELINE_STAGES + settings.REFINE_STAGES:
+            continue  # the ci run is no sweep, has no baseline and is not refined
         written = json.loads((res / "config" / f"{stage}.json").read_text())
-        assert list(written) == list(sections)
+        assert list(written) == list(dict.fromkeys(s.split(".")[0] for s in sections))
         assert written == settings.stage_config(resolved, stage)
     assert json.loads((res / "config" / "train.json").read_text())["training"]["max_updates"] == 300
     assert planned_jobs(finished) == {}
@@ -130,8 +130,9 @@ def test_a_dry_run_writes_nothing(tmp_path):
     wd = tmp_path / "test"
     shutil.copytree(TEST_DIR / "config", wd / "config")
     jobs = planned_jobs(wd)
-    # every stage's configuration but those only a sweep or a baseline has
-    stages = len(settings.STAGES) - len(settings.SWEEP_STAGES) - len(settings.BASELINE_STAGES)
+    # every stage's configuration but those only a sweep, a baseline or refinement has
+    only = settings.SWEEP_STAGES + settings.BASELINE_STAGES + settings.REFINE_STAGES
+    stages = len(settings.STAGES) - len(only)
     assert jobs["run_config"] == stages and jobs["train_point"] == 2
     assert sorted(p.name for p in wd.iterdir()) == [".snakemake", "config"]
     assert not (wd / ".snakemake" / "metadata").exists() or not any(

@@ -254,7 +254,7 @@ def test_each_figure_declares_only_known_extras_with_defaults():
         "null_run",
         "autoencoder",
     )
-    assert figures.declared_extras(fig1_collapse_scan.draw) == ("fig1_view",)
+    assert figures.declared_extras(fig1_collapse_scan.draw) == ("fig1_view", "refined")
 
 
 def test_make_figures_passes_each_figure_its_extras(tmp_path, monkeypatch):
@@ -384,11 +384,12 @@ def test_figures_command_reads_the_null_run(tables, monkeypatch):
 
     def spy(
         scan, spectra, outdir, rho_min, *, tolerances=None, null_run=None, fig1_view=None,
-        autoencoder=None,
+        autoencoder=None, refined=None,
     ):  # fmt: skip
         seen.update(
             tolerances=tolerances, null_run=null_run, fig1_view=fig1_view, autoencoder=autoencoder
         )
+        assert refined is None  # no --refined: Fig 1's own default
         return []
 
     monkeypatch.setattr(figures, "make_figures", spy)

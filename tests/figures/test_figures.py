@@ -611,3 +611,22 @@ def test_short_temperature_axes_have_readable_ticks(t_lo, t_hi):
         assert len(boxes) >= 2, texts
         for a, b in itertools.combinations(boxes, 2):
             assert not a.overlaps(b), texts
+
+
+def test_fig1_marks_the_points_each_refinement_round_added(scan):
+    """One row of ticks per refinement round (docs/science.md §4.9) at the temperatures it
+    added, along the T axis of panel (c), rows apart, named in the legend; none without."""
+    rounds = [[0.02, 0.2], [0.03]]
+    fig = fig1_collapse_scan.draw(scan, table_of(scan), refined=rounds)
+    ax_l = fig.axes[2]
+    heights = []
+    for i, temps in enumerate(rounds, start=1):
+        (row,) = [ln for ln in ax_l.get_lines() if ln.get_gid() == f"refine_round_{i}"]
+        assert list(row.get_xdata()) == temps
+        heights.append(set(row.get_ydata()))
+    assert len(heights[0]) == len(heights[1]) == 1 and heights[0] != heights[1]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("refinement rounds 1-2 (2, 1)" in label for label in labels), labels
+    plain = fig1_collapse_scan.draw(scan, table_of(scan))
+    assert not [ln for ax in plain.axes for ln in ax.get_lines() if "refine" in str(ln.get_gid())]
+    assert not any("refinement" in t.get_text() for t in plain.legends[0].get_texts())

@@ -1,10 +1,12 @@
 # Configuration: validation against the schema (which also fills in the defaults), the
 # temperature grid of each run, the configuration each job reads, and the targets of a run.
+import json
 import math
 import re
 import shlex
 import shutil
 import sys
+from pathlib import Path
 
 from snakemake.utils import validate
 from snakemake.exceptions import WorkflowError
@@ -102,6 +104,75 @@ def scan_points(run, folder=SCAN):
     return [scan_point_file(run, point, folder=folder) for point in scan_point_ids(run)]
 
 
+def refine_rounds(run):
+    """The refinement rounds of a run (scan.refine.rounds; docs/science.md §4.9)."""
+    return run_config(run)["scan"]["refine"]["rounds"] if run in config["runs"] else 0
+
+
+def refine_record(run, i):
+    """The record of refinement round ``i`` of a run: the temperatures it added, and why."""
+    return f"results/{run}/scan/refine_round_{i}.json"
+
+
+def added_temperatures(run, rounds):
+    """The temperatures refinement rounds 1 .. ``rounds`` added, per round: read from each
+    round's record once its checkpoint (rule refine) has run. Until then Snakemake stops
+    here (checkpoints.refine.get raises) and comes back after the round."""
+    added = []
+    for i in range(1, rounds + 1):
+        record = checkpoints.refine.get(run=run, round=str(i)).output[0]
+        added.append([a["T"] for a in json.loads(Path(record).read_text())["added"]])
+    return added
+
+
+def refined_points(run, rounds=None):
+    """The scan-point files of a run: its grid, then those refinement rounds 1 ..
+    ``rounds`` (default: all of the run's) added, every seed."""
+    rounds = refine_rounds(run) if rounds is None else rounds
+    seeds = run_config(run)["scan"]["seeds"]
+    added = [t for temps in added_temperatures(run, rounds) for t in temps]
+    ids = [(scan_point_label(t), seed) for t in added for seed in seeds]
+    return scan_points(run) + [scan_point_file(run, point) for point in ids]
+
+
+def gathered_points(wildcards):
+    """The scan points gathered into scan.nc: a refined run's added points too."""
+    run = wildcards.run
+    return refined_points(run) if refine_rounds(run) else scan_points(run)
+
+
+def refine_records(wildcards):
+    """The round records of a refined run (spectra's summary and Fig 1 read them)."""
+    n = refine_rounds(wildcards.run)
+    return (
+        {"refined": [refine_record(wildcards.run, i) for i in range(1, n + 1)]}
+        if n
+        else {}
+    )
+
+
+def refine_args(wildcards, input):
+    """--refined with the round records of a refined run; nothing for any other run."""
+    records = input.get("refined") or []
+    return f"--refined {' '.join(map(shlex.quote, records))}" if records else ""
+
+
+def added_point_start(run, T, seed):
+    """With continuation starts, the (T label, seed) an added point starts from: the
+    nearest point of the chain's side (colder when warming, hotter when cooling) among
+    those trained before its round (docs/science.md §4.9)."""
+    rounds = added_temperatures(run, refine_rounds(run))
+    temps = scan_temperatures(run_config(run)["scan"]["temperatures"])
+    for added in rounds:
+        if float(T) in added:
+            break
+        temps += added
+    cooling = run_config(run)["scan"]["direction"] == "cooling"
+    side = [t for t in temps if (t > float(T) if cooling else t < float(T))]
+    start = min(side) if cooling else max(side)
+    return scan_point_label(start), int(seed)
+
+
 def is_sweep(run):
     return run in config["runs"] and run_config(run)["scan"]["start"] == "sweep"
 
@@ -174,6 +245,28 @@ def point_runs():
         for r in config["runs"]
         if run_config(r)["scan"]["start"] == "independent" and not scan_jobs(r)
     ]
+
+
+def not_grid_label(run):
+    """A constraint for wildcard T matching any temperature label but the run's grid's:
+    the added points of a run whose grid points are trained by chunk rules."""
+    labels = "|".join(re.escape(label) for label, _ in scan_point_ids(run))
+    return rf"(?!(?:{labels})(?:/|$))[0-9][0-9.e+-]*"
+
+
+def added_start(run):
+    """The .pt an added point of a continuation run starts from (none: a random start)."""
+    if run_config(run)["scan"]["start"] != "continuation":
+        return lambda wc: []
+    return lambda wc: [
+        scan_point_file(run, added_point_start(run, wc.T, wc.seed), ".pt")
+    ]
+
+
+def added_start_args(run):
+    if run_config(run)["scan"]["start"] != "continuation":
+        return ""
+    return lambda wc: chain_args(run, SCAN, added_point_start(run, wc.T, wc.seed), True)
 
 
 # above every training job's priority (at most the number of temperatures or jobs): the

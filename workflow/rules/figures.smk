@@ -7,6 +7,7 @@ rule figures:
     input:
         unpack(null_run_input),
         unpack(autoencoder_input),
+        unpack(refine_records),
         scan="results/{run}/scan.nc",
         table="results/{run}/spectra.csv",
         run_config=stage_config("figures"),
@@ -27,10 +28,11 @@ rule figures:
     params:
         null=null_run_args,
         autoencoder=autoencoder_args,
+        refined=refine_args,
     shell:
         "MPLBACKEND=Agg collapse-spectroscopy figures {input.scan} {input.table} "
         "--run-config {input.run_config} --out-dir results/{wildcards.run}/figures "
-        "{params.null} {params.autoencoder} > {log} 2>&1"
+        "{params.null} {params.autoencoder} {params.refined} > {log} 2>&1"
 
 
 # a copy: never worth a cluster job

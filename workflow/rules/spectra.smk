@@ -1,9 +1,11 @@
 # Gather the scan into one file, then the collapse, utility and PCA spectra (docs/science.md §4).
+# A refined run (scan.refine, rules/refine.smk) gathers its grid and every added point, and
+# the spectra's summary gets the rounds' records.
 
 
 rule gather:
     input:
-        lambda wc: scan_points(wc.run),
+        gathered_points,
     output:
         "results/{run}/scan.nc",
     log:
@@ -42,6 +44,7 @@ rule gather_cooling:
 rule spectra:
     input:
         unpack(cooling_input),
+        unpack(refine_records),
         scan="results/{run}/scan.nc",
         prepared="results/{run}/data/prepared.npz",
         run_config=stage_config("spectra"),
@@ -63,7 +66,8 @@ rule spectra:
         runtime=10,
     params:
         cooling=cooling_args,
+        refined=refine_args,
     shell:
         "collapse-spectroscopy spectra {input.scan} --run-config {input.run_config} "
         "--prepared {input.prepared} --out {output.table} --summary {output.summary} "
-        "{params.cooling} > {log} 2>&1"
+        "{params.cooling} {params.refined} > {log} 2>&1"

@@ -202,13 +202,9 @@ def crossing_threshold(temperature, rho, rho_min: float = RHO_MIN) -> ThresholdF
     curve crosses more than once. Under the mean-field law the crossing is
     ``(1 - rho_min) T_k``, not ``T_k``; it is known to within one scan step in ``log T``.
     """
-    t = np.asarray(temperature, dtype=np.float64).ravel()
-    r = np.asarray(rho, dtype=np.float64).ravel()
-    keep = np.isfinite(t) & np.isfinite(r)
-    temps, where = np.unique(t[keep], return_inverse=True)
+    temps, mean = seed_mean_curve(temperature, rho)
     if temps.size == 0:
         return ThresholdFit(np.nan, 0, "no scan point with a finite rho")
-    mean = np.bincount(where, weights=r[keep]) / np.bincount(where)
     above = mean > rho_min
     points = int(above.sum())
     if not above.any():
@@ -223,6 +219,29 @@ def crossing_threshold(temperature, rho, rho_min: float = RHO_MIN) -> ThresholdF
     downs = int(np.sum(above[:-1] & ~above[1:]))
     note = f"rho crosses {rho_min:g} {downs} times; the highest-T crossing" if downs > 1 else ""
     return ThresholdFit(float(np.exp(la + frac * (lb - la))), points, note)
+
+
+def seed_mean_curve(temperature, rho) -> tuple[np.ndarray, np.ndarray]:
+    """The scan temperatures (ascending, each once) and the mean of ``rho`` over the points
+    at each (seeds pooled, NaN points left out): the curve :func:`crossing_threshold` reads."""
+    t = np.asarray(temperature, dtype=np.float64).ravel()
+    r = np.asarray(rho, dtype=np.float64).ravel()
+    keep = np.isfinite(t) & np.isfinite(r)
+    temps, where = np.unique(t[keep], return_inverse=True)
+    if temps.size == 0:
+        return temps, temps
+    return temps, np.bincount(where, weights=r[keep]) / np.bincount(where)
+
+
+def crossing_bracket(temperature, rho, rho_min: float = RHO_MIN) -> tuple[float, float] | None:
+    """The two adjacent scan temperatures ``(T_a, T_b)`` between which
+    :func:`crossing_threshold` places the crossing (docs/science.md §4.9); None where it
+    has none."""
+    if not np.isfinite(crossing_threshold(temperature, rho, rho_min).threshold):
+        return None
+    temps, mean = seed_mean_curve(temperature, rho)
+    a = int(np.flatnonzero(mean > rho_min)[-1])
+    return float(temps[a]), float(temps[a + 1])
 
 
 def _fit_points(temperature, rho, rho_min):

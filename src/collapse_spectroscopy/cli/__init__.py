@@ -7,6 +7,7 @@ this file a table of contents:
 
 ``data``      ``prepare`` a run's dataset, ``fetch`` the WorldClim archive
 ``scan``      ``train`` one scan point, ``gather`` the scan
+``refine``    ``refine``: the temperatures a refinement round adds
 ``baselines`` ``autoencoder``: the autoencoder baseline of an MLP run
 ``spectra``   ``spectra`` of a gathered scan
 ``figures``   ``figures``: the paper's Figs 1-4
@@ -90,6 +91,7 @@ COMMANDS = [
     ("fetch", "data", "register_fetch"),
     ("train", "scan", "register_train"),
     ("gather", "scan", "register_gather"),
+    ("refine", "refine", "register_refine"),
     ("measure", "scan", "register_measure"),
     ("autoencoder", "baselines", "register_autoencoder"),
     ("spectra", "spectra", "register_spectra"),

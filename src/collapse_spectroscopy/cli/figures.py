@@ -11,10 +11,12 @@ from collapse_spectroscopy.analysis.hysteresis import COLUMNS as HYSTERESIS_COLU
 from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
 from collapse_spectroscopy.cli.spectra import (
     RHO_MIN_KEY,
+    add_refined_argument,
     add_selection_options,
     add_tolerances_option,
     check_rho_min,
     check_tolerances,
+    read_refined,
 )
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.store import scanfile
@@ -72,6 +74,7 @@ def register_figures(sub) -> None:
         help="the run's autoencoder baseline (baselines/autoencoder.csv from "
         "`collapse-spectroscopy autoencoder`), drawn in Fig 5 beside the VAE (default: none)",
     )
+    add_refined_argument(p, "Fig 1 draws a row of ticks per round at the temperatures it added")
     p.set_defaults(func=run_figures)
 
 
@@ -83,6 +86,7 @@ def run_figures(args) -> int:
     tolerances = check_tolerances(args.tolerances)
     null_run = read_null_run(args.null_spectra, args.null_name)
     autoencoder = read_autoencoder(args.autoencoder)
+    refined = [[a["T"] for a in record["added"]] for record in read_refined(args.refined)]
     paths = figures.make_figures(
         scan,
         table,
@@ -92,6 +96,7 @@ def run_figures(args) -> int:
         null_run=null_run,
         fig1_view=args.fig1_view,
         autoencoder=autoencoder,
+        refined=refined or None,
     )
     for path in paths:
         print(path)

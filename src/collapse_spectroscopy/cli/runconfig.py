@@ -75,8 +75,7 @@ def config_option(
     (:func:`.schema_options.schema_argument`; ``overrides`` and ``suffix`` are the
     command's own), and which ``--run-config`` sets from the key."""
     command = parser.prog.split()[-1]
-    section = key.split(".")[0]
-    if section not in settings.STAGES[command]:
+    if not any(key == e or key.startswith(f"{e}.") for e in settings.STAGES[command]):
         # a programming error: the workflow would not rerun this command when key changes
         raise ValueError(f"{command} reads {key}, outside its stage {settings.STAGES[command]}")
     action = schema_argument(parser, key, flag, *aliases, suffix=suffix, **overrides)
@@ -120,12 +119,8 @@ def read_run_config(path: Path, command: str) -> dict:
             f"--run-config {str(path)!r}: expected a mapping of sections "
             f"({', '.join(settings.SECTIONS)}), got {type(run).__name__}"
         )
-    sections = {s: run[s] for s in settings.STAGES[command] if s in run}
-    schema = {
-        "type": "object",
-        "properties": {s: settings.section_schema(s) for s in sections},
-    }
-    errors = nonfinite_errors(sections) + schema_errors(sections, schema)
+    sections = settings.stage_sections(run, command)
+    errors = nonfinite_errors(sections) + schema_errors(sections, settings.stage_schema(command))
     if errors:
         raise InputError(f"--run-config {str(path)!r}: " + "; ".join(errors))
     return sections

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -10,8 +11,9 @@ import numpy as np
 
 from collapse_spectroscopy.analysis.hysteresis import COLUMNS, hysteresis_summary, scan_hysteresis
 from collapse_spectroscopy.analysis.rate_distortion import split_reference
+from collapse_spectroscopy.analysis.refine import refinement_summary
 from collapse_spectroscopy.analysis.selection import resolve
-from collapse_spectroscopy.analysis.spectra import summarize
+from collapse_spectroscopy.analysis.spectra import scan_arrays, summarize
 from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
 from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.store import scanfile
@@ -105,11 +107,45 @@ def register_spectra(sub) -> None:
         "scan points' (rate, distortion) beside the Gaussian bound of the evaluation split's "
         "covariance (docs/science.md §9.1)",
     )
+    add_refined_argument(
+        p,
+        "the summary gets a refinement block: the points each round added "
+        "and each rank's final bracket around its crossing",
+    )
     add_run_config_argument(p)
     config_option(p, RHO_MIN_KEY, "--rho-min")
     add_tolerances_option(p, "n(eps) goes into the summary")
     add_selection_options(p, "the rule and split of Dn*_k, u_k and n(eps)")
     p.set_defaults(func=run_spectra)
+
+
+def add_refined_argument(parser, use: str) -> None:
+    """``--refined``: the round records of a refined scan (scan.refine, docs/science.md §4.9)."""
+    parser.add_argument(
+        "--refined",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help=f"the records of the scan's refinement rounds (results/RUN/scan/"
+        f"refine_round_I.json, from `collapse-spectroscopy refine`), in order: {use}",
+    )
+
+
+def read_refined(paths) -> list[dict]:
+    """The round records of ``--refined`` (empty without it), each checked for its keys."""
+    records = []
+    for path in paths or []:
+        try:
+            record = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"--refined {str(path)!r} cannot be read as JSON: {exc}") from None
+        if not isinstance(record, dict) or not {"round", "added"} <= set(record):
+            raise InputError(
+                f"--refined {str(path)!r}: expected a round record written by "
+                "`collapse-spectroscopy refine` (keys round, added)"
+            )
+        records.append(record)
+    return records
 
 
 def run_spectra(args) -> int:
@@ -134,6 +170,9 @@ def run_spectra(args) -> int:
         for name in COLUMNS:  # appended after every other column
             table[name] = cooling[name].reindex(range(len(table))).to_numpy()
         summary["hysteresis"] = hysteresis_summary(cooling)
+    if args.refined:
+        t, rho, _ = scan_arrays(scan)
+        summary["refinement"] = refinement_summary(read_refined(args.refined), t, rho, args.rho_min)
     with all_or_none() as written:  # a table without its summary would look complete
         with atomic_path(args.out) as tmp:
             table.to_csv(tmp, index=False, float_format="%.10g")

@@ -59,7 +59,7 @@ def _unknown_names(config: dict, key: str, known, kind: str) -> list[str]:
 
 def start_errors(name: str, run: dict) -> list[str]:
     """A chain of continuation starts cannot train as one batch (each point starts from
-    the one before it)."""
+    the one before it); a sweep is not refined (docs/science.md §4.9)."""
     scan = run.get("scan") or {}
     start = scan.get("start", "independent")
     engine = (run.get("training") or {}).get("engine")
@@ -69,6 +69,13 @@ def start_errors(name: str, run: dict) -> list[str]:
             f"config key runs.{name}.training.engine = 'batched' trains a job's points "
             f"together, but scan.start = {start!r} starts each from the weights of the one "
             "before it: expected another engine (or 'auto'), or scan.start independent"
+        )
+    rounds = (scan.get("refine") or {}).get("rounds", 0)
+    if start == "sweep" and rounds:
+        errors.append(
+            f"config key runs.{name}.scan.refine.rounds = {rounds}: a sweep's two chains "
+            "would need the added points in both directions, which refinement does not "
+            "train: expected rounds 0, or scan.start independent or continuation"
         )
     return errors
 

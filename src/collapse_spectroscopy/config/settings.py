@@ -46,13 +46,17 @@ STAGES = {
     "hysteresis": ("spectra",),
     # the autoencoder baseline: the run's architecture and training protocol (docs/science.md §9)
     "autoencoder": ("model", "training", "baselines"),
+    # a refinement round (docs/science.md §4.9): rho_min and one key of the scan section
+    # (section.name: that key alone, so that a changed scan.refine.rounds reruns no round)
+    "refine": ("spectra", "scan.refine.points_per_mode"),
 }
 # the key of a stage's file that identifies a custom model's code (not a schema section)
 MODEL_SOURCE = "model_source"
-# the stages only a run with scan.start sweep has a job of, and only a run with
-# baselines.autoencoder (the others: every run)
+# the stages only a run with scan.start sweep has a job of, only a run with
+# baselines.autoencoder, and only a run with scan.refine.rounds > 0 (the others: every run)
 SWEEP_STAGES = ("hysteresis",)
 BASELINE_STAGES = ("autoencoder",)
+REFINE_STAGES = ("refine",)
 
 
 @functools.cache
@@ -119,16 +123,51 @@ def _ordered(instance, schema: dict):
 
 def stage_config(run: dict, stage: str) -> dict:
     """The sections of a resolved ``run`` that command ``stage`` reads (:data:`STAGES`),
-    each with its keys in the schema's order; for a custom model, also what identifies
-    its factory's code (:data:`MODEL_SOURCE`, :func:`.models.factory.factory_source`)."""
-    properties = _schema()["$defs"]["run"]["properties"]
-    sections = {s: _ordered(run[s], properties[s]) for s in STAGES[stage] if s in run}
+    each with its keys in the schema's order (an entry ``section.name``: that key alone,
+    nested as in the run); for a custom model, also what identifies its factory's code
+    (:data:`MODEL_SOURCE`, :func:`.models.factory.factory_source`)."""
+    sections = stage_sections(run, stage, order=True)
     model = sections.get("model") or {}
     if model.get("kind") == "custom" and model.get("factory"):
         # not a setting but the factory's code: a changed model rewrites the file, and
         # Snakemake reruns the jobs that read it (the command ignores this key)
         sections[MODEL_SOURCE] = factory_source(model["factory"])
     return sections
+
+
+def stage_sections(run: dict, stage: str, order: bool = False) -> dict:
+    """What ``run`` holds of each entry of ``STAGES[stage]`` (a section, or
+    ``section.name``: that key alone, nested as in the run); ``order``: each with its
+    keys in the schema's order."""
+    sections = {}
+    for entry in STAGES[stage]:
+        section, *names = entry.split(".")
+        value = run
+        for name in entry.split("."):
+            value = value.get(name) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        value = _ordered(value, key_schema(entry)) if order else value
+        for name in reversed(names):
+            value = {name: value}
+        sections[section] = value
+    return sections
+
+
+def stage_schema(stage: str) -> dict:
+    """The schema of the file of command ``stage`` (:func:`stage_config` of a run):
+    its sections, and for an entry ``section.name`` only that key."""
+    schema: dict = {"type": "object", "properties": {}}
+    for entry in STAGES[stage]:
+        section, *names = entry.split(".")
+        if not names:
+            schema["properties"][section] = section_schema(section)
+            continue
+        node = schema["properties"].setdefault(section, {"type": "object", "properties": {}})
+        for name in names[:-1]:
+            node = node["properties"].setdefault(name, {"type": "object", "properties": {}})
+        node["properties"][names[-1]] = key_schema(entry)
+    return schema
 
 
 def write_run_config(path, run: dict, log=None) -> None:

@@ -27,7 +27,7 @@ NAMES = (
 )
 
 # The extra inputs a figure may declare: keyword-only parameters of its draw (docs/figures.md).
-EXTRA_INPUTS = ("tolerances", "null_run", "fig1_view", "autoencoder")
+EXTRA_INPUTS = ("tolerances", "null_run", "fig1_view", "autoencoder", "refined")
 
 
 class _Registry(Mapping):
@@ -92,6 +92,7 @@ def make_figures(
     null_run=None,
     fig1_view=None,
     autoencoder=None,
+    refined=None,
 ) -> list[Path]:
     """Draw every figure of :data:`REGISTRY` and write each as PNG and PDF into ``outdir``;
     return the paths (two per figure).
@@ -100,15 +101,17 @@ def make_figures(
     ``spectra.rho_min``): it decides which ranks are coloured and is marked in Fig 1b.
     ``tolerances`` (the run's ``spectra.tolerances``) and ``null_run`` (a
     :class:`.common.NullRun`), ``fig1_view`` (the run's ``figures.fig1_view``) and
-    ``autoencoder`` (the table of the run's autoencoder baseline) go to the figures that
-    declare them; ``None`` leaves a figure's own default (the schema's tolerances; no null
-    run; Fig 1 per latent; no baseline).
+    ``autoencoder`` (the table of the run's autoencoder baseline) and ``refined`` (the
+    temperatures each refinement round added) go to the figures that declare them; ``None``
+    leaves a figure's own default (the schema's tolerances; no null run; Fig 1 per latent;
+    no baseline; no refinement).
     """
     extras = {
         "tolerances": tolerances,
         "null_run": null_run,
         "fig1_view": fig1_view,
         "autoencoder": autoencoder,
+        "refined": refined,
     }
     extras = {k: v for k, v in extras.items() if v is not None}
     outdir = Path(outdir)

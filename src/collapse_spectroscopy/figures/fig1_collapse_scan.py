@@ -20,6 +20,10 @@ of the mode's posterior variance ``log v_k`` (equal to ``l_k`` for a latent of c
 variance, as at equilibrium), and the fits in (b) are the spectra table's
 ``mode_collapse_threshold``. A mode spread over several latents then counts once, and its
 ``rho`` follows ``1 - T/T_k`` where each member latent alone falls short of it.
+
+``refined`` (the temperatures each refinement round added, docs/science.md §4.9): one row
+of ticks per round along the bottom of panel (c), round 1 lowest, so that the points the
+scan placed itself read apart from the configured grid.
 """
 
 from __future__ import annotations
@@ -80,6 +84,10 @@ MODE_PANELS = [
     ("mode_posterior_variance", PANELS[2][1], r"log-variance $\log v_k$", True),
 ]
 VIEWS = tuple(settings.key_schema("figures.fig1_view")["enum"])  # latents, modes
+# the tick rows of the refinement rounds: a vertical bar, a row every ROUND_ROW of the
+# panel's height above its bottom edge
+ROUND_TICK = {"ls": "none", "marker": "|", "ms": 5, "mew": 0.8}
+ROUND_ROW = 0.07
 
 
 def split_aware_laws(eval_spectrum, n: int) -> dict:
@@ -180,6 +188,30 @@ def _draw_fits(ax, scan, spectra, t, tk, colors, rho_min: float, modes: bool) ->
     return flagged
 
 
+def _draw_rounds(ax, refined) -> None:
+    """A row of ticks per refinement round at the temperatures it added (panel (c))."""
+    for i, temps in enumerate(refined, start=1):
+        ax.plot(
+            temps,
+            np.full(len(temps), ROUND_ROW * i),
+            transform=ax.get_xaxis_transform(),
+            color=REFERENCE_COLOR,
+            clip_on=False,
+            zorder=6,
+            gid=f"refine_round_{i}",
+            **ROUND_TICK,
+        )
+
+
+def _round_handles(refined) -> list:
+    """The legend entry of the tick rows: one, naming the rounds and what each added."""
+    if not refined:
+        return []
+    counts = ", ".join(str(len(temps)) for temps in refined)
+    label = f"T added by refinement rounds 1-{len(refined)} ({counts}), rows bottom up"
+    return [handle(label if len(refined) > 1 else f"T added by refinement ({counts})", ROUND_TICK)]
+
+
 def _legend_handles(scan, tk, colors, flags, rho_min: float, modes: bool, grey, flagged) -> list:
     """The legend entries: the data's, then the fits', the fit cut's and the theory's."""
     handles = data_handles(
@@ -210,10 +242,16 @@ def _legend_handles(scan, tk, colors, flags, rho_min: float, modes: bool, grey, 
 
 
 def draw(
-    scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN, *, fig1_view="latents"
+    scan: xr.Dataset,
+    spectra: pd.DataFrame,
+    rho_min: float = RHO_MIN,
+    *,
+    fig1_view="latents",
+    refined=(),
 ) -> Figure:
     """Fig 1 of ``scan`` and its spectra table, ranks coloured by the fit cut ``rho_min``;
-    ``fig1_view`` ``modes``: the per-mode totals (the module docstring)."""
+    ``fig1_view`` ``modes``: the per-mode totals; ``refined``: the temperatures each
+    refinement round added, a tick row each (the module docstring)."""
     modes = _check_view(scan, fig1_view)
     with style():
         t = temperatures(scan)
@@ -229,9 +267,11 @@ def draw(
         axes = fig.subplots(3, 1, sharex=True)
         grey = _draw_panels(axes, scan, t, tk, colors, flags, fig1_view)
         flagged = _draw_fits(axes[1], scan, spectra, t, tk, colors, rho_min, modes)
+        _draw_rounds(axes[-1], refined)
         t_axis(axes[-1], t)
+        handles = _legend_handles(scan, tk, colors, flags, rho_min, modes, grey, flagged)
         fig.legend(
-            handles=_legend_handles(scan, tk, colors, flags, rho_min, modes, grey, flagged),
+            handles=handles + _round_handles(refined),
             loc="outside upper center",
             ncols=2,
             columnspacing=1.0,
