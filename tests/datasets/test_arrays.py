@@ -327,3 +327,21 @@ def test_the_workflow_maps_an_arrays_run_per_sample(tmp_path):
     jobs = planned_jobs(wd)
     assert jobs["prepare"] == 1 and jobs["maps_table"] >= 1, jobs
     assert "maps_grid" not in jobs, jobs
+
+
+def test_the_sample_shape_is_read_from_the_headers(tmp_path):
+    """What the workflow's check of a custom model reads before prepare: the shape of one
+    sample, from a .npy's or an .npz's header (a given sample_shape wins); None for a
+    file that cannot tell (prepare then names the problem)."""
+    from collapse_spectroscopy.datasets.arrays import sample_shape_of
+
+    np.save(tmp_path / "a.npy", np.zeros((7, 3, 4), dtype=np.float32))
+    assert sample_shape_of(tmp_path / "a.npy") == [3, 4]
+    np.savez(tmp_path / "b.npz", x=np.zeros((7, 12), dtype=np.float32))
+    assert sample_shape_of(tmp_path / "b.npz") == [12]
+    np.savez(tmp_path / "c.npz", x=np.zeros((7, 12)), sample_shape=np.array([3, 4]))
+    assert sample_shape_of(tmp_path / "c.npz") == [3, 4]
+    (tmp_path / "d.npz").write_text("not a zip")
+    assert sample_shape_of(tmp_path / "d.npz") is None
+    np.save(tmp_path / "e.npy", np.zeros(7))
+    assert sample_shape_of(tmp_path / "e.npy") is None

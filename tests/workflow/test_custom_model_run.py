@@ -73,3 +73,29 @@ def test_a_custom_factory_measures_what_the_family_measures(tmp_path):
     jobs = planned_jobs(wd)
     trained = {rule: n for rule, n in jobs.items() if rule.startswith("train")}
     assert sum(trained.values()) >= 1 and all("mlp" not in rule for rule in trained), jobs
+
+
+@pytest.mark.parametrize(
+    "factory, words",
+    [
+        ("factories.py:wrong_shapes", "encode(x)[0] (mu) has shape (5, 8), expected (5, 4)"),
+        ("factories.py:nan_output", "non-finite"),
+        ("factories.py:no_such_function", "has no attribute 'no_such_function'"),
+    ],
+)
+def test_a_bad_custom_model_stops_the_workflow_before_any_job(tmp_path, factory, words):
+    """On an arrays source the model is built on the file's sample shape when the
+    workflow starts: exit 2, one line naming the key, no job, no results folder."""
+    cfg = config()
+    cfg["runs"]["custom"]["model"].update(factory=factory, options={})
+    wd = workdir(tmp_path, cfg)
+    shutil.copy(ROOT / "tests" / "custom_factories.py", wd / "factories.py")
+    np.savez(wd / "samples.npz", x=np.zeros((100, 5), dtype=np.float32))
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "2", "-n"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    # one line per problem (a config check's list has a heading line), no traceback
+    lines = [line for line in proc.stderr.splitlines() if "runs.custom.model" in line]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"runs.custom.model.factory = {factory!r}" in lines[0] and words in lines[0]
+    assert not (wd / "results").exists()

@@ -43,6 +43,15 @@ try:
 except InputError as exc:
     print(f"collapse-spectroscopy workflow: {exc}", file=sys.stderr)
     sys.exit(2)
+# a custom model built once on its arrays file's shape (jobs/preflight.py): its wrong
+# shapes or non-finite values stop the workflow here too, not in a training job
+if any((r.get("model") or {}).get("kind") == "custom" for r in config["runs"].values()):
+    from collapse_spectroscopy.jobs.preflight import custom_model_errors
+
+    if problems := custom_model_errors(config["runs"]):
+        for problem in problems:
+            print(f"collapse-spectroscopy workflow: {problem}", file=sys.stderr)
+        sys.exit(2)
 # the runs each study derives from its base run (checked above), then runs like any other
 config["runs"].update(study_runs(config))
 validate(config, schema=str(settings.SCHEMA_PATH))

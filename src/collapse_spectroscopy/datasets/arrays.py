@@ -20,6 +20,7 @@ to ``dataset.nodata``, is dropped and counted as a table row is (:mod:`.rows`).
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,31 @@ def _load(path: Path) -> dict[str, np.ndarray]:
                 "(samples first) and optionally split and sample_shape, no other"
             )
         return {key: _member(loaded, key, path) for key in loaded.files}
+
+
+def sample_shape_of(path: str | os.PathLike) -> list[int] | None:
+    """The shape of one sample of the arrays file at ``path``, from the headers alone (a
+    custom model is checked on it when the workflow starts, before ``prepare`` has read
+    the file); None where the file cannot tell, and ``prepare`` then says why."""
+    path = Path(path)
+    try:
+        if path.name.lower().endswith(".npy"):
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+        else:
+            with zipfile.ZipFile(path) as zf, zf.open("x.npy") as fh:
+                version = np.lib.format.read_magic(fh)
+                read = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape = read(fh)[0]
+            with np.load(path, allow_pickle=False) as loaded:
+                if "sample_shape" in loaded.files:
+                    return [int(s) for s in np.asarray(loaded["sample_shape"]).ravel()]
+    except Exception:  # any unreadable file: prepare reads it fully and names the problem
+        return None
+    return [int(s) for s in shape[1:]] if len(shape) >= 2 else None
 
 
 def _samples_array(x: np.ndarray, path: Path) -> np.ndarray:
