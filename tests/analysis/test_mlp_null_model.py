@@ -71,7 +71,7 @@ def mlp_scan(data_seed=0, train_seed=0):
     points = []
     for T in TEMPERATURES:
         result = train_scan_point(
-            xtr, xva, T, seed=train_seed, latents=len(SPECTRUM), config=config, kind="mlp"
+            xtr, xva, T, seed=train_seed, latents=len(SPECTRUM), config=config, arch=MLP
         )
         assert result.engine == "mlp_fast"  # auto on a CPU
         encode, decode = numpy_codec(result.model)
