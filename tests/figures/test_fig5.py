@@ -253,7 +253,9 @@ def test_each_figure_declares_only_known_extras_with_defaults():
         "tolerances",
         "null_run",
         "autoencoder",
+        "selection",
     )
+    assert figures.declared_extras(fig2_truncated_distortion.draw) == ("selection",)
     assert figures.declared_extras(fig1_collapse_scan.draw) == ("fig1_view", "refined")
 
 
@@ -384,12 +386,14 @@ def test_figures_command_reads_the_null_run(tables, monkeypatch):
 
     def spy(
         scan, spectra, outdir, rho_min, *, tolerances=None, null_run=None, fig1_view=None,
-        autoencoder=None, refined=None,
+        autoencoder=None, refined=None, selection=None,
     ):  # fmt: skip
         seen.update(
             tolerances=tolerances, null_run=null_run, fig1_view=fig1_view, autoencoder=autoencoder
         )
         assert refined is None  # no --refined: Fig 1's own default
+        # the spectra's choice, resolved as spectra resolves it (auto: test for a linear scan)
+        assert selection.select_on == "test" and selection.pruning == "zero"
         return []
 
     monkeypatch.setattr(figures, "make_figures", spy)

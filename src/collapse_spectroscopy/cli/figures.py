@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from collapse_spectroscopy import figures
 from collapse_spectroscopy.analysis.hysteresis import COLUMNS as HYSTERESIS_COLUMNS
+from collapse_spectroscopy.analysis.selection import resolve
 from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
 from collapse_spectroscopy.cli.spectra import (
     RHO_MIN_KEY,
@@ -87,6 +90,9 @@ def run_figures(args) -> int:
     null_run = read_null_run(args.null_spectra, args.null_name)
     autoencoder = read_autoencoder(args.autoencoder)
     refined = [[a["T"] for a in record["added"]] for record in read_refined(args.refined)]
+    ran = np.all(np.isfinite(scan["signal_fraction"].transpose("T", "seed", "latent").values), -1)
+    # the spectra's choice of each Dn*_k's point, as spectra resolved it (auto included)
+    selection = resolve(scan, args.pruning, args.select_on, ran.ravel(), repr(str(args.scan)))
     paths = figures.make_figures(
         scan,
         table,
@@ -97,6 +103,7 @@ def run_figures(args) -> int:
         fig1_view=args.fig1_view,
         autoencoder=autoencoder,
         refined=refined or None,
+        selection=selection,
     )
     for path in paths:
         print(path)

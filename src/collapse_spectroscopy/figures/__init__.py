@@ -27,7 +27,7 @@ NAMES = (
 )
 
 # The extra inputs a figure may declare: keyword-only parameters of its draw (docs/figures.md).
-EXTRA_INPUTS = ("tolerances", "null_run", "fig1_view", "autoencoder", "refined")
+EXTRA_INPUTS = ("tolerances", "null_run", "fig1_view", "autoencoder", "refined", "selection")
 
 
 class _Registry(Mapping):
@@ -93,6 +93,7 @@ def make_figures(
     fig1_view=None,
     autoencoder=None,
     refined=None,
+    selection=None,
 ) -> list[Path]:
     """Draw every figure of :data:`REGISTRY` and write each as PNG and PDF into ``outdir``;
     return the paths (two per figure).
@@ -102,9 +103,11 @@ def make_figures(
     ``tolerances`` (the run's ``spectra.tolerances``) and ``null_run`` (a
     :class:`.common.NullRun`), ``fig1_view`` (the run's ``figures.fig1_view``) and
     ``autoencoder`` (the table of the run's autoencoder baseline) and ``refined`` (the
-    temperatures each refinement round added) go to the figures that declare them; ``None``
-    leaves a figure's own default (the schema's tolerances; no null run; Fig 1 per latent;
-    no baseline; no refinement).
+    temperatures each refinement round added) and ``selection`` (the spectra's pruning
+    rule and selection split, :class:`.analysis.selection.Selection`: which point each
+    ``Dn*_k`` came from) go to the figures that declare them; ``None`` leaves a figure's
+    own default (the schema's tolerances; no null run; Fig 1 per latent; no baseline; no
+    refinement; the paper's test-split choice).
     """
     extras = {
         "tolerances": tolerances,
@@ -112,6 +115,7 @@ def make_figures(
         "fig1_view": fig1_view,
         "autoencoder": autoencoder,
         "refined": refined,
+        "selection": selection,
     }
     extras = {k: v for k, v in extras.items() if v is not None}
     outdir = Path(outdir)

@@ -16,7 +16,9 @@ import xarray as xr
 from collapse_spectroscopy.analysis.concentration import last_active_rank
 from collapse_spectroscopy.analysis.equilibration import scan_under_equilibrated
 from collapse_spectroscopy.analysis.pca import PCA_FLOOR
+from collapse_spectroscopy.analysis.selection import Selection
 from collapse_spectroscopy.analysis.spectra import scan_rank_flags
+from collapse_spectroscopy.analysis.thresholds import best_points
 from collapse_spectroscopy.figures.style import RankColors
 from collapse_spectroscopy.store.scanfile import point_grid, scan_model_kind
 
@@ -124,16 +126,22 @@ def point_flags(scan: xr.Dataset) -> np.ndarray:
     return scan_under_equilibrated(scan)
 
 
-def best_from_flagged(scan: xr.Dataset, flags: np.ndarray) -> np.ndarray:
-    """For ``k = 0..K``: is ``Dn*_k`` (the lowest ``Dn_k`` over the scan) taken at a
-    flagged point? ``Dn*_0 = 1`` by definition and never is."""
-    dn = grid_values(scan, "truncated_distortion", last="k")
-    flat, f = dn.reshape(-1, dn.shape[-1]), np.broadcast_to(flags, dn.shape[:2]).ravel()
-    out = np.zeros(dn.shape[-1], dtype=bool)
-    for k in range(1, dn.shape[-1]):
-        column = np.where(np.isfinite(flat[:, k]), flat[:, k], np.inf)
-        if np.isfinite(column).any():
-            out[k] = f[int(np.argmin(column))]  # the first of equal minima, as nanmin's
+def best_from_flagged(
+    scan: xr.Dataset, flags: np.ndarray, selection: Selection | None = None
+) -> np.ndarray:
+    """For ``k = 0..K``: is ``Dn*_k`` taken at a flagged point? The point is the one the
+    spectra chose (:mod:`.analysis.selection`: the lowest reported level, or with
+    ``select_on: val`` the lowest validation level; the first on a tie), so a hollow
+    marker is the point the drawn value came from. ``Dn*_0 = 1`` by definition and never
+    is."""
+    selection = selection or Selection()
+    report = grid_values(scan, selection.report, last="k")
+    choose = grid_values(scan, selection.choose, last="k") if selection.choose else report
+    paired = np.stack([report, choose], axis=-1).reshape(-1, report.shape[-1], 2)
+    f = np.broadcast_to(flags, report.shape[:2]).ravel()
+    chosen = best_points(paired)
+    out = (chosen >= 0) & f[np.maximum(chosen, 0)]
+    out[0] = False
     return out
 
 

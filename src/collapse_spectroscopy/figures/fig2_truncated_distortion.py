@@ -66,8 +66,11 @@ from collapse_spectroscopy.figures.style import (
 )
 
 
-def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> Figure:
-    """Fig 2 of ``scan`` and its spectra table, ranks coloured by the fit cut ``rho_min``."""
+def draw(
+    scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN, *, selection=None
+) -> Figure:
+    """Fig 2 of ``scan`` and its spectra table, ranks coloured by the fit cut ``rho_min``;
+    ``selection``: which point each ``Dn*_k`` came from (hollow if under-equilibrated)."""
     with style():
         colors = rank_colors(scan, rho_min)
         flags = point_flags(scan)
@@ -75,7 +78,7 @@ def draw(scan: xr.Dataset, spectra: pd.DataFrame, rho_min: float = RHO_MIN) -> F
         left, right = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1.25, 1]})
         dn = grid_values(scan, "truncated_distortion", last="k")[:, :, 1:]  # k = 1..K
         grey = _distortion_against_t(left, scan, spectra, dn, colors, flags, rho_min)
-        grey |= _best_against_rank(right, scan, spectra, dn, colors, flags, rho_min)
+        grey |= _best_against_rank(right, scan, spectra, dn, colors, flags, rho_min, selection)
         # the bar spans the rank axis of (b), grey ranks included, one rank to a rank
         upto = n_latents(scan) if grey else None
         colors.colorbar(
@@ -116,13 +119,15 @@ def _distortion_against_t(ax, scan, spectra, dn, colors: RankColors, flags, rho_
     return grey
 
 
-def _best_against_rank(ax, scan, spectra, dn, colors: RankColors, flags, rho_min) -> bool:
+def _best_against_rank(
+    ax, scan, spectra, dn, colors: RankColors, flags, rho_min, selection=None
+) -> bool:
     """Panel (b): ``Dn*_k`` against ``k`` with the PCA references. Returns whether grey
     (never active) ranks were drawn."""
     rank = ranks(spectra)
     best = positive(column(spectra, "best_distortion"))
     ax.plot(rank, best, color="0.55", lw=0.7, zorder=1)
-    open_best = by_rank(best_from_flagged(scan, flags), rank, offset=1)
+    open_best = by_rank(best_from_flagged(scan, flags, selection), rank, offset=1)
     ok = np.isfinite(best)
     ax.scatter(
         rank[ok],

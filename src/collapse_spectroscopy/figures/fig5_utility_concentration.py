@@ -152,6 +152,7 @@ def curves(
     null_run: NullRun | None = None,
     rho_min: float = RHO_MIN,
     autoencoder: pd.DataFrame | None = None,
+    selection=None,
 ):
     """The curves of Fig 5: VAE, PCA (train), PCA (eval split, panel a only), the null run
     and the autoencoder baseline, those the inputs have. A VAE counts its ranks up to the
@@ -160,7 +161,7 @@ def curves(
     best = np.r_[1.0, column(spectra, "best_distortion")]  # Dn*_0 = 1 by definition
     open_ = np.zeros(best.size, dtype=bool)
     if "truncated_distortion" in scan:
-        flags = best_from_flagged(scan, point_flags(scan))
+        flags = best_from_flagged(scan, point_flags(scan), selection)
         open_[: min(best.size, flags.size)] = flags[: best.size]
     active = n_active(scan, rho_min) if "signal_fraction" in scan else table_n_active(spectra)
     best, spare = split_active(best, active)
@@ -196,6 +197,7 @@ def draw(
     tolerances=TOLERANCES,
     null_run: NullRun | None = None,
     autoencoder: pd.DataFrame | None = None,
+    selection=None,
 ) -> Figure:
     """Fig 5 of ``scan`` and its spectra table at the distortion tolerances ``tolerances``
     (the run's ``spectra.tolerances``), beside the linear ``null_run`` and the
@@ -203,7 +205,7 @@ def draw(
     counts the ranks whose ``rho`` ever exceeds ``rho_min``."""
     with style():
         eps = np.sort(np.asarray(tolerances, dtype=np.float64).ravel())
-        drawn = curves(scan, spectra, null_run, rho_min, autoencoder)
+        drawn = curves(scan, spectra, null_run, rho_min, autoencoder, selection)
         fig = Figure(figsize=(PAGE_WIDTH, 3.3), layout="constrained")
         left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
         off_scale = _levels_against_k(left, drawn, eps)
