@@ -19,6 +19,18 @@ The tolerances:
   loss. 1e-5 leaves a factor ~14 over the worst measured case and stays far below the
   difference another noise seed makes (0.6 of the largest weight; checked below, so that
   the bound is shown to separate).
+- **float32 with relu: 0.1 relative.** The argument above assumes a smooth activation.
+  relu's derivative jumps at 0: a pre-activation within a few round-offs of 0 gets slope
+  1 in one engine and 0 in the other, an O(1) change of that sample's gradient row rather
+  than a few ``u``, and from then on the two trajectories part as two runs a little apart
+  do, the gap growing with the training dynamics. Whether some unit of the 300 x 64
+  samples lands that close depends on the BLAS kernels' summation order: on the
+  development machine's SkylakeX kernels none did (differences as above); with
+  ``OPENBLAS_CORETYPE=Zen`` one did, and after 300 updates the losses differed by 4.3e-4
+  and the weights by 1.03e-2 of the largest. 0.1 leaves a factor ~10 over that and still
+  a factor 6 below another noise seed (0.6): the check keeps telling the same trajectory
+  from another one, while relu's arithmetic is held to 1e-10 in float64, where such a
+  flip needs |z| < ~1e-16 and is not seen.
 """
 
 import io
@@ -42,6 +54,7 @@ from synthetic_gaussian import gaussian_splits
 
 SPECTRUM = [0.5, 0.3, 0.15, 0.05, 0.0]
 FLOAT64_BOUND, FLOAT32_BOUND = 1e-10, 1e-5
+FLOAT32_KINK_BOUND = 0.1  # relu in float32: a round-off can flip a slope (docstring)
 UPDATES = 300
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -110,6 +123,8 @@ def test_follows_the_mlp_engine(splits, activation, dtype):
     loss within the module's bound for the dtype."""
     (lf, wf, vf), (lm, wm, vm) = run_both(splits, activation, DTYPES[dtype])
     bound = FLOAT64_BOUND if dtype == "float64" else FLOAT32_BOUND
+    if dtype == "float32" and activation == "relu":
+        bound = FLOAT32_KINK_BOUND
     assert lf.dtype == lm.dtype and lf.shape == (UPDATES,)
     assert np.max(np.abs(lf - lm) / np.abs(lm)) < bound
     assert relative(wf, wm) < bound
