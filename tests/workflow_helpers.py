@@ -2,9 +2,12 @@
 working directory that holds its own config/config.yaml (so tests never write into the
 repository)."""
 
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +110,30 @@ def check_spectra_against_truth(table, truth, temperatures, n_train, n_test):
     utility = table["utility"].to_numpy()[ranks][active]
     np.testing.assert_allclose(utility, u_eq, rtol=tol_u, err_msg="utilities")
     return ranks[inside], ranks[active]
+
+
+def kill_when_paused(wd, res, pause_at: int, count: int) -> list[Path]:
+    """Run the workflow in ``wd`` with the test-only pause (``checkpoint.PAUSE_ENV``) at
+    update ``pause_at``; once ``count`` of its jobs wait there (their ``.ckpt.paused``
+    markers under ``res/scan``), SIGKILL the whole workflow, jobs included, and return the
+    markers. Nothing depends on timing: a paused job waits until it is killed."""
+    from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
+
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "2"]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, PAUSE_ENV: str(pause_at)},
+    )
+    try:
+        deadline = time.time() + 300  # only a broken run gets here: the jobs cannot finish
+        while len(paused := sorted(res.glob("scan/*/seed=0.ckpt.paused"))) < count:
+            assert proc.poll() is None, f"the workflow ended before its jobs reached {pause_at}"
+            assert time.time() < deadline, f"no {count} jobs waiting at {pause_at} in 5 minutes"
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole workflow, jobs included
+        proc.wait()
+    return paused

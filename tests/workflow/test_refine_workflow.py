@@ -9,18 +9,14 @@ accuracy refinement buys is tests/analysis/test_refine.py's, on the analytic cur
 """
 
 import json
-import os
 import re
-import signal
 import subprocess
-import time
 
 import pandas as pd
 import pytest
 
 from collapse_spectroscopy.store import scanfile
-from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
-from workflow_helpers import ROOT, SNAKEMAKE, planned_jobs, tiny_config, workdir
+from workflow_helpers import ROOT, SNAKEMAKE, kill_when_paused, planned_jobs, tiny_config, workdir
 
 GRID = [0.01, 0.06, 0.5]  # crossings of the synthetic spectrum in both grid steps
 
@@ -65,24 +61,8 @@ def test_a_run_killed_in_round_2_finishes_without_retraining_round_1(tmp_path):
     earlier = {p: p.stat().st_mtime_ns for p in map(lambda t: point(res, t), GRID + first)}
     assert not any(point(res, t).exists() for t in second)
 
-    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "2"]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, PAUSE_ENV: "300"},
-    )
     waiting = min(2, len(second))  # --cores 2: at most two jobs at a time
-    try:
-        deadline = time.time() + 300  # only a broken run gets here: the jobs cannot finish
-        while len(paused := sorted(res.glob("scan/*/seed=0.ckpt.paused"))) < waiting:
-            assert proc.poll() is None, "the workflow ended before round 2 reached update 300"
-            assert time.time() < deadline, "round 2's jobs not waiting at update 300 in 5 min"
-            time.sleep(0.1)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the whole workflow, jobs included
-        proc.wait()
+    paused = kill_when_paused(wd, res, pause_at=300, count=waiting)
     killed = {float(p.parent.name.removeprefix("T=")) for p in paused}
     assert killed <= set(second)  # round 2's points, and no earlier one, were training
     for marker in paused:

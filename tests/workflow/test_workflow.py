@@ -7,9 +7,7 @@ own ``config/config.yaml`` (a tiny synthetic run), so the repository is never wr
 import base64
 import json
 import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -21,13 +19,13 @@ import rasterio
 from collapse_spectroscopy.datasets import synthetic
 from collapse_spectroscopy.store import scanfile
 from collapse_spectroscopy.store.prepared import load_prepared
-from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
 from spatial_sampling import mode_design_effects
 from workflow_helpers import (
     ROOT,
     SNAKEMAKE,
     SPECTRA_CSV_HEAD,
     check_spectra_against_truth,
+    kill_when_paused,
     tiny_config,
     workdir,
 )
@@ -191,23 +189,7 @@ def test_kill_and_rerun_keeps_finished_points(tmp_path):
     snakemake(wd, *(str(point(t).relative_to(wd)) for t in temperatures[:2]))
     done = {point(t): point(t).stat().st_mtime_ns for t in temperatures[:2]}
 
-    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "2"]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, PAUSE_ENV: "2500"},
-    )
-    try:
-        deadline = time.time() + 300  # only a broken run gets here: the jobs cannot finish
-        while len(paused := sorted(res.glob("scan/*/seed=0.ckpt.paused"))) < 2:
-            assert proc.poll() is None, "the workflow ended before its jobs reached update 2500"
-            assert time.time() < deadline, "no two jobs waiting at update 2500 in 5 minutes"
-            time.sleep(0.1)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the whole workflow, jobs included
-        proc.wait()
+    paused = kill_when_paused(wd, res, pause_at=2500, count=2)
     killed = [p.parent / "seed=0.nc" for p in paused]
     assert sorted(res.glob("scan/*/seed=0.nc")) == sorted(done)  # the killed jobs wrote none
     pending = incomplete_outputs(wd)
