@@ -19,7 +19,7 @@ import torch
 from collapse_spectroscopy.analysis import observables
 from collapse_spectroscopy.config import settings
 from collapse_spectroscopy.errors import InputError, TrainingError
-from collapse_spectroscopy.models.families import FAMILIES, Architecture, build_model, numpy_codec
+from collapse_spectroscopy.models.families import FAMILIES, Architecture, numpy_codec
 from collapse_spectroscopy.models.linear import LinearVAE, expected_loss
 from collapse_spectroscopy.models.mlp import ACTIVATIONS, MLPVAE
 from collapse_spectroscopy.store import scanfile
@@ -80,7 +80,7 @@ def test_model_shapes_and_seeded_init():
 )
 def test_bad_model_names_the_key(kind, hidden, activation, key):
     with pytest.raises(InputError, match=rf"^{key} = "):
-        build_model(kind, 4, 2, hidden, activation, generator=None, dtype=None)
+        Architecture(kind, tuple(hidden), activation).build(4, 2, generator=None, dtype=None)
 
 
 def test_engine_choice_follows_the_kind():
@@ -211,7 +211,7 @@ def test_the_prior_rule_differs_from_zero_for_a_curved_decoder():
     rng = np.random.default_rng(1)
     x_train, x_eval = rng.standard_normal((600, 5)), rng.standard_normal((500, 5))
     gen = torch.Generator().manual_seed(5)
-    model = build_model("mlp", 5, 4, (16,), "tanh", generator=gen, dtype=torch.float64)
+    model = Architecture("mlp", (16,), "tanh").build(5, 4, generator=gen, dtype=torch.float64)
     encode, decode = numpy_codec(model)
     obs = observables.measure_decoded(encode, decode, x_eval, x_train, seed=2)
     prior, zero = obs.extra["truncated_distortion_prior"], obs.truncated_distortion

@@ -146,8 +146,7 @@ def refined_points(run, rounds=None):
 
 def gathered_points(wildcards):
     """The scan points gathered into scan.nc: a refined run's added points too."""
-    run = wildcards.run
-    return refined_points(run) if refine_rounds(run) else scan_points(run)
+    return refined_points(wildcards.run)
 
 
 def refine_records(wildcards):

@@ -17,6 +17,7 @@ from collapse_spectroscopy.cli.spectra import (
     add_refined_argument,
     add_selection_options,
     add_tolerances_option,
+    add_unused_spectra_options,
     check_rho_min,
     check_tolerances,
     read_refined,
@@ -188,8 +189,7 @@ def register_hysteresis(sub) -> None:
     add_run_config_argument(p)
     config_option(p, RHO_MIN_KEY, "--rho-min", suffix="; the one the spectra were fitted with")
     # reads the whole spectra section (settings.STAGES), as maps does
-    add_tolerances_option(p, "not used by the hysteresis figure")
-    add_selection_options(p, "not used by the hysteresis figure")
+    add_unused_spectra_options(p, "the hysteresis figure")
     p.set_defaults(func=run_hysteresis)
 
 

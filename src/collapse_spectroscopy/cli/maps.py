@@ -7,8 +7,7 @@ from pathlib import Path
 from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
 from collapse_spectroscopy.cli.spectra import (
     RHO_MIN_KEY,
-    add_selection_options,
-    add_tolerances_option,
+    add_unused_spectra_options,
     check_rho_min,
 )
 from collapse_spectroscopy.store import scanfile
@@ -39,8 +38,7 @@ def register_maps(sub) -> None:
     add_run_config_argument(p)
     config_option(p, RHO_MIN_KEY, "--rho-min", suffix="; maps the active latents")
     # maps reads the whole spectra section (settings.STAGES); the tolerances are not used
-    add_tolerances_option(p, "not used by maps")
-    add_selection_options(p, "not used by maps")
+    add_unused_spectra_options(p, "maps")
     p.set_defaults(func=run_maps)
 
 

@@ -10,8 +10,7 @@ from collapse_spectroscopy.analysis.spectra import scan_arrays
 from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
 from collapse_spectroscopy.cli.spectra import (
     RHO_MIN_KEY,
-    add_selection_options,
-    add_tolerances_option,
+    add_unused_spectra_options,
     check_rho_min,
 )
 from collapse_spectroscopy.errors import InputError
@@ -42,8 +41,7 @@ def register_refine(sub) -> None:
     config_option(p, RHO_MIN_KEY, "--rho-min", suffix="; the crossings are of this level")
     config_option(p, POINTS_PER_MODE_KEY, "--points-per-mode", metavar="M")
     # refine reads the whole spectra section (settings.STAGES); only rho_min is used
-    add_tolerances_option(p, "not used by refine")
-    add_selection_options(p, "not used by refine")
+    add_unused_spectra_options(p, "refine")
     p.set_defaults(func=run_refine)
 
 

@@ -72,6 +72,14 @@ def add_selection_options(parser, use: str) -> None:
     config_option(parser, "spectra.select_on", "--select-on", suffix=f"; {use}")
 
 
+def add_unused_spectra_options(parser, who: str) -> None:
+    """The spectra keys a command of the spectra stage reads with the section
+    (settings.STAGES: a changed key reruns its jobs) but does not use, its help naming the
+    command as ``who``: the tolerances and the selection."""
+    add_tolerances_option(parser, f"not used by {who}")
+    add_selection_options(parser, f"not used by {who}")
+
+
 def register_spectra(sub) -> None:
     p = sub.add_parser(
         "spectra",

@@ -44,7 +44,8 @@ class CustomVAE(nn.Module):
 
     def __init__(self, net: nn.Module, d: int, latents: int, spec: dict):
         super().__init__()
-        self.net, self.d, self.latents, self._spec = net, int(d), int(latents), dict(spec)
+        self.net, self.d, self.latents = net, int(d), int(latents)
+        self._spec = {k: v for k, v in spec.items() if k != "kind"}
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.net.encode(x)
@@ -57,12 +58,12 @@ class CustomVAE(nn.Module):
         return {"kind": self.kind, **self._spec}
 
 
-def build_custom(
-    factory: str, options: dict, sample_shape, d: int, latents: int, *, generator, dtype
-) -> CustomVAE:
-    """The factory's model for ``d`` features and ``latents`` latents, wrapped; InputError
-    naming ``model.factory`` if the factory fails or does not return a module with
-    ``encode`` and ``decode``."""
+def build_custom(spec: dict, d: int, latents: int, *, generator, dtype) -> CustomVAE:
+    """The model of ``spec`` (a custom :meth:`.families.Architecture.spec`: ``factory``,
+    ``options`` and, if the data has one, ``sample_shape``) for ``d`` features and
+    ``latents`` latents, wrapped, saving ``spec``; InputError naming ``model.factory`` if
+    the factory fails or does not return a module with ``encode`` and ``decode``."""
+    factory, options, sample_shape = spec["factory"], spec["options"], spec.get("sample_shape")
     fn = load_factory(factory)
     kwargs = dict(d=int(d), latents=int(latents), generator=generator, dtype=dtype, **options)
     if sample_shape is not None and accepts(fn, "sample_shape"):
@@ -81,11 +82,7 @@ def build_custom(
     for method in ("encode", "decode"):
         if not callable(getattr(net, method, None)):
             raise InputError(f"{KEY} = {factory!r}: the module it returned has no {method}()")
-    net = net.to(dtype)
-    spec = {"factory": factory, "options": dict(options)}
-    if sample_shape is not None:
-        spec["sample_shape"] = [int(s) for s in sample_shape]
-    return CustomVAE(net, d, latents, spec)
+    return CustomVAE(net.to(dtype), d, latents, spec)
 
 
 @torch.no_grad()

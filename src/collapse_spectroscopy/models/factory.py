@@ -25,27 +25,35 @@ KEY = "model.factory"
 
 
 def _split(factory: str, key: str) -> tuple[str, str]:
-    if not isinstance(factory, str) or factory.count(":") != 1:
-        raise InputError(
-            f"{key} = {factory!r}: expected 'package.module:function' or 'path/to/file.py:function'"
-        )
-    where, name = factory.split(":")
-    if not where or not name.isidentifier():
+    text = factory if isinstance(factory, str) else ""
+    where, _, name = text.partition(":")
+    if text.count(":") != 1 or not where or not name.isidentifier():
         raise InputError(
             f"{key} = {factory!r}: expected 'package.module:function' or 'path/to/file.py:function'"
         )
     return where, name
 
 
+def _sha256(path) -> str:
+    # store.digest.file_sha256's job, but models may not import store (the same layer)
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _is_file(where: str) -> bool:
     return where.endswith(".py") or os.sep in where or "/" in where
 
 
+def _factory_file(where: str, key: str, factory: str) -> Path:
+    """The factory's file (relative to the working directory), or InputError."""
+    path = Path(where).resolve()
+    if not path.is_file():
+        raise InputError(f"{key} = {factory!r}: no file {str(path)!r}")
+    return path
+
+
 def _load_module(where: str, key: str, factory: str):
     if _is_file(where):
-        path = Path(where).resolve()
-        if not path.is_file():
-            raise InputError(f"{key} = {factory!r}: no file {str(path)!r}")
+        path = _factory_file(where, key, factory)
         name = (
             "collapse_spectroscopy_factory_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
         )
@@ -90,11 +98,8 @@ def factory_source(factory: str, key: str = KEY) -> dict:
     version."""
     where, _ = _split(factory, key)
     if _is_file(where):
-        path = Path(where).resolve()
-        if not path.is_file():
-            raise InputError(f"{key} = {factory!r}: no file {str(path)!r}")
         # the digest, not the path: a moved working directory keeps its trained points
-        return {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        return {"sha256": _sha256(_factory_file(where, key, factory))}
     try:
         spec = importlib.util.find_spec(where)
     except (ImportError, ValueError) as exc:
@@ -105,7 +110,7 @@ def factory_source(factory: str, key: str = KEY) -> dict:
         raise InputError(f"{key} = {factory!r}: module {where!r} is not importable")
     source = {"module": where}
     if os.path.isfile(spec.origin):
-        source["sha256"] = hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
+        source["sha256"] = _sha256(spec.origin)
     top = where.split(".")[0]
     dists = _distributions().get(top, [])
     if dists:

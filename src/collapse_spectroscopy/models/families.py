@@ -20,7 +20,7 @@ trained by the loss of §1. :data:`FAMILIES` is the one list of kinds: the schem
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -82,15 +82,7 @@ class Architecture:
             return MLPVAE(
                 d, latents, self.hidden, self.activation, generator=generator, dtype=dtype
             )
-        model = build_custom(
-            self.factory,
-            self.options,
-            self.sample_shape,
-            d,
-            latents,
-            generator=generator,
-            dtype=dtype,
-        )
+        model = build_custom(self.spec(), d, latents, generator=generator, dtype=dtype)
         check_custom(model)
         return model
 
@@ -128,15 +120,7 @@ class Architecture:
         shape = (metadata or {}).get("sample_shape")
         if self.kind != "custom" or not shape:
             return self
-        return Architecture(
-            self.kind, self.hidden, self.activation, self.factory, self.options, tuple(shape)
-        )
-
-
-def build_model(kind: str, d: int, latents: int, hidden, activation: str, *, generator, dtype):
-    """A freshly initialized model of a built-in family ``kind`` (seeded by ``generator``)."""
-    arch = Architecture(kind, tuple(hidden or ()), activation)
-    return arch.build(d, latents, generator=generator, dtype=dtype)
+        return replace(self, sample_shape=tuple(shape))
 
 
 def model_kind(model) -> str:
