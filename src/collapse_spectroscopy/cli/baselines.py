@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from collapse_spectroscopy.cli.argtypes import check_prepared_file, positive_float
 from collapse_spectroscopy.cli.runconfig import add_run_config_argument, config_option
-from collapse_spectroscopy.cli.scan import add_training_options, training_options, widths
+from collapse_spectroscopy.cli.scan import (
+    add_job_runtime_options,
+    add_training_options,
+    training_options,
+    widths,
+)
 from collapse_spectroscopy.errors import InputError
 
 AUTOENCODER_DESCRIPTION = (
@@ -51,18 +55,7 @@ def register_autoencoder(sub) -> None:
     config_option(p, "model.activation", "--activation")
     config_option(p, "model.sigma2", "--sigma2", type=positive_float)
     add_training_options(p, checkpoint="OUT.k=K.ckpt for the k in training")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch/BLAS threads (the workflow passes the rule's threads; default: %(default)s)",
-    )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar (default: only on a terminal)",
-    )
+    add_job_runtime_options(p)
     p.set_defaults(func=run_autoencoder)
 
 

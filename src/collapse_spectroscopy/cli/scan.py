@@ -47,18 +47,7 @@ def register_train(sub) -> None:
     add_run_config_argument(p)
     _add_model_options(p)
     add_training_options(p)
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch/BLAS threads (the workflow passes the rule's threads; default: %(default)s)",
-    )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar (default: only on a terminal)",
-    )
+    add_job_runtime_options(p)
     p.set_defaults(func=run_train)
 
 
@@ -153,6 +142,22 @@ def add_training_options(
         to_argv=gpu_device,
         suffix=". --device is the torch device, auto = CUDA if present; a run "
         "configuration sets cuda if its training.gpu is true, else cpu",
+    )
+
+
+def add_job_runtime_options(p: argparse.ArgumentParser) -> None:
+    """How a training job runs, not what it computes: its threads and progress bar."""
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch/BLAS threads (the workflow passes the rule's threads; default: %(default)s)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: only on a terminal)",
     )
 
 
