@@ -160,7 +160,7 @@ def test_a_custom_model_trains_with_autograd_only():
 def test_the_factory_source_identifies_the_code(tmp_path, monkeypatch):
     """A file factory is identified by its content (an edit changes it, a move does not);
     a module of an installed distribution also by the distribution's version."""
-    from collapse_spectroscopy.models.factory import factory_source
+    from collapse_spectroscopy.config.model_source import factory_source
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a").mkdir()

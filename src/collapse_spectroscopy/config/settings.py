@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from collapse_spectroscopy.models.factory import factory_source
+from collapse_spectroscopy.config.model_source import factory_source
 from collapse_spectroscopy.store.atomic import atomic_path, write_json
 
 SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
@@ -125,7 +125,7 @@ def stage_config(run: dict, stage: str) -> dict:
     """The sections of a resolved ``run`` that command ``stage`` reads (:data:`STAGES`),
     each with its keys in the schema's order (an entry ``section.name``: that key alone,
     nested as in the run); for a custom model, also what identifies its factory's code
-    (:data:`MODEL_SOURCE`, :func:`.models.factory.factory_source`)."""
+    (:data:`MODEL_SOURCE`, :func:`.config.model_source.factory_source`)."""
     sections = stage_sections(run, stage, order=True)
     model = sections.get("model") or {}
     if model.get("kind") == "custom" and model.get("factory"):

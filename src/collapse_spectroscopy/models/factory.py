@@ -4,17 +4,15 @@
 ``"path/to/file.py:function"`` (anything ending in ``.py`` or holding a ``/``) is loaded from
 that file, relative to the working directory. :func:`load_factory` returns the callable or
 one :class:`.errors.InputError` line naming the key and what was wrong;
-:func:`factory_source` identifies the factory's code for the run's configuration, so that a
-changed model reruns training. Torch is not imported here: the workflow calls both when it
-reads its configuration (the user's module may import torch itself).
+:func:`.config.model_source.factory_source` identifies the factory's code from the same
+reference. Torch is not imported here: the workflow calls both when it reads its
+configuration (the user's module may import torch itself).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib
-import importlib.metadata
 import importlib.util
 import os
 from pathlib import Path
@@ -24,7 +22,7 @@ from collapse_spectroscopy.errors import InputError
 KEY = "model.factory"
 
 
-def _split(factory: str, key: str) -> tuple[str, str]:
+def split_factory(factory: str, key: str) -> tuple[str, str]:
     text = factory if isinstance(factory, str) else ""
     where, _, name = text.partition(":")
     if text.count(":") != 1 or not where or not name.isidentifier():
@@ -34,16 +32,11 @@ def _split(factory: str, key: str) -> tuple[str, str]:
     return where, name
 
 
-def _sha256(path) -> str:
-    # store.digest.file_sha256's job, but models may not import store (the same layer)
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _is_file(where: str) -> bool:
+def is_file_reference(where: str) -> bool:
     return where.endswith(".py") or os.sep in where or "/" in where
 
 
-def _factory_file(where: str, key: str, factory: str) -> Path:
+def factory_file(where: str, key: str, factory: str) -> Path:
     """The factory's file (relative to the working directory), or InputError."""
     path = Path(where).resolve()
     if not path.is_file():
@@ -52,8 +45,8 @@ def _factory_file(where: str, key: str, factory: str) -> Path:
 
 
 def _load_module(where: str, key: str, factory: str):
-    if _is_file(where):
-        path = _factory_file(where, key, factory)
+    if is_file_reference(where):
+        path = factory_file(where, key, factory)
         name = (
             "collapse_spectroscopy_factory_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
         )
@@ -77,7 +70,7 @@ def _load_module(where: str, key: str, factory: str):
 
 def load_factory(factory: str, key: str = KEY):
     """The callable ``factory`` names; InputError naming ``key`` if it cannot be had."""
-    where, name = _split(factory, key)
+    where, name = split_factory(factory, key)
     module = _load_module(where, key, factory)
     fn = getattr(module, name, None)
     if fn is None:
@@ -88,36 +81,3 @@ def load_factory(factory: str, key: str = KEY):
             "expected a function that returns the model"
         )
     return fn
-
-
-def factory_source(factory: str, key: str = KEY) -> dict:
-    """What identifies the factory's code, for the run's configuration (a changed model
-    reruns training): for a file, its SHA-256 (not its path, which the key already holds
-    as given: a moved working directory retrains nothing); for a module, its file's
-    SHA-256 and, when an installed distribution provides it, that distribution's name and
-    version."""
-    where, _ = _split(factory, key)
-    if _is_file(where):
-        # the digest, not the path: a moved working directory keeps its trained points
-        return {"sha256": _sha256(_factory_file(where, key, factory))}
-    try:
-        spec = importlib.util.find_spec(where)
-    except (ImportError, ValueError) as exc:
-        raise InputError(
-            f"{key} = {factory!r}: module {where!r} is not importable ({exc})"
-        ) from None
-    if spec is None or spec.origin is None:
-        raise InputError(f"{key} = {factory!r}: module {where!r} is not importable")
-    source = {"module": where}
-    if os.path.isfile(spec.origin):
-        source["sha256"] = _sha256(spec.origin)
-    top = where.split(".")[0]
-    dists = _distributions().get(top, [])
-    if dists:
-        source.update(distribution=dists[0], version=importlib.metadata.version(dists[0]))
-    return source
-
-
-@functools.cache  # scans every installed distribution: once per process
-def _distributions() -> dict:
-    return importlib.metadata.packages_distributions()
