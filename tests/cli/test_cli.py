@@ -1,6 +1,7 @@
 """The CLI end to end: prepare-free train -> gather -> spectra -> figures, and beta."""
 
 import json
+import warnings
 
 import matplotlib
 
@@ -237,6 +238,24 @@ def test_gather_rejects_foreign_and_duplicate_files(prepared, tmp_path):
     junk.write_text("not netcdf")
     assert main(["gather", str(a), str(junk), "--out", str(tmp_path / "s.nc")]) == 2
     assert not (tmp_path / "s.nc").exists()
+
+
+def test_gather_of_points_measured_by_different_versions_is_quiet(prepared, tmp_path):
+    """A point measured before a variable existed (here: without the validation levels)
+    gathers beside newer ones without a warning per variable; its missing values are NaN
+    and the other point's are kept."""
+    old, new = tmp_path / "old.nc", tmp_path / "new.nc"
+    assert train(prepared, old, 0.1) == 0 and train(prepared, new, 0.3) == 0
+    older = scanfile.read(old).drop_vars("truncated_distortion_val")
+    older.load().to_netcdf(old, engine="h5netcdf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scan = scanfile.gather([old, new])
+    val = scan["truncated_distortion_val"]
+    assert np.isnan(val.sel(T=0.1).values).all()
+    np.testing.assert_array_equal(
+        val.sel(T=0.3).values.ravel(), scanfile.read(new)["truncated_distortion_val"].values
+    )
 
 
 def test_beta_conversion(capsys, prepared):

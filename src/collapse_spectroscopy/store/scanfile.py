@@ -355,7 +355,13 @@ def gather(paths: Iterable[str | os.PathLike]) -> xr.Dataset:
         # would otherwise truncate longer values of other files on writing
         for var in point.variables.values():
             var.encoding = {}
-    scan = xr.combine_by_coords(points, combine_attrs="drop_conflicts", join="outer")
+    # compat given, not defaulted: points measured by different versions hold different
+    # variables (a newer point's validation levels, say), and xarray warns, once per
+    # variable, that its default for that case will change; a variable a point lacks is
+    # NaN there, as spectra's selection expects (analysis/selection.py)
+    scan = xr.combine_by_coords(
+        points, combine_attrs="drop_conflicts", join="outer", compat="no_conflicts"
+    )
     scan = scan.sortby("T").sortby("seed")
     scan = xr.merge([scan, shared], combine_attrs="drop_conflicts")
     scan.attrs["title"] = "collapse-spectroscopy temperature scan"
