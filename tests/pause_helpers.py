@@ -2,7 +2,34 @@
 wait loop the kill and interrupt tests share. Nothing here depends on timing: the job
 cannot finish first, it blocks at the pause until a signal comes."""
 
+import sys
 import time
+
+TRAIN_CLI = [sys.executable, "-m", "collapse_spectroscopy.cli", "train"]
+
+
+def pausable_training(
+    prepared, max_updates: int, eval_every: int, checkpoint_every: int, engine: str = "numba"
+) -> list[str]:
+    """The ``train`` options of the kill and resume tests: 6 latents on ``prepared`` with
+    early stopping out of reach (patience 30000 > any budget here), so that every point
+    trains to its pause and then to ``max_updates``."""
+    return [
+        "--data",
+        str(prepared),
+        "--latents",
+        "6",
+        "--max-updates",
+        str(max_updates),
+        "--patience",
+        "30000",
+        "--eval-every",
+        str(eval_every),
+        "--checkpoint-every",
+        str(checkpoint_every),
+        "--engine",
+        engine,
+    ]
 
 
 def wait_paused(proc, checkpoint, pause_at: int) -> str:

@@ -11,7 +11,6 @@ files must agree exactly (the wall times aside). Every signal is sent at a known
 import os
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -24,7 +23,7 @@ from collapse_spectroscopy.errors import InputError
 from collapse_spectroscopy.jobs import chunks
 from collapse_spectroscopy.store import scanfile
 from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
-from pause_helpers import wait_paused
+from pause_helpers import TRAIN_CLI, pausable_training, wait_paused
 from synthetic_gaussian import gaussian_prepared
 from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
 
@@ -33,7 +32,6 @@ PAUSE_AT = 1250  # between the checkpoints at 1000 and 1500
 MAX_UPDATES = 2000
 # three points of different T and seed; not in scan order, so order is not what matches
 POINTS = [(0.05, 2, "a"), (0.02, 1, "b"), (0.1, 0, "c")]
-CLI = [sys.executable, "-m", "collapse_spectroscopy.cli", "train"]
 
 
 @pytest.fixture(scope="module")
@@ -44,29 +42,14 @@ def prepared(tmp_path_factory):
 
 
 def options(prepared):
-    return [
-        "--data",
-        str(prepared),
-        "--latents",
-        "6",
-        "--max-updates",
-        str(MAX_UPDATES),
-        "--patience",
-        "30000",  # no early stop: every point reaches PAUSE_AT and MAX_UPDATES
-        "--eval-every",
-        str(EVAL_EVERY),
-        "--checkpoint-every",
-        str(CHECKPOINT_EVERY),
-        "--engine",
-        "numba",
-    ]
+    return pausable_training(prepared, MAX_UPDATES, EVAL_EVERY, CHECKPOINT_EVERY)
 
 
 def chunk_cmd(prepared, folder):
     points = [
         a for t, s, name in POINTS for a in ("--point", str(t), str(s), str(folder / f"{name}.nc"))
     ]
-    return [*CLI, *options(prepared), *points]
+    return [*TRAIN_CLI, *options(prepared), *points]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +58,7 @@ def separate(prepared, tmp_path_factory):
     folder = tmp_path_factory.mktemp("separate")
     for t, s, name in POINTS:
         cmd = [
-            *CLI,
+            *TRAIN_CLI,
             *options(prepared),
             "-T",
             str(t),
@@ -311,7 +294,7 @@ def test_the_workflow_runs_chunks(tmp_path):
         alone = tmp_path / "alone" / f"{t!r}.nc"
         run = ["--run-config", "results/tiny/config/train.json"]
         run += ["--data", "results/tiny/data/prepared.npz"]  # as the job names it
-        cmd = [*CLI, *run, "-T", str(t), "--out", str(alone)]
+        cmd = [*TRAIN_CLI, *run, "-T", str(t), "--out", str(alone)]
         subprocess.run(cmd, check=True, capture_output=True, cwd=wd)
         assert_same_point(alone, point)
         assert_clean(point.parent)

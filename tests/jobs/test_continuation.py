@@ -19,7 +19,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -35,7 +34,7 @@ from collapse_spectroscopy.models.linear import LinearVAE, expected_loss
 from collapse_spectroscopy.store.prepared import load_prepared
 from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
 from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
-from pause_helpers import wait_paused
+from pause_helpers import TRAIN_CLI, pausable_training, wait_paused
 from synthetic_gaussian import gaussian_prepared
 from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
 
@@ -43,7 +42,6 @@ EVAL_EVERY, CHECKPOINT_EVERY, MAX_UPDATES = 250, 500, 1500
 PAUSE_AT = 750  # between the checkpoints at 500 and 1000
 # a chain cold to warm, as the workflow orders it by default
 CHAIN = [(0.01, 3, "a"), (0.03, 3, "b"), (0.1, 3, "c")]
-CLI = [sys.executable, "-m", "collapse_spectroscopy.cli", "train"]
 
 
 @pytest.fixture(scope="module")
@@ -54,31 +52,16 @@ def prepared(tmp_path_factory):
 
 
 def options(prepared):
-    return [
-        "--data",
-        str(prepared),
-        "--latents",
-        "6",
-        "--max-updates",
-        str(MAX_UPDATES),
-        "--patience",
-        "30000",  # no early stop: every point reaches PAUSE_AT and MAX_UPDATES
-        "--eval-every",
-        str(EVAL_EVERY),
-        "--checkpoint-every",
-        str(CHECKPOINT_EVERY),
-        "--engine",
-        "numba",
-    ]
+    return pausable_training(prepared, MAX_UPDATES, EVAL_EVERY, CHECKPOINT_EVERY)
 
 
 def chain_cmd(prepared, folder):
     points = [a for t, s, n in CHAIN for a in ("--point", str(t), str(s), str(folder / f"{n}.nc"))]
-    return [*CLI, *options(prepared), "--chain", *points]
+    return [*TRAIN_CLI, *options(prepared), "--chain", *points]
 
 
 def single_cmd(prepared, folder, t, s, name, start=None):
-    cmd = [*CLI, *options(prepared), "-T", str(t), "--seed", str(s)]
+    cmd = [*TRAIN_CLI, *options(prepared), "-T", str(t), "--seed", str(s)]
     cmd += ["--out", str(folder / f"{name}.nc")]
     return cmd + (["--chain", "--start-from", str(start)] if start else [])
 
@@ -268,7 +251,7 @@ def test_the_workflow_trains_chains(tmp_path):
         before = None
         for t in temperatures:  # cold to warm
             out = alone / f"{t!r}-{seed}.nc"
-            cmd = [*CLI, *run, "-T", str(t), "--seed", str(seed), "--out", str(out)]
+            cmd = [*TRAIN_CLI, *run, "-T", str(t), "--seed", str(seed), "--out", str(out)]
             cmd += ["--chain", "--start-from", str(before)] if before else []
             subprocess.run(cmd, check=True, capture_output=True, cwd=wd)
             assert_same_files(out, res / f"T={t!r}" / f"seed={seed}.nc")

@@ -10,7 +10,6 @@ end of the window that reaches ``PAUSE_AT`` and makes it wait there for the sign
 import os
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ import torch
 
 from collapse_spectroscopy.store import scanfile
 from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
-from pause_helpers import wait_paused
+from pause_helpers import TRAIN_CLI, pausable_training, wait_paused
 from synthetic_gaussian import gaussian_prepared
 
 EVAL_EVERY, CHECKPOINT_EVERY = 250, 500
@@ -49,32 +48,8 @@ def reference(prepared, tmp_path_factory):
 
 
 def train_cmd(prepared, out, engine, temperature=0.05):
-    return [
-        sys.executable,
-        "-m",
-        "collapse_spectroscopy.cli",
-        "train",
-        "--data",
-        str(prepared),
-        "-T",
-        str(temperature),
-        "--seed",
-        "2",
-        "--out",
-        str(out),
-        "--latents",
-        "6",
-        "--max-updates",
-        str(MAX_UPDATES),
-        "--patience",
-        "30000",  # no early stop: every run reaches PAUSE_AT and MAX_UPDATES
-        "--eval-every",
-        str(EVAL_EVERY),
-        "--checkpoint-every",
-        str(CHECKPOINT_EVERY),
-        "--engine",
-        engine,
-    ]
+    cmd = [*TRAIN_CLI, "-T", str(temperature), "--seed", "2", "--out", str(out)]
+    return cmd + pausable_training(prepared, MAX_UPDATES, EVAL_EVERY, CHECKPOINT_EVERY, engine)
 
 
 def assert_same_point(a, b):
