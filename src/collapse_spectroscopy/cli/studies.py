@@ -1,4 +1,4 @@
-"""``study``: the comparison of a study's runs (docs/science.md §9.1)."""
+"""``study``: the comparison of a study's runs (docs/science.md §11)."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def run_study(args) -> int:
         print(
             f"collapse-spectroscopy study: warning: {line}; the comparison at this point is "
             f"unreliable: set studies.{args.name}.temperature to a scan temperature where the "
-            "base run's ranks hold distinct modes (docs/science.md §9.1)",
+            "base run's ranks hold distinct modes (docs/science.md §11)",
             file=sys.stderr,
         )
     base_value = next((m.value for m in members if m.run_dir == base.run_dir), None)
