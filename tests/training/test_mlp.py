@@ -25,7 +25,12 @@ from collapse_spectroscopy.models.mlp import ACTIVATIONS, MLPVAE
 from collapse_spectroscopy.store import scanfile
 from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
 from collapse_spectroscopy.training.engines import TrainingProblem, make_engine, resolve_engine
-from collapse_spectroscopy.training.engines.mlp import fixed_draw_loss, validation_seed
+from collapse_spectroscopy.training.engines.mlp import (
+    VALIDATION_DRAWS,
+    DrawCache,
+    fixed_draw_loss,
+    validation_seed,
+)
 from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
 from synthetic_gaussian import gaussian_prepared, gaussian_splits
 
@@ -143,6 +148,32 @@ def test_validation_uses_the_same_draws_every_pass(splits):
     other = _engine(model, xtr, xva, noise_seed=1).validation_loss()
     assert other != first and other[2] == first[2]  # other draws; the rate is exact
     assert validation_seed(0) != validation_seed(1)
+
+
+def test_kept_draws_give_bitwise_the_levels_of_regenerated_ones(splits):
+    """The draw cache (DrawCache) keeps the generator's own tensors: at two weight
+    settings, passes that read the kept draws equal passes that regenerate them exactly,
+    over several chunks; a split beyond the cache's limit keeps nothing and gives the
+    same numbers; the noise-free pass keeps nothing."""
+    _, xva, _, _, _ = splits
+    x = torch.as_tensor(xva, dtype=torch.float32)
+    model = MLPVAE(5, 4, [16, 16], generator=torch.Generator().manual_seed(0))
+    cache = DrawCache()
+    args = (x, 0.01, 1.0, 7)
+    first = fixed_draw_loss(model, *args, chunk=64, cache=cache)
+    assert len(cache.draws) == -(-x.shape[0] // 64) * VALIDATION_DRAWS  # every chunk's draws
+    with torch.no_grad():
+        for param in model.parameters():  # other weights: other levels, the same draws
+            param.add_(0.05 * torch.randn(param.shape, generator=torch.Generator().manual_seed(1)))
+    kept = fixed_draw_loss(model, *args, chunk=64, cache=cache)
+    regenerated = fixed_draw_loss(model, *args, chunk=64)
+    assert kept == regenerated and kept != first
+    small = DrawCache(limit_bytes=x.shape[0] * 4 * VALIDATION_DRAWS * 4 - 1)  # one byte short
+    assert fixed_draw_loss(model, *args, chunk=64, cache=small) == regenerated
+    assert small.draws == []
+    none = DrawCache()
+    fixed_draw_loss(model, *args, chunk=64, noise=False, cache=none)
+    assert none.draws == []
 
 
 def test_fixed_draw_estimate_is_the_noise_average_on_a_linear_model(splits):

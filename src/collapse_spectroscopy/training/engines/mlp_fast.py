@@ -42,7 +42,11 @@ from torch.nn.utils import parameters_to_vector
 
 from collapse_spectroscopy.models.mlp import MLPVAE
 from collapse_spectroscopy.training.engines.base import TrainingProblem
-from collapse_spectroscopy.training.engines.mlp import fixed_draw_loss, validation_seed
+from collapse_spectroscopy.training.engines.mlp import (
+    DrawCache,
+    fixed_draw_loss,
+    validation_seed,
+)
 from collapse_spectroscopy.training.engines.mlp_update import (
     MLPUpdate,
     Net,
@@ -74,6 +78,7 @@ class MLPFastEngine(MLPUpdate, TorchEngine):
         self.dec = Net([K, *hidden[::-1], d], self.p, self.g, self.enc.end, act, heads=(d,))
         assert self.dec.end == self.p.numel()
         self.val_seed = validation_seed(problem.noise_seed)
+        self.val_draws = DrawCache()  # the fixed validation draws, kept between passes
         self._plans: dict = {}
         self._sums = self.p.new_empty(0, 4)
         self._np_dtype = torch.empty((), dtype=self.dtype).numpy().dtype  # of the losses
@@ -126,6 +131,7 @@ class MLPFastEngine(MLPUpdate, TorchEngine):
             self.sigma2,
             self.val_seed,
             noise=not self.noise_free,
+            cache=self.val_draws,
         )
 
     def _rule_state(self) -> dict:
