@@ -78,6 +78,33 @@ def test_a_changed_measurement_reaches_the_file(points, tmp_path, monkeypatch):
         assert after[name].values.item() == before[name].values.item(), name
 
 
+def test_a_chunk_record_keeps_the_point_measured_again(points, tmp_path, monkeypatch):
+    """A point a chunk job recorded as finished, measured again: when the job is rerun
+    (Snakemake deleted its outputs first), the record restores the new measurement, not
+    the file it linked before (the WorldClim MLP scan lost a point's validation levels
+    that way)."""
+    from collapse_spectroscopy.jobs import chunks
+    from collapse_spectroscopy.jobs.points import PointFiles
+
+    data, paths = points
+    copy = tmp_path / "seed=1.nc"
+    for suffix in (".nc", ".pt", ".log.csv"):
+        shutil.copy(paths["linear"].with_suffix(suffix), copy.with_suffix(suffix))
+    point = PointFiles.of(0.05, 1, copy)
+    chunks.keep(point, {"T": 0.05})
+    original = remeasure_module.point_dataset
+    monkeypatch.setattr(
+        remeasure_module,
+        "point_dataset",
+        lambda *a, **k: original(*a, **k).assign(measured_again=1.0),
+    )
+    remeasure_module.remeasure([copy], data)
+    copy.unlink()  # what Snakemake does to a failed job's outputs
+    assert chunks.restore(point, {"T": 0.05})
+    assert float(scanfile.read(copy)["measured_again"]) == 1.0
+    assert not chunks.refresh(tmp_path / "no_record.nc")
+
+
 def test_bad_input_is_one_line(points, tmp_path, capsys):
     data, paths = points
     lonely = tmp_path / "seed=1.nc"

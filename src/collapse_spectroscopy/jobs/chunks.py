@@ -201,6 +201,18 @@ def restore(point, ident: dict) -> bool:
     return True
 
 
+def refresh(out) -> bool:
+    """A finished point's file ``out`` rewritten in place (``collapse-spectroscopy measure``):
+    its record, if it has one, takes the new file, so that a rerun of the chunk job (which
+    Snakemake starts by deleting the job's outputs) restores what was measured last, not
+    the file the record linked before. True if there was a record."""
+    kept = Path(out).with_suffix(FINISHED_SUFFIX) / dict(KEPT)["out"]
+    if not kept.is_file():
+        return False
+    _link(Path(out), kept)
+    return True
+
+
 def discard(point) -> None:
     """Delete ``point``'s record (and any half-made one of a killed job)."""
     final = record_path(point)

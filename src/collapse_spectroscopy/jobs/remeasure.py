@@ -7,7 +7,9 @@ again from its weights with this version's observables (:func:`.measure_point.po
 what a training job runs) and its file rewritten atomically, keeping what the file says of
 the training (``beta``, updates, stop reason, time, engine, device) and its attributes.
 Measured again with an unchanged version, a point's file is the same, number for number
-(tests/jobs/test_remeasure.py).
+(tests/jobs/test_remeasure.py). A point that a chunk job recorded as finished
+(:mod:`.chunks`) has its record updated too, or a rerun of that job would restore the file
+measured before.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collapse_spectroscopy.errors import InputError
+from collapse_spectroscopy.jobs import chunks
 from collapse_spectroscopy.jobs.measure_point import DataReferences, point_dataset
 from collapse_spectroscopy.maps.latent_maps import load_model
 from collapse_spectroscopy.store import scanfile
@@ -93,5 +96,6 @@ def remeasure(paths, data) -> list[Path]:
             attrs=attrs,
         )
         scanfile.write(new, path, engine=scanfile.POINT_ENGINE)
+        chunks.refresh(path)  # a chunk job's record of the point keeps the new file
         done.append(path)
     return done
