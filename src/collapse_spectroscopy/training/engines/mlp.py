@@ -159,14 +159,19 @@ class MLPEngine(AutogradEngine):
         return None
 
     def validation_loss(self) -> tuple[float, float, float]:
-        # the model validation keeps: the averaged weights when training.average is on
-        model = self.sync_model()
-        return fixed_draw_loss(
-            model,
-            self.x_val,
-            self.beta,
-            self.sigma2,
-            self.val_seed,
-            noise=not self.noise_free,
-            cache=self.val_draws,
-        )
+        return engine_validation(self)
+
+
+def engine_validation(engine) -> tuple[float, float, float]:
+    """A single-point MLP engine's validation loss (``mlp``, ``mlp_fast``): the fixed-draw
+    estimate at the weights it keeps (``sync_model``: the averaged ones when
+    ``training.average`` is on), with its own validation draws, kept between passes."""
+    return fixed_draw_loss(
+        engine.sync_model(),
+        engine.x_val,
+        engine.beta,
+        engine.sigma2,
+        engine.val_seed,
+        noise=not engine.noise_free,
+        cache=engine.val_draws,
+    )

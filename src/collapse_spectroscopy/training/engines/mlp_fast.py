@@ -44,7 +44,7 @@ from collapse_spectroscopy.models.mlp import MLPVAE
 from collapse_spectroscopy.training.engines.base import TrainingProblem
 from collapse_spectroscopy.training.engines.mlp import (
     DrawCache,
-    fixed_draw_loss,
+    engine_validation,
     validation_seed,
 )
 from collapse_spectroscopy.training.engines.mlp_update import (
@@ -124,15 +124,7 @@ class MLPFastEngine(MLPUpdate, TorchEngine):
         return copy_into(model, flat)
 
     def validation_loss(self) -> tuple[float, float, float]:
-        return fixed_draw_loss(
-            self.sync_model(),
-            self.x_val,
-            self.beta,
-            self.sigma2,
-            self.val_seed,
-            noise=not self.noise_free,
-            cache=self.val_draws,
-        )
+        return engine_validation(self)
 
     def _rule_state(self) -> dict:
         return {
