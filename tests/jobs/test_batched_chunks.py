@@ -31,7 +31,7 @@ from collapse_spectroscopy.jobs.points import PointFiles, batch_checkpoint
 from collapse_spectroscopy.jobs.train_job import train_points
 from collapse_spectroscopy.store import scanfile
 from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
-from pause_helpers import wait_paused
+from pause_helpers import TRAIN_CLI, pausable_training, wait_paused
 from synthetic_gaussian import gaussian_prepared
 from test_chunks import assert_clean, assert_same_point, checkpoint_update
 
@@ -197,10 +197,10 @@ def test_a_foreign_checkpoint_is_deleted_and_said(prepared, tmp_path, capsys):
 
 
 def chunk_cmd(prepared, folder):
-    cmd = [sys.executable, "-m", "collapse_spectroscopy.cli", "train", "--data", str(prepared)]
-    cmd += ["--latents", str(LATENTS), "--max-updates", str(MAX_UPDATES)]
-    cmd += ["--patience", "30000", "--eval-every", str(EVAL_EVERY)]  # every point to the end
-    cmd += ["--checkpoint-every", str(CHECKPOINT_EVERY), "--engine", "batched"]
+    # pausable_training's 6 latents are LATENTS; every point trains to the end
+    cmd = TRAIN_CLI + pausable_training(
+        prepared, MAX_UPDATES, EVAL_EVERY, CHECKPOINT_EVERY, engine="batched"
+    )
     for t, s, name in POINTS:
         cmd += ["--point", str(t), str(s), str(folder / f"{name}.nc")]
     return cmd
