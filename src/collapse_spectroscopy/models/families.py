@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 
 from collapse_spectroscopy.errors import InputError
@@ -134,18 +135,45 @@ def model_spec(model) -> dict:
     return model.spec() if hasattr(model, "spec") else {}
 
 
+# Rows per network call in numpy_codec. The measurement decodes the evaluation split ~400
+# times per MLP scan point (docs/science.md §9); 1,024 rows keep a 64-wide float64
+# activation (0.5 MB) in cache, where 65,536-row calls stream 33 MB through memory: measured
+# on WorldClim's MLP, a decode of 65,536 rows took 0.20 s instead of 0.27 s. Each row is
+# computed alone by the networks (no layer mixes rows in eval mode), so the rows, and every
+# sum over them, are the ones a single call gives (tests/training/test_mlp.py).
+ROWS_PER_CALL = 1024
+
+
+def _by_rows(f, x):
+    """``f(x)`` computed ROWS_PER_CALL rows at a time and joined (``f`` returns an array
+    or a tuple of arrays, one row per row of ``x``)."""
+    if x.shape[0] <= ROWS_PER_CALL:
+        return f(x)
+    parts = [f(x[i : i + ROWS_PER_CALL]) for i in range(0, x.shape[0], ROWS_PER_CALL)]
+    if isinstance(parts[0], tuple):
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+    return np.concatenate(parts)
+
+
 def numpy_codec(model):
     """``(encode, decode)`` of ``model`` as float64 numpy functions (a float64 copy on the
-    CPU: everything measured is computed in float64, docs/science.md §1)."""
+    CPU: everything measured is computed in float64, docs/science.md §1), each calling the
+    network on at most ROWS_PER_CALL rows at a time."""
     net = copy.deepcopy(model).cpu().to(torch.float64).eval()
 
     @torch.no_grad()
-    def encode(x):
+    def encode_rows(x):
         mu, logs2 = net.encode(torch.from_numpy(x))
         return mu.numpy(), logs2.numpy()
 
     @torch.no_grad()
-    def decode(z):
+    def decode_rows(z):
         return net.decode(torch.from_numpy(z)).numpy()
+
+    def encode(x):
+        return _by_rows(encode_rows, x)
+
+    def decode(z):
+        return _by_rows(decode_rows, z)
 
     return encode, decode
