@@ -176,6 +176,31 @@ def test_kept_draws_give_bitwise_the_levels_of_regenerated_ones(splits):
     assert none.draws == []
 
 
+def test_the_validation_pass_calls_the_networks_a_block_of_rows_at_a_time(splits, monkeypatch):
+    """On a CPU each chunk goes through the networks VALIDATION_ROWS rows at a time (the
+    draws and the sums stay the chunk's): with blocks of 24 rows in chunks of 64 (two
+    full blocks and a remainder per chunk, and a short last chunk), the loss is the one
+    of whole-chunk calls. Expected bitwise; rel 1e-6 allows a BLAS that blocks a product's
+    rows differently a few float32 ulps (6e-8) per row, below any level early stopping
+    compares (test_fixed_draws_make_validation_a_function_of_the_weights)."""
+    from collapse_spectroscopy.training.engines import mlp as mlp_engine
+
+    _, xva, _, _, _ = splits
+    x = torch.as_tensor(xva, dtype=torch.float32)
+    assert x.shape[0] % 64 and x.shape[0] > 3 * 64
+    model = MLPVAE(5, 4, [16, 16], generator=torch.Generator().manual_seed(3))
+    calls = []
+    encode = model.encode
+    model.encode = lambda rows: calls.append(rows.shape[0]) or encode(rows)
+    monkeypatch.setattr(mlp_engine, "VALIDATION_ROWS", 10**9)
+    whole = fixed_draw_loss(model, x, 0.01, 1.0, 7, chunk=64)
+    monkeypatch.setattr(mlp_engine, "VALIDATION_ROWS", 24)
+    calls.clear()
+    blocked = fixed_draw_loss(model, x, 0.01, 1.0, 7, chunk=64)
+    assert max(calls) == 24 and sum(calls) == x.shape[0]  # the blocks cover every row once
+    np.testing.assert_allclose(blocked, whole, rtol=1e-6)
+
+
 def test_fixed_draw_estimate_is_the_noise_average_on_a_linear_model(splits):
     """On a linear model the noise average has a closed form (model.expected_loss): the
     estimate with many draws lands on it within 4 standard errors of its own draw noise,

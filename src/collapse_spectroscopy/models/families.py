@@ -144,15 +144,17 @@ def model_spec(model) -> dict:
 ROWS_PER_CALL = 1024
 
 
-def _by_rows(f, x):
-    """``f(x)`` computed ROWS_PER_CALL rows at a time and joined (``f`` returns an array
-    or a tuple of arrays, one row per row of ``x``)."""
-    if x.shape[0] <= ROWS_PER_CALL:
+def by_rows(f, x, rows: int, join):
+    """``f(x)`` computed ``rows`` rows at a time and joined by ``join`` (``np.concatenate``,
+    ``torch.cat``); ``f`` returns an array or a tuple of arrays, one row per row of ``x``.
+    For a network that mixes no rows (any model in eval mode) the rows are those of one
+    call; smaller calls keep its activations in cache."""
+    if x.shape[0] <= rows:
         return f(x)
-    parts = [f(x[i : i + ROWS_PER_CALL]) for i in range(0, x.shape[0], ROWS_PER_CALL)]
+    parts = [f(x[i : i + rows]) for i in range(0, x.shape[0], rows)]
     if isinstance(parts[0], tuple):
-        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
-    return np.concatenate(parts)
+        return tuple(join(p) for p in zip(*parts, strict=True))
+    return join(parts)
 
 
 def numpy_codec(model):
@@ -171,9 +173,9 @@ def numpy_codec(model):
         return net.decode(torch.from_numpy(z)).numpy()
 
     def encode(x):
-        return _by_rows(encode_rows, x)
+        return by_rows(encode_rows, x, ROWS_PER_CALL, np.concatenate)
 
     def decode(z):
-        return _by_rows(decode_rows, z)
+        return by_rows(decode_rows, z, ROWS_PER_CALL, np.concatenate)
 
     return encode, decode

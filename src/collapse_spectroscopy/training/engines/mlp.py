@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from collapse_spectroscopy.models.families import by_rows
 from collapse_spectroscopy.models.linear import kl_per_latent
 from collapse_spectroscopy.training.engines.base import TrainingProblem
 from collapse_spectroscopy.training.engines.layout import ADAM_BETAS, ADAM_EPS
@@ -42,6 +43,12 @@ from collapse_spectroscopy.training.engines.torch_engines import AutogradEngine
 # level's; S = 4 halves the level's standard error at 4x a forward pass of the split.
 VALIDATION_DRAWS = 4
 VALIDATION_CHUNK = 16384  # validation samples per forward pass (bounds the memory)
+# On a CPU a chunk goes through the networks this many rows at a time, so that a layer's
+# activations stay in cache: measured on WorldClim's 149,731 validation samples (64-64
+# GELU, float32, one thread), a pass took 0.27 s instead of 0.32 s (0.28 at 2,048 rows, 0.30
+# at 1,024). Only the network calls are split: the draws and every sum are the chunk's, and
+# no layer mixes rows, so the loss is bitwise the same (tests/training/test_mlp.py).
+VALIDATION_ROWS = 4096
 # the most bytes a single-point engine keeps its validation draws in: regenerating them
 # is ~17 % of a pass (WorldClim: 149,731 x 32 x 4 float32 draws, 77 MB, every 1,000
 # updates); a larger split regenerates them at every pass instead
@@ -94,7 +101,7 @@ def fixed_draw_loss(
     d_sum = r_sum = 0.0
     for c, start in enumerate(range(0, n, chunk)):
         xc = x[start : start + chunk]
-        mu, logs2 = model.encode(xc)
+        mu, logs2 = _by_rows(model.encode, xc)
         s = torch.exp(0.5 * logs2)
         for i in range(draws):
             if kept is not None and not fresh:
@@ -105,12 +112,20 @@ def fixed_draw_loss(
                     kept.append(eps)
             else:
                 eps = torch.zeros_like(mu)
-            xhat = model.decode(mu + s * eps)
+            xhat = _by_rows(model.decode, mu + s * eps)
             d_sum += (xc - xhat).square().sum(dim=1).double().sum().item()
         r_sum += kl_per_latent(mu, logs2).sum(dim=1).double().sum().item()
     distortion = d_sum / (draws * n) / (2.0 * sigma2)
     rate = r_sum / n
     return distortion + beta * rate, distortion, rate
+
+
+def _by_rows(f, x):
+    """``f(x)``, on a CPU :data:`VALIDATION_ROWS` rows at a time (:func:`.by_rows`);
+    elsewhere in one call, which keeps a GPU's kernels full."""
+    if x.device.type != "cpu":
+        return f(x)
+    return by_rows(f, x, VALIDATION_ROWS, torch.cat)
 
 
 class MLPEngine(AutogradEngine):
