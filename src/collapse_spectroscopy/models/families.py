@@ -135,12 +135,13 @@ def model_spec(model) -> dict:
     return model.spec() if hasattr(model, "spec") else {}
 
 
-# Rows per network call in numpy_codec. The measurement decodes the evaluation split ~400
-# times per MLP scan point (docs/science.md §9); 1,024 rows keep a 64-wide float64
-# activation (0.5 MB) in cache, where 65,536-row calls stream 33 MB through memory: measured
-# on WorldClim's MLP, a decode of 65,536 rows took 0.20 s instead of 0.27 s. Each row is
-# computed alone by the networks (no layer mixes rows in eval mode), so the rows, and every
-# sum over them, are the ones a single call gives (tests/training/test_mlp.py).
+# Rows per network call in numpy_codec. The measurement decodes a split 11 times per
+# truncation level, 363 times per WorldClim MLP scan point (docs/science.md §9); 1,024
+# rows keep a 64-wide float64 activation (0.5 MB) in cache, where 65,536-row calls stream
+# 33 MB through memory: measured on WorldClim's MLP, a decode of 65,536 rows took 0.20 s
+# instead of 0.27 s. Each row is computed alone by the networks (no layer mixes rows in
+# eval mode), so the rows, and every sum over them, are the ones a single call gives
+# (tests/training/test_mlp.py).
 ROWS_PER_CALL = 1024
 
 
