@@ -135,7 +135,7 @@ def model_spec(model) -> dict:
     return model.spec() if hasattr(model, "spec") else {}
 
 
-# Rows per network call in numpy_codec. The measurement decodes a split 11 times per
+# Rows per network call in numpy_codec. The measurement decodes its two splits 11 times per
 # truncation level, 363 times per WorldClim MLP scan point (docs/science.md §9); 1,024
 # rows keep a 64-wide float64 activation (0.5 MB) in cache, where 65,536-row calls stream
 # 33 MB through memory: measured on WorldClim's MLP, a decode of 65,536 rows took 0.20 s
