@@ -177,6 +177,31 @@ def test_a_data_file_edited_in_place_reruns_prepare(tmp_path, case, triggers):
     assert "updated input files" in proc.stdout.lower(), proc.stdout
 
 
+@pytest.mark.slow
+def test_a_data_file_touched_without_a_change_reruns_nothing(tmp_path):
+    """A data file copied or re-extracted with a new modification time but the same bytes:
+    Snakemake compares checksums only below ``max-checksum-file-size`` (its default 1 MB,
+    less than one WorldClim layer), so without the workflow profile's larger limit it would
+    rerun `prepare`, and every training job after it. The table here is above 1 MB: with
+    the profile nothing is to be done; with the limit set back to 1 MB (negative control)
+    `prepare` is planned again."""
+    wd, snakemake = _data_change_workdir(tmp_path, {"source": "table", "path": "samples.csv"})
+    rows = np.random.default_rng(2).normal(size=(40_000, 3))
+    body = "".join(f"{a:.6f},{b:.6f},{c:.6f}\n" for a, b, c in rows)
+    (wd / "samples.csv").write_text("a,b,c\n" + body)
+    assert (wd / "samples.csv").stat().st_size > 1_000_000
+    target = "results/tiny/data/prepared.npz"
+    proc = snakemake(target)
+    assert proc.returncode == 0, proc.stderr
+    later = (wd / "samples.csv").stat().st_mtime + 60  # a copy made a minute later
+    os.utime(wd / "samples.csv", (later, later))
+    proc = snakemake("-n", target)
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout
+    proc = snakemake("-n", target, "--max-checksum-file-size", "1MB")
+    assert proc.returncode == 0, proc.stderr
+    assert "rule prepare:" in proc.stdout, proc.stdout
+
+
 # --- configuration probes, refused before any job ----------------------------------------------
 
 
