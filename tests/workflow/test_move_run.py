@@ -11,10 +11,10 @@ at the test-only pause (``checkpoint.PAUSE_ENV``) and only then gets SIGTERM, wh
 it write a checkpoint at the pause and exit 4.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from collapse_spectroscopy.training.checkpoint import PAUSE_ENV
+from pause_helpers import wait_paused
 from workflow_helpers import ROOT, SNAKEMAKE, tiny_config, workdir
 
 TEMPERATURES = [0.02, 0.08, 0.3]  # one chain, cold to warm
@@ -60,11 +61,11 @@ def training_pids(wd: Path) -> list[int]:
     return pids
 
 
-def stop_at_pause(wd: Path, temperature: float) -> str:
+def stop_at_pause(wd: Path, temperature: float) -> None:
     """Run the workflow in ``wd`` with the pause; once the chain waits at it in the point of
     ``temperature``, SIGTERM the training job (a checkpoint there, exit 4) and let the
-    workflow end as it does after a failed job. Returns the workflow's stderr."""
-    marker = wd / "results/tiny/scan" / f"T={temperature!r}" / "seed=0.ckpt.paused"
+    workflow end as it does after a failed job."""
+    checkpoint = wd / "results/tiny/scan" / f"T={temperature!r}" / "seed=0.ckpt"
     cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "1", TARGET]
     env = {**os.environ, PAUSE_ENV: str(PAUSE_AT)}
     proc = subprocess.Popen(
@@ -72,21 +73,15 @@ def stop_at_pause(wd: Path, temperature: float) -> str:
         start_new_session=True,
     )  # fmt: skip
     try:
-        deadline = time.time() + 300  # only a broken run gets here: the job cannot finish
-        while not marker.exists():
-            assert proc.poll() is None, f"ended before the pause: {proc.communicate()[1][-3000:]}"
-            assert time.time() < deadline, f"no pause in T={temperature} in 300 s"
-            time.sleep(0.05)
-        marker.unlink()
+        wait_paused(proc, checkpoint, PAUSE_AT)
         (pid,) = training_pids(wd.resolve())
         os.kill(pid, signal.SIGTERM)
-        _, err = proc.communicate(timeout=300)
+        proc.communicate(timeout=300)
     finally:
-        if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # never leave a paused job behind
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait()
     assert proc.returncode != 0, "the workflow finished although its job was stopped"
-    return err
 
 
 def assert_same_point(a: Path, b: Path):
