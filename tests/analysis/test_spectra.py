@@ -239,6 +239,26 @@ def test_summary_lists_under_equilibrated_points():
     json.dumps(summary)  # JSON-ready
 
 
+def test_summary_reports_training_cost():
+    # the four points that ran (OUTCOMES) and the fifth that did not (NaN): the block sums
+    # and orders the integers listed above, so it must match exactly
+    scan = outcome_scan()
+    scan["elapsed_s"] = scan["updates_run"] / 400.0  # 400 updates/s, NaN where none ran
+    cost = spectra.summarize(scan)[1]["training_cost"]
+    assert cost["points"] == 4
+    assert cost["updates"] == 8000 + 3 * 12000
+    assert cost["updates_per_point"] == {"min": 8000, "median": 12000.0, "max": 12000}
+    assert cost["training_seconds"] == pytest.approx(44000 / 400.0, rel=1e-12)
+    del scan["elapsed_s"]
+    assert spectra.summarize(scan)[1]["training_cost"]["training_seconds"] is None
+    json.dumps(cost)  # JSON-ready
+
+
+def test_training_cost_without_outcome():
+    scan = outcome_scan().drop_vars(["updates_run"])
+    assert equilibration.training_cost(scan)["points"] == 0
+
+
 def test_summary_without_patience_counts_every_budget_stop():
     # points gathered from different training settings: gather drops the attribute
     scan = outcome_scan()

@@ -34,6 +34,22 @@ def test_summary_lines_say_where_what_and_how_far(tmp_path):
     assert "thresholds / PCA ratios: within 3.0 % (ranks 1-2)" in lines[2]
     assert "utilities / PCA ratios: within 10.0 % (ranks 1-3)" in lines[2]
     assert "2 of 14 scan points under-equilibrated" in lines[3] and "[3]" in lines[3]
+    assert len(lines) == 4  # no training_cost block (an older summary): no cost line
+
+
+def test_summary_lines_say_what_training_cost(tmp_path):
+    cost = {
+        "points": 14,
+        "updates": 1_234_000,
+        "updates_per_point": {"min": 40_000, "median": 90_000.0, "max": 150_000},
+        "training_seconds": 1_500.0,
+    }
+    write_summary(tmp_path / "demo", training_cost=cost)
+    line = summary_lines(tmp_path / "demo", "demo")[4]
+    assert line == (
+        "  training: 1,234,000 updates over 14 points (40,000 to 150,000 per point), "
+        "25.0 min of training in all"
+    )
 
 
 def test_a_missing_summary_is_one_line(tmp_path):

@@ -103,6 +103,35 @@ def scan_under_equilibrated(scan) -> np.ndarray:
     return under_equilibrated(*outcome, scan_patience(scan_training(scan)))
 
 
+def training_cost(scan) -> dict:
+    """The ``training_cost`` block of the summary: what the scan's training cost.
+
+    ``points`` counts the points that report a training outcome; ``updates`` is their Adam
+    updates in all and ``updates_per_point`` the smallest, median and largest count;
+    ``training_seconds`` sums each point's training wall time (``elapsed_s``: a job's
+    seconds in its training loop, so with one thread per job the CPU-seconds of training;
+    the measurement after it is not included). Empty counts when the scan lacks the
+    outcome (points written before it was recorded)."""
+    if "updates_run" not in scan:
+        return {"points": 0, "updates": 0, "updates_per_point": None, "training_seconds": None}
+    runs = np.asarray(point_grid(scan, "updates_run"), np.float64).ravel()
+    ran = np.isfinite(runs)
+    runs = runs[ran]
+    seconds = None
+    if "elapsed_s" in scan:
+        elapsed = np.asarray(point_grid(scan, "elapsed_s"), np.float64).ravel()[ran]
+        seconds = float(np.sum(elapsed[np.isfinite(elapsed)]))
+    spread = None
+    if runs.size:
+        spread = {"min": int(runs.min()), "median": float(np.median(runs)), "max": int(runs.max())}
+    return {
+        "points": int(runs.size),
+        "updates": int(runs.sum()),
+        "updates_per_point": spread,
+        "training_seconds": seconds,
+    }
+
+
 def equilibration_summary(scan) -> dict:
     """The ``under_equilibrated`` block of the summary: count, rule and the points."""
     flags = scan_under_equilibrated(scan)

@@ -25,6 +25,7 @@ from collapse_spectroscopy.analysis.concentration import (
 from collapse_spectroscopy.analysis.equilibration import (
     equilibration_summary,
     scan_under_equilibrated,
+    training_cost,
 )
 from collapse_spectroscopy.analysis.pca import PCA_FLOOR, pca_truncation_distortion
 from collapse_spectroscopy.analysis.rate_distortion import rate_distortion_block
@@ -317,6 +318,7 @@ def run_summary(scan, table, t, rho, dn, rho_min, tolerances, seed_block) -> dic
                 *np.unique([s for s in stop if isinstance(s, str)], return_counts=True), strict=True
             )
         },
+        "training_cost": training_cost(scan),
         "under_equilibrated": {
             **equilibration_summary(scan),
             "ranks": [int(r) for r in table.loc[flags, "rank"]],

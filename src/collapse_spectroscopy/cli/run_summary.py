@@ -45,6 +45,15 @@ def summary_lines(results: str | Path, run: str) -> list[str]:
         warn += " (they stopped at training.max_updates: see logs/spectra.log"
         warn += f"; ranks relying on them: {flagged})" if flagged else ")"
     lines.append("  " + warn)
+    cost = s.get("training_cost") or {}
+    if cost.get("points"):
+        line = f"  training: {cost['updates']:,} updates over {cost['points']} points"
+        spread = cost.get("updates_per_point") or {}
+        if spread:
+            line += f" ({spread['min']:,} to {spread['max']:,} per point)"
+        if cost.get("training_seconds") is not None:
+            line += f", {cost['training_seconds'] / 60:.1f} min of training in all"
+        lines.append(line)
     return lines
 
 
