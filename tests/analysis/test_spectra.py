@@ -243,14 +243,13 @@ def test_summary_reports_training_cost():
     # the four points that ran (OUTCOMES) and the fifth that did not (NaN): the block sums
     # and orders the integers listed above, so it must match exactly
     scan = outcome_scan()
-    scan["elapsed_s"] = scan["updates_run"] / 400.0  # 400 updates/s, NaN where none ran
+    scan["elapsed_s"] = scan["updates_run"] / 400.0  # wall times: left out of the summary
     cost = spectra.summarize(scan)[1]["training_cost"]
-    assert cost["points"] == 4
-    assert cost["updates"] == 8000 + 3 * 12000
-    assert cost["updates_per_point"] == {"min": 8000, "median": 12000.0, "max": 12000}
-    assert cost["training_seconds"] == pytest.approx(44000 / 400.0, rel=1e-12)
-    del scan["elapsed_s"]
-    assert spectra.summarize(scan)[1]["training_cost"]["training_seconds"] is None
+    assert cost == {
+        "points": 4,
+        "updates": 8000 + 3 * 12000,
+        "updates_per_point": {"min": 8000, "median": 12000.0, "max": 12000},
+    }
     json.dumps(cost)  # JSON-ready
 
 

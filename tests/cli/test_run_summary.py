@@ -42,14 +42,10 @@ def test_summary_lines_say_what_training_cost(tmp_path):
         "points": 14,
         "updates": 1_234_000,
         "updates_per_point": {"min": 40_000, "median": 90_000.0, "max": 150_000},
-        "training_seconds": 1_500.0,
     }
     write_summary(tmp_path / "demo", training_cost=cost)
     line = summary_lines(tmp_path / "demo", "demo")[4]
-    assert line == (
-        "  training: 1,234,000 updates over 14 points (40,000 to 150,000 per point), "
-        "25.0 min of training in all"
-    )
+    assert line == ("  training: 1,234,000 updates over 14 points (40,000 to 150,000 per point)")
 
 
 def test_a_missing_summary_is_one_line(tmp_path):

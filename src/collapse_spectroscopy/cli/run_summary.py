@@ -51,8 +51,6 @@ def summary_lines(results: str | Path, run: str) -> list[str]:
         spread = cost.get("updates_per_point") or {}
         if spread:
             line += f" ({spread['min']:,} to {spread['max']:,} per point)"
-        if cost.get("training_seconds") is not None:
-            line += f", {cost['training_seconds'] / 60:.1f} min of training in all"
         lines.append(line)
     return lines
 
