@@ -60,3 +60,26 @@ def test_only_runs_written_since_the_start_are_built(tmp_path):
     os.utime(tmp_path / "old" / "summary.json", (start - 100, start - 100))
     os.utime(tmp_path / "new" / "summary.json", (start + 1, start + 1))
     assert built_runs(tmp_path, ["old", "new", "absent"], start) == ["new"]
+
+
+def test_summary_lines_say_how_many_variables_each_tolerance_needs(tmp_path):
+    """n(eps) of the pooled scan beside PCA's on the evaluation split, with the seeds'
+    range where they differ and '-' where a tolerance is never reached."""
+    concentration = {
+        "eps": [0.1, 0.03, 0.001],
+        "n_vae": [3, 4, None],
+        "n_pca": [4, 7, 12],
+        "n_pca_eval": [4, 6, 12],
+        "n_vae_seed_range": [[3, 4], [4, 4], None],
+    }
+    write_summary(tmp_path / "mlp", utility_concentration=concentration)
+    line = summary_lines(tmp_path / "mlp", "mlp")[4]
+    assert line == (
+        "  variables needed n(eps) at eps = 0.1 / 0.03 / 0.001: 3 (seeds 3-4) / 4 / - "
+        "(a seed: -) (PCA: 4 / 6 / 12); - = not reached"
+    )
+    # one seed, every tolerance reached, no split-matched PCA (an older summary)
+    one = {"eps": [0.1, 0.01], "n_vae": [2, 5], "n_pca": [2, 6]}
+    write_summary(tmp_path / "lin", utility_concentration=one)
+    line = summary_lines(tmp_path / "lin", "lin")[4]
+    assert line == "  variables needed n(eps) at eps = 0.1 / 0.01: 2 / 5 (PCA: 2 / 6)"

@@ -63,6 +63,7 @@ def test_end_to_end_outputs_agree(tmp_path):
     said = proc.stdout + proc.stderr
     assert "tiny: results in results/tiny/ -- open results/tiny/figures/fig3_duality.png" in said
     assert "of 4 scan points under-equilibrated" in said
+    assert "variables needed n(eps) at eps = 0.1 / 0.03 / 0.01 / 0.003 / 0.001: " in said
 
     # the spectra table's PCA column is the PCA of the training split, recomputed here
     ds = load_prepared(res / "data" / "prepared.npz")

@@ -22,6 +22,33 @@ def _spread(ratios: dict) -> str:
     return f"within {100 * worst:.1f} % (ranks 1-{len(values)})"
 
 
+def _variables_line(block: dict) -> str | None:
+    """n(eps), the variables needed at each tolerance (docs/science.md §9), beside PCA's on
+    the evaluation split (the split the VAE's levels are measured on) and, with several
+    seeds, the range over seeds; '-' where a tolerance is never reached. None for a
+    summary without the block."""
+    eps, vae = block.get("eps"), block.get("n_vae")
+    if not eps or not vae:
+        return None
+    pca = block.get("n_pca_eval") or block.get("n_pca") or []
+    seeds = block.get("n_vae_seed_range") or []
+    unreached = None in vae or None in pca or (len(seeds) > 0 and None in seeds)
+    cells = []
+    for i, n in enumerate(vae):
+        cell = "-" if n is None else str(n)
+        if i < len(seeds):
+            if seeds[i] is None:
+                cell += " (a seed: -)"
+            elif seeds[i][0] != seeds[i][1]:
+                cell += f" (seeds {seeds[i][0]}-{seeds[i][1]})"
+        cells.append(cell)
+    line = f"  variables needed n(eps) at eps = {' / '.join(f'{e:g}' for e in eps)}: "
+    line += " / ".join(cells)
+    if pca:
+        line += " (PCA: " + " / ".join("-" if n is None else str(n) for n in pca) + ")"
+    return line + ("; - = not reached" if unreached else "")
+
+
 def summary_lines(results: str | Path, run: str) -> list[str]:
     """The lines for run ``run`` whose outputs are in ``results`` (``results/RUN``)."""
     folder = Path(results)
@@ -45,6 +72,9 @@ def summary_lines(results: str | Path, run: str) -> list[str]:
         warn += " (they stopped at training.max_updates: see logs/spectra.log"
         warn += f"; ranks relying on them: {flagged})" if flagged else ")"
     lines.append("  " + warn)
+    needed = _variables_line(s.get("utility_concentration") or {})
+    if needed:
+        lines.append(needed)
     cost = s.get("training_cost") or {}
     if cost.get("points"):
         line = f"  training: {cost['updates']:,} updates over {cost['points']} points"
