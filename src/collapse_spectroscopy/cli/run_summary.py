@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 #: The figure that shows the paper's claim at a glance (docs/science.md §6).
@@ -14,12 +15,19 @@ FIRST_FIGURE = "figures/fig3_duality.png"
 
 
 def _spread(ratios: dict) -> str:
-    """'within x %' of the largest deviation of ``value / pca`` from 1, over the ranks."""
-    values = [v for v in ratios.values() if v is not None and math.isfinite(v)]
+    """'within x %' of the largest deviation of ``value / pca`` from 1 over the ranks, with
+    the rank it comes from and the median deviation: one tail rank far off (an
+    under-equilibrated or nearly degenerate mode, docs/science.md §7b) should not read as
+    the whole spectrum being off."""
+    values = {int(k): v for k, v in ratios.items() if v is not None and math.isfinite(float(v))}
     if not values:
         return "none to compare"
-    worst = max(abs(v - 1.0) for v in values)
-    return f"within {100 * worst:.1f} % (ranks 1-{len(values)})"
+    deviation = {k: abs(v - 1.0) for k, v in values.items()}
+    worst = max(deviation, key=deviation.get)
+    text = f"within {100 * deviation[worst]:.1f} % (ranks 1-{max(values)}"
+    if len(values) > 2:
+        text += f"; worst rank {worst}, median {100 * statistics.median(deviation.values()):.1f} %"
+    return text + ")"
 
 
 def _variables_line(block: dict) -> str | None:
