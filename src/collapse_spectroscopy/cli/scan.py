@@ -270,9 +270,10 @@ def run_gather(args) -> int:
 
     scan = scanfile.gather(args.points)
     scanfile.write(scan, args.out)
+    n_t, n_seed = scan.sizes["T"], scan.sizes["seed"]
     print(
-        f"gathered {scan.attrs['scan_points']} scan points "
-        f"({scan.sizes['T']} temperatures x {scan.sizes['seed']} seeds) into {args.out}"
+        f"gathered {scan.attrs['scan_points']} scan points ({n_t} temperature"
+        f"{'s' * (n_t != 1)} x {n_seed} seed{'s' * (n_seed != 1)}) into {args.out}"
     )
     return 0
 
