@@ -270,11 +270,12 @@ def run_gather(args) -> int:
 
     scan = scanfile.gather(args.points)
     scanfile.write(scan, args.out)
-    n_t, n_seed = scan.sizes["T"], scan.sizes["seed"]
-    print(
-        f"gathered {scan.attrs['scan_points']} scan points ({n_t} temperature"
-        f"{'s' * (n_t != 1)} x {n_seed} seed{'s' * (n_seed != 1)}) into {args.out}"
-    )
+
+    def count(n, noun):
+        return f"{n} {noun}{'s' * (n != 1)}"
+
+    sizes = f"{count(scan.sizes['T'], 'temperature')} x {count(scan.sizes['seed'], 'seed')}"
+    print(f"gathered {count(scan.attrs['scan_points'], 'scan point')} ({sizes}) into {args.out}")
     return 0
 
 
