@@ -40,10 +40,13 @@ def _variables_line(block: dict) -> str | None:
         return None
     pca = block.get("n_pca_eval") or block.get("n_pca") or []
     seeds = block.get("n_vae_seed_range") or []
-    unreached = None in vae or None in pca or (len(seeds) > 0 and None in seeds)
+
+    def count(n) -> str:
+        return "-" if n is None else str(n)
+
     cells = []
     for i, n in enumerate(vae):
-        cell = "-" if n is None else str(n)
+        cell = count(n)
         if i < len(seeds):
             if seeds[i] is None:
                 cell += " (a seed: -)"
@@ -53,8 +56,8 @@ def _variables_line(block: dict) -> str | None:
     line = f"  variables needed n(eps) at eps = {' / '.join(f'{e:g}' for e in eps)}: "
     line += " / ".join(cells)
     if pca:
-        line += " (PCA: " + " / ".join("-" if n is None else str(n) for n in pca) + ")"
-    return line + ("; - = not reached" if unreached else "")
+        line += f" (PCA: {' / '.join(count(n) for n in pca)})"
+    return line + ("; - = not reached" if None in [*vae, *pca, *seeds] else "")
 
 
 def summary_lines(results: str | Path, run: str) -> list[str]:
