@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from collapse_spectroscopy.training import protocol
+from collapse_spectroscopy.training import protocol, scan_point
 from collapse_spectroscopy.training.engines.numba import engine as numba_engine
 from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
 from synthetic_gaussian import gaussian_splits
@@ -48,6 +48,68 @@ def test_one_progress_line_per_window_with_the_active_latents(splits, capsys, mo
         range(500, result.updates_run + 1, 500)
     )
     assert lines[-1].group(2) == "3"
+    assert "loss spike" not in capsys.readouterr().err  # an ordinary training has none
+
+
+class SpikeAt:
+    """A real engine whose reported batch loss at update ``at`` (1-based) is ``factor``
+    times larger: the trainer sees a spike at a known update without one being trained."""
+
+    def __init__(self, engine, at: int, factor: float):
+        self.engine, self.at, self.factor, self.done = engine, at, factor, 0
+        self.name = engine.name
+
+    def run_window(self, n):
+        losses = self.engine.run_window(n).copy()
+        if self.done < self.at <= self.done + n:
+            losses[self.at - self.done - 1] *= self.factor
+        self.done += n
+        return losses
+
+    def __getattr__(self, key):
+        return getattr(self.engine, key)
+
+
+def spiked_training(splits, at: int, factor: float, capsys, monkeypatch) -> str:
+    real = scan_point.make_engine
+    monkeypatch.setattr(
+        scan_point, "make_engine", lambda name, problem: SpikeAt(real(name, problem), at, factor)
+    )
+    train_scan_point(*splits, 0.05, latents=4, config=TrainConfig(max_updates=2000, eval_every=500))
+    return capsys.readouterr().err
+
+
+SPIKE = re.compile(
+    r"T=0\.05 \(beta=[0-9.e+-]+\), seed=0: a loss spike at update 1,234: batch loss "
+    r"([0-9.e+-]+), ([0-9.e+-]+) times the best validation loss \(([0-9.]+) at 1,000\); "
+    r"1 batch\(es\) of updates 1,001-1,500 over 100 times; training goes on, early stopping "
+    r"keeps the best weights \(docs/science.md §7b\)"
+)
+
+
+def test_a_loss_spike_is_reported_with_its_update(splits, capsys, monkeypatch):
+    """A batch loss 1e6 times the ordinary one at update 1,234 gets one line naming that
+    update, its window and its ratio to the best validation loss of the windows before
+    (update 1,000 here: the loss still falls at this T over the first 2,000 updates); the
+    numbers are checked against each other, not pinned."""
+    err = spiked_training(splits, 1234, 1e6, capsys, monkeypatch)
+    lines = [m for m in map(SPIKE.fullmatch, err.splitlines()) if m]
+    assert len(lines) == 1 and err.count("loss spike") == 1
+    loss, ratio, best = (float(g) for g in lines[0].groups())
+    # printed to 3 significant figures: the ratio agrees with loss / best to ~0.1 %
+    assert ratio == pytest.approx(loss / best, rel=2e-3)
+    assert ratio > 1e5  # an ordinary batch loss times 1e6, over a best of the same scale
+
+
+@pytest.mark.parametrize(("at", "factor"), [(300, 1e6), (1234, 20.0)])
+def test_no_spike_line_in_the_first_window_or_under_the_factor(
+    splits, capsys, monkeypatch, at, factor
+):
+    """The first window has no validation loss to compare with (its early batch losses are
+    far above the trained loss anyway); 20 times an ordinary batch loss is under the factor
+    100 (an ordinary batch at update 1,234 is within ~2x the best validation loss: 256
+    samples' and one noise draw's scatter around a loss that still falls slowly)."""
+    assert "loss spike" not in spiked_training(splits, at, factor, capsys, monkeypatch)
 
 
 def test_first_window_always_logs_and_later_ones_wait(splits, capsys, monkeypatch):

@@ -32,6 +32,12 @@ LOG_COLUMNS = ["update", "train_loss", "val_loss", "val_distortion", "val_rate",
 #: Seconds between two progress lines in a job's log (the first window always gets one),
 #: so that a long training is never silent for minutes.
 PROGRESS_EVERY_S = 10.0
+#: A batch loss above this many times the best validation loss so far is reported as a loss
+#: spike (docs/science.md §7b). Why 100: in the MLP WorldClim cooling chain a batch holding
+#: one badly reconstructed extreme cell reaches 4-12 times the median batch loss, and the
+#: spikes that set the posterior variance of such cells to ~exp(60) reach 1e2 to 1e12
+#: times; batches differ from the validation loss only by their 256 cells and their noise.
+SPIKE_FACTOR = 100.0
 
 
 class Schedule(Protocol):
@@ -123,6 +129,7 @@ def train(
             while run.update < config.max_updates:
                 window = min(config.eval_every, config.max_updates - run.update)
                 losses = run_window(engine, run, window, label)
+                report_spike(losses, run, label)
                 validate(engine, run, losses, label)
                 progress.after_window(engine, run)
                 bar.update(run.update - bar.n)
@@ -155,6 +162,30 @@ def run_window(engine: Engine, run: Run, n: int, label: str) -> np.ndarray:
             f"update {run.update - n + int(bad[0]) + 1}"
         )
     return losses
+
+
+def report_spike(losses: np.ndarray, run: Run, label: str) -> None:
+    """One line on stderr when the window just run (ending at ``run.update``) holds a batch
+    loss above :data:`SPIKE_FACTOR` times the best validation loss of the earlier windows:
+    a loss spike (docs/science.md §7b). Training goes on, and early stopping keeps the best
+    weights, so a point's record is the spike's only if the best comes after it: the line
+    lets a reader of the log check which."""
+    if not (math.isfinite(run.best_loss) and run.best_loss > 0):
+        return  # the first window: no validation loss yet to compare with
+    over = np.flatnonzero(losses > SPIKE_FACTOR * run.best_loss)
+    if not over.size:
+        return
+    i = int(over[np.argmax(losses[over])])
+    first = run.update - losses.size + 1
+    print(
+        f"{label}: a loss spike at update {first + i:,}: batch loss {losses[i]:.3g}, "
+        f"{losses[i] / run.best_loss:.3g} times the best validation loss "
+        f"({run.best_loss:.6g} at {run.best_update:,}); {over.size} batch(es) of updates "
+        f"{first:,}-{run.update:,} over {SPIKE_FACTOR:g} times; training goes on, early "
+        "stopping keeps the best weights (docs/science.md §7b)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def validate(engine: Engine, run: Run, losses: np.ndarray, label: str) -> None:
