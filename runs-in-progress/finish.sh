@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The analysis once the warming scan and the autoencoder baseline are done (README.md here,
+# "When every point is done"): both runs whole, the selection grid, the loss spikes of the
+# training logs, and, once the cooling chain is done too, the seed-0 hysteresis. Writes
+# RUN_DIR/final.out, selection_grid.txt and spikes.txt. Usage: runs-in-progress/finish.sh [RUN_DIR]
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+run=${1:-/work/runs/wcmlp}
+. "$repo/.venv/bin/activate"
+cd "$run"
+sm=(snakemake -s "$repo/Snakefile" -d . --configfile "$repo/config/config.yaml" local.yaml)
+finished() { ls -d results/"$1"/scan/T=*/seed=*.finished 2>/dev/null | wc -l; }
+if [ "$(finished worldclim_mlp)" -lt 111 ]; then
+    echo "finish.sh: $(finished worldclim_mlp) of 111 warming points finished: resume first" >&2
+    exit 1
+fi
+if pgrep -f "collapse-spectroscopy autoencoder" > /dev/null; then
+    echo "finish.sh: the autoencoder baseline is still training" >&2
+    exit 1
+fi
+# both runs whole: spectra, summary.json (with training_cost), Figs 1-5, the rate-distortion
+# figure, maps and loadings, the autoencoder baseline (Fig 5 needs the null run)
+"${sm[@]}" --cores 2 --config default_runs='[worldclim,worldclim_mlp]' > final.out 2>&1
+tail -n 30 final.out
+# n(eps) under both pruning rules and both selections, the AE baseline, the null run, R(D)
+python "$repo/scripts/selection_grid.py" results/worldclim_mlp --null results/worldclim \
+    | tee selection_grid.txt
+# every validation window whose mean batch loss is over 100 times the best validation loss
+# before it: a loss spike (docs/science.md §7b; the logs name each spike batch's update)
+python - <<'EOF' | tee spikes.txt
+import glob
+import pandas as pd
+
+for f in sorted(glob.glob("results/worldclim_mlp*/scan/T=*/seed=*.log.csv")):
+    log = pd.read_csv(f)
+    spikes = log[log["train_loss"] > 100 * log["val_loss"].cummin().shift(1)]
+    if len(spikes):
+        best = int(log["update"][log["val_loss"].idxmin()])
+        print(f, "spike windows ending at", list(spikes["update"]), "best at", best)
+EOF
+if [ "$(finished worldclim_mlp_cooling)" -lt 37 ]; then
+    echo "finish.sh: the cooling chain has $(finished worldclim_mlp_cooling) of 37 points: no hysteresis yet"
+    exit 0
+fi
+"${sm[@]}" local_cool.yaml --cores 2 results/worldclim_mlp_cooling/scan.nc >> final.out 2>&1
+mkdir -p results/hysteresis
+python -c "import xarray as xr; \
+xr.open_dataset('results/worldclim_mlp/scan.nc').sel(seed=[0]).to_netcdf('results/hysteresis/warm0.nc')"
+collapse-spectroscopy spectra results/hysteresis/warm0.nc \
+    --cooling-scan results/worldclim_mlp_cooling/scan.nc \
+    --run-config results/worldclim_mlp/config/spectra.json \
+    --prepared results/worldclim_mlp/data/prepared.npz \
+    --out results/hysteresis/spectra.csv --summary results/hysteresis/summary.json
+collapse-spectroscopy hysteresis results/hysteresis/warm0.nc \
+    results/worldclim_mlp_cooling/scan.nc results/hysteresis/spectra.csv \
+    --out-dir results/hysteresis
