@@ -57,25 +57,37 @@ class SpikeAt:
 
     def __init__(self, engine, at: int, factor: float):
         self.engine, self.at, self.factor, self.done = engine, at, factor, 0
-        self.name = engine.name
+        self.name, self.windows = engine.name, []
 
     def run_window(self, n):
         losses = self.engine.run_window(n).copy()
         if self.done < self.at <= self.done + n:
             losses[self.at - self.done - 1] *= self.factor
         self.done += n
+        self.windows.append(losses)
         return losses
 
     def __getattr__(self, key):
         return getattr(self.engine, key)
 
 
-def spiked_training(splits, at: int, factor: float, capsys, monkeypatch) -> str:
+def spiked_training(splits, at: int, factor: float, capsys, monkeypatch, engines=None):
+    """The job log of a training whose batch loss at update ``at`` is ``factor`` times the
+    real one; the wrapped engine goes to ``engines`` if given."""
     real = scan_point.make_engine
-    monkeypatch.setattr(
-        scan_point, "make_engine", lambda name, problem: SpikeAt(real(name, problem), at, factor)
+
+    def make(name, problem):
+        engine = SpikeAt(real(name, problem), at, factor)
+        if engines is not None:
+            engines.append(engine)
+        return engine
+
+    monkeypatch.setattr(scan_point, "make_engine", make)
+    result = train_scan_point(
+        *splits, 0.05, latents=4, config=TrainConfig(max_updates=2000, eval_every=500)
     )
-    train_scan_point(*splits, 0.05, latents=4, config=TrainConfig(max_updates=2000, eval_every=500))
+    if engines is not None:
+        engines.append(result)
     return capsys.readouterr().err
 
 
@@ -92,13 +104,19 @@ def test_a_loss_spike_is_reported_with_its_update(splits, capsys, monkeypatch):
     update, its window and its ratio to the best validation loss of the windows before
     (update 1,000 here: the loss still falls at this T over the first 2,000 updates); the
     numbers are checked against each other, not pinned."""
-    err = spiked_training(splits, 1234, 1e6, capsys, monkeypatch)
+    engines = []
+    err = spiked_training(splits, 1234, 1e6, capsys, monkeypatch, engines)
     lines = [m for m in map(SPIKE.fullmatch, err.splitlines()) if m]
     assert len(lines) == 1 and err.count("loss spike") == 1
     loss, ratio, best = (float(g) for g in lines[0].groups())
     # printed to 3 significant figures: the ratio agrees with loss / best to ~0.1 %
     assert ratio == pytest.approx(loss / best, rel=2e-3)
     assert ratio > 1e5  # an ordinary batch loss times 1e6, over a best of the same scale
+    # the training log keeps each window's largest batch loss: the spike's in its window
+    engine, result = engines
+    assert list(result.log["train_loss_max"]) == [float(w.max()) for w in engine.windows]
+    assert result.log["train_loss_max"].iloc[2] == float(engine.windows[2][233])
+    assert list(result.log["train_loss"]) == [float(w.mean()) for w in engine.windows]
 
 
 @pytest.mark.parametrize(("at", "factor"), [(300, 1e6), (1234, 20.0)])

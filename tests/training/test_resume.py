@@ -123,3 +123,27 @@ def test_a_foreign_checkpoint_is_refused(prepared, tmp_path):
     assert run.returncode == 2
     assert "belongs to another training" in run.stderr
     assert os.path.exists(out.with_suffix(".ckpt"))  # kept for the user to decide
+
+
+def test_a_checkpoint_from_before_the_largest_batch_loss_column_resumes(tmp_path):
+    """A checkpoint written before the log had ``train_loss_max`` (six columns per row, as
+    in the WorldClim MLP scan's archive) resumes: its rows get NaN there, the rows trained
+    after the resume get the window's largest batch loss, and everything else is what the
+    uninterrupted training logs (the resume is bit for bit, test above)."""
+    from collapse_spectroscopy.training.scan_point import TrainConfig, train_scan_point
+    from synthetic_gaussian import gaussian_splits
+
+    xtr, xva, _, _, _ = gaussian_splits([0.6, 0.3, 0.1], sizes=(2000, 500, 500), seed=5)
+    config = TrainConfig(max_updates=1000, eval_every=250, checkpoint_every=500, patience=10**6)
+    ckpt = tmp_path / "p.ckpt"
+    whole = train_scan_point(xtr, xva, 0.05, latents=3, config=config, checkpoint=ckpt)
+    state = torch.load(ckpt, weights_only=False)  # the checkpoint at update 500
+    assert state["update"] == 500 and len(state["rows"]) == 2
+    state["rows"] = [row[:6] for row in state["rows"]]  # the old format
+    torch.save(state, ckpt)
+    resumed = train_scan_point(xtr, xva, 0.05, latents=3, config=config, checkpoint=ckpt)
+    new, old = resumed.log["train_loss_max"], whole.log["train_loss_max"]
+    assert new.iloc[:2].isna().all() and new.iloc[2:].equals(old.iloc[2:])
+    assert (old >= whole.log["train_loss"]).all()  # a window's largest is at least its mean
+    cols = ["update", "train_loss", "val_loss", "val_distortion", "val_rate"]
+    assert resumed.log[cols].equals(whole.log[cols])

@@ -97,6 +97,7 @@ def test_early_stopping_keeps_the_best_weights(splits):
         "val_distortion",
         "val_rate",
         "elapsed_s",
+        "train_loss_max",
     ]
 
 

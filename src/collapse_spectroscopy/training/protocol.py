@@ -28,7 +28,17 @@ from collapse_spectroscopy.errors import TrainingError
 from collapse_spectroscopy.training import checkpoint as ckpt
 from collapse_spectroscopy.training.engines.base import Engine
 
-LOG_COLUMNS = ["update", "train_loss", "val_loss", "val_distortion", "val_rate", "elapsed_s"]
+# train_loss is the window's mean batch loss, train_loss_max its largest (a loss spike shows
+# there, docs/science.md §7b; last, so that a checkpoint's rows from before it gain a NaN)
+LOG_COLUMNS = [
+    "update",
+    "train_loss",
+    "val_loss",
+    "val_distortion",
+    "val_rate",
+    "elapsed_s",
+    "train_loss_max",
+]
 #: Seconds between two progress lines in a job's log (the first window always gets one),
 #: so that a long training is never silent for minutes.
 PROGRESS_EVERY_S = 10.0
@@ -189,12 +199,14 @@ def report_spike(losses: np.ndarray, run: Run, label: str) -> None:
 
 
 def validate(engine: Engine, run: Run, losses: np.ndarray, label: str) -> None:
-    """Log the window (mean batch loss, validation loss) and keep the best weights."""
+    """Log the window (mean and largest batch loss, validation loss) and keep the best
+    weights."""
     val, distortion, rate = engine.validation_loss()
     model = engine.sync_model()
     if not math.isfinite(val):
         raise TrainingError(f"non-finite validation loss at {label}, update {run.update}")
-    run.rows.append((run.update, float(losses.mean()), val, distortion, rate, run.elapsed()))
+    row = (run.update, float(losses.mean()), val, distortion, rate, run.elapsed())
+    run.rows.append((*row, float(losses.max())))
     if val < run.best_loss:
         run.best_loss, run.best_update = val, run.update
         run.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -239,6 +251,12 @@ def run_state(run: Run) -> dict:
     }
 
 
+def _padded(row) -> tuple:
+    """A log row of a checkpoint written before the last columns of LOG_COLUMNS existed,
+    with NaN for them (train_loss_max: not recorded then)."""
+    return (*row, *[math.nan] * (len(LOG_COLUMNS) - len(row)))
+
+
 def restored_run(state: dict, *, resumed_from: int, cls: type[Run] = Run, **fields) -> Run:
     """The run (a ``cls``, with ``fields`` besides) that a checkpoint's :func:`run_state`
     ``state`` holds, resumed at update ``resumed_from``."""
@@ -247,7 +265,7 @@ def restored_run(state: dict, *, resumed_from: int, cls: type[Run] = Run, **fiel
         best_loss=state["best_loss"],
         best_update=state["best_update"],
         best_state=state["best_state"],
-        rows=state["rows"],
+        rows=[_padded(row) for row in state["rows"]],
         elapsed_before=state["elapsed_s"],
         resumed_from=resumed_from,
         **fields,
