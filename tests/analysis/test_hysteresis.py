@@ -20,6 +20,7 @@ import pytest
 
 from collapse_spectroscopy.analysis import equilibrium
 from collapse_spectroscopy.analysis.hysteresis import (
+    both_branches,
     hysteresis_columns,
     hysteresis_summary,
 )
@@ -71,3 +72,45 @@ def test_a_rank_without_a_crossing_has_no_ratio():
     columns = hysteresis_columns(t, rho, t, rho, RHO_MIN)
     assert np.isnan(columns["hysteresis"][0]) and np.isnan(columns["crossing_threshold_warming"][0])
     assert 1 not in hysteresis_summary(columns)["ratio"]
+
+
+# Dn_k (k = 0..3) of two chains of two points each, chosen so that the minimum over both
+# comes from cooling at k = 1, 2 and from warming at k = 3 (written out, not computed)
+WARM = np.array([[1.0, 0.40, 0.20, 0.0005], [1.0, 0.35, 0.25, 0.002]])
+COOL = np.array([[1.0, 0.08, 0.02, 0.004], [1.0, 0.30, 0.05, 0.003]])
+RHO = np.array([[0.9, 0.5, 0.2], [0.8, 0.4, 0.1]])  # three active ranks in either chain
+PCA = np.array([0.5, 0.3, 0.15, 0.05])  # lambda_k / V: 1 - cumsum = 0.5, 0.2, 0.05, 0
+
+
+def test_both_branches_take_the_lower_minimum_of_each_rank():
+    """Rank by rank the minimum over both chains' points (0.08, 0.02, 0.0005), the cooling
+    chain's own (0.08, 0.02, 0.003), which chain gives each, and n(eps) of the combined
+    levels counted by hand: 0.1 is reached at k = 1, 0.03 at k = 2, 0.01 and 0.001 at
+    k = 3; PCA's 1 - cumsum (0.5, 0.2, 0.05, 0) reaches 0.1 at 3 components, the rest at 4."""
+    columns, block = both_branches(WARM, COOL, RHO, RHO, PCA, tolerances=[0.1, 0.03, 0.01, 1e-3])
+    assert list(columns["best_distortion_both_branches"]) == [0.08, 0.02, 0.0005]
+    assert list(columns["best_distortion_cooling"]) == [0.08, 0.02, 0.003]
+    assert block["branch_of_best"] == {1: "cooling", 2: "cooling", 3: "warming"}
+    assert block["n_vae"] == [1, 2, 3, 3]
+    assert block["n_pca"] == [3, 4, 4, 4]
+
+
+def test_both_branches_choose_on_the_choosing_levels():
+    """Paired levels (reported, choosing: spectra.select_on val): the point of each rank is
+    the lowest *choosing* level over both chains, and its *reported* level is kept, even
+    where the other chain reports a lower one."""
+    warm = np.stack([WARM, WARM], -1)  # choosing = reported for warming
+    cool = np.stack([COOL, COOL + 1.0], -1)  # cooling's choosing levels all worse by 1
+    cool[:, 0, :] = 1.0
+    columns, block = both_branches(warm, cool, RHO, RHO, PCA, tolerances=[0.1])
+    # every rank is chosen in warming (choosing 0.35 < 1.08, 0.20 < 1.02, 0.0005 < 1.003)
+    assert list(columns["best_distortion_both_branches"]) == [0.35, 0.20, 0.0005]
+    assert block["branch_of_best"] == {1: "warming", 2: "warming", 3: "warming"}
+
+
+def test_a_linear_sweep_gains_nothing_from_the_second_branch():
+    """Two chains at the same equilibrium (the linear VAE's) reach the same levels: the
+    minimum over both is either chain's, and every rank is credited to warming (a tie)."""
+    columns, block = both_branches(WARM, WARM, RHO, RHO, PCA)
+    np.testing.assert_array_equal(columns["best_distortion_both_branches"], WARM.min(0)[1:])
+    assert set(block["branch_of_best"].values()) == {"warming"}

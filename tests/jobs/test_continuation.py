@@ -320,5 +320,13 @@ def test_a_sweep_trains_both_directions_and_measures_their_hysteresis(tmp_path):
     np.testing.assert_allclose(both["hysteresis"], ratio, rtol=1e-9)  # the csv's 10 digits
     summary = json.loads((res / "summary.json").read_text())["hysteresis"]
     assert set(summary["ratio"]) == {str(r) for r in both["rank"]}
+    # Dn*_k over both directions' points: the lower of the two directions' own minima
+    # (this linear run selects on the evaluation split itself, so the minima are plain)
+    warm, cool = table["best_distortion"], table["best_distortion_cooling"]
+    np.testing.assert_array_equal(table["best_distortion_both_branches"], np.fmin(warm, cool))
+    branch = summary["both_branches"]["branch_of_best"]
+    for rank, w, c in zip(table["rank"], warm, cool, strict=True):
+        if np.isfinite(w) or np.isfinite(c):
+            assert branch[str(rank)] == ("cooling" if c < w else "warming"), rank
     assert (res / "figures" / "hysteresis.png").stat().st_size > 10_000
     assert (res / "scan_cooling.nc").is_file()

@@ -16,6 +16,12 @@ states over a range of ``T``, or a collapsed state the cooling run could not lea
 its budget (an escape too slow, docs/science.md §7b). Below 1, the converse (a warming
 chain that collapsed a latent early). Both readings are measurements of the training
 protocol as much as of the model, which is why the ratio is reported with the budget.
+
+Where the two chains reach different models at the same ``T``, each point is still a
+trained model of the family, so ``Dn*_k`` (a minimum over trained points, docs/science.md
+§4.2) can be taken over both chains: :func:`both_branches` gives the cooling chain's own
+``Dn*_k``, the minimum over both chains, which chain each rank's minimum came from, and the
+utility concentration (``n(eps)``, docs/science.md §9) of that minimum.
 """
 
 from __future__ import annotations
@@ -23,10 +29,23 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from collapse_spectroscopy.analysis.spectra import scan_arrays
-from collapse_spectroscopy.analysis.thresholds import RHO_MIN, crossing_threshold
+from collapse_spectroscopy.analysis.concentration import (
+    TOLERANCES,
+    last_active_rank,
+    utility_concentration,
+)
+from collapse_spectroscopy.analysis.pca import pca_truncation_distortion
+from collapse_spectroscopy.analysis.spectra import scan_arrays, scan_levels
+from collapse_spectroscopy.analysis.thresholds import (
+    RHO_MIN,
+    best_distortions,
+    best_points,
+    crossing_threshold,
+    utilities,
+)
 
 COLUMNS = ("crossing_threshold_warming", "crossing_threshold_cooling", "hysteresis")
+BRANCH_COLUMNS = ("best_distortion_cooling", "best_distortion_both_branches")
 
 
 def hysteresis_columns(t_warm, rho_warm, t_cool, rho_cool, rho_min: float = RHO_MIN):
@@ -62,3 +81,71 @@ def hysteresis_summary(columns: pd.DataFrame) -> dict:
         "max_factor": float(max(factors)) if factors else None,
         "definition": "crossing threshold warming / cooling, per rank (docs/science.md §5.9)",
     }
+
+
+def both_branches(
+    dn_warm,
+    dn_cool,
+    rho_warm,
+    rho_cool,
+    pca_ratio,
+    pca_eval=None,
+    tolerances=TOLERANCES,
+    rho_min: float = RHO_MIN,
+) -> tuple[pd.DataFrame, dict]:
+    """``Dn*_k`` over the points of both chains of a sweep.
+
+    ``dn_*``: each chain's levels over its points, ``(P, K+1)``, or paired ``(P, K+1, 2)``
+    (reported, choosing: ``spectra.select_on: val``), as :func:`.thresholds.best_distortions`
+    reads them; ``rho_*`` ``(P, K)`` ranked; ``pca_ratio`` and ``pca_eval`` the run's PCA
+    references (as in :func:`.concentration.utility_concentration`). Returns the columns
+    :data:`BRANCH_COLUMNS` for ranks ``1..K`` (the cooling chain's own ``Dn*_k``, the
+    minimum over both) and the summary block: the utility concentration of the minimum
+    over both (counted within the ranks active in either chain) and, per rank, the chain
+    whose point gives it (``warming`` on a tie: the scan of record)."""
+    K1 = min(np.shape(dn_warm)[1], np.shape(dn_cool)[1])
+    warm = np.asarray(dn_warm, np.float64)[:, :K1]
+    cool = np.asarray(dn_cool, np.float64)[:, :K1]
+    levels = np.concatenate([warm, cool])
+    both = best_distortions(levels)
+    if levels.ndim == 3:
+        chosen = best_points(levels)
+    else:
+        finite = np.isfinite(levels).any(axis=0)
+        chosen = np.where(finite, np.argmin(np.where(np.isnan(levels), np.inf, levels), 0), -1)
+    branch = {
+        k: ("warming" if chosen[k] < warm.shape[0] else "cooling")
+        for k in range(1, K1)
+        if chosen[k] >= 0
+    }
+    K = min(np.shape(rho_warm)[1], np.shape(rho_cool)[1])
+    rho = np.concatenate([np.asarray(rho_warm)[:, :K], np.asarray(rho_cool)[:, :K]])
+    block = utility_concentration(
+        both,
+        utilities(both),
+        pca_truncation_distortion(pca_ratio),
+        pca_ratio,
+        tolerances,
+        active=last_active_rank(rho, rho_min),
+        pca_eval_distortion=pca_eval,
+    )
+    columns = pd.DataFrame(
+        dict(zip(BRANCH_COLUMNS, (best_distortions(cool)[1:], both[1:]), strict=True))
+    )
+    return columns, {**block, "branch_of_best": branch}
+
+
+def scan_both_branches(warming, cooling, warm_selection, cool_selection, tolerances, rho_min):
+    """:func:`both_branches` of two gathered scans, each read with its resolved
+    :class:`.selection.Selection` (the same rule and split)."""
+    pca_eval = warming["pca_eval_distortion"].values if "pca_eval_distortion" in warming else None
+    return both_branches(
+        scan_levels(warming, warm_selection),
+        scan_levels(cooling, cool_selection),
+        scan_arrays(warming)[1],
+        scan_arrays(cooling)[1],
+        warming["pca_ratio"].values,
+        pca_eval,
+        tolerances,
+        rho_min,
+    )

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from collapse_spectroscopy.analysis.hysteresis import COLUMNS, hysteresis_summary, scan_hysteresis
+from collapse_spectroscopy.analysis.hysteresis import (
+    hysteresis_summary,
+    scan_both_branches,
+    scan_hysteresis,
+)
 from collapse_spectroscopy.analysis.rate_distortion import split_reference
 from collapse_spectroscopy.analysis.refine import refinement_summary
 from collapse_spectroscopy.analysis.selection import resolve
@@ -105,7 +109,9 @@ def register_spectra(sub) -> None:
         metavar="SCAN",
         help="the cooling chains' gathered scan of a sweep (scan.start sweep; SCAN is then "
         "the warming one): the table gets each rank's crossing threshold of both directions "
-        "and their ratio, hysteresis, and the summary a hysteresis block (docs/science.md §5.9)",
+        "and their ratio, hysteresis, the cooling chains' Dn*_k and the minimum over both "
+        "directions' points, and the summary a hysteresis block with n(eps) of that minimum "
+        "(docs/science.md §5.9)",
     )
     p.add_argument(
         "--prepared",
@@ -156,14 +162,37 @@ def read_refined(paths) -> list[dict]:
     return records
 
 
+def ran_points(scan) -> np.ndarray:
+    """Which of a gathered scan's (T, seed) points were run (finite rho), flat."""
+    rho = scan["signal_fraction"].transpose("T", "seed", "latent").values
+    return np.all(np.isfinite(rho), -1).ravel()
+
+
+def add_cooling(table, summary, scan, args, selection, tolerances) -> None:
+    """The hysteresis columns and block of ``--cooling-scan`` (docs/science.md §5.9),
+    with ``Dn*_k`` over both directions read by the warming scan's rule and split."""
+    where = repr(str(args.cooling_scan))
+    cooling_scan = scanfile.read(args.cooling_scan)
+    cool_selection = resolve(
+        cooling_scan, selection.pruning, selection.select_on, ran_points(cooling_scan), where
+    )
+    crossings = scan_hysteresis(scan, cooling_scan, args.rho_min)
+    branches, block = scan_both_branches(
+        scan, cooling_scan, selection, cool_selection, tolerances, args.rho_min
+    )
+    for frame in (crossings, branches):  # appended after every other column
+        for name in frame.columns:
+            table[name] = frame[name].reindex(range(len(table))).to_numpy()
+    summary["hysteresis"] = {**hysteresis_summary(crossings), "both_branches": block}
+
+
 def run_spectra(args) -> int:
 
     check_rho_min(args.rho_min)
     tolerances = check_tolerances(args.tolerances)
     scan = scanfile.read(args.scan)
     reference = split_reference_of(args.prepared, scan) if args.prepared else None
-    ran = np.all(np.isfinite(scan["signal_fraction"].transpose("T", "seed", "latent").values), -1)
-    selection = resolve(scan, args.pruning, args.select_on, ran.ravel(), repr(str(args.scan)))
+    selection = resolve(scan, args.pruning, args.select_on, ran_points(scan), repr(str(args.scan)))
     if selection.note.startswith("auto: test, as"):  # a nonlinear scan measured before
         print(f"collapse-spectroscopy spectra: warning: {selection.note}", file=sys.stderr)
     table, summary = summarize(
@@ -174,10 +203,7 @@ def run_spectra(args) -> int:
         selection=selection,
     )
     if args.cooling_scan:
-        cooling = scan_hysteresis(scan, scanfile.read(args.cooling_scan), args.rho_min)
-        for name in COLUMNS:  # appended after every other column
-            table[name] = cooling[name].reindex(range(len(table))).to_numpy()
-        summary["hysteresis"] = hysteresis_summary(cooling)
+        add_cooling(table, summary, scan, args, selection, tolerances)
     if args.refined:
         t, rho, _ = scan_arrays(scan)
         summary["refinement"] = refinement_summary(read_refined(args.refined), t, rho, args.rho_min)
