@@ -87,3 +87,24 @@ def test_summary_lines_say_how_many_variables_each_tolerance_needs(tmp_path):
     write_summary(tmp_path / "lin", utility_concentration=one)
     line = summary_lines(tmp_path / "lin", "lin")[4]
     assert line == "  variables needed n(eps) at eps = 0.1 / 0.01: 2 / 5 (PCA: 2 / 6)"
+
+
+def test_a_sweep_says_how_many_variables_both_directions_need(tmp_path):
+    """A sweep's summary adds n(eps) of Dn*_k over both directions' points, naming the
+    ranks whose point is a cooling chain's; a run without a sweep has no such line."""
+    one = {"eps": [0.1, 0.01], "n_vae": [3, 6], "n_pca": [4, 8]}
+    both = {
+        "eps": [0.1, 0.01],
+        "n_vae": [2, 6],
+        "n_pca": [4, 8],
+        "branch_of_best": {"1": "cooling", "2": "cooling", "3": "warming"},
+    }
+    write_summary(tmp_path / "sweep", utility_concentration=one, hysteresis={"both_branches": both})
+    lines = summary_lines(tmp_path / "sweep", "sweep")
+    assert lines[4:6] == [
+        "  variables needed n(eps) at eps = 0.1 / 0.01: 3 / 6 (PCA: 4 / 8)",
+        "  over both sweep directions, n(eps) at eps = 0.1 / 0.01: 2 / 6 (PCA: 4 / 8); "
+        "ranks from the cooling chains: 1, 2",
+    ]
+    write_summary(tmp_path / "plain", utility_concentration=one)
+    assert not any("both" in line for line in summary_lines(tmp_path / "plain", "plain"))

@@ -30,7 +30,7 @@ def _spread(ratios: dict) -> str:
     return text + ")"
 
 
-def _variables_line(block: dict) -> str | None:
+def _variables_line(block: dict, label: str = "variables needed n(eps)") -> str | None:
     """n(eps), the variables needed at each tolerance (docs/science.md §9), beside PCA's on
     the evaluation split (the split the VAE's levels are measured on) and, with several
     seeds, the range over seeds; '-' where a tolerance is never reached. None for a
@@ -53,7 +53,7 @@ def _variables_line(block: dict) -> str | None:
             elif seeds[i][0] != seeds[i][1]:
                 cell += f" (seeds {seeds[i][0]}-{seeds[i][1]})"
         cells.append(cell)
-    line = f"  variables needed n(eps) at eps = {' / '.join(f'{e:g}' for e in eps)}: "
+    line = f"  {label} at eps = {' / '.join(f'{e:g}' for e in eps)}: "
     line += " / ".join(cells)
     if pca:
         line += f" (PCA: {' / '.join(count(n) for n in pca)})"
@@ -86,6 +86,13 @@ def summary_lines(results: str | Path, run: str) -> list[str]:
     needed = _variables_line(s.get("utility_concentration") or {})
     if needed:
         lines.append(needed)
+    both = (s.get("hysteresis") or {}).get("both_branches") or {}
+    needed = _variables_line(both, "over both sweep directions, n(eps)")
+    if needed:
+        cooling = [k for k, branch in both.get("branch_of_best", {}).items() if branch == "cooling"]
+        lines.append(
+            needed + (f"; ranks from the cooling chains: {', '.join(cooling)}" if cooling else "")
+        )
     cost = s.get("training_cost") or {}
     if cost.get("points"):
         line = f"  training: {cost['updates']:,} updates over {cost['points']} points"
