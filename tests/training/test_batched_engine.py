@@ -281,3 +281,23 @@ def test_registered_engine_is_a_batch_of_one(splits):
     b = train_scan_point(*splits, 0.05, 3, latents=K, config=TrainConfig(engine="fast", **cfg))
     assert a.engine == "batched" and len(a.log) == 3
     np.testing.assert_allclose(a.log["val_loss"], b.log["val_loss"], rtol=TOL, atol=0)
+
+
+def test_each_point_of_a_batch_is_checked_for_loss_spikes(splits, monkeypatch):
+    """The batch's trainer hands every point's window to the loss-spike check
+    (docs/science.md §7b), with that point's run, as the single-point trainer does."""
+    from collapse_spectroscopy.training import protocol
+
+    seen = []
+    real = protocol.report_spike
+
+    def spy(losses, run, label):
+        seen.append((label, run.update, losses.size))
+        real(losses, run, label)
+
+    monkeypatch.setattr(protocol, "report_spike", spy)
+    cfg = TrainConfig(**{**TRAIN, "max_updates": 600, "eval_every": 200, "patience": 10**6})
+    results = train_scan_points_batched(*splits, SCAN, latents=K, config=cfg)
+    windows = {(label, u) for label, u, n in seen if n == 200}
+    assert len(windows) == len(seen) == sum(r.log.shape[0] for r in results)
+    assert len(seen) == 3 * len(SCAN) and {u for _, u in windows} == {200, 400, 600}

@@ -97,6 +97,7 @@ def train_batch(
                 for i in list(batch.active):
                     try:
                         losses = protocol.run_window(views[i], runs[i], window, labels[i])
+                        protocol.report_spike(losses, runs[i], labels[i])
                         protocol.validate(views[i], runs[i], losses, labels[i])
                     except TrainingError as exc:
                         if not keep_going:
