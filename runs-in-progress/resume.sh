@@ -23,7 +23,7 @@ for f in results/worldclim_mlp/data/prepared.npz results/worldclim_mlp_cooling/d
 done
 # every chain and the autoencoder baseline at one priority: the cooling chain (seed 0, 37
 # points in one sequence) is the longest, and it reaches more concentrated codes than the
-# warming chains (at T = 0.0215 the first latent leaves 0.19 of the variance against
+# warming chains (at T = 0.0215 Dn_1 is 0.19 against
 # 0.30-0.32), so n(eps) needs it as much as the warming seeds
 nohup nice -n 5 "${sm[@]}" --cores 3 results/worldclim_mlp/scan.nc > snakemake.out 2>&1 &
 sleep 30  # the first workflow takes Snakemake's lock and creates its records first
