@@ -29,19 +29,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from collapse_spectroscopy.analysis.concentration import (
-    TOLERANCES,
-    last_active_rank,
-    utility_concentration,
-)
-from collapse_spectroscopy.analysis.pca import pca_truncation_distortion
-from collapse_spectroscopy.analysis.spectra import scan_arrays, scan_levels
+from collapse_spectroscopy.analysis.concentration import TOLERANCES
+from collapse_spectroscopy.analysis.spectra import concentration_block, scan_arrays, scan_levels
 from collapse_spectroscopy.analysis.thresholds import (
     RHO_MIN,
     best_distortions,
     best_points,
     crossing_threshold,
-    utilities,
 )
 
 COLUMNS = ("crossing_threshold_warming", "crossing_threshold_cooling", "hysteresis")
@@ -120,15 +114,7 @@ def both_branches(
     }
     K = min(np.shape(rho_warm)[1], np.shape(rho_cool)[1])
     rho = np.concatenate([np.asarray(rho_warm)[:, :K], np.asarray(rho_cool)[:, :K]])
-    block = utility_concentration(
-        both,
-        utilities(both),
-        pca_truncation_distortion(pca_ratio),
-        pca_ratio,
-        tolerances,
-        active=last_active_rank(rho, rho_min),
-        pca_eval_distortion=pca_eval,
-    )
+    block = concentration_block(both, rho, pca_ratio, pca_eval, tolerances, rho_min)
     columns = pd.DataFrame(
         dict(zip(BRANCH_COLUMNS, (best_distortions(cool)[1:], both[1:]), strict=True))
     )

@@ -274,6 +274,21 @@ def summarize(
     return table, summary
 
 
+def concentration_block(best, rho, pca_ratio, pca_eval, tolerances, rho_min) -> dict:
+    """The utility concentration (:func:`.concentration.utility_concentration`) of the
+    levels ``best`` (``Dn*_k``, ``k = 0..K``), counted within the ranks active in ``rho``
+    ``(P, K)``, against the run's PCA references ``pca_ratio`` and ``pca_eval``."""
+    return utility_concentration(
+        best,
+        utilities(best),
+        pca_truncation_distortion(pca_ratio),
+        pca_ratio,
+        tolerances,
+        active=last_active_rank(rho, rho_min),
+        pca_eval_distortion=pca_eval,
+    )
+
+
 def run_summary(scan, table, t, rho, dn, rho_min, tolerances, seed_block) -> dict:
     """The JSON summary of a run (docs/science.md §4.6) from its spectra table and the
     scan's arrays (``dn`` the levels :func:`summarize` reads)."""
@@ -303,14 +318,8 @@ def run_summary(scan, table, t, rho, dn, rho_min, tolerances, seed_block) -> dic
             int(r): float(u / p)
             for r, u, p in zip(util["rank"], util["utility"], util["pca_ratio"], strict=True)
         },
-        "utility_concentration": utility_concentration(
-            best,
-            utilities(best),
-            pca_truncation_distortion(pca_ratio),
-            pca_ratio,
-            tolerances,
-            active=last_active_rank(rho, rho_min),
-            pca_eval_distortion=pca_eval,
+        "utility_concentration": concentration_block(
+            best, rho, pca_ratio, pca_eval, tolerances, rho_min
         ),
         "stop_reasons": {
             str(k): int(v)

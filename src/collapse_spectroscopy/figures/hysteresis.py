@@ -87,16 +87,21 @@ def draw(warming, cooling, spectra: pd.DataFrame, rho_min: float) -> Figure:
     levels = seed_mean_levels(warming), seed_mean_levels(cooling)
     draw_levels(ax_levels, t_w, t_c, *levels, colors, min(LEVEL_RANKS, len(shown)))
     ax_levels.set_xlabel(T_LABEL)
+    side_legend(ax, "hysteresis $T_k^{warm}/T_k^{cool}$", handles=handles)
+    return fig
+
+
+def side_legend(ax, title: str, **kwargs) -> None:
+    """A panel's legend, right of it, in the figure's small type."""
     ax.legend(
-        handles=handles,
-        title="hysteresis $T_k^{warm}/T_k^{cool}$",
+        title=title,
         fontsize=5.5,
         title_fontsize=5.5,
         loc="center left",
         bbox_to_anchor=(1.02, 0.5),
         frameon=False,
+        **kwargs,
     )
-    return fig
 
 
 def draw_levels(ax, t_w, t_c, levels_w, levels_c, colors: RankColors, ranks: int) -> None:
@@ -108,11 +113,4 @@ def draw_levels(ax, t_w, t_c, levels_w, levels_c, colors: RankColors, ranks: int
     ax.set_yscale("log")
     ax.set_ylabel(r"$D_{n,k}$ (seed mean)")
     ax.set_title("b", loc="left", fontsize=7, fontweight="bold")
-    ax.legend(
-        title="ranks 1..k kept",
-        fontsize=5.5,
-        title_fontsize=5.5,
-        loc="center left",
-        bbox_to_anchor=(1.02, 0.5),
-        frameon=False,
-    )
+    side_legend(ax, "ranks 1..k kept")
