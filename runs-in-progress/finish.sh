@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The analysis once the warming scan and the autoencoder baseline are done (README.md here,
 # "When every point is done"): both runs whole, the selection grid, the loss spikes of the
-# training logs, and, once the cooling chain is done too, the seed-0 hysteresis. Writes
+# training logs, and the hysteresis against the cooling chain's points at T >= 0.01. Writes
 # RUN_DIR/final.out, selection_grid.txt and spikes.txt. Usage: runs-in-progress/finish.sh [RUN_DIR]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,19 +40,28 @@ for f in sorted(glob.glob("results/worldclim_mlp*/scan/T=*/seed=*.log.csv")):
         best = int(log["update"][log["val_loss"].idxmin()])
         print(f, "spike windows ending at", list(spikes["update"]), "best at", best)
 EOF
-if [ "$(finished worldclim_mlp_cooling)" -lt 37 ]; then
-    echo "finish.sh: the cooling chain has $(finished worldclim_mlp_cooling) of 37 points: no hysteresis yet"
-    exit 0
-fi
-"${sm[@]}" local_cool.yaml --cores 2 results/worldclim_mlp_cooling/scan.nc >> final.out 2>&1
+# the cooling chain (seed 0), stopped below T = 0.01 where loss spikes kept its points from
+# equilibrating (docs/science.md §7b): its 13 points from T = 1 to 0.01, gathered apart
+# from the run's scan.nc (which names all 37), against the warming scan (3 seeds: Dn*_k and
+# n(eps) over both directions) and against seed 0 alone (the hysteresis figure)
 mkdir -p results/hysteresis
+cooling=()
+for f in results/worldclim_mlp_cooling/scan/T=*/seed=0.nc; do
+    t=${f#*T=}; t=${t%%/*}
+    if python -c "import sys; sys.exit(0 if float('$t') >= 0.01 else 1)"; then cooling+=("$f"); fi
+done
+collapse-spectroscopy gather --out results/hysteresis/cooling.nc "${cooling[@]}"
 python -c "import xarray as xr; \
 xr.open_dataset('results/worldclim_mlp/scan.nc').sel(seed=[0]).to_netcdf('results/hysteresis/warm0.nc')"
-collapse-spectroscopy spectra results/hysteresis/warm0.nc \
-    --cooling-scan results/worldclim_mlp_cooling/scan.nc \
-    --run-config results/worldclim_mlp/config/spectra.json \
-    --prepared results/worldclim_mlp/data/prepared.npz \
-    --out results/hysteresis/spectra.csv --summary results/hysteresis/summary.json
-collapse-spectroscopy hysteresis results/hysteresis/warm0.nc \
-    results/worldclim_mlp_cooling/scan.nc results/hysteresis/spectra.csv \
-    --out-dir results/hysteresis
+for warm in results/worldclim_mlp/scan.nc results/hysteresis/warm0.nc; do
+    name=$(basename "$warm" .nc)
+    collapse-spectroscopy spectra "$warm" --cooling-scan results/hysteresis/cooling.nc \
+        --run-config results/worldclim_mlp/config/spectra.json \
+        --prepared results/worldclim_mlp/data/prepared.npz \
+        --out "results/hysteresis/spectra_$name.csv" \
+        --summary "results/hysteresis/summary_$name.json"
+done
+collapse-spectroscopy hysteresis results/hysteresis/warm0.nc results/hysteresis/cooling.nc \
+    results/hysteresis/spectra_warm0.csv --out-dir results/hysteresis
+python -c "import json; b = json.load(open('results/hysteresis/summary_scan.json')); \
+print(json.dumps(b['hysteresis'], indent=1))"
