@@ -102,11 +102,8 @@ def both_branches(
     cool = np.asarray(dn_cool, np.float64)[:, :K1]
     levels = np.concatenate([warm, cool])
     both = best_distortions(levels)
-    if levels.ndim == 3:
-        chosen = best_points(levels)
-    else:
-        finite = np.isfinite(levels).any(axis=0)
-        chosen = np.where(finite, np.argmin(np.where(np.isnan(levels), np.inf, levels), 0), -1)
+    # the point of each rank: chosen by its choosing levels, or by the reported ones alone
+    chosen = best_points(levels if levels.ndim == 3 else np.stack([levels, levels], -1))
     branch = {
         k: ("warming" if chosen[k] < warm.shape[0] else "cooling")
         for k in range(1, K1)

@@ -27,31 +27,24 @@ from collapse_spectroscopy.figures.common import column, grid_values, temperatur
 from collapse_spectroscopy.figures.style import COLUMN_WIDTH, GUIDE, REFERENCE_COLOR, RankColors
 
 
-def seed_mean_rho(scan) -> np.ndarray:
-    """``rho`` (T, K) averaged over seeds (NaN points left out)."""
-    rho = grid_values(scan, "signal_fraction")
+def seed_mean(scan, name: str = "signal_fraction", last: str = "latent") -> np.ndarray:
+    """``scan[name]`` (T, ``last``) averaged over seeds (NaN points left out): ``rho``
+    (T, K) by default, ``Dn_k`` (T, K+1) for ``truncated_distortion`` over ``k``."""
+    values = grid_values(scan, name, last)
     with warnings.catch_warnings():  # a temperature no seed ran: NaN, said nowhere else
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(rho, axis=1)
+        return np.nanmean(values, axis=1)
 
 
 #: the ranks whose truncated distortion panel (b) draws
 LEVEL_RANKS = 3
 
 
-def seed_mean_levels(scan) -> np.ndarray:
-    """``Dn_k`` (T, K+1) averaged over seeds (NaN points left out)."""
-    levels = grid_values(scan, "truncated_distortion", last="k")
-    with warnings.catch_warnings():  # a temperature no seed ran: NaN, said nowhere else
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(levels, axis=1)
-
-
 def draw(warming, cooling, spectra: pd.DataFrame, rho_min: float) -> Figure:
     """The figure of a sweep's two gathered scans and its spectra table (with the
     hysteresis columns of :mod:`.analysis.hysteresis`)."""
     t_w, t_c = temperatures(warming), temperatures(cooling)
-    rho_w, rho_c = seed_mean_rho(warming), seed_mean_rho(cooling)
+    rho_w, rho_c = seed_mean(warming), seed_mean(cooling)
     K = min(rho_w.shape[1], rho_c.shape[1])
     shown = [k for k in range(K) if np.nanmax(np.r_[rho_w[:, k], rho_c[:, k]]) > rho_min]
     colors = RankColors(len(shown))
@@ -84,7 +77,7 @@ def draw(warming, cooling, spectra: pd.DataFrame, rho_min: float) -> Figure:
     ax.set_ylabel(r"$\rho_k$ (seed mean)")
     ax.set_title("a", loc="left", fontsize=7, fontweight="bold")
     ax.set_xlabel("")  # the shared T axis is labelled under panel (b)
-    levels = seed_mean_levels(warming), seed_mean_levels(cooling)
+    levels = (seed_mean(s, "truncated_distortion", "k") for s in (warming, cooling))
     draw_levels(ax_levels, t_w, t_c, *levels, colors, min(LEVEL_RANKS, len(shown)))
     ax_levels.set_xlabel(T_LABEL)
     side_legend(ax, "hysteresis $T_k^{warm}/T_k^{cool}$", handles=handles)

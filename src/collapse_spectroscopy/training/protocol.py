@@ -205,8 +205,8 @@ def validate(engine: Engine, run: Run, losses: np.ndarray, label: str) -> None:
     model = engine.sync_model()
     if not math.isfinite(val):
         raise TrainingError(f"non-finite validation loss at {label}, update {run.update}")
-    row = (run.update, float(losses.mean()), val, distortion, rate, run.elapsed())
-    run.rows.append((*row, float(losses.max())))
+    mean, largest = float(losses.mean()), float(losses.max())
+    run.rows.append((run.update, mean, val, distortion, rate, run.elapsed(), largest))
     if val < run.best_loss:
         run.best_loss, run.best_update = val, run.update
         run.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
